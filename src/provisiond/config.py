@@ -1,0 +1,61 @@
+"""Settings, read once at start-up from the environment (prefix ``PROVISIOND_``).
+
+Secrets are ``SecretStr`` so that they never show in a ``repr``, a log line or a traceback.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import secrets
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PROVISIOND_", extra="ignore")
+
+    data_dir: Path = Field(default=Path("var"), description="Where the SQLite file and key live.")
+    database_url: str = Field(default="", description="SQLAlchemy URL; a SQLite file by default.")
+    secret_key: SecretStr | None = Field(
+        default=None, description="Key that encrypts connector credentials at rest."
+    )
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    run_worker: bool = Field(default=True, description="Run a worker inside `serve`.")
+    task_max_attempts: int = Field(default=6, ge=1, le=50)
+    retry_base_seconds: float = Field(default=2.0, gt=0)
+    retry_max_seconds: float = Field(default=900.0, gt=0)
+    http_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Ports of connector targets that are reached without TLS verification are never
+    # configured here: TLS is always verified.
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if value and not value.startswith(("sqlite", "postgresql")):
+            raise ValueError("PROVISIOND_DATABASE_URL must be a sqlite:// or postgresql+psycopg:// URL")
+        return value
+
+    @cached_property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'provisiond.db').resolve()}"
+
+    def encryption_key(self) -> bytes:
+        """The Fernet key for credentials: from the environment, else a key file made on first use."""
+        if self.secret_key is not None:
+            digest = hashlib.sha256(self.secret_key.get_secret_value().encode()).digest()
+            return base64.urlsafe_b64encode(digest)
+        path = self.data_dir / "secret.key"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            key = base64.urlsafe_b64encode(secrets.token_bytes(32))
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(key)
+        return path.read_bytes().strip()

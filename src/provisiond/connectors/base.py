@@ -1,0 +1,84 @@
+"""The Connector protocol every application kind implements, and the data it speaks."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from provisiond.engine.planner import Change
+
+
+@dataclass(frozen=True)
+class RemoteUser:
+    remote_id: str
+    attributes: Mapping[str, Any]
+
+    @property
+    def active(self) -> bool:
+        return self.attributes.get("active", True) is not False
+
+
+@dataclass(frozen=True)
+class Quirks:
+    """A target's dialect, as data the connector reads (never ``if vendor == ...``).
+
+    Filled from the app's ServiceProviderConfig (RFC 7643 §5) at first use.
+    """
+
+    patch: bool = True
+    filter: bool = True
+    max_results: int = 100
+    etag: bool = False
+
+
+@dataclass
+class ConnectionStep:
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass
+class ConnectionReport:
+    """The outcome of a connection test, step by step; ``ok`` only if every step passed."""
+
+    steps: list[ConnectionStep] = field(default_factory=list)
+    quirks: Quirks | None = None
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.steps) and all(step.ok for step in self.steps)
+
+    @property
+    def reason(self) -> str | None:
+        failed = next((step for step in self.steps if not step.ok), None)
+        return f"{failed.name}: {failed.detail}" if failed else None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "reason": self.reason,
+            "steps": [{"name": s.name, "ok": s.ok, "detail": s.detail} for s in self.steps],
+            "quirks": None if self.quirks is None else self.quirks.__dict__,
+        }
+
+
+class Connector(Protocol):
+    """What the executor needs from an application. Errors are ``provisiond.errors.ConnectorError``."""
+
+    async def test_connection(self) -> ConnectionReport: ...
+
+    async def find_user(self, attribute: str, value: str) -> RemoteUser | None: ...
+
+    async def get_user(self, remote_id: str) -> RemoteUser | None: ...
+
+    async def create_user(self, attributes: Mapping[str, Any]) -> RemoteUser: ...
+
+    async def update_user(
+        self, remote_id: str, changes: Sequence[Change], attributes: Mapping[str, Any]
+    ) -> None: ...
+
+    async def delete_user(self, remote_id: str) -> None: ...
+
+    async def aclose(self) -> None: ...

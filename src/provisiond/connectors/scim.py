@@ -1,0 +1,479 @@
+"""The SCIM 2.0 connector: a thin async httpx layer, payloads built and checked with scim2-models.
+
+Why not scim2-client: its current release runs on ``httpx2`` (Pydantic's fork), not httpx, and it
+validates every response strictly, so one odd attribute from a real app loses a create that
+succeeded. Here requests are built as pure data with scim2-models (User, PatchOp, ListResponse,
+Error, ServiceProviderConfig) and sent through one pooled ``httpx.AsyncClient`` per app, the
+single I/O seam that tests can point at a misbehaving transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+from pydantic import ValidationError
+from scim2_models import (
+    Context,
+    EnterpriseUser,
+    Error,
+    ListResponse,
+    PatchOp,
+    PatchOperation,
+    ServiceProviderConfig,
+    User,
+)
+
+from provisiond import __version__
+from provisiond.connectors.base import ConnectionReport, ConnectionStep, Quirks, RemoteUser
+from provisiond.domain.apps import (
+    BasicAuth,
+    BearerAuth,
+    OAuth2ClientCredentials,
+    ScimConnectorSettings,
+)
+from provisiond.engine.planner import Change
+from provisiond.errors import (
+    ConnectorError,
+    RateLimited,
+    RemoteConflict,
+    RemoteNotFound,
+    TerminalError,
+    TransientError,
+)
+
+SCIM_MEDIA_TYPE = "application/scim+json"
+CORE_USER = "urn:ietf:params:scim:schemas:core:2.0:User"
+ENTERPRISE_USER = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+ScimUser = User[EnterpriseUser]
+
+
+class ScimConnector:
+    """One SCIM 2.0 application. Safe to share between the tasks of one event loop."""
+
+    def __init__(
+        self,
+        settings: ScimConnectorSettings,
+        *,
+        concurrency: int = 4,
+        rate_limit_per_second: float | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.settings = settings
+        self._client = httpx.AsyncClient(
+            base_url=settings.base_url + "/",
+            auth=_auth(settings, transport),
+            timeout=httpx.Timeout(settings.timeout_seconds),
+            limits=httpx.Limits(
+                max_connections=concurrency, max_keepalive_connections=concurrency
+            ),
+            headers={"Accept": SCIM_MEDIA_TYPE, "User-Agent": f"provisiond/{__version__}"},
+            transport=transport,
+        )
+        self._gate = asyncio.Semaphore(concurrency)
+        self._bucket = _TokenBucket(rate_limit_per_second) if rate_limit_per_second else None
+        self._quirks: Quirks | None = None
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    # -- discovery and connection test -------------------------------------------------------
+
+    async def quirks(self) -> Quirks:
+        if self._quirks is None:
+            response = await self._send("GET", "ServiceProviderConfig")
+            if response.status_code == 404:
+                self._quirks = Quirks()  # not published: assume the RFC's common ground
+            else:
+                self._quirks = _quirks_from(_body(response, "ServiceProviderConfig"))
+        return self._quirks
+
+    async def test_connection(self) -> ConnectionReport:
+        """Discovery, then an authenticated ``GET /Users?count=1``; says precisely what failed."""
+        report = ConnectionReport()
+        url = self.settings.base_url
+        try:
+            response = await self._send("GET", "ServiceProviderConfig")
+        except ConnectorError as exc:
+            report.steps.append(ConnectionStep("discovery", False, exc.detail))
+            return report
+        spc_missing = response.status_code == 404
+        if not spc_missing:
+            try:
+                report.quirks = self._quirks = _quirks_from(
+                    _body(response, "GET /ServiceProviderConfig")
+                )
+            except ConnectorError as exc:
+                report.steps.append(ConnectionStep("discovery", False, exc.detail))
+                return report
+        try:
+            response = await self._send("GET", "Users", params={"startIndex": 1, "count": 1})
+            if response.status_code == 404:
+                raise TerminalError(
+                    f"{url}/Users answered 404 Not Found: the base URL is not a SCIM root "
+                    "(it usually ends in /scim/v2)",
+                    http_status=404,
+                )
+            listing = _body(response, "GET /Users")
+            _parse_list(listing)
+        except ConnectorError as exc:
+            if spc_missing:
+                report.steps.append(ConnectionStep("discovery", False, exc.detail))
+            else:
+                report.steps.append(_discovery_step(report.quirks))
+                report.steps.append(ConnectionStep("authenticated read", False, exc.detail))
+            return report
+        if spc_missing:
+            report.quirks = self._quirks = Quirks()
+            report.steps.append(
+                ConnectionStep(
+                    "discovery", True, "no ServiceProviderConfig published; assuming PATCH and filters"
+                )
+            )
+        else:
+            report.steps.append(_discovery_step(report.quirks))
+        total = listing.get("totalResults", "?")
+        report.steps.append(
+            ConnectionStep("authenticated read", True, f"GET /Users answered, {total} users")
+        )
+        return report
+
+    # -- users --------------------------------------------------------------------------------
+
+    async def find_user(self, attribute: str, value: str) -> RemoteUser | None:
+        quirks = await self.quirks()
+        if not quirks.filter:
+            return None  # a create that collides then answers 409 and is adopted
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+        response = await self._send(
+            "GET", "Users", params={"filter": f'{attribute} eq "{escaped}"', "startIndex": 1, "count": 2}
+        )
+        resources = _parse_list(_body(response, "GET /Users?filter"))
+        if len(resources) > 1:
+            raise TerminalError(
+                f"{len(resources)} accounts match {attribute} eq {value!r}: refusing to guess"
+            )
+        return _remote(resources[0], "GET /Users?filter") if resources else None
+
+    async def get_user(self, remote_id: str) -> RemoteUser | None:
+        response = await self._send("GET", f"Users/{remote_id}")
+        if response.status_code == 404:
+            return None
+        return _remote(_body(response, "GET /Users/{id}"), "GET /Users/{id}")
+
+    async def create_user(self, attributes: Mapping[str, Any]) -> RemoteUser:
+        payload = _user_payload(attributes, Context.RESOURCE_CREATION_REQUEST)
+        response = await self._send("POST", "Users", body=payload)
+        if response.status_code == 409:
+            raise RemoteConflict(_problem(response, "POST /Users"), http_status=409)
+        return _remote(_body(response, "POST /Users"), "POST /Users")
+
+    async def update_user(
+        self, remote_id: str, changes: Sequence[Change], attributes: Mapping[str, Any]
+    ) -> None:
+        quirks = await self.quirks()
+        if quirks.patch:
+            operations = [
+                PatchOperation[ScimUser](op="remove", path=change.attribute)
+                if change.new is None
+                else PatchOperation[ScimUser](op="replace", path=change.attribute, value=change.new)
+                for change in changes
+            ]
+            body = _dump(PatchOp[ScimUser](operations=operations), Context.RESOURCE_PATCH_REQUEST)
+            response = await self._send("PATCH", f"Users/{remote_id}", body=body)
+            what = "PATCH /Users/{id}"
+        else:
+            # RFC 7644 §3.5.1: PUT replaces the whole resource; send all that provisiond manages.
+            body = _user_payload(attributes, Context.RESOURCE_REPLACEMENT_REQUEST)
+            body["id"] = remote_id
+            response = await self._send("PUT", f"Users/{remote_id}", body=body)
+            what = "PUT /Users/{id}"
+        if response.status_code == 404:
+            raise RemoteNotFound(f"{what}: the account {remote_id} no longer exists", http_status=404)
+        _body(response, what, allow_empty=True)
+
+    async def delete_user(self, remote_id: str) -> None:
+        response = await self._send("DELETE", f"Users/{remote_id}")
+        if response.status_code == 404:
+            return  # already gone: the goal is reached
+        _body(response, "DELETE /Users/{id}", allow_empty=True)
+
+    # -- transport ----------------------------------------------------------------------------
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        body: Mapping[str, Any] | None = None,
+    ) -> httpx.Response:
+        if self._bucket is not None:
+            await self._bucket.take()
+        content = None if body is None else json.dumps(body).encode()
+        headers = {"Content-Type": SCIM_MEDIA_TYPE} if content is not None else None
+        target = f"{self.settings.base_url}/{path}"
+        async with self._gate:
+            try:
+                response = await self._client.request(
+                    method, path, params=params, content=content, headers=headers
+                )
+            except httpx.TimeoutException as exc:
+                raise TransientError(
+                    f"{method} {target}: no answer within {self.settings.timeout_seconds:g} s"
+                ) from exc
+            except httpx.ConnectError as exc:
+                if _is_tls_failure(exc):
+                    raise TerminalError(f"TLS handshake with {target} failed: {exc}") from exc
+                raise TransientError(f"cannot reach {target}: {exc or 'connection failed'}") from exc
+            except httpx.HTTPError as exc:
+                raise TransientError(f"{method} {target}: {type(exc).__name__}: {exc}") from exc
+        _raise_for_status(response, f"{method} /{path.split('?')[0]}")
+        return response
+
+
+# -- pure helpers: building requests and checking responses ------------------------------------
+
+
+def _user_payload(attributes: Mapping[str, Any], context: Context) -> dict[str, Any]:
+    schemas = [CORE_USER]
+    if ENTERPRISE_USER in attributes:
+        schemas.append(ENTERPRISE_USER)
+    try:
+        model = ScimUser.model_validate({"schemas": schemas, **attributes}, scim_ctx=context)
+    except ValidationError as exc:
+        raise TerminalError(f"the mapped attributes are not a valid SCIM User: {exc}") from exc
+    return _dump(model, context)
+
+
+def _dump(model: Any, context: Context) -> dict[str, Any]:
+    dumped: dict[str, Any] = model.model_dump(scim_ctx=context)
+    return dumped
+
+
+def _raise_for_status(response: httpx.Response, what: str) -> None:
+    status = response.status_code
+    if status < 400 or status in (404, 409):
+        return  # 404 and 409 mean something to the caller
+    if status == 429:
+        raise RateLimited(
+            _problem(response, what), retry_after=_retry_after(response.headers.get("Retry-After"))
+        )
+    if status in (401, 403):
+        raise TerminalError(
+            f"the application rejected the credentials: {_problem(response, what)}",
+            http_status=status,
+        )
+    if status >= 500 or status == 408:
+        raise TransientError(_problem(response, what), http_status=status)
+    raise TerminalError(_problem(response, what), http_status=status)
+
+
+def _problem(response: httpx.Response, what: str) -> str:
+    """``what -> status reason: detail``, reading an RFC 7644 §3.12 error body when there is one."""
+    head = f"{what} answered {response.status_code} {response.reason_phrase}".rstrip()
+    try:
+        error = Error.model_validate(response.json())
+    except (ValueError, ValidationError):
+        text = response.text.strip().replace("\n", " ")[:200]
+        return f"{head}: {text}" if text else head
+    parts = [part for part in (error.scim_type, error.detail) if part]
+    return f"{head}: {' - '.join(parts)}" if parts else head
+
+
+def _body(response: httpx.Response, what: str, *, allow_empty: bool = False) -> dict[str, Any]:
+    if response.status_code == 404:
+        raise TerminalError(f"{what} answered 404 Not Found", http_status=404)
+    if allow_empty and (response.status_code == 204 or not response.content):
+        return {}
+    content_type = response.headers.get("Content-Type", "").split(";")[0].strip()
+    if content_type not in (SCIM_MEDIA_TYPE, "application/json"):
+        raise TerminalError(
+            f"{what} answered {content_type or 'no content type'}, not SCIM JSON: "
+            "is the base URL the SCIM root?",
+            http_status=response.status_code,
+        )
+    try:
+        body = response.json()
+    except ValueError as exc:
+        raise TerminalError(f"{what} answered malformed JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise TerminalError(f"{what} answered JSON that is not a SCIM object")
+    return body
+
+
+def _remote(body: Mapping[str, Any], what: str) -> RemoteUser:
+    remote_id = body.get("id")
+    if not isinstance(remote_id, str) or not remote_id:
+        raise TerminalError(f"{what} answered a resource without an id (RFC 7643 §3.1)")
+    return RemoteUser(remote_id=remote_id, attributes=dict(body))
+
+
+def _parse_list(body: Mapping[str, Any]) -> list[dict[str, Any]]:
+    try:
+        listing = ListResponse[ScimUser].model_validate(body, scim_ctx=Context.SEARCH_RESPONSE)
+    except ValidationError as exc:
+        raise TerminalError(f"the answer is not a SCIM ListResponse: {_first_error(exc)}") from exc
+    del listing  # validated; the raw resources keep what the model would drop
+    resources = body.get("Resources") or []
+    return [dict(resource) for resource in resources]
+
+
+def _quirks_from(body: Mapping[str, Any]) -> Quirks:
+    try:
+        config = ServiceProviderConfig.model_validate(body, scim_ctx=Context.RESOURCE_QUERY_RESPONSE)
+    except ValidationError as exc:
+        raise TerminalError(
+            f"the answer is not a SCIM ServiceProviderConfig: {_first_error(exc)}"
+        ) from exc
+    return Quirks(
+        patch=bool(config.patch and config.patch.supported),
+        filter=bool(config.filter and config.filter.supported),
+        max_results=(config.filter.max_results if config.filter and config.filter.max_results else 100),
+        etag=bool(config.etag and config.etag.supported),
+    )
+
+
+def _discovery_step(quirks: Quirks | None) -> ConnectionStep:
+    assert quirks is not None
+    features = ", ".join(
+        f"{name} {'yes' if on else 'no'}" for name, on in (("PATCH", quirks.patch), ("filter", quirks.filter))
+    )
+    return ConnectionStep("discovery", True, f"ServiceProviderConfig read: {features}")
+
+
+def _first_error(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first.get("loc", ())) or "(root)"
+    return f"{where}: {first.get('msg')}"
+
+
+def _retry_after(value: str | None) -> float | None:
+    """RFC 9110 §10.2.3: delay-seconds or an HTTP date."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def _is_tls_failure(exc: Exception) -> bool:
+    text = repr(exc) + repr(exc.__cause__) + repr(exc.__context__)
+    return any(mark in text for mark in ("SSL", "CERTIFICATE", "TLS", "certificate"))
+
+
+# -- authentication -----------------------------------------------------------------------------
+
+
+def _auth(settings: ScimConnectorSettings, transport: httpx.AsyncBaseTransport | None) -> httpx.Auth | None:
+    auth = settings.auth
+    if isinstance(auth, BearerAuth):
+        return _StaticBearer(auth.token.get_secret_value())
+    if isinstance(auth, BasicAuth):
+        return httpx.BasicAuth(auth.username, auth.password.get_secret_value())
+    if isinstance(auth, OAuth2ClientCredentials):
+        return _ClientCredentials(auth, settings.timeout_seconds, transport)
+    return None
+
+
+class _StaticBearer(httpx.Auth):
+    def __init__(self, token: str) -> None:
+        self._header = f"Bearer {token}"
+
+    def auth_flow(self, request: httpx.Request) -> Any:
+        request.headers["Authorization"] = self._header
+        yield request
+
+
+class _ClientCredentials(httpx.Auth):
+    """OAuth 2.0 client credentials (RFC 6749 §4.4), token cached until shortly before expiry."""
+
+    def __init__(
+        self,
+        settings: OAuth2ClientCredentials,
+        timeout: float,
+        transport: httpx.AsyncBaseTransport | None,
+    ) -> None:
+        self.settings = settings
+        self._timeout = timeout
+        self._transport = transport
+        self._token: str | None = None
+        self._expires_at = 0.0
+        self._lock = asyncio.Lock()
+
+    async def _fresh_token(self, *, force: bool) -> str:
+        async with self._lock:
+            if not force and self._token and time.monotonic() < self._expires_at:
+                return self._token
+            data = {"grant_type": "client_credentials"}
+            if self.settings.scope:
+                data["scope"] = self.settings.scope
+            url = str(self.settings.token_url)
+            try:
+                async with httpx.AsyncClient(timeout=self._timeout, transport=self._transport) as client:
+                    # RFC 6749 §2.3.1: client credentials in HTTP Basic.
+                    response = await client.post(
+                        url,
+                        data=data,
+                        auth=(self.settings.client_id, self.settings.client_secret.get_secret_value()),
+                    )
+            except httpx.HTTPError as exc:
+                raise TransientError(f"cannot reach the token endpoint {url}: {exc}") from exc
+            if response.status_code >= 500:
+                raise TransientError(f"token endpoint {url} answered {response.status_code}")
+            try:
+                payload = response.json()
+            except ValueError:
+                payload = {}
+            if response.status_code != 200 or "access_token" not in payload:
+                error = payload.get("error", response.reason_phrase) if isinstance(payload, dict) else ""
+                raise TerminalError(
+                    f"token endpoint {url} refused the client credentials: "
+                    f"{response.status_code} {error}",
+                    http_status=response.status_code,
+                )
+            self._token = str(payload["access_token"])
+            lifetime = float(payload.get("expires_in", 300))
+            self._expires_at = time.monotonic() + max(0.0, lifetime - 30)
+            return self._token
+
+    async def async_auth_flow(
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        request.headers["Authorization"] = f"Bearer {await self._fresh_token(force=False)}"
+        response = yield request
+        if response.status_code == 401:
+            request.headers["Authorization"] = f"Bearer {await self._fresh_token(force=True)}"
+            yield request
+
+
+class _TokenBucket:
+    """Per-app rate limit: at most ``rate`` requests a second, bursts up to one second's worth."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.capacity = max(1.0, rate)
+        self.tokens = self.capacity
+        self.updated = time.monotonic()
+        self._lock = asyncio.Lock()
+
+    async def take(self) -> None:
+        async with self._lock:
+            while True:
+                now = time.monotonic()
+                self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+                self.updated = now
+                if self.tokens >= 1:
+                    self.tokens -= 1
+                    return
+                await asyncio.sleep((1 - self.tokens) / self.rate)

@@ -1,0 +1,100 @@
+"""Applications, their connector settings and provisioning settings (pure data)."""
+
+from __future__ import annotations
+
+import enum
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr, field_validator
+
+_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+
+
+class DeprovisionAction(enum.StrEnum):
+    DEACTIVATE = "deactivate"
+    DELETE = "delete"
+    NONE = "none"
+
+
+class Features(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    create_users: bool = True
+    update_users: bool = True
+    deactivate_users: bool = True
+    push_groups: bool = False
+    password_on_create: bool = False
+
+
+MatchingAttribute = Literal["userName", "externalId", "emails.value"]
+
+
+class ProvisioningSettings(BaseModel):
+    """What provisiond may do in an app and how fast."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = False
+    features: Features = Field(default_factory=Features)
+    deprovision_action: DeprovisionAction = DeprovisionAction.DEACTIVATE
+    matching: MatchingAttribute = "userName"
+    concurrency: int = Field(default=4, ge=1, le=64)
+    rate_limit_per_second: float | None = Field(default=None, gt=0, le=10_000)
+
+
+class BearerAuth(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["bearer"] = "bearer"
+    token: SecretStr
+
+
+class BasicAuth(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["basic"] = "basic"
+    username: str = Field(min_length=1)
+    password: SecretStr
+
+
+class OAuth2ClientCredentials(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["oauth2_client_credentials"] = "oauth2_client_credentials"
+    token_url: HttpUrl
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr
+    scope: str | None = None
+
+
+class NoAuth(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["none"] = "none"
+
+
+ConnectorAuth = Annotated[
+    BearerAuth | BasicAuth | OAuth2ClientCredentials | NoAuth, Field(discriminator="type")
+]
+
+
+class ScimConnectorSettings(BaseModel):
+    """Where the app's SCIM 2.0 service lives and how to authenticate to it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["scim2"] = "scim2"
+    base_url: str
+    auth: ConnectorAuth = Field(default_factory=NoAuth)
+    timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("base_url must be an http:// or https:// URL with a host")
+        if parts.query or parts.fragment:
+            raise ValueError("base_url must not carry a query or a fragment")
+        return value.strip().rstrip("/")
+
+
+def app_name_pattern() -> str:
+    return _NAME_PATTERN

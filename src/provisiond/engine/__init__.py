@@ -1,0 +1,1 @@
+"""Desired state (pure) -> planner (pure) -> executor (I/O through a connector)."""

@@ -1,0 +1,178 @@
+"""The planner: desired account + actual account + settings -> at most one operation. Pure.
+
+Applying the operation and planning again yields nothing (tests/engine/test_planner.py proves it
+with hypothesis), which is what makes retries, dry runs and full reconciles safe.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from provisiond.domain.apps import DeprovisionAction, ProvisioningSettings
+from provisiond.engine.desired import DesiredAccount
+
+
+class AccountStatus(enum.StrEnum):
+    ACTIVE = "active"
+    DEACTIVATED = "deactivated"
+    DELETED = "deleted"
+
+
+class OperationKind(enum.StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    DEACTIVATE = "deactivate"
+    REACTIVATE = "reactivate"
+    DELETE = "delete"
+
+
+@dataclass(frozen=True)
+class ActualAccount:
+    """What the app holds (or, without a remote read, what provisiond last applied)."""
+
+    remote_id: str | None
+    attributes: Mapping[str, Any]
+    status: AccountStatus
+
+    @property
+    def exists(self) -> bool:
+        return self.status is not AccountStatus.DELETED and self.remote_id is not None
+
+
+@dataclass(frozen=True)
+class Change:
+    attribute: str
+    old: Any
+    new: Any
+
+
+@dataclass(frozen=True)
+class Operation:
+    kind: OperationKind
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+    changes: tuple[Change, ...] = ()
+    remote_id: str | None = None
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "operation": self.kind.value,
+            "remote_id": self.remote_id,
+            "changes": [
+                {"attribute": c.attribute, "old": c.old, "new": c.new} for c in self.changes
+            ],
+        }
+
+
+# Attributes an app sends back but provisiond never compares: they are the app's.
+_IGNORED = frozenset({"id", "meta", "schemas", "password", "groups"})
+
+
+def diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[Change, ...]:
+    """Top-level attribute changes from ``old`` to ``new``, sorted by attribute name.
+
+    An attribute that ``new`` does not manage is left alone: provisiond only owns what it maps.
+    """
+    changes = [
+        Change(name, old.get(name), value)
+        for name, value in new.items()
+        if name not in _IGNORED and _normalise(old.get(name)) != _normalise(value)
+    ]
+    return tuple(sorted(changes, key=lambda change: change.attribute))
+
+
+def _normalise(value: Any) -> Any:
+    """Compare the way SCIM does: attribute names are case-insensitive (RFC 7643 §2.1)."""
+    if isinstance(value, Mapping):
+        return {k.lower(): _normalise(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_normalise(item) for item in value]
+    return value
+
+
+def plan(
+    desired: DesiredAccount | None,
+    actual: ActualAccount | None,
+    settings: ProvisioningSettings,
+) -> Operation | None:
+    """The one operation that moves ``actual`` towards ``desired``, or None when in sync."""
+    features = settings.features
+    exists = actual is not None and actual.exists
+    if desired is None:
+        if not exists or not features.deactivate_users:
+            return None
+        assert actual is not None
+        if settings.deprovision_action is DeprovisionAction.DELETE:
+            return Operation(OperationKind.DELETE, remote_id=actual.remote_id)
+        if settings.deprovision_action is DeprovisionAction.DEACTIVATE and _is_active(actual):
+            return Operation(
+                OperationKind.DEACTIVATE,
+                attributes={"active": False},
+                changes=(Change("active", True, False),),
+                remote_id=actual.remote_id,
+            )
+        return None
+
+    if not exists:
+        if not features.create_users or not desired.active:
+            return None
+        return Operation(
+            OperationKind.CREATE,
+            attributes=desired.attributes,
+            changes=diff({}, desired.attributes),
+        )
+    assert actual is not None
+
+    if not desired.active:
+        if _is_active(actual) and features.deactivate_users:
+            return Operation(
+                OperationKind.DEACTIVATE,
+                attributes={"active": False},
+                changes=(Change("active", True, False),),
+                remote_id=actual.remote_id,
+            )
+        return None
+
+    changes = diff(actual.attributes, desired.attributes)
+    if not _is_active(actual):
+        if not features.deactivate_users:
+            return None
+        # A reactivation also carries whatever changed while the account was off.
+        return Operation(
+            OperationKind.REACTIVATE,
+            attributes=desired.attributes,
+            changes=changes if features.update_users else (Change("active", False, True),),
+            remote_id=actual.remote_id,
+        )
+    if not changes or not features.update_users:
+        return None
+    return Operation(
+        OperationKind.UPDATE,
+        attributes=desired.attributes,
+        changes=changes,
+        remote_id=actual.remote_id,
+    )
+
+
+def _is_active(actual: ActualAccount) -> bool:
+    return actual.status is AccountStatus.ACTIVE and actual.attributes.get("active", True) is not False
+
+
+def applied(
+    operation: Operation, before: ActualAccount | None, remote_id: str | None
+) -> ActualAccount:
+    """The actual account after ``operation`` succeeded: what the planner will compare next."""
+    base = dict(before.attributes) if before is not None else {}
+    if operation.kind is OperationKind.DELETE:
+        return ActualAccount(remote_id=None, attributes={}, status=AccountStatus.DELETED)
+    if operation.kind is OperationKind.CREATE:
+        return ActualAccount(remote_id, dict(operation.attributes), AccountStatus.ACTIVE)
+    for change in operation.changes:
+        base[change.attribute] = change.new
+    if operation.kind is OperationKind.DEACTIVATE:
+        base["active"] = False
+        return ActualAccount(remote_id, base, AccountStatus.DEACTIVATED)
+    base["active"] = True if operation.kind is OperationKind.REACTIVATE else base.get("active", True)
+    return ActualAccount(remote_id, base, AccountStatus.ACTIVE)
