@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import deque
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -458,22 +459,25 @@ class _ClientCredentials(httpx.Auth):
 
 
 class _TokenBucket:
-    """Per-app rate limit: at most ``rate`` requests a second, bursts up to one second's worth."""
+    """Per-app rate limit: at most ``rate`` requests a second, bursts up to one second's worth.
+
+    A sliding window, not a refilling bucket: a bucket holding a second's worth lets a full burst
+    and then the refill through within the same second (40 requests in the first second at 20/s).
+    Here a request waits until the one ``capacity`` requests before it is ``window`` seconds old.
+    """
 
     def __init__(self, rate: float) -> None:
         self.rate = rate
-        self.capacity = max(1.0, rate)
-        self.tokens = self.capacity
-        self.updated = time.monotonic()
+        self.capacity = max(1, int(rate))
+        self.window = self.capacity / rate
+        self.sent: deque[float] = deque(maxlen=self.capacity)
         self._lock = asyncio.Lock()
 
     async def take(self) -> None:
         async with self._lock:
-            while True:
-                now = time.monotonic()
-                self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
-                self.updated = now
-                if self.tokens >= 1:
-                    self.tokens -= 1
-                    return
-                await asyncio.sleep((1 - self.tokens) / self.rate)
+            while len(self.sent) == self.capacity:
+                wait = self.sent[0] + self.window - time.monotonic()
+                if wait <= 0:
+                    break
+                await asyncio.sleep(wait)
+            self.sent.append(time.monotonic())

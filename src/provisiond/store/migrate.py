@@ -28,3 +28,14 @@ def upgrade(engine: Engine) -> None:
 
 def is_empty(engine: Engine) -> bool:
     return "alembic_version" not in inspect(engine).get_table_names()
+
+
+def revisions(engine: Engine) -> tuple[str | None, str | None]:
+    """(the database's revision, the code's head revision)."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config(str(engine.url))).get_current_head()
+    with engine.connect() as connection:
+        current = MigrationContext.configure(connection).get_current_revision()
+    return current, head

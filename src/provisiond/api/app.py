@@ -1,0 +1,124 @@
+"""The application factory: REST API under /api/v1, health, and the worker in-process."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from sqlalchemy import text
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from provisiond import __version__
+from provisiond.api import problems
+from provisiond.api.deps import admin
+from provisiond.api.routers import apps, assignments, groups, logs, sync, tasks, users
+from provisiond.config import Settings
+from provisiond.runtime import Runtime
+from provisiond.services.context import current_correlation_id, new_correlation_id
+from provisiond.store import migrate
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    runtime: Runtime | None = None,
+    start_worker: bool | None = None,
+) -> FastAPI:
+    settings = settings or (runtime.settings if runtime else Settings())
+    rt = runtime or Runtime(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if migrate.is_empty(rt.db.engine):
+            rt.migrate()
+        current, head = migrate.revisions(rt.db.engine)
+        if current != head:
+            raise RuntimeError(
+                f"the database is at revision {current}, the code needs {head}: run `provisiond migrate`"
+            )
+        if start_worker if start_worker is not None else settings.run_worker:
+            rt.start_worker()
+        try:
+            yield
+        finally:
+            rt.stop()
+
+    app = FastAPI(
+        title="provisiond",
+        version=__version__,
+        description="Identity provisioning: one directory, every application kept in sync.",
+        lifespan=lifespan,
+    )
+    app.state.runtime = rt
+    problems.install(app)
+
+    v1 = APIRouter(prefix="/api/v1", dependencies=[Depends(admin)])
+    for module in (users, groups, apps, assignments, sync, tasks, logs):
+        v1.include_router(module.router)
+    app.include_router(v1)
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    def readyz(response: Response) -> dict[str, Any]:
+        """The database answers and the worker (if any) runs."""
+        try:
+            with rt.db.session() as session:
+                session.execute(text("SELECT 1"))
+        except Exception:  # any database failure means not ready
+            response.status_code = 503
+            return {"status": "unavailable", "database": "unreachable"}
+        return {"status": "ok", "database": "ok", "worker": rt.worker is not None}
+
+    @app.middleware("http")
+    async def correlation(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        incoming = request.headers.get("X-Request-ID", "")
+        correlation_id = incoming if 8 <= len(incoming) <= 64 else new_correlation_id()
+        token = current_correlation_id.set(correlation_id)
+        try:
+            response = await call_next(request)
+        finally:
+            current_correlation_id.reset(token)
+        response.headers["X-Request-ID"] = correlation_id
+        return response
+
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    return app
+
+
+class BodyLimit:
+    """Refuse bodies over the limit with 413, whether or not Content-Length announces them."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            response = problems.problem(
+                413, "payload-too-large", "Payload too large",
+                f"the request body is larger than {self.limit} bytes",
+            )
+            await response(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise StarletteHTTPException(413, f"the request body is larger than {self.limit} bytes")
+            return message
+
+        await self.app(scope, limited, send)

@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Response
+
+from provisiond.api.deps import AdminDep, RuntimeDep
+from provisiond.api.schemas import AppCreate, AppOut, AppPatch, Page, ProvisioningOut, RunOut
+from provisiond.domain.apps import ProvisioningSettings
+from provisiond.services import apps, connection
+
+router = APIRouter(prefix="/apps", tags=["apps"])
+
+
+@router.get("")
+def list_apps(rt: RuntimeDep, _: AdminDep) -> Page[AppOut]:
+    with rt.db.session() as session:
+        return Page[AppOut](items=[AppOut.of(app) for app in apps.list_apps(session)])
+
+
+@router.post("", status_code=201)
+def create_app(body: AppCreate, rt: RuntimeDep, actor: AdminDep, response: Response) -> AppOut:
+    with rt.db.session() as session:
+        app = apps.create_app(
+            session, actor, rt.vault, name=body.name, label=body.label,
+            connector=body.connector, provisioning=body.provisioning,
+        )
+        out = AppOut.of(app)
+    response.headers["Location"] = f"/api/v1/apps/{out.id}"
+    return out
+
+
+@router.get("/{app_id}")
+def get_app(app_id: str, rt: RuntimeDep, _: AdminDep) -> AppOut:
+    with rt.db.session() as session:
+        return AppOut.of(apps.get_app(session, app_id))
+
+
+@router.patch("/{app_id}")
+def update_app(app_id: str, body: AppPatch, rt: RuntimeDep, actor: AdminDep) -> AppOut:
+    with rt.db.session() as session:
+        return AppOut.of(
+            apps.update_app(session, actor, rt.vault, app_id, label=body.label, connector=body.connector)
+        )
+
+
+@router.delete("/{app_id}", status_code=204)
+def delete_app(app_id: str, rt: RuntimeDep, actor: AdminDep) -> None:
+    with rt.db.session() as session:
+        apps.delete_app(session, actor, app_id)
+
+
+class ProvisioningPut(ProvisioningOut):
+    initial_run: RunOut | None = None
+
+
+@router.get("/{app_id}/provisioning")
+def get_provisioning(app_id: str, rt: RuntimeDep, _: AdminDep) -> ProvisioningOut:
+    with rt.db.session() as session:
+        app = apps.get_app(session, app_id)
+        return ProvisioningOut(**apps.provisioning_of(app).model_dump(), last_test=app.last_test)
+
+
+@router.put("/{app_id}/provisioning")
+async def put_provisioning(
+    app_id: str, body: ProvisioningOut, rt: RuntimeDep, actor: AdminDep
+) -> ProvisioningPut:
+    """Replace the settings (``last_test`` is read-only and ignored, so a GET can be PUT back).
+    Turning ``enabled`` on runs a connection test first (409 if it fails, with the reason) and
+    then a full sync, returned as ``initial_run``."""
+    wanted = ProvisioningSettings.model_validate(body.model_dump(exclude={"last_test"}))
+    settings, last_test, run = await connection.put_provisioning(rt, actor, app_id, wanted)
+    return ProvisioningPut(
+        **settings.model_dump(), last_test=last_test, initial_run=RunOut.of(run) if run else None
+    )
+
+
+@router.post("/{app_id}/provisioning/test")
+async def test_provisioning(app_id: str, rt: RuntimeDep, actor: AdminDep) -> dict[str, Any]:
+    """A real round trip: ServiceProviderConfig discovery, then an authenticated GET /Users."""
+    return await connection.test_app(rt, actor, app_id)

@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, Query, Response
+
+from provisiond.api.deps import AdminDep, RuntimeDep
+from provisiond.api.schemas import Page, UserCreate, UserOut, UserPatch
+from provisiond.domain.directory import Lifecycle, UserStatus
+from provisiond.services import directory
+
+router = APIRouter(prefix="/users", tags=["users"])
+
+
+@router.get("")
+def list_users(
+    rt: RuntimeDep,
+    _: AdminDep,
+    status: UserStatus | None = None,
+    q: str | None = Query(default=None, max_length=256, description="Login contains"),
+    limit: int = Query(default=100, ge=1, le=1000),
+    cursor: str | None = None,
+) -> Page[UserOut]:
+    with rt.db.session() as session:
+        rows, next_cursor = directory.list_users(
+            session, status=status.value if status else None, q=q, limit=limit, after=cursor
+        )
+        return Page[UserOut](items=[UserOut.of(u) for u in rows], next_cursor=next_cursor)
+
+
+@router.post("", status_code=201)
+def create_user(body: UserCreate, rt: RuntimeDep, actor: AdminDep, response: Response) -> UserOut:
+    with rt.db.session() as session:
+        user = directory.create_user(session, actor, body.profile, activate=body.activate)
+        out = UserOut.of(user)
+    response.headers["Location"] = f"/api/v1/users/{out.id}"
+    return out
+
+
+@router.get("/{user_id}")
+def get_user(user_id: str, rt: RuntimeDep, _: AdminDep) -> UserOut:
+    with rt.db.session() as session:
+        return UserOut.of(directory.get_user(session, user_id))
+
+
+@router.patch("/{user_id}")
+def update_user(user_id: str, body: UserPatch, rt: RuntimeDep, actor: AdminDep) -> UserOut:
+    with rt.db.session() as session:
+        return UserOut.of(directory.update_user(session, actor, user_id, body.profile))
+
+
+@router.delete("/{user_id}", status_code=204)
+def delete_user(user_id: str, rt: RuntimeDep, actor: AdminDep) -> None:
+    with rt.db.session() as session:
+        directory.delete_user(session, actor, user_id)
+
+
+@router.post("/{user_id}/lifecycle/{action}")
+def lifecycle(user_id: str, action: Lifecycle, rt: RuntimeDep, actor: AdminDep) -> UserOut:
+    with rt.db.session() as session:
+        return UserOut.of(directory.change_lifecycle(session, actor, user_id, action))

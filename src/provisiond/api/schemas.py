@@ -1,0 +1,217 @@
+"""The API's request and response bodies (its OpenAPI document is generated from these)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from provisiond.domain.apps import ProvisioningSettings, ScimConnectorSettings, app_name_pattern
+from provisiond.domain.directory import Profile
+from provisiond.store import tables
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None = None
+
+
+# -- users and groups -------------------------------------------------------------------------------
+
+
+class UserCreate(Strict):
+    profile: Profile
+    activate: bool = Field(default=True, description="Create active (true) or staged (false).")
+
+
+class UserPatch(Strict):
+    profile: dict[str, Any] = Field(description="Profile attributes to change; null removes one.")
+
+
+class UserOut(BaseModel):
+    id: str
+    status: str
+    profile: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    status_changed_at: datetime
+
+    @classmethod
+    def of(cls, user: tables.User) -> UserOut:
+        return cls(
+            id=user.id, status=user.status, profile=user.profile, created_at=user.created_at,
+            updated_at=user.updated_at, status_changed_at=user.status_changed_at,
+        )
+
+
+class GroupCreate(Strict):
+    name: str = Field(min_length=1, max_length=256)
+    description: str | None = Field(default=None, max_length=2048)
+
+
+class GroupPatch(Strict):
+    name: str | None = Field(default=None, min_length=1, max_length=256)
+    description: str | None = Field(default=None, max_length=2048)
+
+
+class GroupOut(BaseModel):
+    id: str
+    name: str
+    description: str | None
+    member_count: int
+    created_at: datetime
+
+    @classmethod
+    def of(cls, group: tables.Group, member_count: int) -> GroupOut:
+        return cls(id=group.id, name=group.name, description=group.description,
+                   member_count=member_count, created_at=group.created_at)
+
+
+# -- apps -------------------------------------------------------------------------------------------
+
+
+class AppCreate(Strict):
+    name: str = Field(pattern=app_name_pattern(), description="Unique, lower-case, URL-safe.")
+    label: str = Field(min_length=1, max_length=256)
+    connector: ScimConnectorSettings
+    provisioning: ProvisioningSettings = Field(default_factory=ProvisioningSettings)
+
+
+class AppPatch(Strict):
+    label: str | None = Field(default=None, min_length=1, max_length=256)
+    connector: dict[str, Any] | None = Field(
+        default=None,
+        description="Connector fields to change. Secrets may be left out to keep the stored ones.",
+    )
+
+
+class AppOut(BaseModel):
+    id: str
+    name: str
+    label: str
+    connector: dict[str, Any]
+    provisioning: dict[str, Any]
+    last_test: dict[str, Any] | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, app: tables.App) -> AppOut:
+        connector = dict(app.connector)
+        # Write-only credentials: only whether they are set.
+        connector["auth"] = {**connector.get("auth", {}), "secret_set": app.credentials is not None}
+        return cls(
+            id=app.id, name=app.name, label=app.label, connector=connector,
+            provisioning=app.provisioning, last_test=app.last_test,
+            created_at=app.created_at, updated_at=app.updated_at,
+        )
+
+
+class ProvisioningOut(ProvisioningSettings):
+    last_test: dict[str, Any] | None = None
+
+
+class AssignmentCreate(Strict):
+    principal_type: Literal["user", "group"]
+    principal_id: str = Field(min_length=1, max_length=64)
+    role: str | None = Field(default=None, max_length=128)
+    priority: int | None = Field(default=None, ge=0, le=10_000)
+
+
+class AssignmentOut(BaseModel):
+    id: str
+    app_id: str
+    principal_type: str
+    principal_id: str
+    role: str | None
+    priority: int | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, row: tables.Assignment) -> AssignmentOut:
+        return cls(id=row.id, app_id=row.app_id, principal_type=row.principal_type,
+                   principal_id=row.principal_id, role=row.role, priority=row.priority,
+                   created_at=row.created_at)
+
+
+class AccountOut(BaseModel):
+    id: str
+    app_id: str
+    user_id: str
+    login: str | None
+    remote_id: str | None
+    status: str
+    attributes: dict[str, Any]
+    last_synced_at: datetime | None
+    last_error: str | None
+
+
+class RunOut(BaseModel):
+    id: str
+    app_id: str
+    kind: str
+    status: str
+    actor: str
+    total: int
+    done: int
+    counts: dict[str, int]
+    started_at: datetime
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, run: tables.Run) -> RunOut:
+        return cls(id=run.id, app_id=run.app_id, kind=run.kind, status=run.status, actor=run.actor,
+                   total=run.total, done=sum(run.counts.values()), counts=run.counts,
+                   started_at=run.started_at, finished_at=run.finished_at)
+
+
+class TaskOut(BaseModel):
+    id: str
+    app_id: str
+    user_id: str
+    run_id: str | None
+    reason: str
+    operation: str | None
+    status: str
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None
+    correlation_id: str
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, task: tables.Task) -> TaskOut:
+        return cls(id=task.id, app_id=task.app_id, user_id=task.user_id, run_id=task.run_id,
+                   reason=task.reason, operation=task.operation, status=task.status,
+                   attempts=task.attempts, next_attempt_at=task.next_attempt_at,
+                   last_error=task.last_error, correlation_id=task.correlation_id,
+                   created_at=task.created_at, updated_at=task.updated_at)
+
+
+class EventOut(BaseModel):
+    id: int
+    time: datetime
+    actor: str
+    action: str
+    outcome: str
+    app_id: str | None
+    user_id: str | None
+    targets: dict[str, Any]
+    message: str
+    details: dict[str, Any]
+    correlation_id: str
+
+    @classmethod
+    def of(cls, row: tables.Event) -> EventOut:
+        return cls(id=row.id, time=row.time, actor=row.actor, action=row.action, outcome=row.outcome,
+                   app_id=row.app_id, user_id=row.user_id, targets=row.targets, message=row.message,
+                   details=row.details, correlation_id=row.correlation_id)

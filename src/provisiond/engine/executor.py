@@ -1,0 +1,171 @@
+"""The executor: reconcile one (app, user) key through the app's connector, with a trace.
+
+Level-based: it reads the desired state and the account record when it runs, plans with the
+pure planner, and reads the app first where the record may not be the truth (a create, or a
+full sync). Every step goes into the trace that the activity log and on-demand runs show.
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+from dataclasses import dataclass, field
+from typing import Any
+
+from provisiond.connectors.base import Connector, RemoteUser
+from provisiond.domain.apps import ProvisioningSettings
+from provisiond.engine.desired import DesiredAccount
+from provisiond.engine.planner import (
+    AccountStatus,
+    ActualAccount,
+    Operation,
+    OperationKind,
+    applied,
+    plan,
+)
+from provisiond.errors import RemoteConflict, RemoteNotFound
+
+OUTCOME_OF = {
+    OperationKind.CREATE: "created",
+    OperationKind.UPDATE: "updated",
+    OperationKind.DEACTIVATE: "deactivated",
+    OperationKind.REACTIVATE: "reactivated",
+    OperationKind.DELETE: "deleted",
+}
+
+
+@dataclass
+class Result:
+    """What one reconcile did: the outcome, the operation, the account after it, and the trace."""
+
+    outcome: str = "unchanged"
+    operation: Operation | None = None
+    account: ActualAccount | None = None
+    trace: list[dict[str, Any]] = field(default_factory=list)
+
+    def step(self, name: str, detail: str, **data: Any) -> None:
+        self.trace.append({"step": name, "detail": detail, **data})
+
+
+def _matching_value(desired: DesiredAccount, attribute: str) -> str | None:
+    if attribute == "emails.value":
+        emails = desired.attributes.get("emails") or []
+        return next((e.get("value") for e in emails if e.get("primary")), None) or (
+            emails[0].get("value") if emails else None
+        )
+    value = desired.attributes.get(attribute)
+    return value if isinstance(value, str) else None
+
+
+def _from_remote(remote: RemoteUser) -> ActualAccount:
+    status = AccountStatus.ACTIVE if remote.active else AccountStatus.DEACTIVATED
+    return ActualAccount(remote.remote_id, dict(remote.attributes), status)
+
+
+def strong_password(length: int = 24) -> str:
+    """A random password meeting common complexity rules; sent once, never stored."""
+    alphabet = string.ascii_letters + string.digits + "!#$%&*+-=?@^_"
+    while True:
+        candidate = "".join(secrets.choice(alphabet) for _ in range(length))
+        if (
+            any(c.islower() for c in candidate)
+            and any(c.isupper() for c in candidate)
+            and any(c.isdigit() for c in candidate)
+            and any(not c.isalnum() for c in candidate)
+        ):
+            return candidate
+
+
+async def reconcile(
+    connector: Connector,
+    settings: ProvisioningSettings,
+    desired: DesiredAccount | None,
+    actual: ActualAccount | None,
+    *,
+    verify_remote: bool,
+) -> Result:
+    """Plan and apply the one operation that brings the account in line. Raises ConnectorError."""
+    result = Result(account=actual)
+    result.step(
+        "desired",
+        "not assigned or not active in the directory: no account wanted"
+        if desired is None
+        else f"account wanted (assigned via {', '.join(desired.assigned_by)}), active={desired.active}",
+    )
+    if verify_remote and actual is not None and actual.remote_id:
+        remote = await connector.get_user(actual.remote_id)
+        if remote is None:
+            result.step("read", f"account {actual.remote_id} no longer exists in the app")
+            actual = ActualAccount(None, {}, AccountStatus.DELETED)
+        else:
+            result.step("read", f"read account {actual.remote_id} from the app")
+            actual = _from_remote(remote)
+        result.account = actual
+
+    operation = plan(desired, actual, settings)
+    if operation is not None and operation.kind is OperationKind.CREATE:
+        assert desired is not None
+        value = _matching_value(desired, settings.matching)
+        found = await connector.find_user(settings.matching, value) if value else None
+        if found is not None:
+            result.step("match", f"found an existing account by {settings.matching} = {value!r}: linked",
+                        remote_id=found.remote_id)
+            actual = _from_remote(found)
+            result.account = actual
+            operation = plan(desired, actual, settings)
+        else:
+            result.step("match", f"no existing account with {settings.matching} = {value!r}")
+
+    if operation is None:
+        result.step("plan", "in sync: nothing to send")
+        return result
+    result.operation = operation
+    result.step("plan", f"{operation.kind.value}", **operation.describe())
+    try:
+        remote_id = await _apply(connector, settings, operation)
+    except RemoteConflict:
+        # RFC 7644 §3.3: 409 means the account exists already (the lookup missed it): adopt it.
+        assert desired is not None
+        value = _matching_value(desired, settings.matching) or ""
+        found = await connector.find_user(settings.matching, value)
+        if found is None:
+            raise
+        result.step("adopt", f"the app answered 409; linked the existing account {found.remote_id}")
+        actual = _from_remote(found)
+        operation = plan(desired, actual, settings)
+        result.operation = operation
+        if operation is None:
+            result.account, result.outcome = actual, "unchanged"
+            return result
+        remote_id = await _apply(connector, settings, operation)
+    except RemoteNotFound:
+        # Removed behind our back: forget it and, if it is still wanted, create it again.
+        result.step("gone", "the account was removed in the app")
+        actual = ActualAccount(None, {}, AccountStatus.DELETED)
+        operation = plan(desired, actual, settings)
+        result.operation = operation
+        if operation is None:
+            result.account, result.outcome = actual, "deleted"
+            return result
+        remote_id = await _apply(connector, settings, operation)
+    result.account = applied(operation, actual, remote_id)
+    result.outcome = OUTCOME_OF[operation.kind]
+    result.step("apply", f"{operation.kind.value} succeeded", remote_id=remote_id)
+    return result
+
+
+async def _apply(
+    connector: Connector, settings: ProvisioningSettings, operation: Operation
+) -> str | None:
+    if operation.kind is OperationKind.CREATE:
+        attributes = dict(operation.attributes)
+        if settings.features.password_on_create:
+            attributes["password"] = strong_password()
+        created = await connector.create_user(attributes)
+        return created.remote_id
+    assert operation.remote_id is not None
+    if operation.kind is OperationKind.DELETE:
+        await connector.delete_user(operation.remote_id)
+        return None
+    await connector.update_user(operation.remote_id, operation.changes, operation.attributes)
+    return operation.remote_id

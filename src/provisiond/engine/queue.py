@@ -1,0 +1,182 @@
+"""The durable task queue: enqueue in the caller's transaction, claim with SKIP LOCKED.
+
+A change and the tasks it causes commit together (transactional outbox), so a crash can never
+lose a deprovisioning. Tasks are keys (app, user), coalesced: at most one queued task a key, and
+a key never runs twice at once, so operations on one account stay in order across workers.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, exists, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, aliased
+
+from provisiond.store.tables import Task, new_id, utcnow
+
+QUEUED, RUNNING, SUCCEEDED, DEAD, DISMISSED, SUPERSEDED = (
+    "queued",
+    "running",
+    "succeeded",
+    "dead",
+    "dismissed",
+    "superseded",
+)
+NOTIFY_CHANNEL = "provisiond_tasks"
+LEASE = timedelta(minutes=5)
+
+
+def enqueue(
+    session: Session,
+    app_id: str,
+    user_ids: Iterable[str],
+    *,
+    reason: str,
+    correlation_id: str,
+    run_id: str | None = None,
+    verify_remote: bool = False,
+) -> list[str]:
+    """Queue a reconcile of each (app, user); returns the ids of the tasks that carry ``run_id``.
+
+    An existing queued task for the same key is made due now instead of queuing a second one.
+    """
+    now = utcnow()
+    attached: list[str] = []
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    for user_id in user_ids:
+        task_id = new_id()
+        statement = (
+            insert(Task)
+            .values(
+                id=task_id,
+                app_id=app_id,
+                user_id=user_id,
+                run_id=run_id,
+                reason=reason,
+                verify_remote=verify_remote,
+                status=QUEUED,
+                attempts=0,
+                next_attempt_at=now,
+                correlation_id=correlation_id,
+                created_at=now,
+                updated_at=now,
+            )
+            .on_conflict_do_nothing(
+                index_elements=["app_id", "user_id"], index_where=text("status = 'queued'")
+            )
+        )
+        if session.execute(statement).rowcount:
+            if run_id:
+                attached.append(task_id)
+            continue
+        existing = session.scalars(
+            select(Task).where(Task.app_id == app_id, Task.user_id == user_id, Task.status == QUEUED)
+        ).one()
+        existing.next_attempt_at = now
+        existing.reason = reason
+        existing.updated_at = now
+        existing.verify_remote = existing.verify_remote or verify_remote
+        if run_id and existing.run_id is None:
+            existing.run_id = run_id
+            attached.append(existing.id)
+    session.info["tasks_enqueued"] = True
+    if dialect == "postgresql":
+        # Delivered on commit only: workers on other hosts wake exactly when the tasks exist.
+        session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
+    return attached
+
+
+def claim(session: Session, worker_id: str, limit: int, now: datetime | None = None) -> list[Task]:
+    """Take up to ``limit`` due tasks whose key is not running elsewhere; marks them running."""
+    now = now or utcnow()
+    running = aliased(Task)
+    busy = exists().where(
+        and_(running.app_id == Task.app_id, running.user_id == Task.user_id, running.status == RUNNING)
+    )
+    statement = (
+        select(Task)
+        .where(Task.status == QUEUED, Task.next_attempt_at <= now, ~busy)
+        .order_by(Task.next_attempt_at, Task.created_at)
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        statement = statement.with_for_update(skip_locked=True, of=Task)
+    tasks = list(session.scalars(statement))
+    for task in tasks:
+        task.status = RUNNING
+        task.claimed_by = worker_id
+        task.claimed_at = now
+        task.attempts += 1
+        task.updated_at = now
+    return tasks
+
+
+def next_due(session: Session) -> datetime | None:
+    return session.scalar(
+        select(Task.next_attempt_at)
+        .where(Task.status == QUEUED)
+        .order_by(Task.next_attempt_at)
+        .limit(1)
+    )
+
+
+def release_expired_leases(session: Session, now: datetime | None = None) -> int:
+    """Requeue tasks whose worker died mid-run (no heartbeat within the lease)."""
+    now = now or utcnow()
+    stale = list(
+        session.scalars(
+            select(Task).where(Task.status == RUNNING, Task.claimed_at < now - LEASE)
+        )
+    )
+    for task in stale:
+        requeue(session, task, at=now, error="the worker running this task stopped")
+    return len(stale)
+
+
+def requeue(session: Session, task: Task, *, at: datetime, error: str | None) -> None:
+    """Put a running task back in the queue, or fold it into a newer queued task of its key."""
+    task.last_error = error
+    task.updated_at = utcnow()
+    newer = session.scalars(
+        select(Task).where(
+            Task.app_id == task.app_id,
+            Task.user_id == task.user_id,
+            Task.status == QUEUED,
+            Task.id != task.id,
+        )
+    ).first()
+    if newer is not None:
+        # Level-based: the newer task reconciles the same key, so this one is superseded.
+        task.status = SUPERSEDED
+        newer.attempts = max(newer.attempts, task.attempts)
+        newer.next_attempt_at = min(newer.next_attempt_at, at)
+        if task.run_id and newer.run_id is None:
+            newer.run_id, task.run_id = task.run_id, None
+        return
+    task.status = QUEUED
+    task.next_attempt_at = at
+    task.claimed_by = None
+
+
+def backoff(attempts: int, base: float, ceiling: float, retry_after: float | None = None) -> float:
+    """Exponential backoff with full jitter; a target's Retry-After is a floor, never ignored."""
+    delay = random.uniform(0, min(ceiling, base * 2 ** max(0, attempts - 1)))
+    delay = max(delay, base / 2)
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, ceiling))
+    return delay
+
+
+def retry(session: Session, task_ids: Sequence[str]) -> None:
+    session.execute(
+        update(Task)
+        .where(Task.id.in_(task_ids))
+        .values(status=QUEUED, attempts=0, next_attempt_at=utcnow(), last_error=None, updated_at=utcnow())
+    )
+    session.info["tasks_enqueued"] = True
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))

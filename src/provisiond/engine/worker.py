@@ -1,0 +1,435 @@
+"""The worker: claims due tasks and reconciles them, event-driven, any number per database.
+
+``serve`` runs one in a thread beside the API, woken the moment a transaction that queued tasks
+commits; ``provisiond worker`` runs one on its own, woken by PostgreSQL ``NOTIFY``. A short poll
+remains only as a floor for retries that come due and for notifications lost with a connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import event as sa_event
+from sqlalchemy.orm import Session
+
+from provisiond.config import Settings
+from provisiond.connectors.base import Connector
+from provisiond.connectors.registry import build_connector
+from provisiond.domain.apps import ProvisioningSettings, ScimConnectorSettings
+from provisiond.domain.directory import UserStatus
+from provisiond.engine import queue
+from provisiond.engine.desired import DesiredAccount, DirectoryUser, desired_account
+from provisiond.engine.executor import Result, reconcile
+from provisiond.engine.planner import AccountStatus, ActualAccount, OperationKind, plan
+from provisiond.errors import ConnectorError, RateLimited
+from provisiond.services import activity, reach, runs
+from provisiond.services.apps import provisioning_of, settings_of
+from provisiond.services.context import Actor
+from provisiond.services.secrets import Vault
+from provisiond.store.db import Database
+from provisiond.store.tables import Account, App, Task, User, utcnow
+
+log = logging.getLogger("provisiond.worker")
+ENGINE_ACTOR = "provisiond"
+IDLE_POLL_SECONDS = 5.0
+
+EVENT_ACTION = {
+    OperationKind.CREATE: "app.user.provision",
+    OperationKind.UPDATE: "app.user.update",
+    OperationKind.REACTIVATE: "app.user.reactivate",
+    OperationKind.DEACTIVATE: "app.user.deprovision",
+    OperationKind.DELETE: "app.user.deprovision",
+}
+
+
+@dataclass
+class Snapshot:
+    """Everything a reconcile needs, read in one short transaction."""
+
+    app_id: str
+    app_name: str
+    app_version: str
+    connector: ScimConnectorSettings
+    provisioning: ProvisioningSettings
+    user_label: str
+    desired: DesiredAccount | None
+    actual: ActualAccount | None
+
+
+def snapshot(session: Session, vault: Vault, app_id: str, user_id: str) -> Snapshot | None:
+    app = session.get(App, app_id)
+    if app is None:
+        return None
+    user = session.get(User, user_id)
+    desired = None
+    if user is not None:
+        sources = reach.assignment_sources(session, app_id, user_id)
+        directory_user = DirectoryUser(user.id, UserStatus(user.status), user.profile)
+        desired = desired_account(directory_user, sources)
+    record = session.query(Account).filter_by(app_id=app_id, user_id=user_id).one_or_none()
+    actual = (
+        None
+        if record is None
+        else ActualAccount(record.remote_id, record.applied, AccountStatus(record.status))
+    )
+    return Snapshot(
+        app_id=app.id,
+        app_name=app.name,
+        app_version=app.updated_at.isoformat(),
+        connector=settings_of(app, vault),
+        provisioning=provisioning_of(app),
+        user_label=user.login if user else user_id,
+        desired=desired,
+        actual=actual,
+    )
+
+
+def store_account(session: Session, app_id: str, user_id: str, result: Result) -> None:
+    account = result.account
+    if account is None:
+        return
+    record = session.query(Account).filter_by(app_id=app_id, user_id=user_id).one_or_none()
+    if record is None:
+        record = Account(app_id=app_id, user_id=user_id, applied={}, status="active")
+        session.add(record)
+    record.remote_id = account.remote_id
+    record.status = account.status.value
+    record.applied = _managed(account.attributes)
+    record.last_synced_at = utcnow()
+    record.last_error = None
+
+
+def _managed(attributes: Any) -> dict[str, Any]:
+    return {k: v for k, v in dict(attributes).items() if k not in ("meta", "schemas", "password")}
+
+
+class ConnectorPool:
+    """One connector per app (pooled connections), rebuilt when the app's settings change."""
+
+    def __init__(self, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self._items: dict[str, tuple[str, Connector]] = {}
+        self._transport = transport
+
+    async def get(self, snap: Snapshot) -> Connector:
+        current = self._items.get(snap.app_id)
+        if current is not None and current[0] == snap.app_version:
+            return current[1]
+        connector = build_connector(snap.connector, snap.provisioning, self._transport)
+        self._items[snap.app_id] = (snap.app_version, connector)
+        if current is not None:
+            await current[1].aclose()
+        return connector
+
+    async def aclose(self) -> None:
+        for _, connector in self._items.values():
+            await connector.aclose()
+        self._items.clear()
+
+
+class Worker:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        vault: Vault,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        capacity: int = 32,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.vault = vault
+        self.capacity = capacity
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.pool = ConnectorPool(transport)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self._gates: dict[str, asyncio.Semaphore] = {}
+        self._inflight: set[asyncio.Task[None]] = set()
+
+    # -- waking ------------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Thread-safe: have the worker look for due tasks now."""
+        loop, wake = self._loop, self._wake
+        if loop is not None and wake is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(wake.set)
+
+    # -- main loop ---------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        with self.db.session() as session:
+            queue.release_expired_leases(session)
+        try:
+            while not stop.is_set():
+                self._wake.clear()
+                claimed = await self._claim()
+                for task_id, app_id in claimed:
+                    job = asyncio.create_task(self._run_one(task_id, app_id))
+                    self._inflight.add(job)
+                    job.add_done_callback(self._finished)
+                if claimed and len(self._inflight) < self.capacity:
+                    continue
+                await self._idle(stop)
+        finally:
+            if self._inflight:
+                await asyncio.gather(*self._inflight, return_exceptions=True)
+            await self.pool.aclose()
+
+    def _finished(self, job: asyncio.Task[None]) -> None:
+        self._inflight.discard(job)
+        if self._wake is not None:
+            self._wake.set()  # a slot is free, and the key it held may have a queued task
+
+    async def _idle(self, stop: asyncio.Event) -> None:
+        assert self._wake is not None
+        with self.db.session() as session:
+            due = queue.next_due(session)
+        timeout = IDLE_POLL_SECONDS
+        if due is not None:
+            timeout = max(0.0, min(timeout, (due - utcnow()).total_seconds()))
+        if len(self._inflight) >= self.capacity:
+            timeout = IDLE_POLL_SECONDS
+        waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
+        _, pending = await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in pending:
+            waiter.cancel()
+
+    async def _claim(self) -> list[tuple[str, str]]:
+        room = self.capacity - len(self._inflight)
+        if room <= 0:
+            return []
+        with self.db.session() as session:
+            return [(t.id, t.app_id) for t in queue.claim(session, self.id, room)]
+
+    async def drain(self, timeout: float = 30.0) -> None:
+        """Run until no task is due or running (for tests, benchmarks and one-shot commands)."""
+        stop = asyncio.Event()
+        runner = asyncio.create_task(self.run(stop))
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+                with self.db.session() as session:
+                    due = queue.next_due(session)
+                    busy = session.query(Task).filter(Task.status == queue.RUNNING).count()
+                if not busy and not self._inflight and (due is None or due > utcnow() + timedelta(seconds=1)):
+                    return
+        finally:
+            stop.set()
+            await runner
+
+    # -- one task ----------------------------------------------------------------------------
+
+    async def _run_one(self, task_id: str, app_id: str) -> None:
+        try:
+            await self.execute(task_id)
+        except Exception as exc:  # a bug must not kill the loop; the task is marked dead below
+            log.exception("task %s of app %s crashed", task_id, app_id)
+            with self.db.session() as session:
+                task = session.get(Task, task_id)
+                if task is not None and task.status == queue.RUNNING:
+                    self._fail(session, task, None, f"internal error: {type(exc).__name__}", dead=True)
+
+    async def execute(self, task_id: str) -> Result | None:
+        with self.db.session() as session:
+            task = session.get(Task, task_id)
+            if task is None:
+                return None
+            snap = snapshot(session, self.vault, task.app_id, task.user_id)
+            user_id, verify, correlation = task.user_id, task.verify_remote, task.correlation_id
+            created_at = task.created_at
+        if snap is None:  # the app was deleted: its tasks go with it (cascade)
+            return None
+        if not snap.provisioning.enabled:
+            with self.db.session() as session:
+                task = session.get(Task, task_id)
+                assert task is not None
+                pending = plan(snap.desired, snap.actual, snap.provisioning)
+                if pending is not None:
+                    activity.record(
+                        session, Actor(ENGINE_ACTOR, correlation_id=correlation),
+                        EVENT_ACTION[pending.kind],
+                        f"{pending.kind.value} of {snap.user_label} in {snap.app_name} skipped: "
+                        "provisioning is disabled",
+                        outcome="skipped", app_id=snap.app_id, user_id=user_id,
+                        targets={"app": snap.app_name, "user": snap.user_label},
+                    )
+                self._close(session, task, queue.SUCCEEDED, "skipped")
+            return None
+
+        connector = await self.pool.get(snap)
+        concurrency = snap.provisioning.concurrency
+        gate = self._gates.setdefault(f"{snap.app_id}:{concurrency}", asyncio.Semaphore(concurrency))
+        try:
+            async with gate:
+                result = await reconcile(
+                    connector, snap.provisioning, snap.desired, snap.actual, verify_remote=verify
+                )
+        except ConnectorError as exc:
+            with self.db.session() as session:
+                task = session.get(Task, task_id)
+                assert task is not None
+                self._fail(session, task, snap, exc.detail, dead=not exc.retryable,
+                           retry_after=exc.retry_after if isinstance(exc, RateLimited) else None)
+            return None
+
+        with self.db.session() as session:
+            task = session.get(Task, task_id)
+            assert task is not None
+            store_account(session, snap.app_id, user_id, result)
+            operation = result.operation
+            task.operation = operation.kind.value if operation else None
+            if operation is not None:
+                latency_ms = round((utcnow() - created_at).total_seconds() * 1000)
+                activity.record(
+                    session, Actor(ENGINE_ACTOR, correlation_id=correlation),
+                    EVENT_ACTION[operation.kind],
+                    f"{operation.kind.value} of {snap.user_label} in {snap.app_name} succeeded",
+                    app_id=snap.app_id, user_id=user_id,
+                    targets={"app": snap.app_name, "user": snap.user_label,
+                             "remote_id": result.account.remote_id if result.account else None},
+                    details={**operation.describe(), "attempt": task.attempts,
+                             "latency_ms": latency_ms, "trace": result.trace},
+                )
+            self._close(session, task, queue.SUCCEEDED, result.outcome)
+        return result
+
+    def _close(self, session: Session, task: Task, status: str, outcome: str) -> None:
+        task.status = status
+        task.updated_at = utcnow()
+        task.last_error = None if status == queue.SUCCEEDED else task.last_error
+        if task.run_id:
+            runs.count_outcome(session, task.run_id, outcome)
+
+    def _fail(
+        self,
+        session: Session,
+        task: Task,
+        snap: Snapshot | None,
+        error: str,
+        *,
+        dead: bool,
+        retry_after: float | None = None,
+    ) -> None:
+        actor = Actor(ENGINE_ACTOR, correlation_id=task.correlation_id)
+        pending = plan(snap.desired, snap.actual, snap.provisioning) if snap else None
+        action = EVENT_ACTION[pending.kind] if pending else "app.user.sync"
+        app_name = snap.app_name if snap else task.app_id
+        user_label = snap.user_label if snap else task.user_id
+        out_of_attempts = task.attempts >= self.settings.task_max_attempts
+        record = session.query(Account).filter_by(app_id=task.app_id, user_id=task.user_id).one_or_none()
+        if record is not None:
+            record.last_error = error
+        task.operation = pending.kind.value if pending else task.operation
+        if dead or out_of_attempts:
+            task.status, task.last_error, task.updated_at = queue.DEAD, error, utcnow()
+            activity.record(
+                session, actor, action,
+                f"{pending.kind.value if pending else 'sync'} of {user_label} in {app_name} failed: {error}",
+                outcome="failure", app_id=task.app_id, user_id=task.user_id,
+                targets={"app": app_name, "user": user_label}, details={"attempt": task.attempts, "error": error},
+            )
+            activity.record(
+                session, actor, "task.dead",
+                f"task {task.id} for {user_label} in {app_name} is dead after {task.attempts} "
+                f"attempt(s): {error}",
+                outcome="failure", app_id=task.app_id, user_id=task.user_id,
+                targets={"task_id": task.id, "app": app_name, "user": user_label},
+                details={"error": error, "terminal": dead},
+            )
+            if task.run_id:
+                runs.count_outcome(session, task.run_id, "failed")
+            return
+        delay = queue.backoff(
+            task.attempts, self.settings.retry_base_seconds, self.settings.retry_max_seconds, retry_after
+        )
+        activity.record(
+            session, actor, action,
+            f"{pending.kind.value if pending else 'sync'} of {user_label} in {app_name} failed "
+            f"(attempt {task.attempts}), retrying in {delay:.1f} s: {error}",
+            outcome="retry", app_id=task.app_id, user_id=task.user_id,
+            targets={"app": app_name, "user": user_label},
+            details={"attempt": task.attempts, "error": error, "retry_in_seconds": round(delay, 3)},
+        )
+        queue.requeue(session, task, at=utcnow() + timedelta(seconds=delay), error=error)
+
+
+def wake_on_commit(db: Database, callback: Callable[[], None]) -> None:
+    """Call ``callback`` after any commit that queued tasks (the in-process, event-driven path)."""
+
+    @sa_event.listens_for(db.sessions, "after_commit")
+    def _after_commit(session: Session) -> None:
+        if session.info.pop("tasks_enqueued", False):
+            callback()
+
+    @sa_event.listens_for(db.sessions, "after_rollback")
+    def _after_rollback(session: Session) -> None:
+        session.info.pop("tasks_enqueued", None)
+
+
+class WorkerThread:
+    """A worker with its own event loop in a daemon thread (``serve``, tests)."""
+
+    def __init__(self, worker: Worker, listen_url: str | None = None) -> None:
+        self.worker = worker
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._main, name="provisiond-worker", daemon=True)
+        self._listen_url = listen_url
+        self._listening = True
+
+    def start(self) -> None:
+        self._thread.start()
+        self._ready.wait(10)
+        if self._listen_url:
+            threading.Thread(target=self._listen, name="provisiond-listen", daemon=True).start()
+
+    def _main(self) -> None:
+        async def main() -> None:
+            self._stop = asyncio.Event()
+            self._ready.set()
+            await self.worker.run(self._stop)
+
+        asyncio.run(main())
+
+    def _listen(self) -> None:
+        """PostgreSQL LISTEN: tasks queued by other processes wake this worker at once."""
+        import psycopg
+
+        while self._listening:
+            try:
+                with psycopg.connect(self._listen_url, autocommit=True) as conn:
+                    conn.execute(f"LISTEN {queue.NOTIFY_CHANNEL}")
+                    while self._listening:
+                        for _ in conn.notifies(timeout=1.0, stop_after=1):
+                            self.worker.wake()
+            except psycopg.Error:
+                log.warning("LISTEN connection lost; retrying in 1 s")
+                time.sleep(1)
+
+    def stop(self) -> None:
+        self._listening = False
+        loop, stop = self.worker._loop, self._stop
+        if loop is not None and stop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(stop.set)
+        self._thread.join(30)
+
+
+def libpq_url(sqlalchemy_url: str) -> str:
+    return sqlalchemy_url.replace("postgresql+psycopg://", "postgresql://", 1)

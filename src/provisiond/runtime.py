@@ -1,0 +1,49 @@
+"""The running system: settings, database, vault and worker, built once at start-up."""
+
+from __future__ import annotations
+
+import logging
+
+import httpx
+
+from provisiond.config import Settings
+from provisiond.engine.worker import Worker, WorkerThread, libpq_url, wake_on_commit
+from provisiond.services.secrets import Vault
+from provisiond.store import migrate
+from provisiond.store.db import Database
+
+log = logging.getLogger("provisiond")
+
+
+class Runtime:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        db: Database | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.settings = settings
+        self.db = db or Database(settings.effective_database_url)
+        self.vault = Vault(settings.encryption_key())
+        self.transport = transport  # tests inject a misbehaving transport here, nowhere else
+        self.worker: Worker | None = None
+        self._thread: WorkerThread | None = None
+
+    def __repr__(self) -> str:
+        return f"Runtime(db={self.db.engine.url!r})"  # the URL's password is masked
+
+    def migrate(self) -> None:
+        migrate.upgrade(self.db.engine)
+
+    def start_worker(self) -> None:
+        self.worker = Worker(self.db, self.settings, self.vault, transport=self.transport)
+        wake_on_commit(self.db, self.worker.wake)
+        listen = libpq_url(self.db.url) if self.db.is_postgres else None
+        self._thread = WorkerThread(self.worker, listen_url=listen)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._thread.stop()
+            self._thread = None

@@ -1,0 +1,175 @@
+"""Configuring applications: connector, credentials (sealed), provisioning settings."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from provisiond.connectors.registry import connector_settings
+from provisiond.domain.apps import ProvisioningSettings, ScimConnectorSettings
+from provisiond.errors import Conflict, NotFound
+from provisiond.services import activity
+from provisiond.services.context import Actor
+from provisiond.services.secrets import Vault, split_secrets
+from provisiond.store.tables import App, utcnow
+
+
+def get_app(session: Session, app_id: str) -> App:
+    """An app by id or by name (names are unique and friendlier on the command line)."""
+    app = session.get(App, app_id) or session.scalar(select(App).where(App.name == app_id))
+    if app is None:
+        raise NotFound(f"no app with id or name {app_id!r}")
+    return app
+
+
+def list_apps(session: Session) -> Sequence[App]:
+    return session.scalars(select(App).order_by(App.name)).all()
+
+
+def provisioning_of(app: App) -> ProvisioningSettings:
+    return ProvisioningSettings.model_validate(app.provisioning)
+
+
+def settings_of(app: App, vault: Vault) -> ScimConnectorSettings:
+    return connector_settings(app.connector, vault.open(app.credentials))
+
+
+def _seal(connector: ScimConnectorSettings, vault: Vault) -> tuple[dict[str, Any], str | None]:
+    dumped = connector.model_dump(mode="python")
+    public_auth, secret = split_secrets(dumped.pop("auth"))
+    public = {**connector.model_dump(mode="json", exclude={"auth"}), "auth": public_auth}
+    return public, (vault.seal(secret) if secret else None)
+
+
+def create_app(
+    session: Session,
+    actor: Actor,
+    vault: Vault,
+    *,
+    name: str,
+    label: str,
+    connector: ScimConnectorSettings,
+    provisioning: ProvisioningSettings,
+) -> App:
+    if session.scalar(select(App).where(App.name == name)) is not None:
+        raise Conflict(f"an app named {name!r} exists already", field="name")
+    if provisioning.enabled:
+        # Enabling needs a passing connection test: configure first, then enable.
+        provisioning = provisioning.model_copy(update={"enabled": False})
+    public, sealed = _seal(connector, vault)
+    app = App(
+        name=name,
+        label=label,
+        connector_type=connector.type,
+        connector=public,
+        credentials=sealed,
+        provisioning=provisioning.model_dump(mode="json"),
+    )
+    session.add(app)
+    session.flush()
+    activity.record(
+        session, actor, "app.lifecycle.create", f"added app {name} ({connector.type})",
+        app_id=app.id, targets={"app": name},
+        details={"base_url": connector.base_url, "auth": connector.auth.type},
+    )
+    return app
+
+
+def update_app(
+    session: Session,
+    actor: Actor,
+    vault: Vault,
+    app_id: str,
+    *,
+    label: str | None,
+    connector: dict[str, Any] | None,
+) -> App:
+    """Change the label and/or connector. Secrets omitted from ``connector.auth`` are kept when
+    the auth type is unchanged, so an admin can move the base URL without re-typing a token."""
+    app = get_app(session, app_id)
+    changes: dict[str, Any] = {}
+    if label is not None and label != app.label:
+        changes["label"] = {"old": app.label, "new": label}
+        app.label = label
+    if connector is not None:
+        current = settings_of(app, vault)
+        merged_auth = dict(connector.get("auth") or {})
+        current_auth = current.auth.model_dump(mode="python")
+        if merged_auth.get("type", current.auth.type) == current.auth.type:
+            merged_auth = {
+                **{k: (v.get_secret_value() if hasattr(v, "get_secret_value") else v) for k, v in current_auth.items()},
+                **merged_auth,
+            }
+        new = ScimConnectorSettings.model_validate(
+            {**current.model_dump(mode="json", exclude={"auth"}), **connector, "auth": merged_auth}
+        )
+        public, sealed = _seal(new, vault)
+        for key in sorted(set(public) | set(app.connector)):
+            if public.get(key) != app.connector.get(key):
+                changes[f"connector.{key}"] = {"old": app.connector.get(key), "new": public.get(key)}
+        if vault.open(sealed) != vault.open(app.credentials):
+            changes["connector.credentials"] = "changed"  # never the values
+        app.connector, app.credentials = public, sealed
+        if changes:
+            app.last_test = None  # a changed connector must be tested again
+    if changes:
+        app.updated_at = utcnow()
+        activity.record(
+            session, actor, "app.lifecycle.update", f"updated app {app.name}",
+            app_id=app.id, targets={"app": app.name}, details={"changes": changes},
+        )
+    return app
+
+
+def delete_app(session: Session, actor: Actor, app_id: str) -> None:
+    app = get_app(session, app_id)
+    session.delete(app)
+    activity.record(
+        session, actor, "app.lifecycle.delete",
+        f"deleted app {app.name}; its accounts in the application were left as they are",
+        app_id=app.id, targets={"app": app.name},
+    )
+
+
+def set_provisioning(
+    session: Session, actor: Actor, app: App, settings: ProvisioningSettings
+) -> tuple[bool, bool]:
+    """Store new settings; returns (was_enabled, is_enabled). Enabling is checked by the caller."""
+    before = provisioning_of(app)
+    after = settings.model_dump(mode="json")
+    old = before.model_dump(mode="json")
+    changes = {
+        key: {"old": old[key], "new": after[key]} for key in sorted(after) if old[key] != after[key]
+    }
+    if not changes:
+        return before.enabled, settings.enabled
+    app.provisioning = after
+    app.updated_at = utcnow()
+    session.flush()
+    if before.enabled != settings.enabled:
+        action = "app.provisioning.enable" if settings.enabled else "app.provisioning.disable"
+        verb = "enabled" if settings.enabled else "disabled"
+        activity.record(
+            session, actor, action, f"{verb} provisioning for {app.name}",
+            app_id=app.id, targets={"app": app.name},
+        )
+    rest = {key: value for key, value in changes.items() if key != "enabled"}
+    if rest:
+        activity.record(
+            session, actor, "app.provisioning.update", f"updated provisioning settings of {app.name}",
+            app_id=app.id, targets={"app": app.name}, details={"changes": rest},
+        )
+    return before.enabled, settings.enabled
+
+
+def record_test(session: Session, actor: Actor, app: App, report: dict[str, Any]) -> None:
+    app.last_test = {**report, "at": utcnow().isoformat()}
+    activity.record(
+        session, actor, "app.provisioning.test",
+        f"connection test of {app.name}: {'passed' if report['ok'] else 'failed: ' + str(report['reason'])}",
+        outcome="success" if report["ok"] else "failure",
+        app_id=app.id, targets={"app": app.name}, details=report,
+    )

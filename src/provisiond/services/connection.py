@@ -1,0 +1,60 @@
+"""Connection tests: one real round trip to the app, recorded, used to gate enabling."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from provisiond.connectors.registry import build_connector
+from provisiond.domain.apps import ProvisioningSettings, ScimConnectorSettings
+from provisiond.errors import Conflict
+from provisiond.runtime import Runtime
+from provisiond.services import apps, runs
+from provisiond.services.context import Actor
+from provisiond.store.tables import Run
+
+
+async def probe(rt: Runtime, settings: ScimConnectorSettings, provisioning: ProvisioningSettings) -> dict[str, Any]:
+    connector = build_connector(settings, provisioning, rt.transport)
+    try:
+        report = await connector.test_connection()
+    finally:
+        await connector.aclose()
+    return report.as_dict()
+
+
+async def test_app(rt: Runtime, actor: Actor, app_id: str) -> dict[str, Any]:
+    with rt.db.session() as session:
+        app = apps.get_app(session, app_id)
+        settings, provisioning, app_id = apps.settings_of(app, rt.vault), apps.provisioning_of(app), app.id
+    report = await probe(rt, settings, provisioning)
+    with rt.db.session() as session:
+        apps.record_test(session, actor, apps.get_app(session, app_id), report)
+    return report
+
+
+async def put_provisioning(
+    rt: Runtime, actor: Actor, app_id: str, wanted: ProvisioningSettings
+) -> tuple[ProvisioningSettings, dict[str, Any] | None, Run | None]:
+    """Store settings; enabling first passes a live connection test and then starts a full sync."""
+    with rt.db.session() as session:
+        app = apps.get_app(session, app_id)
+        before = apps.provisioning_of(app)
+        settings, app_id = apps.settings_of(app, rt.vault), app.id
+    report = None
+    if wanted.enabled and not before.enabled:
+        report = await probe(rt, settings, wanted)
+        if not report["ok"]:
+            with rt.db.session() as session:
+                app = apps.get_app(session, app_id)
+                apps.record_test(session, actor, app, report)
+            raise Conflict(
+                f"provisioning stays disabled: the connection test failed ({report['reason']})",
+                test=report,
+            )
+    with rt.db.session() as session:
+        app = apps.get_app(session, app_id)
+        if report is not None:
+            apps.record_test(session, actor, app, report)
+        was, now = apps.set_provisioning(session, actor, app, wanted)
+        run = runs.start_full_sync(session, actor, app, reason="app.provisioning.enable") if now and not was else None
+        return apps.provisioning_of(app), app.last_test, run

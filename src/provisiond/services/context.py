@@ -1,0 +1,25 @@
+"""Who is acting and under which correlation id: carried from the interface into every event."""
+
+from __future__ import annotations
+
+import uuid
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+
+
+def new_correlation_id() -> str:
+    return str(uuid.uuid4())
+
+
+@dataclass(frozen=True)
+class Actor:
+    """The admin (API token, console user) or the system process behind a change."""
+
+    name: str
+    role: str = "super_admin"
+    correlation_id: str = field(default_factory=new_correlation_id)
+
+
+SYSTEM = Actor("system")
+
+current_correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)

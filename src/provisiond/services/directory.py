@@ -1,0 +1,279 @@
+"""Managing the directory: users, their lifecycle, groups and memberships.
+
+Each change reconciles the accounts it affects, in the same transaction (engine.queue).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import func, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from provisiond.domain.directory import Lifecycle, Profile, UserStatus, next_status
+from provisiond.engine import queue
+from provisiond.errors import Conflict, Invalid, NotFound
+from provisiond.services import activity, reach
+from provisiond.services.context import Actor
+from provisiond.store.tables import Group, GroupMember, User, utcnow
+
+
+def login_key(login: str) -> str:
+    return login.casefold()
+
+
+def get_user(session: Session, user_id: str) -> User:
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound(f"no user with id {user_id!r}")
+    return user
+
+
+def list_users(
+    session: Session, *, status: str | None, q: str | None, limit: int, after: str | None
+) -> tuple[Sequence[User], str | None]:
+    statement = select(User)
+    if status:
+        statement = statement.where(User.status == status)
+    if q:
+        like = "%" + q.casefold().replace("%", "").replace("_", "") + "%"
+        statement = statement.where(User.login_key.like(like))
+    if after:
+        statement = statement.where(User.login_key > after)
+    rows = session.scalars(statement.order_by(User.login_key).limit(limit + 1)).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, (rows[-1].login_key if more and rows else None)
+
+
+def _ensure_login_free(session: Session, login: str, except_id: str | None = None) -> None:
+    clash = session.scalar(select(User).where(User.login_key == login_key(login)))
+    if clash is not None and clash.id != except_id:
+        raise Conflict(f"login {login!r} is already taken", field="profile.login")
+
+
+def create_user(session: Session, actor: Actor, profile: Profile, *, activate: bool) -> User:
+    _ensure_login_free(session, profile.login)
+    status = UserStatus.ACTIVE if activate else UserStatus.STAGED
+    user = User(
+        login=profile.login,
+        login_key=login_key(profile.login),
+        status=status.value,
+        profile=profile.as_dict(),
+    )
+    session.add(user)
+    try:
+        session.flush()
+    except IntegrityError as exc:  # a concurrent create won the race
+        raise Conflict(f"login {profile.login!r} is already taken", field="profile.login") from exc
+    activity.record(
+        session, actor, "user.lifecycle.create", f"created user {user.login} ({status.value})",
+        user_id=user.id, targets={"user": user.login},
+    )
+    return user
+
+
+def update_user(session: Session, actor: Actor, user_id: str, changes: dict[str, Any]) -> User:
+    """Merge ``changes`` into the profile (``null`` removes an optional or custom attribute)."""
+    user = get_user(session, user_id)
+    merged = {**user.profile, **changes}
+    merged = {key: value for key, value in merged.items() if value is not None}
+    try:
+        profile = Profile.model_validate(merged)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "profile"
+        raise Invalid(f"profile.{where}: {first['msg']}", field=f"profile.{where}") from exc
+    if "login" in changes:
+        _ensure_login_free(session, profile.login, except_id=user.id)
+    new_profile = profile.as_dict()
+    diff = {
+        key: {"old": user.profile.get(key), "new": new_profile.get(key)}
+        for key in sorted(set(user.profile) | set(new_profile))
+        if user.profile.get(key) != new_profile.get(key)
+    }
+    if not diff:
+        return user
+    user.profile = new_profile
+    user.login = profile.login
+    user.login_key = login_key(profile.login)
+    user.updated_at = utcnow()
+    activity.record(
+        session, actor, "user.account.update_profile", f"updated profile of {user.login}",
+        user_id=user.id, targets={"user": user.login}, details={"changes": diff},
+    )
+    _reconcile_user(session, actor, user.id, "user.profile")
+    return user
+
+
+def change_lifecycle(session: Session, actor: Actor, user_id: str, action: Lifecycle) -> User:
+    user = get_user(session, user_id)
+    before = UserStatus(user.status)
+    after = next_status(before, action)
+    user.status = after.value
+    user.status_changed_at = user.updated_at = utcnow()
+    activity.record(
+        session, actor, f"user.lifecycle.{action.value}",
+        f"{action.value}d user {user.login}: {before.value} -> {after.value}",
+        user_id=user.id, targets={"user": user.login},
+        details={"from": before.value, "to": after.value},
+    )
+    _reconcile_user(session, actor, user.id, f"user.lifecycle.{action.value}")
+    return user
+
+
+def delete_user(session: Session, actor: Actor, user_id: str) -> None:
+    """Remove a user; only once deprovisioned, so that every account was deprovisioned first."""
+    user = get_user(session, user_id)
+    if user.status != UserStatus.DEPROVISIONED.value:
+        raise Conflict(
+            f"deactivate user {user.login} before deleting it (status is {user.status})",
+            current_status=user.status,
+        )
+    apps = reach.apps_of_user(session, user.id)
+    session.delete(user)
+    activity.record(
+        session, actor, "user.lifecycle.delete", f"deleted user {user.login}",
+        user_id=user_id, targets={"user": user.login},
+    )
+    for app_id in apps:  # any account still held is deprovisioned from the account record
+        queue.enqueue(session, app_id, [user_id], reason="user.delete", correlation_id=actor.correlation_id)
+
+
+def _reconcile_user(session: Session, actor: Actor, user_id: str, reason: str) -> None:
+    session.flush()
+    for app_id in sorted(reach.apps_of_user(session, user_id)):
+        queue.enqueue(session, app_id, [user_id], reason=reason, correlation_id=actor.correlation_id)
+
+
+# -- groups ---------------------------------------------------------------------------------------
+
+
+def get_group(session: Session, group_id: str) -> Group:
+    group = session.get(Group, group_id)
+    if group is None:
+        raise NotFound(f"no group with id {group_id!r}")
+    return group
+
+
+def list_groups(session: Session, q: str | None) -> Sequence[Group]:
+    statement = select(Group)
+    if q:
+        statement = statement.where(Group.name_key.like("%" + q.casefold() + "%"))
+    return session.scalars(statement.order_by(Group.name_key)).all()
+
+
+def member_count(session: Session, group_id: str) -> int:
+    return session.scalar(
+        select(func.count()).select_from(GroupMember).where(GroupMember.group_id == group_id)
+    ) or 0
+
+
+def members(session: Session, group_id: str) -> Sequence[User]:
+    get_group(session, group_id)
+    return session.scalars(
+        select(User)
+        .join(GroupMember, GroupMember.user_id == User.id)
+        .where(GroupMember.group_id == group_id)
+        .order_by(User.login_key)
+    ).all()
+
+
+def create_group(session: Session, actor: Actor, name: str, description: str | None) -> Group:
+    if session.scalar(select(Group).where(Group.name_key == name.casefold())) is not None:
+        raise Conflict(f"group {name!r} already exists", field="name")
+    group = Group(name=name, name_key=name.casefold(), description=description)
+    session.add(group)
+    session.flush()
+    activity.record(
+        session, actor, "group.lifecycle.create", f"created group {name}",
+        targets={"group": name, "group_id": group.id},
+    )
+    return group
+
+
+def update_group(
+    session: Session, actor: Actor, group_id: str, name: str | None, description: str | None
+) -> Group:
+    group = get_group(session, group_id)
+    if name is not None and name.casefold() != group.name_key:
+        clash = session.scalar(select(Group).where(Group.name_key == name.casefold()))
+        if clash is not None:
+            raise Conflict(f"group {name!r} already exists", field="name")
+    changes = {}
+    if name is not None and name != group.name:
+        changes["name"] = {"old": group.name, "new": name}
+        group.name, group.name_key = name, name.casefold()
+    if description is not None and description != group.description:
+        changes["description"] = {"old": group.description, "new": description}
+        group.description = description
+    if changes:
+        group.updated_at = utcnow()
+        activity.record(
+            session, actor, "group.profile.update", f"updated group {group.name}",
+            targets={"group": group.name, "group_id": group.id}, details={"changes": changes},
+        )
+    return group
+
+
+def delete_group(session: Session, actor: Actor, group_id: str) -> None:
+    group = get_group(session, group_id)
+    affected = reach.group_member_ids(session, [group_id])
+    apps = reach.apps_of_group(session, group_id)
+    from provisiond.store.tables import Assignment  # local: groups own their assignments
+
+    for assignment in session.scalars(
+        select(Assignment).where(Assignment.principal_type == "group", Assignment.principal_id == group_id)
+    ):
+        session.delete(assignment)
+    session.delete(group)
+    session.flush()
+    activity.record(
+        session, actor, "group.lifecycle.delete",
+        f"deleted group {group.name} ({len(affected)} members)",
+        targets={"group": group.name, "group_id": group_id},
+    )
+    for app_id in sorted(apps):
+        queue.enqueue(session, app_id, sorted(affected), reason="group.delete", correlation_id=actor.correlation_id)
+
+
+def add_member(session: Session, actor: Actor, group_id: str, user_id: str) -> bool:
+    group = get_group(session, group_id)
+    user = get_user(session, user_id)
+    if session.get(GroupMember, (group_id, user_id)) is not None:
+        return False
+    session.add(GroupMember(group_id=group_id, user_id=user_id))
+    session.flush()
+    activity.record(
+        session, actor, "group.user_membership.add", f"added {user.login} to {group.name}",
+        user_id=user_id, targets={"group": group.name, "group_id": group_id, "user": user.login},
+    )
+    for app_id in sorted(reach.apps_of_group(session, group_id)):
+        queue.enqueue(session, app_id, [user_id], reason="group.membership", correlation_id=actor.correlation_id)
+    return True
+
+
+def remove_member(session: Session, actor: Actor, group_id: str, user_id: str) -> None:
+    group = get_group(session, group_id)
+    user = get_user(session, user_id)
+    membership = session.get(GroupMember, (group_id, user_id))
+    if membership is None:
+        raise NotFound(f"{user.login} is not a member of {group.name}")
+    apps = reach.apps_of_group(session, group_id)
+    session.delete(membership)
+    session.flush()
+    activity.record(
+        session, actor, "group.user_membership.remove", f"removed {user.login} from {group.name}",
+        user_id=user_id, targets={"group": group.name, "group_id": group_id, "user": user.login},
+    )
+    for app_id in sorted(apps):
+        queue.enqueue(session, app_id, [user_id], reason="group.membership", correlation_id=actor.correlation_id)
+
+
+def find_users_by_ids(session: Session, ids: Sequence[str]) -> dict[str, User]:
+    if not ids:
+        return {}
+    return {user.id: user for user in session.scalars(select(User).where(or_(User.id.in_(ids))))}

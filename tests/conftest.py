@@ -1,0 +1,71 @@
+"""Fixtures shared by every test: a database on SQLite and on PostgreSQL, real servers."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from provisiond.config import Settings
+from provisiond.runtime import Runtime
+from provisiond.store.db import Database
+
+PG_ADMIN_URL = os.environ.get("PROVISIOND_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> str:
+    """The PostgreSQL server CI starts; a test run fails loudly if it is not there."""
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
+        conn.execute("SELECT 1")
+    return PG_ADMIN_URL
+
+
+def _fresh_pg_database(admin_url: str) -> tuple[str, str]:
+    name = f"provisiond_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = admin_url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+    return name, f"{base}/{name}"
+
+
+def _drop_pg_database(admin_url: str, name: str) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database on each backend, dropped afterwards."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'provisiond.db'}"
+        return
+    admin_url = request.getfixturevalue("pg_server")
+    name, url = _fresh_pg_database(admin_url)
+    try:
+        yield url
+    finally:
+        _drop_pg_database(admin_url, name)
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return Settings(
+        data_dir=tmp_path, database_url=database_url, secret_key="test-secret-key",
+        retry_base_seconds=0.05, retry_max_seconds=0.5, task_max_attempts=3,
+    )
+
+
+@pytest.fixture
+def runtime(settings: Settings) -> Iterator[Runtime]:
+    rt = Runtime(settings, db=Database(settings.effective_database_url))
+    rt.migrate()
+    try:
+        yield rt
+    finally:
+        rt.stop()
+        rt.db.dispose()
