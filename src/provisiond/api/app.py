@@ -8,7 +8,6 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from sqlalchemy import text
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from provisiond import __version__
@@ -105,20 +104,38 @@ class BodyLimit:
             return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            response = problems.problem(
-                413, "payload-too-large", "Payload too large",
-                f"the request body is larger than {self.limit} bytes",
-            )
-            await response(scope, receive, send)
+            await self._refuse(scope, receive, send)
             return
+        # Read the body first (it is at most ``limit`` bytes), then replay it to the app: a body
+        # without Content-Length is refused as soon as it passes the limit.
+        chunks: list[bytes] = []
         seen = 0
-
-        async def limited() -> Message:
-            nonlocal seen
+        while True:
             message = await receive()
-            seen += len(message.get("body", b""))
+            if message["type"] != "http.request":
+                break
+            chunk = message.get("body", b"")
+            seen += len(chunk)
             if seen > self.limit:
-                raise StarletteHTTPException(413, f"the request body is larger than {self.limit} bytes")
-            return message
+                await self._refuse(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        replayed = False
 
-        await self.app(scope, limited, send)
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = problems.problem(
+            413, "payload-too-large", "Payload too large",
+            f"the request body is larger than {self.limit} bytes",
+        )
+        await response(scope, receive, send)

@@ -76,11 +76,19 @@ def diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[Change, ...]:
     An attribute that ``new`` does not manage is left alone: provisiond only owns what it maps.
     """
     changes = [
-        Change(name, old.get(name), value)
+        Change(name, _get(old, name), value)
         for name, value in new.items()
-        if name not in _IGNORED and _normalise(old.get(name)) != _normalise(value)
+        if name.lower() not in _IGNORED and _normalise(_get(old, name)) != _normalise(value)
     ]
     return tuple(sorted(changes, key=lambda change: change.attribute))
+
+
+def _get(attributes: Mapping[str, Any], name: str) -> Any:
+    """``attributes[name]``, the name matched case-insensitively (RFC 7643 §2.1), or None."""
+    if name in attributes:
+        return attributes[name]
+    lowered = name.lower()
+    return next((v for k, v in attributes.items() if k.lower() == lowered), None)
 
 
 def _normalise(value: Any) -> Any:
@@ -109,7 +117,7 @@ def plan(
         if settings.deprovision_action is DeprovisionAction.DEACTIVATE and _is_active(actual):
             return Operation(
                 OperationKind.DEACTIVATE,
-                attributes={"active": False},
+                attributes=_deactivated(actual),
                 changes=(Change("active", True, False),),
                 remote_id=actual.remote_id,
             )
@@ -129,7 +137,7 @@ def plan(
         if _is_active(actual) and features.deactivate_users:
             return Operation(
                 OperationKind.DEACTIVATE,
-                attributes={"active": False},
+                attributes=_deactivated(actual),
                 changes=(Change("active", True, False),),
                 remote_id=actual.remote_id,
             )
@@ -139,11 +147,17 @@ def plan(
     if not _is_active(actual):
         if not features.deactivate_users:
             return None
-        # A reactivation also carries whatever changed while the account was off.
+        # A reactivation also carries whatever changed while the account was off; it always
+        # carries ``active`` itself, since a PATCH sends only the changes.
+        carried = changes if features.update_users else ()
+        if not any(change.attribute == "active" for change in carried):
+            carried = tuple(
+                sorted((*carried, Change("active", False, True)), key=lambda c: c.attribute)
+            )
         return Operation(
             OperationKind.REACTIVATE,
             attributes=desired.attributes,
-            changes=changes if features.update_users else (Change("active", False, True),),
+            changes=carried,
             remote_id=actual.remote_id,
         )
     if not changes or not features.update_users:
@@ -156,8 +170,24 @@ def plan(
     )
 
 
+def _deactivated(actual: ActualAccount) -> dict[str, Any]:
+    """The whole account with ``active: false``: what a PUT-only app must be sent.
+
+    RFC 7644 §3.5.1; names compared case-insensitively, so no other spelling of ``active`` or
+    of what the app owns slips through (RFC 7643 §2.1).
+    """
+    return {
+        **{
+            k: v
+            for k, v in actual.attributes.items()
+            if k.lower() not in _IGNORED and k.lower() != "active"
+        },
+        "active": False,
+    }
+
+
 def _is_active(actual: ActualAccount) -> bool:
-    return actual.status is AccountStatus.ACTIVE and actual.attributes.get("active", True) is not False
+    return actual.status is AccountStatus.ACTIVE and _get(actual.attributes, "active") is not False
 
 
 def applied(
@@ -170,9 +200,12 @@ def applied(
     if operation.kind is OperationKind.CREATE:
         return ActualAccount(remote_id, dict(operation.attributes), AccountStatus.ACTIVE)
     for change in operation.changes:
+        for name in [k for k in base if k.lower() == change.attribute.lower()]:
+            del base[name]  # the app's spelling of the same attribute
         base[change.attribute] = change.new
     if operation.kind is OperationKind.DEACTIVATE:
         base["active"] = False
         return ActualAccount(remote_id, base, AccountStatus.DEACTIVATED)
-    base["active"] = True if operation.kind is OperationKind.REACTIVATE else base.get("active", True)
+    reactivated = operation.kind is OperationKind.REACTIVATE
+    base["active"] = True if reactivated else base.get("active", True)
     return ActualAccount(remote_id, base, AccountStatus.ACTIVE)

@@ -392,12 +392,14 @@ class WorkerThread:
         self._thread = threading.Thread(target=self._main, name="provisiond-worker", daemon=True)
         self._listen_url = listen_url
         self._listening = True
+        self._listener: threading.Thread | None = None
 
     def start(self) -> None:
         self._thread.start()
         self._ready.wait(10)
         if self._listen_url:
-            threading.Thread(target=self._listen, name="provisiond-listen", daemon=True).start()
+            self._listener = threading.Thread(target=self._listen, name="provisiond-listen", daemon=True)
+            self._listener.start()
 
     def _main(self) -> None:
         async def main() -> None:
@@ -419,8 +421,9 @@ class WorkerThread:
                         for _ in conn.notifies(timeout=1.0, stop_after=1):
                             self.worker.wake()
             except psycopg.Error:
-                log.warning("LISTEN connection lost; retrying in 1 s")
-                time.sleep(1)
+                if self._listening:
+                    log.warning("LISTEN connection lost; retrying in 1 s")
+                    time.sleep(1)
 
     def stop(self) -> None:
         self._listening = False
@@ -429,6 +432,8 @@ class WorkerThread:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(stop.set)
         self._thread.join(30)
+        if self._listener is not None:
+            self._listener.join(5)
 
 
 def libpq_url(sqlalchemy_url: str) -> str:
