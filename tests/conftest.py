@@ -55,8 +55,12 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
     return Settings(
-        data_dir=tmp_path, database_url=database_url, secret_key="test-secret-key",
-        retry_base_seconds=0.05, retry_max_seconds=0.5, task_max_attempts=3,
+        data_dir=tmp_path,
+        database_url=database_url,
+        secret_key="test-secret-key",
+        retry_base_seconds=0.05,
+        retry_max_seconds=0.5,
+        task_max_attempts=3,
     )
 
 

@@ -37,7 +37,9 @@ class Settings(BaseSettings):
     @classmethod
     def _known_scheme(cls, value: str) -> str:
         if value and not value.startswith(("sqlite", "postgresql")):
-            raise ValueError("PROVISIOND_DATABASE_URL must be a sqlite:// or postgresql+psycopg:// URL")
+            raise ValueError(
+                "PROVISIOND_DATABASE_URL must be a sqlite:// or postgresql+psycopg:// URL"
+            )
         return value
 
     @cached_property

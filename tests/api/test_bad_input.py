@@ -24,10 +24,18 @@ def assert_problem(response: httpx.Response, status: int) -> dict[str, object]:
 
 def test_unknown_ids_are_404(api: httpx.Client) -> None:
     for method, path in [
-        ("GET", "/users/nope"), ("PATCH", "/users/nope"), ("DELETE", "/users/nope"),
-        ("POST", "/users/nope/lifecycle/suspend"), ("GET", "/groups/nope"), ("DELETE", "/groups/nope"),
-        ("GET", "/apps/nope"), ("GET", "/apps/nope/provisioning"), ("POST", "/apps/nope/sync"),
-        ("GET", "/runs/nope"), ("GET", "/tasks/nope"), ("POST", "/tasks/nope/retry"),
+        ("GET", "/users/nope"),
+        ("PATCH", "/users/nope"),
+        ("DELETE", "/users/nope"),
+        ("POST", "/users/nope/lifecycle/suspend"),
+        ("GET", "/groups/nope"),
+        ("DELETE", "/groups/nope"),
+        ("GET", "/apps/nope"),
+        ("GET", "/apps/nope/provisioning"),
+        ("POST", "/apps/nope/sync"),
+        ("GET", "/runs/nope"),
+        ("GET", "/tasks/nope"),
+        ("POST", "/tasks/nope/retry"),
     ]:
         json = {"profile": {}} if method == "PATCH" else None
         body = assert_problem(api.request(method, path, json=json), 404)
@@ -35,17 +43,43 @@ def test_unknown_ids_are_404(api: httpx.Client) -> None:
 
 
 def test_invalid_json_is_422_and_says_so(api: httpx.Client) -> None:
-    response = api.post("/users", content=b'{"profile": {"login": ', headers={"Content-Type": "application/json"})
+    response = api.post(
+        "/users", content=b'{"profile": {"login": ', headers={"Content-Type": "application/json"}
+    )
     body = assert_problem(response, 422)
     assert body["type"] == "https://provisiond.dev/problems/invalid-json"
 
 
 def test_schema_violations_name_the_field(api: httpx.Client) -> None:
-    body = assert_problem(api.post("/users", json={"profile": {"login": "x", "firstName": "X", "lastName": "Y",
-                                                                "email": "not-an-email"}}), 422)
+    body = assert_problem(
+        api.post(
+            "/users",
+            json={
+                "profile": {
+                    "login": "x",
+                    "firstName": "X",
+                    "lastName": "Y",
+                    "email": "not-an-email",
+                }
+            },
+        ),
+        422,
+    )
     assert body["field"] == "profile.email"
-    body = assert_problem(api.post("/users", json={"profile": {"login": "has space", "email": "a@b.org",
-                                                                "firstName": "A", "lastName": "B"}}), 422)
+    body = assert_problem(
+        api.post(
+            "/users",
+            json={
+                "profile": {
+                    "login": "has space",
+                    "email": "a@b.org",
+                    "firstName": "A",
+                    "lastName": "B",
+                }
+            },
+        ),
+        422,
+    )
     assert body["field"] == "profile.login"
     body = assert_problem(api.post("/users", json={"profile": {"email": "a@b.org"}}), 422)
     assert body["field"] == "profile.login"
@@ -84,11 +118,14 @@ def test_oversized_bodies_are_413(api: httpx.Client) -> None:
             yield b"a" * 65536
         yield b'"}}'
 
-    assert_problem(api.post("/users", content=chunks(), headers={"Content-Type": "application/json"}), 413)
+    assert_problem(
+        api.post("/users", content=chunks(), headers={"Content-Type": "application/json"}), 413
+    )
 
 
 @pytest.mark.parametrize(
-    "base_url", ["ftp://example.org/scim", "javascript:alert(1)", "http://", "not a url", "http://h/scim?x=1"]
+    "base_url",
+    ["ftp://example.org/scim", "javascript:alert(1)", "http://", "not a url", "http://h/scim?x=1"],
 )
 def test_a_base_url_that_is_not_http_is_refused(api: httpx.Client, base_url: str) -> None:
     body = assert_problem(api.post("/apps", json=scim_app("bad-url", base_url)), 422)
@@ -102,12 +139,16 @@ def test_bad_app_names_and_duplicates(api: httpx.Client, target: str) -> None:
     assert_problem(api.post("/apps", json=scim_app("wiki", target)), 409)
 
 
-def test_enabling_with_wrong_credentials_is_refused_with_the_reason(api: httpx.Client, target: str) -> None:
+def test_enabling_with_wrong_credentials_is_refused_with_the_reason(
+    api: httpx.Client, target: str
+) -> None:
     spec = scim_app("wrong-token", target)
     spec["connector"]["auth"]["token"] = "wrong"
     app = api.post("/apps", json=spec).json()
     settings = api.get(f"/apps/{app['id']}/provisioning").json()
-    body = assert_problem(api.put(f"/apps/{app['id']}/provisioning", json={**settings, "enabled": True}), 409)
+    body = assert_problem(
+        api.put(f"/apps/{app['id']}/provisioning", json={**settings, "enabled": True}), 409
+    )
     assert "401" in str(body["detail"]) and "credentials" in str(body["detail"])
     assert api.get(f"/apps/{app['id']}/provisioning").json()["enabled"] is False
     events = api.get("/logs", params={"action": "app.provisioning.test"}).json()["items"]
@@ -132,8 +173,10 @@ def html_server() -> Iterator[str]:
             with conn:
                 conn.recv(65536)
                 page = b"<html><body>Sign in</body></html>"
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nConnection: close\r\n"
-                             b"Content-Length: " + str(len(page)).encode() + b"\r\n\r\n" + page)
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nConnection: close\r\n"
+                    b"Content-Length: " + str(len(page)).encode() + b"\r\n\r\n" + page
+                )
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()

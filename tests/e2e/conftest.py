@@ -51,7 +51,9 @@ def api(server: str, admin_token: str) -> Iterator[httpx.Client]:
 @pytest.fixture
 def scim(target: str) -> Iterator[httpx.Client]:
     """A plain client of the target app: how a test looks at what the app holds."""
-    with httpx.Client(base_url=target + "/", headers={"Authorization": f"Bearer {TARGET_TOKEN}"}) as client:
+    with httpx.Client(
+        base_url=target + "/", headers={"Authorization": f"Bearer {TARGET_TOKEN}"}
+    ) as client:
         yield client
 
 
@@ -82,8 +84,11 @@ def person(login: str, **extra: Any) -> dict[str, Any]:
     first, _, last = login.partition(".")
     return {
         "profile": {
-            "login": login, "email": f"{login}@example.com",
-            "firstName": first.title(), "lastName": (last or "user").title(), **extra,
+            "login": login,
+            "email": f"{login}@example.com",
+            "firstName": first.title(),
+            "lastName": (last or "user").title(),
+            **extra,
         }
     }
 
@@ -92,6 +97,10 @@ def scim_app(name: str, base_url: str, **provisioning: Any) -> dict[str, Any]:
     return {
         "name": name,
         "label": name.title(),
-        "connector": {"type": "scim2", "base_url": base_url, "auth": {"type": "bearer", "token": TARGET_TOKEN}},
+        "connector": {
+            "type": "scim2",
+            "base_url": base_url,
+            "auth": {"type": "bearer", "token": TARGET_TOKEN},
+        },
         "provisioning": provisioning,
     }

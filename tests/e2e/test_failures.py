@@ -19,10 +19,14 @@ def faulty() -> Iterator[tuple[FaultyTarget, str]]:
         yield target, url + "/v2"
 
 
-def enabled_app(api: httpx.Client, name: str, base_url: str, **provisioning: object) -> dict[str, object]:
+def enabled_app(
+    api: httpx.Client, name: str, base_url: str, **provisioning: object
+) -> dict[str, object]:
     app = api.post("/apps", json=scim_app(name, base_url, **provisioning)).json()
     settings = api.get(f"/apps/{app['id']}/provisioning").json()
-    response = api.put(f"/apps/{app['id']}/provisioning", json={**settings, **provisioning, "enabled": True})
+    response = api.put(
+        f"/apps/{app['id']}/provisioning", json={**settings, **provisioning, "enabled": True}
+    )
     assert response.status_code == 200, response.text
     return app
 
@@ -34,14 +38,23 @@ def test_transient_errors_are_retried_until_they_pass(
     app = enabled_app(api, "flaky", base)
     target.inject(Fault("POST", 503, times=2))
     user = api.post("/users", json=person("retry.me")).json()
-    api.post(f"/apps/{app['id']}/assignments", json={"principal_type": "user", "principal_id": user["id"]})
-    with httpx.Client(base_url=base + "/", headers={"Authorization": f"Bearer {TARGET_TOKEN}"}) as scim:
+    api.post(
+        f"/apps/{app['id']}/assignments",
+        json={"principal_type": "user", "principal_id": user["id"]},
+    )
+    with httpx.Client(
+        base_url=base + "/", headers={"Authorization": f"Bearer {TARGET_TOKEN}"}
+    ) as scim:
         eventually(lambda: remote_user(scim, "retry.me"), timeout=15)
-    events = api.get("/logs", params={"user": user["id"], "action": "app.user.provision"}).json()["items"]
+    events = api.get("/logs", params={"user": user["id"], "action": "app.user.provision"}).json()[
+        "items"
+    ]
     outcomes = sorted(e["outcome"] for e in events)
     assert outcomes == ["retry", "retry", "success"], events
     assert "503" in events[-1]["message"]
-    assert [t["status"] for t in api.get("/tasks", params={"app": app["id"]}).json()["items"]].count("dead") == 0
+    assert [
+        t["status"] for t in api.get("/tasks", params={"app": app["id"]}).json()["items"]
+    ].count("dead") == 0
 
 
 def test_429_honours_retry_after(api: httpx.Client, faulty: tuple[FaultyTarget, str]) -> None:
@@ -49,8 +62,13 @@ def test_429_honours_retry_after(api: httpx.Client, faulty: tuple[FaultyTarget, 
     app = enabled_app(api, "limited", base)
     target.inject(Fault("POST", 429, times=1, headers={"Retry-After": "1"}))
     user = api.post("/users", json=person("slow.down")).json()
-    api.post(f"/apps/{app['id']}/assignments", json={"principal_type": "user", "principal_id": user["id"]})
-    retry = eventually(lambda: [e for e in api.get("/logs", params={"outcome": "retry"}).json()["items"]])
+    api.post(
+        f"/apps/{app['id']}/assignments",
+        json={"principal_type": "user", "principal_id": user["id"]},
+    )
+    retry = eventually(
+        lambda: [e for e in api.get("/logs", params={"outcome": "retry"}).json()["items"]]
+    )
     assert retry[0]["details"]["retry_in_seconds"] >= 0.5  # the test settings cap backoff at 0.5 s
     eventually(lambda: api.get(f"/apps/{app['id']}/accounts").json()["items"], timeout=10)
 
@@ -60,11 +78,24 @@ def test_terminal_errors_end_as_dead_tasks_that_can_be_retried(
 ) -> None:
     target, base = faulty
     app = enabled_app(api, "strict", base)
-    target.inject(Fault("POST", 400, times=1, body={
-        "schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"], "status": "400",
-        "scimType": "invalidValue", "detail": "department is not allowed here"}))
+    target.inject(
+        Fault(
+            "POST",
+            400,
+            times=1,
+            body={
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"],
+                "status": "400",
+                "scimType": "invalidValue",
+                "detail": "department is not allowed here",
+            },
+        )
+    )
     user = api.post("/users", json=person("dead.letter")).json()
-    api.post(f"/apps/{app['id']}/assignments", json={"principal_type": "user", "principal_id": user["id"]})
+    api.post(
+        f"/apps/{app['id']}/assignments",
+        json={"principal_type": "user", "principal_id": user["id"]},
+    )
     dead = eventually(lambda: api.get("/tasks", params={"status": "dead"}).json()["items"])
     assert dead[0]["attempts"] == 1  # terminal: not retried blindly
     assert "department is not allowed here" in dead[0]["last_error"]
@@ -85,15 +116,22 @@ def test_deprovisioning_that_keeps_failing_is_dead_and_visible(
     target, base = faulty
     app = enabled_app(api, "sticky", base)
     user = api.post("/users", json=person("leaver.one")).json()
-    api.post(f"/apps/{app['id']}/assignments", json={"principal_type": "user", "principal_id": user["id"]})
+    api.post(
+        f"/apps/{app['id']}/assignments",
+        json={"principal_type": "user", "principal_id": user["id"]},
+    )
     eventually(lambda: api.get(f"/apps/{app['id']}/accounts").json()["items"])
     target.inject(Fault("PATCH", 500, times=10))
     api.post(f"/users/{user['id']}/lifecycle/deactivate").raise_for_status()
-    dead = eventually(lambda: api.get("/tasks", params={"status": "dead"}).json()["items"], timeout=15)
+    dead = eventually(
+        lambda: api.get("/tasks", params={"status": "dead"}).json()["items"], timeout=15
+    )
     assert dead[0]["operation"] == "deactivate" and dead[0]["attempts"] == 3
     account = api.get(f"/apps/{app['id']}/accounts").json()["items"][0]
     assert account["status"] == "active" and "500" in account["last_error"]
-    failures = api.get("/logs", params={"action": "app.user.deprovision", "outcome": "failure"}).json()
+    failures = api.get(
+        "/logs", params={"action": "app.user.deprovision", "outcome": "failure"}
+    ).json()
     assert failures["items"], "a failed deprovisioning must be in the activity log"
     dismissed = api.post(f"/tasks/{dead[0]['id']}/dismiss").json()
     assert dismissed["status"] == "dismissed"

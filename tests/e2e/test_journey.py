@@ -9,7 +9,9 @@ import httpx
 from tests.e2e.conftest import TARGET_TOKEN, eventually, person, remote_user, scim_app
 
 
-def test_assign_update_deactivate_journey(api: httpx.Client, scim: httpx.Client, target: str) -> None:
+def test_assign_update_deactivate_journey(
+    api: httpx.Client, scim: httpx.Client, target: str
+) -> None:
     suffix = str(time.monotonic_ns())[-8:]
     # Directory: two engineers, one outsider, a group.
     ada = api.post("/users", json=person(f"ada.{suffix}", department="Engineering")).json()
@@ -31,12 +33,18 @@ def test_assign_update_deactivate_journey(api: httpx.Client, scim: httpx.Client,
 
     # Assign the group: both engineers appear in the app, the outsider does not.
     assignment = api.post(
-        f"/apps/{app['id']}/assignments", json={"principal_type": "group", "principal_id": engineering["id"]}
+        f"/apps/{app['id']}/assignments",
+        json={"principal_type": "group", "principal_id": engineering["id"]},
     )
     assert assignment.status_code == 201, assignment.text
     remote_ada = eventually(lambda: remote_user(scim, f"ada.{suffix}"))
-    assert remote_ada["name"] == {"givenName": "Ada", "familyName": suffix.title()} or remote_ada["name"]["givenName"] == "Ada"
-    assert remote_ada["emails"] == [{"value": f"ada.{suffix}@example.com", "type": "work", "primary": True}]
+    assert (
+        remote_ada["name"] == {"givenName": "Ada", "familyName": suffix.title()}
+        or remote_ada["name"]["givenName"] == "Ada"
+    )
+    assert remote_ada["emails"] == [
+        {"value": f"ada.{suffix}@example.com", "type": "work", "primary": True}
+    ]
     assert remote_ada["externalId"] == ada["id"]
     assert remote_ada["active"] is True
     eventually(lambda: remote_user(scim, f"bob.{suffix}"))
@@ -53,9 +61,17 @@ def test_assign_update_deactivate_journey(api: httpx.Client, scim: httpx.Client,
     assert time.monotonic() - started < 1.0
 
     # Every step is in the activity log.
-    actions = [e["action"] for e in api.get("/logs", params={"user": ada["id"], "limit": 100}).json()["items"]]
-    for expected in ("user.lifecycle.create", "app.user.provision", "app.user.update",
-                     "user.lifecycle.deactivate", "app.user.deprovision"):
+    actions = [
+        e["action"]
+        for e in api.get("/logs", params={"user": ada["id"], "limit": 100}).json()["items"]
+    ]
+    for expected in (
+        "user.lifecycle.create",
+        "app.user.provision",
+        "app.user.update",
+        "user.lifecycle.deactivate",
+        "app.user.deprovision",
+    ):
         assert expected in actions, (expected, actions)
     accounts = api.get(f"/apps/{app['id']}/accounts").json()["items"]
     by_login = {a["login"]: a for a in accounts}

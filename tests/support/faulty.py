@@ -34,19 +34,27 @@ class FaultyTarget:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http":
             self.requests.append((scope["method"], scope["path"]))
-            fault = next((f for f in self.faults if f.method == scope["method"] and f.times > 0), None)
+            fault = next(
+                (f for f in self.faults if f.method == scope["method"] and f.times > 0), None
+            )
             if fault is not None:
                 fault.times -= 1
                 if fault.delay:
                     await asyncio.sleep(fault.delay)
-                body = json.dumps(fault.body or {
-                    "schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"],
-                    "status": str(fault.status), "detail": f"injected {fault.status}",
-                }).encode()
+                body = json.dumps(
+                    fault.body
+                    or {
+                        "schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"],
+                        "status": str(fault.status),
+                        "detail": f"injected {fault.status}",
+                    }
+                ).encode()
                 headers = [(b"content-type", b"application/scim+json")] + [
                     (k.lower().encode(), v.encode()) for k, v in fault.headers.items()
                 ]
-                await send({"type": "http.response.start", "status": fault.status, "headers": headers})
+                await send(
+                    {"type": "http.response.start", "status": fault.status, "headers": headers}
+                )
                 await send({"type": "http.response.body", "body": body})
                 return
         await self.inner(scope, receive, send)

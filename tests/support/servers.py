@@ -37,7 +37,15 @@ def wait_until_up(url: str, timeout: float = 20.0) -> None:
 def scim_target(token: str = "target-token", *, patch: bool = True) -> Iterator[str]:
     """The stock scim2-server (ASGI, uvicorn) as a separate process; yields its base URL."""
     port = free_port()
-    command = [sys.executable, "-m", "provisiond.demo.target", "--port", str(port), "--bearer-token", token]
+    command = [
+        sys.executable,
+        "-m",
+        "provisiond.demo.target",
+        "--port",
+        str(port),
+        "--bearer-token",
+        token,
+    ]
     if not patch:
         command.append("--no-patch")
     process = subprocess.Popen(command, env={**os.environ, "PYTHONWARNINGS": "ignore"})
@@ -58,7 +66,9 @@ class ThreadedServer(uvicorn.Server):
 @contextmanager
 def serve_app(app: object) -> Iterator[str]:
     port = free_port()
-    server = ThreadedServer(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    server = ThreadedServer(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:

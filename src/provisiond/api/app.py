@@ -76,7 +76,9 @@ def create_app(
         return {"status": "ok", "database": "ok", "worker": rt.worker is not None}
 
     @app.middleware("http")
-    async def correlation(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    async def correlation(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
         incoming = request.headers.get("X-Request-ID", "")
         correlation_id = incoming if 8 <= len(incoming) <= 64 else new_correlation_id()
         token = current_correlation_id.set(correlation_id)
@@ -135,7 +137,9 @@ class BodyLimit:
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = problems.problem(
-            413, "payload-too-large", "Payload too large",
+            413,
+            "payload-too-large",
+            "Payload too large",
             f"the request body is larger than {self.limit} bytes",
         )
         await response(scope, receive, send)

@@ -37,12 +37,21 @@ def install(app: FastAPI) -> None:
             for error in exc.errors()
         ]
         if any(error["type"] == "json_invalid" for error in errors):
-            return problem(422, "invalid-json", "Malformed JSON", "the request body is not valid JSON",
-                           errors=errors)
+            return problem(
+                422,
+                "invalid-json",
+                "Malformed JSON",
+                "the request body is not valid JSON",
+                errors=errors,
+            )
         first = errors[0] if errors else {"field": "body", "message": "invalid"}
         return problem(
-            422, "invalid", "Invalid input", f"{first['field']}: {first['message']}",
-            field=first["field"], errors=errors,
+            422,
+            "invalid",
+            "Invalid input",
+            f"{first['field']}: {first['message']}",
+            field=first["field"],
+            errors=errors,
         )
 
     @app.exception_handler(StarletteHTTPException)
@@ -54,4 +63,6 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        return problem(500, "internal", "Internal error", "an unexpected error occurred; see the server log")
+        return problem(
+            500, "internal", "Internal error", "an unexpected error occurred; see the server log"
+        )

@@ -47,8 +47,12 @@ class UserOut(BaseModel):
     @classmethod
     def of(cls, user: tables.User) -> UserOut:
         return cls(
-            id=user.id, status=user.status, profile=user.profile, created_at=user.created_at,
-            updated_at=user.updated_at, status_changed_at=user.status_changed_at,
+            id=user.id,
+            status=user.status,
+            profile=user.profile,
+            created_at=user.created_at,
+            updated_at=user.updated_at,
+            status_changed_at=user.status_changed_at,
         )
 
 
@@ -71,8 +75,13 @@ class GroupOut(BaseModel):
 
     @classmethod
     def of(cls, group: tables.Group, member_count: int) -> GroupOut:
-        return cls(id=group.id, name=group.name, description=group.description,
-                   member_count=member_count, created_at=group.created_at)
+        return cls(
+            id=group.id,
+            name=group.name,
+            description=group.description,
+            member_count=member_count,
+            created_at=group.created_at,
+        )
 
 
 # -- apps -------------------------------------------------------------------------------------------
@@ -109,9 +118,14 @@ class AppOut(BaseModel):
         # Write-only credentials: only whether they are set.
         connector["auth"] = {**connector.get("auth", {}), "secret_set": app.credentials is not None}
         return cls(
-            id=app.id, name=app.name, label=app.label, connector=connector,
-            provisioning=app.provisioning, last_test=app.last_test,
-            created_at=app.created_at, updated_at=app.updated_at,
+            id=app.id,
+            name=app.name,
+            label=app.label,
+            connector=connector,
+            provisioning=app.provisioning,
+            last_test=app.last_test,
+            created_at=app.created_at,
+            updated_at=app.updated_at,
         )
 
 
@@ -137,9 +151,15 @@ class AssignmentOut(BaseModel):
 
     @classmethod
     def of(cls, row: tables.Assignment) -> AssignmentOut:
-        return cls(id=row.id, app_id=row.app_id, principal_type=row.principal_type,
-                   principal_id=row.principal_id, role=row.role, priority=row.priority,
-                   created_at=row.created_at)
+        return cls(
+            id=row.id,
+            app_id=row.app_id,
+            principal_type=row.principal_type,
+            principal_id=row.principal_id,
+            role=row.role,
+            priority=row.priority,
+            created_at=row.created_at,
+        )
 
 
 class AccountOut(BaseModel):
@@ -168,9 +188,18 @@ class RunOut(BaseModel):
 
     @classmethod
     def of(cls, run: tables.Run) -> RunOut:
-        return cls(id=run.id, app_id=run.app_id, kind=run.kind, status=run.status, actor=run.actor,
-                   total=run.total, done=sum(run.counts.values()), counts=run.counts,
-                   started_at=run.started_at, finished_at=run.finished_at)
+        return cls(
+            id=run.id,
+            app_id=run.app_id,
+            kind=run.kind,
+            status=run.status,
+            actor=run.actor,
+            total=run.total,
+            done=sum(run.counts.values()),
+            counts=run.counts,
+            started_at=run.started_at,
+            finished_at=run.finished_at,
+        )
 
 
 class TaskOut(BaseModel):
@@ -190,11 +219,21 @@ class TaskOut(BaseModel):
 
     @classmethod
     def of(cls, task: tables.Task) -> TaskOut:
-        return cls(id=task.id, app_id=task.app_id, user_id=task.user_id, run_id=task.run_id,
-                   reason=task.reason, operation=task.operation, status=task.status,
-                   attempts=task.attempts, next_attempt_at=task.next_attempt_at,
-                   last_error=task.last_error, correlation_id=task.correlation_id,
-                   created_at=task.created_at, updated_at=task.updated_at)
+        return cls(
+            id=task.id,
+            app_id=task.app_id,
+            user_id=task.user_id,
+            run_id=task.run_id,
+            reason=task.reason,
+            operation=task.operation,
+            status=task.status,
+            attempts=task.attempts,
+            next_attempt_at=task.next_attempt_at,
+            last_error=task.last_error,
+            correlation_id=task.correlation_id,
+            created_at=task.created_at,
+            updated_at=task.updated_at,
+        )
 
 
 class EventOut(BaseModel):
@@ -212,6 +251,16 @@ class EventOut(BaseModel):
 
     @classmethod
     def of(cls, row: tables.Event) -> EventOut:
-        return cls(id=row.id, time=row.time, actor=row.actor, action=row.action, outcome=row.outcome,
-                   app_id=row.app_id, user_id=row.user_id, targets=row.targets, message=row.message,
-                   details=row.details, correlation_id=row.correlation_id)
+        return cls(
+            id=row.id,
+            time=row.time,
+            actor=row.actor,
+            action=row.action,
+            outcome=row.outcome,
+            app_id=row.app_id,
+            user_id=row.user_id,
+            targets=row.targets,
+            message=row.message,
+            details=row.details,
+            correlation_id=row.correlation_id,
+        )

@@ -70,9 +70,7 @@ class ScimConnector:
             base_url=settings.base_url + "/",
             auth=_auth(settings, transport),
             timeout=httpx.Timeout(settings.timeout_seconds),
-            limits=httpx.Limits(
-                max_connections=concurrency, max_keepalive_connections=concurrency
-            ),
+            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
             headers={"Accept": SCIM_MEDIA_TYPE, "User-Agent": f"provisiond/{__version__}"},
             transport=transport,
         )
@@ -133,7 +131,9 @@ class ScimConnector:
             report.quirks = self._quirks = Quirks()
             report.steps.append(
                 ConnectionStep(
-                    "discovery", True, "no ServiceProviderConfig published; assuming PATCH and filters"
+                    "discovery",
+                    True,
+                    "no ServiceProviderConfig published; assuming PATCH and filters",
                 )
             )
         else:
@@ -152,7 +152,9 @@ class ScimConnector:
             return None  # a create that collides then answers 409 and is adopted
         escaped = value.replace("\\", "\\\\").replace('"', '\\"')
         response = await self._send(
-            "GET", "Users", params={"filter": f'{attribute} eq "{escaped}"', "startIndex": 1, "count": 2}
+            "GET",
+            "Users",
+            params={"filter": f'{attribute} eq "{escaped}"', "startIndex": 1, "count": 2},
         )
         resources = _parse_list(_body(response, "GET /Users?filter"))
         if len(resources) > 1:
@@ -195,7 +197,9 @@ class ScimConnector:
             response = await self._send("PUT", f"Users/{remote_id}", body=body)
             what = "PUT /Users/{id}"
         if response.status_code == 404:
-            raise RemoteNotFound(f"{what}: the account {remote_id} no longer exists", http_status=404)
+            raise RemoteNotFound(
+                f"{what}: the account {remote_id} no longer exists", http_status=404
+            )
         _body(response, what, allow_empty=True)
 
     async def delete_user(self, remote_id: str) -> None:
@@ -231,7 +235,9 @@ class ScimConnector:
             except httpx.ConnectError as exc:
                 if _is_tls_failure(exc):
                     raise TerminalError(f"TLS handshake with {target} failed: {exc}") from exc
-                raise TransientError(f"cannot reach {target}: {exc or 'connection failed'}") from exc
+                raise TransientError(
+                    f"cannot reach {target}: {exc or 'connection failed'}"
+                ) from exc
             except httpx.HTTPError as exc:
                 raise TransientError(f"{method} {target}: {type(exc).__name__}: {exc}") from exc
         _raise_for_status(response, f"{method} /{path.split('?')[0]}")
@@ -327,7 +333,9 @@ def _parse_list(body: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def _quirks_from(body: Mapping[str, Any]) -> Quirks:
     try:
-        config = ServiceProviderConfig.model_validate(body, scim_ctx=Context.RESOURCE_QUERY_RESPONSE)
+        config = ServiceProviderConfig.model_validate(
+            body, scim_ctx=Context.RESOURCE_QUERY_RESPONSE
+        )
     except ValidationError as exc:
         raise TerminalError(
             f"the answer is not a SCIM ServiceProviderConfig: {_first_error(exc)}"
@@ -335,7 +343,9 @@ def _quirks_from(body: Mapping[str, Any]) -> Quirks:
     return Quirks(
         patch=bool(config.patch and config.patch.supported),
         filter=bool(config.filter and config.filter.supported),
-        max_results=(config.filter.max_results if config.filter and config.filter.max_results else 100),
+        max_results=(
+            config.filter.max_results if config.filter and config.filter.max_results else 100
+        ),
         etag=bool(config.etag and config.etag.supported),
     )
 
@@ -343,7 +353,8 @@ def _quirks_from(body: Mapping[str, Any]) -> Quirks:
 def _discovery_step(quirks: Quirks | None) -> ConnectionStep:
     assert quirks is not None
     features = ", ".join(
-        f"{name} {'yes' if on else 'no'}" for name, on in (("PATCH", quirks.patch), ("filter", quirks.filter))
+        f"{name} {'yes' if on else 'no'}"
+        for name, on in (("PATCH", quirks.patch), ("filter", quirks.filter))
     )
     return ConnectionStep("discovery", True, f"ServiceProviderConfig read: {features}")
 
@@ -376,7 +387,9 @@ def _is_tls_failure(exc: Exception) -> bool:
 # -- authentication -----------------------------------------------------------------------------
 
 
-def _auth(settings: ScimConnectorSettings, transport: httpx.AsyncBaseTransport | None) -> httpx.Auth | None:
+def _auth(
+    settings: ScimConnectorSettings, transport: httpx.AsyncBaseTransport | None
+) -> httpx.Auth | None:
     auth = settings.auth
     if isinstance(auth, BearerAuth):
         return _StaticBearer(auth.token.get_secret_value())
@@ -421,12 +434,17 @@ class _ClientCredentials(httpx.Auth):
                 data["scope"] = self.settings.scope
             url = str(self.settings.token_url)
             try:
-                async with httpx.AsyncClient(timeout=self._timeout, transport=self._transport) as client:
+                async with httpx.AsyncClient(
+                    timeout=self._timeout, transport=self._transport
+                ) as client:
                     # RFC 6749 §2.3.1: client credentials in HTTP Basic.
                     response = await client.post(
                         url,
                         data=data,
-                        auth=(self.settings.client_id, self.settings.client_secret.get_secret_value()),
+                        auth=(
+                            self.settings.client_id,
+                            self.settings.client_secret.get_secret_value(),
+                        ),
                     )
             except httpx.HTTPError as exc:
                 raise TransientError(f"cannot reach the token endpoint {url}: {exc}") from exc
@@ -437,7 +455,11 @@ class _ClientCredentials(httpx.Auth):
             except ValueError:
                 payload = {}
             if response.status_code != 200 or "access_token" not in payload:
-                error = payload.get("error", response.reason_phrase) if isinstance(payload, dict) else ""
+                error = (
+                    payload.get("error", response.reason_phrase)
+                    if isinstance(payload, dict)
+                    else ""
+                )
                 raise TerminalError(
                     f"token endpoint {url} refused the client credentials: "
                     f"{response.status_code} {error}",

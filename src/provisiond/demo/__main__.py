@@ -53,8 +53,15 @@ def main() -> None:
         leftover.unlink(missing_ok=True)
     target_token = secrets.token_urlsafe(24)
     target = subprocess.Popen(
-        [sys.executable, "-m", "provisiond.demo.target", "--port", str(args.target_port),
-         "--bearer-token", target_token],
+        [
+            sys.executable,
+            "-m",
+            "provisiond.demo.target",
+            "--port",
+            str(args.target_port),
+            "--bearer-token",
+            target_token,
+        ],
         env={**os.environ, "PYTHONWARNINGS": "ignore"},
     )
     target_url = f"http://127.0.0.1:{args.target_port}/v2"
@@ -64,7 +71,9 @@ def main() -> None:
     with runtime.db.session() as session:
         token = tokens.create_token(session, SYSTEM, "demo")
     server = uvicorn.Server(
-        uvicorn.Config(create_app(runtime=runtime), host="127.0.0.1", port=args.port, log_level="warning")
+        uvicorn.Config(
+            create_app(runtime=runtime), host="127.0.0.1", port=args.port, log_level="warning"
+        )
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -81,13 +90,13 @@ provisiond demo is running.
   Demo SCIM app  {target_url}   (scim2-server, bearer token in the app's settings)
   Admin token    {token}
 
-Seeded {summary['users']} users in {summary['groups']} groups; app "{summary['app']}" has the group
-"{summary['assigned_group']}" assigned and its first sync {summary['run_status']}: {summary['counts']}.
+Seeded {summary["users"]} users in {summary["groups"]} groups; app "{summary["app"]}" has the group
+"{summary["assigned_group"]}" assigned and its first sync {summary["run_status"]}: {summary["counts"]}.
 
 Try (in another terminal):
   export PROVISIOND_TOKEN={token}
-  .venv/bin/provisiond accounts {summary['app']}
-  .venv/bin/provisiond users deactivate {summary['sample_user']}     # gone from the app in well under a second
+  .venv/bin/provisiond accounts {summary["app"]}
+  .venv/bin/provisiond users deactivate {summary["sample_user"]}     # gone from the app in well under a second
   .venv/bin/provisiond logs --follow
 
 Ctrl-C stops the demo.""",

@@ -8,11 +8,50 @@ from typing import Any
 
 import httpx
 
-FIRST = ["Ada", "Alan", "Grace", "Linus", "Margaret", "Dennis", "Barbara", "Ken", "Radia", "Edsger",
-         "Frances", "John", "Katherine", "Tim", "Hedy", "Claude", "Annie", "Donald", "Sophie", "Niklaus"]
-LAST = ["Lovelace", "Turing", "Hopper", "Torvalds", "Hamilton", "Ritchie", "Liskov", "Thompson",
-        "Perlman", "Dijkstra", "Allen", "Backus", "Johnson", "Berners-Lee", "Lamarr", "Shannon",
-        "Easley", "Knuth", "Wilson", "Wirth"]
+FIRST = [
+    "Ada",
+    "Alan",
+    "Grace",
+    "Linus",
+    "Margaret",
+    "Dennis",
+    "Barbara",
+    "Ken",
+    "Radia",
+    "Edsger",
+    "Frances",
+    "John",
+    "Katherine",
+    "Tim",
+    "Hedy",
+    "Claude",
+    "Annie",
+    "Donald",
+    "Sophie",
+    "Niklaus",
+]
+LAST = [
+    "Lovelace",
+    "Turing",
+    "Hopper",
+    "Torvalds",
+    "Hamilton",
+    "Ritchie",
+    "Liskov",
+    "Thompson",
+    "Perlman",
+    "Dijkstra",
+    "Allen",
+    "Backus",
+    "Johnson",
+    "Berners-Lee",
+    "Lamarr",
+    "Shannon",
+    "Easley",
+    "Knuth",
+    "Wilson",
+    "Wirth",
+]
 GROUPS = {"Engineering": "Engineering", "Support": "Support", "Sales": "Sales", "Leads": None}
 TITLES = {"Engineering": "Engineer", "Support": "Support Specialist", "Sales": "Account Executive"}
 
@@ -23,9 +62,13 @@ def _check(response: httpx.Response) -> Any:
     return response.json() if response.content else None
 
 
-def seed(base: str, token: str, target_url: str, target_token: str, *, users: int = 50) -> dict[str, Any]:
+def seed(
+    base: str, token: str, target_url: str, target_token: str, *, users: int = 50
+) -> dict[str, Any]:
     rng = random.Random(7)  # the same demo every time
-    with httpx.Client(base_url=f"{base}/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=30) as api:
+    with httpx.Client(
+        base_url=f"{base}/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=30
+    ) as api:
         groups = {name: _check(api.post("/groups", json={"name": name})) for name in GROUPS}
         departments = [d for d in GROUPS.values() if d]
         created = []
@@ -33,24 +76,50 @@ def seed(base: str, token: str, target_url: str, target_token: str, *, users: in
             first, last = FIRST[index % len(FIRST)], LAST[(index * 7) % len(LAST)]
             department = departments[index % len(departments)]
             login = f"{first.lower()}.{last.lower().replace('-', '')}{index}"
-            user = _check(api.post("/users", json={"profile": {
-                "login": login, "email": f"{login}@example.org", "firstName": first, "lastName": last,
-                "department": department, "title": TITLES[department],
-                "employeeNumber": f"E{1000 + index}",
-            }}))
+            user = _check(
+                api.post(
+                    "/users",
+                    json={
+                        "profile": {
+                            "login": login,
+                            "email": f"{login}@example.org",
+                            "firstName": first,
+                            "lastName": last,
+                            "department": department,
+                            "title": TITLES[department],
+                            "employeeNumber": f"E{1000 + index}",
+                        }
+                    },
+                )
+            )
             created.append(user)
             _check(api.put(f"/groups/{groups[department]['id']}/users/{user['id']}"))
             if rng.random() < 0.15:
                 _check(api.put(f"/groups/{groups['Leads']['id']}/users/{user['id']}"))
-        app = _check(api.post("/apps", json={
-            "name": "demo-wiki", "label": "Demo Wiki (scim2-server)",
-            "connector": {"type": "scim2", "base_url": target_url,
-                          "auth": {"type": "bearer", "token": target_token}},
-        }))
-        _check(api.post(f"/apps/{app['id']}/assignments", json={
-            "principal_type": "group", "principal_id": groups["Engineering"]["id"]}))
+        app = _check(
+            api.post(
+                "/apps",
+                json={
+                    "name": "demo-wiki",
+                    "label": "Demo Wiki (scim2-server)",
+                    "connector": {
+                        "type": "scim2",
+                        "base_url": target_url,
+                        "auth": {"type": "bearer", "token": target_token},
+                    },
+                },
+            )
+        )
+        _check(
+            api.post(
+                f"/apps/{app['id']}/assignments",
+                json={"principal_type": "group", "principal_id": groups["Engineering"]["id"]},
+            )
+        )
         settings = _check(api.get(f"/apps/{app['id']}/provisioning"))
-        enabled = _check(api.put(f"/apps/{app['id']}/provisioning", json={**settings, "enabled": True}))
+        enabled = _check(
+            api.put(f"/apps/{app['id']}/provisioning", json={**settings, "enabled": True})
+        )
         run = enabled["initial_run"]
         deadline = time.monotonic() + 60
         while run["status"] == "running" and time.monotonic() < deadline:
@@ -59,7 +128,11 @@ def seed(base: str, token: str, target_url: str, target_token: str, *, users: in
         engineers = [u for u in created if u["profile"]["department"] == "Engineering"]
         counts = {k: v for k, v in run["counts"].items() if v}
         return {
-            "users": len(created), "groups": len(groups), "app": app["name"],
-            "assigned_group": "Engineering", "run_status": run["status"], "counts": counts,
+            "users": len(created),
+            "groups": len(groups),
+            "app": app["name"],
+            "assigned_group": "Engineering",
+            "run_status": run["status"],
+            "counts": counts,
             "sample_user": engineers[0]["id"],
         }

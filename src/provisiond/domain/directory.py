@@ -28,7 +28,10 @@ class Lifecycle(enum.StrEnum):
 # The lifecycle as Okta draws it: staged users are not provisioned until activated,
 # suspended users keep their accounts (deactivated downstream), deprovisioned users lose them.
 TRANSITIONS: dict[Lifecycle, tuple[frozenset[UserStatus], UserStatus]] = {
-    Lifecycle.ACTIVATE: (frozenset({UserStatus.STAGED, UserStatus.DEPROVISIONED}), UserStatus.ACTIVE),
+    Lifecycle.ACTIVATE: (
+        frozenset({UserStatus.STAGED, UserStatus.DEPROVISIONED}),
+        UserStatus.ACTIVE,
+    ),
     Lifecycle.SUSPEND: (frozenset({UserStatus.ACTIVE}), UserStatus.SUSPENDED),
     Lifecycle.UNSUSPEND: (frozenset({UserStatus.SUSPENDED}), UserStatus.ACTIVE),
     Lifecycle.DEACTIVATE: (
@@ -61,14 +64,14 @@ class Profile(BaseModel):
 
     login: str = Field(min_length=1, max_length=256)
     email: EmailStr
-    firstName: str = Field(min_length=1, max_length=256)  # noqa: N815 - the directory's own names
-    lastName: str = Field(min_length=1, max_length=256)  # noqa: N815
-    displayName: str | None = Field(default=None, max_length=512)  # noqa: N815
+    firstName: str = Field(min_length=1, max_length=256)
+    lastName: str = Field(min_length=1, max_length=256)
+    displayName: str | None = Field(default=None, max_length=512)
     department: str | None = Field(default=None, max_length=256)
     title: str | None = Field(default=None, max_length=256)
     manager: str | None = Field(default=None, max_length=256)
-    employeeNumber: str | None = Field(default=None, max_length=64)  # noqa: N815
-    employeeType: str | None = Field(default=None, max_length=64)  # noqa: N815
+    employeeNumber: str | None = Field(default=None, max_length=64)
+    employeeType: str | None = Field(default=None, max_length=64)
 
     @field_validator("login")
     @classmethod
@@ -81,7 +84,9 @@ class Profile(BaseModel):
     def _custom_attributes_are_simple(self) -> Profile:
         for name, value in (self.model_extra or {}).items():
             if not _CUSTOM_NAME.match(name):
-                raise ValueError(f"custom attribute name {name!r} must match {_CUSTOM_NAME.pattern}")
+                raise ValueError(
+                    f"custom attribute name {name!r} must match {_CUSTOM_NAME.pattern}"
+                )
             if not _is_custom_value(value):
                 raise ValueError(
                     f"custom attribute {name!r} must be a string, number, boolean or list of strings"

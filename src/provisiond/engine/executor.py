@@ -108,8 +108,11 @@ async def reconcile(
         value = _matching_value(desired, settings.matching)
         found = await connector.find_user(settings.matching, value) if value else None
         if found is not None:
-            result.step("match", f"found an existing account by {settings.matching} = {value!r}: linked",
-                        remote_id=found.remote_id)
+            result.step(
+                "match",
+                f"found an existing account by {settings.matching} = {value!r}: linked",
+                remote_id=found.remote_id,
+            )
             actual = _from_remote(found)
             result.account = actual
             operation = plan(desired, actual, settings)

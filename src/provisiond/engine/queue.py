@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import and_, exists, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -69,12 +70,15 @@ def enqueue(
                 index_elements=["app_id", "user_id"], index_where=text("status = 'queued'")
             )
         )
-        if session.execute(statement).rowcount:
+        inserted: Any = session.execute(statement)
+        if inserted.rowcount:
             if run_id:
                 attached.append(task_id)
             continue
         existing = session.scalars(
-            select(Task).where(Task.app_id == app_id, Task.user_id == user_id, Task.status == QUEUED)
+            select(Task).where(
+                Task.app_id == app_id, Task.user_id == user_id, Task.status == QUEUED
+            )
         ).one()
         existing.next_attempt_at = now
         existing.reason = reason
@@ -95,7 +99,11 @@ def claim(session: Session, worker_id: str, limit: int, now: datetime | None = N
     now = now or utcnow()
     running = aliased(Task)
     busy = exists().where(
-        and_(running.app_id == Task.app_id, running.user_id == Task.user_id, running.status == RUNNING)
+        and_(
+            running.app_id == Task.app_id,
+            running.user_id == Task.user_id,
+            running.status == RUNNING,
+        )
     )
     statement = (
         select(Task)
@@ -128,9 +136,7 @@ def release_expired_leases(session: Session, now: datetime | None = None) -> int
     """Requeue tasks whose worker died mid-run (no heartbeat within the lease)."""
     now = now or utcnow()
     stale = list(
-        session.scalars(
-            select(Task).where(Task.status == RUNNING, Task.claimed_at < now - LEASE)
-        )
+        session.scalars(select(Task).where(Task.status == RUNNING, Task.claimed_at < now - LEASE))
     )
     for task in stale:
         requeue(session, task, at=now, error="the worker running this task stopped")
@@ -175,7 +181,13 @@ def retry(session: Session, task_ids: Sequence[str]) -> None:
     session.execute(
         update(Task)
         .where(Task.id.in_(task_ids))
-        .values(status=QUEUED, attempts=0, next_attempt_at=utcnow(), last_error=None, updated_at=utcnow())
+        .values(
+            status=QUEUED,
+            attempts=0,
+            next_attempt_at=utcnow(),
+            last_error=None,
+            updated_at=utcnow(),
+        )
     )
     session.info["tasks_enqueued"] = True
     if session.get_bind().dialect.name == "postgresql":

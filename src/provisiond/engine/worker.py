@@ -205,7 +205,9 @@ class Worker:
         if len(self._inflight) >= self.capacity:
             timeout = IDLE_POLL_SECONDS
         waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
-        _, pending = await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        _, pending = await asyncio.wait(
+            waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+        )
         for waiter in pending:
             waiter.cancel()
 
@@ -227,7 +229,11 @@ class Worker:
                 with self.db.session() as session:
                     due = queue.next_due(session)
                     busy = session.query(Task).filter(Task.status == queue.RUNNING).count()
-                if not busy and not self._inflight and (due is None or due > utcnow() + timedelta(seconds=1)):
+                if (
+                    not busy
+                    and not self._inflight
+                    and (due is None or due > utcnow() + timedelta(seconds=1))
+                ):
                     return
         finally:
             stop.set()
@@ -243,7 +249,9 @@ class Worker:
             with self.db.session() as session:
                 task = session.get(Task, task_id)
                 if task is not None and task.status == queue.RUNNING:
-                    self._fail(session, task, None, f"internal error: {type(exc).__name__}", dead=True)
+                    self._fail(
+                        session, task, None, f"internal error: {type(exc).__name__}", dead=True
+                    )
 
     async def execute(self, task_id: str) -> Result | None:
         with self.db.session() as session:
@@ -262,11 +270,14 @@ class Worker:
                 pending = plan(snap.desired, snap.actual, snap.provisioning)
                 if pending is not None:
                     activity.record(
-                        session, Actor(ENGINE_ACTOR, correlation_id=correlation),
+                        session,
+                        Actor(ENGINE_ACTOR, correlation_id=correlation),
                         EVENT_ACTION[pending.kind],
                         f"{pending.kind.value} of {snap.user_label} in {snap.app_name} skipped: "
                         "provisioning is disabled",
-                        outcome="skipped", app_id=snap.app_id, user_id=user_id,
+                        outcome="skipped",
+                        app_id=snap.app_id,
+                        user_id=user_id,
                         targets={"app": snap.app_name, "user": snap.user_label},
                     )
                 self._close(session, task, queue.SUCCEEDED, "skipped")
@@ -274,7 +285,9 @@ class Worker:
 
         connector = await self.pool.get(snap)
         concurrency = snap.provisioning.concurrency
-        gate = self._gates.setdefault(f"{snap.app_id}:{concurrency}", asyncio.Semaphore(concurrency))
+        gate = self._gates.setdefault(
+            f"{snap.app_id}:{concurrency}", asyncio.Semaphore(concurrency)
+        )
         try:
             async with gate:
                 result = await reconcile(
@@ -284,8 +297,14 @@ class Worker:
             with self.db.session() as session:
                 task = session.get(Task, task_id)
                 assert task is not None
-                self._fail(session, task, snap, exc.detail, dead=not exc.retryable,
-                           retry_after=exc.retry_after if isinstance(exc, RateLimited) else None)
+                self._fail(
+                    session,
+                    task,
+                    snap,
+                    exc.detail,
+                    dead=not exc.retryable,
+                    retry_after=exc.retry_after if isinstance(exc, RateLimited) else None,
+                )
             return None
 
         with self.db.session() as session:
@@ -297,14 +316,23 @@ class Worker:
             if operation is not None:
                 latency_ms = round((utcnow() - created_at).total_seconds() * 1000)
                 activity.record(
-                    session, Actor(ENGINE_ACTOR, correlation_id=correlation),
+                    session,
+                    Actor(ENGINE_ACTOR, correlation_id=correlation),
                     EVENT_ACTION[operation.kind],
                     f"{operation.kind.value} of {snap.user_label} in {snap.app_name} succeeded",
-                    app_id=snap.app_id, user_id=user_id,
-                    targets={"app": snap.app_name, "user": snap.user_label,
-                             "remote_id": result.account.remote_id if result.account else None},
-                    details={**operation.describe(), "attempt": task.attempts,
-                             "latency_ms": latency_ms, "trace": result.trace},
+                    app_id=snap.app_id,
+                    user_id=user_id,
+                    targets={
+                        "app": snap.app_name,
+                        "user": snap.user_label,
+                        "remote_id": result.account.remote_id if result.account else None,
+                    },
+                    details={
+                        **operation.describe(),
+                        "attempt": task.attempts,
+                        "latency_ms": latency_ms,
+                        "trace": result.trace,
+                    },
                 )
             self._close(session, task, queue.SUCCEEDED, result.outcome)
         return result
@@ -332,23 +360,34 @@ class Worker:
         app_name = snap.app_name if snap else task.app_id
         user_label = snap.user_label if snap else task.user_id
         out_of_attempts = task.attempts >= self.settings.task_max_attempts
-        record = session.query(Account).filter_by(app_id=task.app_id, user_id=task.user_id).one_or_none()
+        record = (
+            session.query(Account).filter_by(app_id=task.app_id, user_id=task.user_id).one_or_none()
+        )
         if record is not None:
             record.last_error = error
         task.operation = pending.kind.value if pending else task.operation
         if dead or out_of_attempts:
             task.status, task.last_error, task.updated_at = queue.DEAD, error, utcnow()
             activity.record(
-                session, actor, action,
+                session,
+                actor,
+                action,
                 f"{pending.kind.value if pending else 'sync'} of {user_label} in {app_name} failed: {error}",
-                outcome="failure", app_id=task.app_id, user_id=task.user_id,
-                targets={"app": app_name, "user": user_label}, details={"attempt": task.attempts, "error": error},
+                outcome="failure",
+                app_id=task.app_id,
+                user_id=task.user_id,
+                targets={"app": app_name, "user": user_label},
+                details={"attempt": task.attempts, "error": error},
             )
             activity.record(
-                session, actor, "task.dead",
+                session,
+                actor,
+                "task.dead",
                 f"task {task.id} for {user_label} in {app_name} is dead after {task.attempts} "
                 f"attempt(s): {error}",
-                outcome="failure", app_id=task.app_id, user_id=task.user_id,
+                outcome="failure",
+                app_id=task.app_id,
+                user_id=task.user_id,
                 targets={"task_id": task.id, "app": app_name, "user": user_label},
                 details={"error": error, "terminal": dead},
             )
@@ -356,13 +395,20 @@ class Worker:
                 runs.count_outcome(session, task.run_id, "failed")
             return
         delay = queue.backoff(
-            task.attempts, self.settings.retry_base_seconds, self.settings.retry_max_seconds, retry_after
+            task.attempts,
+            self.settings.retry_base_seconds,
+            self.settings.retry_max_seconds,
+            retry_after,
         )
         activity.record(
-            session, actor, action,
+            session,
+            actor,
+            action,
             f"{pending.kind.value if pending else 'sync'} of {user_label} in {app_name} failed "
             f"(attempt {task.attempts}), retrying in {delay:.1f} s: {error}",
-            outcome="retry", app_id=task.app_id, user_id=task.user_id,
+            outcome="retry",
+            app_id=task.app_id,
+            user_id=task.user_id,
             targets={"app": app_name, "user": user_label},
             details={"attempt": task.attempts, "error": error, "retry_in_seconds": round(delay, 3)},
         )
@@ -398,7 +444,9 @@ class WorkerThread:
         self._thread.start()
         self._ready.wait(10)
         if self._listen_url:
-            self._listener = threading.Thread(target=self._listen, name="provisiond-listen", daemon=True)
+            self._listener = threading.Thread(
+                target=self._listen, name="provisiond-listen", daemon=True
+            )
             self._listener.start()
 
     def _main(self) -> None:
@@ -413,6 +461,7 @@ class WorkerThread:
         """PostgreSQL LISTEN: tasks queued by other processes wake this worker at once."""
         import psycopg
 
+        assert self._listen_url is not None
         while self._listening:
             try:
                 with psycopg.connect(self._listen_url, autocommit=True) as conn:

@@ -92,7 +92,9 @@ def search(session: Session, query: LogQuery) -> tuple[Sequence[Event], str | No
     if query.correlation_id:
         statement = statement.where(Event.correlation_id == query.correlation_id)
     if query.text:
-        pattern = "%" + query.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        pattern = (
+            "%" + query.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        )
         statement = statement.where(
             or_(Event.message.ilike(pattern, escape="\\"), Event.actor.ilike(pattern, escape="\\"))
         )

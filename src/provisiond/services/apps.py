@@ -71,8 +71,12 @@ def create_app(
     session.add(app)
     session.flush()
     activity.record(
-        session, actor, "app.lifecycle.create", f"added app {name} ({connector.type})",
-        app_id=app.id, targets={"app": name},
+        session,
+        actor,
+        "app.lifecycle.create",
+        f"added app {name} ({connector.type})",
+        app_id=app.id,
+        targets={"app": name},
         details={"base_url": connector.base_url, "auth": connector.auth.type},
     )
     return app
@@ -100,7 +104,10 @@ def update_app(
         current_auth = current.auth.model_dump(mode="python")
         if merged_auth.get("type", current.auth.type) == current.auth.type:
             merged_auth = {
-                **{k: (v.get_secret_value() if hasattr(v, "get_secret_value") else v) for k, v in current_auth.items()},
+                **{
+                    k: (v.get_secret_value() if hasattr(v, "get_secret_value") else v)
+                    for k, v in current_auth.items()
+                },
                 **merged_auth,
             }
         new = ScimConnectorSettings.model_validate(
@@ -109,7 +116,10 @@ def update_app(
         public, sealed = _seal(new, vault)
         for key in sorted(set(public) | set(app.connector)):
             if public.get(key) != app.connector.get(key):
-                changes[f"connector.{key}"] = {"old": app.connector.get(key), "new": public.get(key)}
+                changes[f"connector.{key}"] = {
+                    "old": app.connector.get(key),
+                    "new": public.get(key),
+                }
         if vault.open(sealed) != vault.open(app.credentials):
             changes["connector.credentials"] = "changed"  # never the values
         app.connector, app.credentials = public, sealed
@@ -118,8 +128,13 @@ def update_app(
     if changes:
         app.updated_at = utcnow()
         activity.record(
-            session, actor, "app.lifecycle.update", f"updated app {app.name}",
-            app_id=app.id, targets={"app": app.name}, details={"changes": changes},
+            session,
+            actor,
+            "app.lifecycle.update",
+            f"updated app {app.name}",
+            app_id=app.id,
+            targets={"app": app.name},
+            details={"changes": changes},
         )
     return app
 
@@ -128,9 +143,12 @@ def delete_app(session: Session, actor: Actor, app_id: str) -> None:
     app = get_app(session, app_id)
     session.delete(app)
     activity.record(
-        session, actor, "app.lifecycle.delete",
+        session,
+        actor,
+        "app.lifecycle.delete",
         f"deleted app {app.name}; its accounts in the application were left as they are",
-        app_id=app.id, targets={"app": app.name},
+        app_id=app.id,
+        targets={"app": app.name},
     )
 
 
@@ -153,14 +171,23 @@ def set_provisioning(
         action = "app.provisioning.enable" if settings.enabled else "app.provisioning.disable"
         verb = "enabled" if settings.enabled else "disabled"
         activity.record(
-            session, actor, action, f"{verb} provisioning for {app.name}",
-            app_id=app.id, targets={"app": app.name},
+            session,
+            actor,
+            action,
+            f"{verb} provisioning for {app.name}",
+            app_id=app.id,
+            targets={"app": app.name},
         )
     rest = {key: value for key, value in changes.items() if key != "enabled"}
     if rest:
         activity.record(
-            session, actor, "app.provisioning.update", f"updated provisioning settings of {app.name}",
-            app_id=app.id, targets={"app": app.name}, details={"changes": rest},
+            session,
+            actor,
+            "app.provisioning.update",
+            f"updated provisioning settings of {app.name}",
+            app_id=app.id,
+            targets={"app": app.name},
+            details={"changes": rest},
         )
     return before.enabled, settings.enabled
 
@@ -168,8 +195,12 @@ def set_provisioning(
 def record_test(session: Session, actor: Actor, app: App, report: dict[str, Any]) -> None:
     app.last_test = {**report, "at": utcnow().isoformat()}
     activity.record(
-        session, actor, "app.provisioning.test",
+        session,
+        actor,
+        "app.provisioning.test",
         f"connection test of {app.name}: {'passed' if report['ok'] else 'failed: ' + str(report['reason'])}",
         outcome="success" if report["ok"] else "failure",
-        app_id=app.id, targets={"app": app.name}, details=report,
+        app_id=app.id,
+        targets={"app": app.name},
+        details=report,
     )

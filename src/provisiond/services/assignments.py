@@ -19,7 +19,9 @@ from provisiond.store.tables import App, Assignment
 def list_assignments(session: Session, app_id: str) -> Sequence[Assignment]:
     app = get_app(session, app_id)
     return session.scalars(
-        select(Assignment).where(Assignment.app_id == app.id).order_by(Assignment.created_at, Assignment.id)
+        select(Assignment)
+        .where(Assignment.app_id == app.id)
+        .order_by(Assignment.created_at, Assignment.id)
     ).all()
 
 
@@ -61,16 +63,25 @@ def create_assignment(
     )
     if duplicate is not None:
         raise Conflict(
-            f"{principal_type} {label} is already assigned to {app.name}", assignment_id=duplicate.id
+            f"{principal_type} {label} is already assigned to {app.name}",
+            assignment_id=duplicate.id,
         )
     assignment = Assignment(
-        app_id=app.id, principal_type=principal_type, principal_id=principal_id, role=role, priority=priority
+        app_id=app.id,
+        principal_type=principal_type,
+        principal_id=principal_id,
+        role=role,
+        priority=priority,
     )
     session.add(assignment)
     session.flush()
     activity.record(
-        session, actor, "app.assignment.create", f"assigned {principal_type} {label} to {app.name}",
-        app_id=app.id, user_id=principal_id if principal_type == "user" else None,
+        session,
+        actor,
+        "app.assignment.create",
+        f"assigned {principal_type} {label} to {app.name}",
+        app_id=app.id,
+        user_id=principal_id if principal_type == "user" else None,
         targets={"app": app.name, principal_type: label, f"{principal_type}_id": principal_id},
         details={"users_reached": len(users)},
     )
@@ -85,7 +96,9 @@ def delete_assignment(session: Session, actor: Actor, app_id: str, assignment_id
     session.delete(assignment)
     session.flush()
     activity.record(
-        session, actor, "app.assignment.delete",
+        session,
+        actor,
+        "app.assignment.delete",
         f"unassigned {assignment.principal_type} {label} from {app.name}",
         app_id=app.id,
         user_id=assignment.principal_id if assignment.principal_type == "user" else None,

@@ -13,7 +13,9 @@ from provisiond.services.context import Actor
 from provisiond.store.tables import Run
 
 
-async def probe(rt: Runtime, settings: ScimConnectorSettings, provisioning: ProvisioningSettings) -> dict[str, Any]:
+async def probe(
+    rt: Runtime, settings: ScimConnectorSettings, provisioning: ProvisioningSettings
+) -> dict[str, Any]:
     connector = build_connector(settings, provisioning, rt.transport)
     try:
         report = await connector.test_connection()
@@ -25,7 +27,11 @@ async def probe(rt: Runtime, settings: ScimConnectorSettings, provisioning: Prov
 async def test_app(rt: Runtime, actor: Actor, app_id: str) -> dict[str, Any]:
     with rt.db.session() as session:
         app = apps.get_app(session, app_id)
-        settings, provisioning, app_id = apps.settings_of(app, rt.vault), apps.provisioning_of(app), app.id
+        settings, provisioning, app_id = (
+            apps.settings_of(app, rt.vault),
+            apps.provisioning_of(app),
+            app.id,
+        )
     report = await probe(rt, settings, provisioning)
     with rt.db.session() as session:
         apps.record_test(session, actor, apps.get_app(session, app_id), report)
@@ -56,5 +62,9 @@ async def put_provisioning(
         if report is not None:
             apps.record_test(session, actor, app, report)
         was, now = apps.set_provisioning(session, actor, app, wanted)
-        run = runs.start_full_sync(session, actor, app, reason="app.provisioning.enable") if now and not was else None
+        run = (
+            runs.start_full_sync(session, actor, app, reason="app.provisioning.enable")
+            if now and not was
+            else None
+        )
         return apps.provisioning_of(app), app.last_test, run

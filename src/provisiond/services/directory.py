@@ -70,8 +70,12 @@ def create_user(session: Session, actor: Actor, profile: Profile, *, activate: b
     except IntegrityError as exc:  # a concurrent create won the race
         raise Conflict(f"login {profile.login!r} is already taken", field="profile.login") from exc
     activity.record(
-        session, actor, "user.lifecycle.create", f"created user {user.login} ({status.value})",
-        user_id=user.id, targets={"user": user.login},
+        session,
+        actor,
+        "user.lifecycle.create",
+        f"created user {user.login} ({status.value})",
+        user_id=user.id,
+        targets={"user": user.login},
     )
     return user
 
@@ -102,8 +106,13 @@ def update_user(session: Session, actor: Actor, user_id: str, changes: dict[str,
     user.login_key = login_key(profile.login)
     user.updated_at = utcnow()
     activity.record(
-        session, actor, "user.account.update_profile", f"updated profile of {user.login}",
-        user_id=user.id, targets={"user": user.login}, details={"changes": diff},
+        session,
+        actor,
+        "user.account.update_profile",
+        f"updated profile of {user.login}",
+        user_id=user.id,
+        targets={"user": user.login},
+        details={"changes": diff},
     )
     _reconcile_user(session, actor, user.id, "user.profile")
     return user
@@ -116,9 +125,12 @@ def change_lifecycle(session: Session, actor: Actor, user_id: str, action: Lifec
     user.status = after.value
     user.status_changed_at = user.updated_at = utcnow()
     activity.record(
-        session, actor, f"user.lifecycle.{action.value}",
+        session,
+        actor,
+        f"user.lifecycle.{action.value}",
         f"{action.value}d user {user.login}: {before.value} -> {after.value}",
-        user_id=user.id, targets={"user": user.login},
+        user_id=user.id,
+        targets={"user": user.login},
         details={"from": before.value, "to": after.value},
     )
     _reconcile_user(session, actor, user.id, f"user.lifecycle.{action.value}")
@@ -136,17 +148,25 @@ def delete_user(session: Session, actor: Actor, user_id: str) -> None:
     apps = reach.apps_of_user(session, user.id)
     session.delete(user)
     activity.record(
-        session, actor, "user.lifecycle.delete", f"deleted user {user.login}",
-        user_id=user_id, targets={"user": user.login},
+        session,
+        actor,
+        "user.lifecycle.delete",
+        f"deleted user {user.login}",
+        user_id=user_id,
+        targets={"user": user.login},
     )
     for app_id in apps:  # any account still held is deprovisioned from the account record
-        queue.enqueue(session, app_id, [user_id], reason="user.delete", correlation_id=actor.correlation_id)
+        queue.enqueue(
+            session, app_id, [user_id], reason="user.delete", correlation_id=actor.correlation_id
+        )
 
 
 def _reconcile_user(session: Session, actor: Actor, user_id: str, reason: str) -> None:
     session.flush()
     for app_id in sorted(reach.apps_of_user(session, user_id)):
-        queue.enqueue(session, app_id, [user_id], reason=reason, correlation_id=actor.correlation_id)
+        queue.enqueue(
+            session, app_id, [user_id], reason=reason, correlation_id=actor.correlation_id
+        )
 
 
 # -- groups ---------------------------------------------------------------------------------------
@@ -167,9 +187,12 @@ def list_groups(session: Session, q: str | None) -> Sequence[Group]:
 
 
 def member_count(session: Session, group_id: str) -> int:
-    return session.scalar(
-        select(func.count()).select_from(GroupMember).where(GroupMember.group_id == group_id)
-    ) or 0
+    return (
+        session.scalar(
+            select(func.count()).select_from(GroupMember).where(GroupMember.group_id == group_id)
+        )
+        or 0
+    )
 
 
 def members(session: Session, group_id: str) -> Sequence[User]:
@@ -189,7 +212,10 @@ def create_group(session: Session, actor: Actor, name: str, description: str | N
     session.add(group)
     session.flush()
     activity.record(
-        session, actor, "group.lifecycle.create", f"created group {name}",
+        session,
+        actor,
+        "group.lifecycle.create",
+        f"created group {name}",
         targets={"group": name, "group_id": group.id},
     )
     return group
@@ -203,7 +229,7 @@ def update_group(
         clash = session.scalar(select(Group).where(Group.name_key == name.casefold()))
         if clash is not None:
             raise Conflict(f"group {name!r} already exists", field="name")
-    changes = {}
+    changes: dict[str, dict[str, str | None]] = {}
     if name is not None and name != group.name:
         changes["name"] = {"old": group.name, "new": name}
         group.name, group.name_key = name, name.casefold()
@@ -213,8 +239,12 @@ def update_group(
     if changes:
         group.updated_at = utcnow()
         activity.record(
-            session, actor, "group.profile.update", f"updated group {group.name}",
-            targets={"group": group.name, "group_id": group.id}, details={"changes": changes},
+            session,
+            actor,
+            "group.profile.update",
+            f"updated group {group.name}",
+            targets={"group": group.name, "group_id": group.id},
+            details={"changes": changes},
         )
     return group
 
@@ -226,18 +256,28 @@ def delete_group(session: Session, actor: Actor, group_id: str) -> None:
     from provisiond.store.tables import Assignment  # local: groups own their assignments
 
     for assignment in session.scalars(
-        select(Assignment).where(Assignment.principal_type == "group", Assignment.principal_id == group_id)
+        select(Assignment).where(
+            Assignment.principal_type == "group", Assignment.principal_id == group_id
+        )
     ):
         session.delete(assignment)
     session.delete(group)
     session.flush()
     activity.record(
-        session, actor, "group.lifecycle.delete",
+        session,
+        actor,
+        "group.lifecycle.delete",
         f"deleted group {group.name} ({len(affected)} members)",
         targets={"group": group.name, "group_id": group_id},
     )
     for app_id in sorted(apps):
-        queue.enqueue(session, app_id, sorted(affected), reason="group.delete", correlation_id=actor.correlation_id)
+        queue.enqueue(
+            session,
+            app_id,
+            sorted(affected),
+            reason="group.delete",
+            correlation_id=actor.correlation_id,
+        )
 
 
 def add_member(session: Session, actor: Actor, group_id: str, user_id: str) -> bool:
@@ -248,11 +288,21 @@ def add_member(session: Session, actor: Actor, group_id: str, user_id: str) -> b
     session.add(GroupMember(group_id=group_id, user_id=user_id))
     session.flush()
     activity.record(
-        session, actor, "group.user_membership.add", f"added {user.login} to {group.name}",
-        user_id=user_id, targets={"group": group.name, "group_id": group_id, "user": user.login},
+        session,
+        actor,
+        "group.user_membership.add",
+        f"added {user.login} to {group.name}",
+        user_id=user_id,
+        targets={"group": group.name, "group_id": group_id, "user": user.login},
     )
     for app_id in sorted(reach.apps_of_group(session, group_id)):
-        queue.enqueue(session, app_id, [user_id], reason="group.membership", correlation_id=actor.correlation_id)
+        queue.enqueue(
+            session,
+            app_id,
+            [user_id],
+            reason="group.membership",
+            correlation_id=actor.correlation_id,
+        )
     return True
 
 
@@ -266,11 +316,21 @@ def remove_member(session: Session, actor: Actor, group_id: str, user_id: str) -
     session.delete(membership)
     session.flush()
     activity.record(
-        session, actor, "group.user_membership.remove", f"removed {user.login} from {group.name}",
-        user_id=user_id, targets={"group": group.name, "group_id": group_id, "user": user.login},
+        session,
+        actor,
+        "group.user_membership.remove",
+        f"removed {user.login} from {group.name}",
+        user_id=user_id,
+        targets={"group": group.name, "group_id": group_id, "user": user.login},
     )
     for app_id in sorted(apps):
-        queue.enqueue(session, app_id, [user_id], reason="group.membership", correlation_id=actor.correlation_id)
+        queue.enqueue(
+            session,
+            app_id,
+            [user_id],
+            reason="group.membership",
+            correlation_id=actor.correlation_id,
+        )
 
 
 def find_users_by_ids(session: Session, ids: Sequence[str]) -> dict[str, User]:

@@ -43,7 +43,9 @@ def assigned_users(session: Session, app_id: str) -> dict[str, list[str]]:
             sources[row.principal_id].append("user")
     if group_ids:
         for group_id, user_id in session.execute(
-            select(GroupMember.group_id, GroupMember.user_id).where(GroupMember.group_id.in_(group_ids))
+            select(GroupMember.group_id, GroupMember.user_id).where(
+                GroupMember.group_id.in_(group_ids)
+            )
         ):
             sources[user_id].append(f"group:{group_id}")
     return dict(sources)

@@ -14,7 +14,16 @@ from provisiond.services.apps import get_app, provisioning_of
 from provisiond.services.context import Actor
 from provisiond.store.tables import App, Run, utcnow
 
-OUTCOMES = ("created", "updated", "deactivated", "reactivated", "deleted", "unchanged", "skipped", "failed")
+OUTCOMES = (
+    "created",
+    "updated",
+    "deactivated",
+    "reactivated",
+    "deleted",
+    "unchanged",
+    "skipped",
+    "failed",
+)
 
 
 def get_run(session: Session, run_id: str) -> Run:
@@ -35,23 +44,38 @@ def start_full_sync(session: Session, actor: Actor, app: App, *, reason: str = "
     """Reconcile every user assigned to the app or holding an account in it, reading the app."""
     if not provisioning_of(app).enabled:
         raise Conflict(f"provisioning is disabled for {app.name}: enable it before a sync")
-    users = sorted(set(reach.assigned_users(session, app.id)) | reach.account_holders(session, app.id))
+    users = sorted(
+        set(reach.assigned_users(session, app.id)) | reach.account_holders(session, app.id)
+    )
     run = Run(
-        app_id=app.id, kind="full", status="running", actor=actor.name, total=0,
+        app_id=app.id,
+        kind="full",
+        status="running",
+        actor=actor.name,
+        total=0,
         counts={outcome: 0 for outcome in OUTCOMES},
     )
     session.add(run)
     session.flush()
     attached = queue.enqueue(
-        session, app.id, users, reason=reason, correlation_id=actor.correlation_id,
-        run_id=run.id, verify_remote=True,
+        session,
+        app.id,
+        users,
+        reason=reason,
+        correlation_id=actor.correlation_id,
+        run_id=run.id,
+        verify_remote=True,
     )
     run.total = len(attached)
     if run.total == 0:
         run.status, run.finished_at = "succeeded", utcnow()
     activity.record(
-        session, actor, "app.run.start", f"full sync of {app.name} started: {run.total} users",
-        app_id=app.id, targets={"app": app.name, "run_id": run.id},
+        session,
+        actor,
+        "app.run.start",
+        f"full sync of {app.name} started: {run.total} users",
+        app_id=app.id,
+        targets={"app": app.name, "run_id": run.id},
     )
     return run
 
@@ -73,8 +97,12 @@ def count_outcome(session: Session, run_id: str, outcome: str) -> None:
         app = session.get(App, run.app_id)
         summary = ", ".join(f"{value} {key}" for key, value in counts.items() if value)
         activity.record(
-            session, Actor(run.actor), "app.run.finish",
+            session,
+            Actor(run.actor),
+            "app.run.finish",
             f"full sync of {app.name if app else run.app_id} {run.status}: {summary or 'nothing to do'}",
             outcome="success" if run.status == "succeeded" else "failure",
-            app_id=run.app_id, targets={"run_id": run.id}, details={"counts": counts},
+            app_id=run.app_id,
+            targets={"run_id": run.id},
+            details={"counts": counts},
         )

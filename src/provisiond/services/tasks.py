@@ -37,13 +37,22 @@ def get_task(session: Session, task_id: str) -> Task:
 def retry_task(session: Session, actor: Actor, task_id: str) -> Task:
     task = get_task(session, task_id)
     if task.status != queue.DEAD:
-        raise Conflict(f"only dead tasks can be retried; this one is {task.status}", current_status=task.status)
+        raise Conflict(
+            f"only dead tasks can be retried; this one is {task.status}", current_status=task.status
+        )
     pending = session.scalar(
-        select(Task).where(Task.app_id == task.app_id, Task.user_id == task.user_id, Task.status == queue.QUEUED)
+        select(Task).where(
+            Task.app_id == task.app_id, Task.user_id == task.user_id, Task.status == queue.QUEUED
+        )
     )
     activity.record(
-        session, actor, "task.retry", f"retried task {task.id} ({task.operation or task.reason})",
-        app_id=task.app_id, user_id=task.user_id, targets={"task_id": task.id},
+        session,
+        actor,
+        "task.retry",
+        f"retried task {task.id} ({task.operation or task.reason})",
+        app_id=task.app_id,
+        user_id=task.user_id,
+        targets={"task_id": task.id},
         correlation_id=task.correlation_id,
     )
     if pending is not None:
@@ -62,13 +71,20 @@ def retry_task(session: Session, actor: Actor, task_id: str) -> Task:
 def dismiss_task(session: Session, actor: Actor, task_id: str) -> Task:
     task = get_task(session, task_id)
     if task.status != queue.DEAD:
-        raise Conflict(f"only dead tasks can be dismissed; this one is {task.status}", current_status=task.status)
+        raise Conflict(
+            f"only dead tasks can be dismissed; this one is {task.status}",
+            current_status=task.status,
+        )
     task.status = queue.DISMISSED
     task.updated_at = utcnow()
     activity.record(
-        session, actor, "task.dismiss",
+        session,
+        actor,
+        "task.dismiss",
         f"dismissed task {task.id} ({task.operation or task.reason}); last error: {task.last_error}",
-        app_id=task.app_id, user_id=task.user_id, targets={"task_id": task.id},
+        app_id=task.app_id,
+        user_id=task.user_id,
+        targets={"task_id": task.id},
         correlation_id=task.correlation_id,
     )
     return task

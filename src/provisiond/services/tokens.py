@@ -30,7 +30,10 @@ def create_token(session: Session, actor: Actor, name: str, role: str = "super_a
     session.add(row)
     session.flush()
     activity.record(
-        session, actor, "system.api_token.create", f"created API token {name!r} ({role})",
+        session,
+        actor,
+        "system.api_token.create",
+        f"created API token {name!r} ({role})",
         targets={"token": name, "token_id": row.id},
     )
     return token

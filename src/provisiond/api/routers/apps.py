@@ -22,8 +22,13 @@ def list_apps(rt: RuntimeDep, _: AdminDep) -> Page[AppOut]:
 def create_app(body: AppCreate, rt: RuntimeDep, actor: AdminDep, response: Response) -> AppOut:
     with rt.db.session() as session:
         app = apps.create_app(
-            session, actor, rt.vault, name=body.name, label=body.label,
-            connector=body.connector, provisioning=body.provisioning,
+            session,
+            actor,
+            rt.vault,
+            name=body.name,
+            label=body.label,
+            connector=body.connector,
+            provisioning=body.provisioning,
         )
         out = AppOut.of(app)
     response.headers["Location"] = f"/api/v1/apps/{out.id}"
@@ -40,7 +45,9 @@ def get_app(app_id: str, rt: RuntimeDep, _: AdminDep) -> AppOut:
 def update_app(app_id: str, body: AppPatch, rt: RuntimeDep, actor: AdminDep) -> AppOut:
     with rt.db.session() as session:
         return AppOut.of(
-            apps.update_app(session, actor, rt.vault, app_id, label=body.label, connector=body.connector)
+            apps.update_app(
+                session, actor, rt.vault, app_id, label=body.label, connector=body.connector
+            )
         )
 
 

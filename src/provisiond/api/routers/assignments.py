@@ -22,8 +22,13 @@ def create_assignment(
 ) -> AssignmentOut:
     with rt.db.session() as session:
         row = assignments.create_assignment(
-            session, actor, app_id, principal_type=body.principal_type,
-            principal_id=body.principal_id, role=body.role, priority=body.priority,
+            session,
+            actor,
+            app_id,
+            principal_type=body.principal_type,
+            principal_id=body.principal_id,
+            role=body.role,
+            priority=body.priority,
         )
         out = AssignmentOut.of(row)
     response.headers["Location"] = f"/api/v1/apps/{out.app_id}/assignments/{out.id}"

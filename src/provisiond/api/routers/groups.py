@@ -21,7 +21,9 @@ def list_groups(
 
 
 @router.post("", status_code=201)
-def create_group(body: GroupCreate, rt: RuntimeDep, actor: AdminDep, response: Response) -> GroupOut:
+def create_group(
+    body: GroupCreate, rt: RuntimeDep, actor: AdminDep, response: Response
+) -> GroupOut:
     with rt.db.session() as session:
         group = directory.create_group(session, actor, body.name, body.description)
         out = GroupOut.of(group, 0)

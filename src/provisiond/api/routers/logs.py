@@ -25,7 +25,9 @@ def list_events(
     correlation_id: str | None = Query(default=None, max_length=64),
     limit: int = Query(default=100, ge=1, le=1000),
     cursor: str | None = Query(default=None, max_length=64),
-    after: int | None = Query(default=None, ge=0, description="Only events after this id, oldest first"),
+    after: int | None = Query(
+        default=None, ge=0, description="Only events after this id, oldest first"
+    ),
 ) -> Page[EventOut]:
     """Newest first, with cursor pagination; ``after`` serves ``logs --follow``."""
     with rt.db.session() as session:
@@ -34,8 +36,17 @@ def list_events(
         rows, next_cursor = activity.search(
             session,
             activity.LogQuery(
-                since=since, until=until, action=action, app_id=app_id, user_id=user_id, text=q,
-                outcome=outcome, correlation_id=correlation_id, limit=limit, cursor=cursor, after=after,
+                since=since,
+                until=until,
+                action=action,
+                app_id=app_id,
+                user_id=user_id,
+                text=q,
+                outcome=outcome,
+                correlation_id=correlation_id,
+                limit=limit,
+                cursor=cursor,
+                after=after,
             ),
         )
         return Page[EventOut](items=[EventOut.of(row) for row in rows], next_cursor=next_cursor)

@@ -24,7 +24,9 @@ def list_runs(
     app_id: str, rt: RuntimeDep, _: AdminDep, limit: int = Query(default=50, ge=1, le=500)
 ) -> Page[RunOut]:
     with rt.db.session() as session:
-        return Page[RunOut](items=[RunOut.of(run) for run in runs.list_runs(session, app_id, limit)])
+        return Page[RunOut](
+            items=[RunOut.of(run) for run in runs.list_runs(session, app_id, limit)]
+        )
 
 
 @router.get("/runs/{run_id}")
@@ -52,9 +54,15 @@ def list_accounts(
             statement = statement.where(Account.status == status)
         items = [
             AccountOut(
-                id=account.id, app_id=account.app_id, user_id=account.user_id, login=login,
-                remote_id=account.remote_id, status=account.status, attributes=account.applied,
-                last_synced_at=account.last_synced_at, last_error=account.last_error,
+                id=account.id,
+                app_id=account.app_id,
+                user_id=account.user_id,
+                login=login,
+                remote_id=account.remote_id,
+                status=account.status,
+                attributes=account.applied,
+                last_synced_at=account.last_synced_at,
+                last_error=account.last_error,
             )
             for account, login in session.execute(statement)
         ]
