@@ -69,9 +69,10 @@ def enqueue(
             .on_conflict_do_nothing(
                 index_elements=["app_id", "user_id"], index_where=text("status = 'queued'")
             )
+            .returning(Task.id)
         )
-        inserted: Any = session.execute(statement)
-        if inserted.rowcount:
+        # RETURNING, not rowcount: the driver reports -1 for an INSERT that did nothing.
+        if session.execute(statement).scalar_one_or_none() is not None:
             if run_id:
                 attached.append(task_id)
             continue
