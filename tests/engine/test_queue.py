@@ -83,9 +83,14 @@ def test_a_rolled_back_change_leaves_no_task(runtime: Runtime) -> None:
         assignments.create_assignment(session, SYSTEM, app_id, principal_type="user",
                                       principal_id=user_id, role=None, priority=None)
     before = len(tasks_of(runtime))
-    with pytest.raises(Conflict), runtime.db.session() as session:
-        directory.change_lifecycle(session, SYSTEM, user_id, Lifecycle.SUSPEND)  # queues a task
-        directory.change_lifecycle(session, SYSTEM, user_id, Lifecycle.SUSPEND)  # then fails
+
+    def suspend_twice() -> None:
+        with runtime.db.session() as session:
+            directory.change_lifecycle(session, SYSTEM, user_id, Lifecycle.SUSPEND)  # queues a task
+            directory.change_lifecycle(session, SYSTEM, user_id, Lifecycle.SUSPEND)  # then fails
+
+    with pytest.raises(Conflict):
+        suspend_twice()
     assert len(tasks_of(runtime)) == before
     with runtime.db.session() as session:
         assert directory.get_user(session, user_id).status == "active"
