@@ -16,7 +16,11 @@ class RemoteUser:
 
     @property
     def active(self) -> bool:
-        return self.attributes.get("active", True) is not False
+        # RFC 7643 §2.1: attribute names are case-insensitive; Entra may send the string "False".
+        for name, value in self.attributes.items():
+            if name.lower() == "active":
+                return value is not False and str(value).lower() != "false"
+        return True
 
 
 @dataclass(frozen=True)
