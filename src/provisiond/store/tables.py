@@ -150,6 +150,21 @@ class Account(Base):
     applied: Mapped[dict[str, Any]]
     last_synced_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
+    deactivated_at: Mapped[datetime | None]  # for "delete after N days deactivated"
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Policy(Base):
+    """One version of an app's provisioning policy; the newest version is in force."""
+
+    __tablename__ = "policies"
+    __table_args__ = (UniqueConstraint("app_id", "version"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    app_id: Mapped[str] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    document: Mapped[dict[str, Any]]  # scope, mappings, deprovisioning, limits
+    actor: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -158,8 +173,11 @@ class Run(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     app_id: Mapped[str] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
-    kind: Mapped[str] = mapped_column(String(16))  # full | on_demand
-    status: Mapped[str] = mapped_column(String(16))  # running | succeeded | failed
+    kind: Mapped[str] = mapped_column(String(16))  # full | change | on_demand
+    status: Mapped[str] = mapped_column(String(16))  # running|succeeded|failed|held|cancelled
+    policy_version: Mapped[int | None] = mapped_column(Integer)
+    # A held run keeps what it would do, for the admin who approves or cancels it.
+    held: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc, nullable=True)
     actor: Mapped[str] = mapped_column(String(128))
     total: Mapped[int] = mapped_column(Integer, default=0)
     counts: Mapped[dict[str, Any]]
