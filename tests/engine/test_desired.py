@@ -15,15 +15,14 @@ from provisiond.engine.desired import (
     default_mapping,
     desired_account,
 )
+from provisiond.expressions import EvaluationError
 
 words = st.text(alphabet=string.ascii_letters, min_size=1, max_size=8)
 logins = st.builds(lambda user, host: f"{user}@{host}.example", words, words)
+# What the directory accepts (domain.directory.Profile): login, email and both names are required.
 profiles = st.fixed_dictionaries(
-    {"login": logins},
+    {"login": logins, "email": logins, "firstName": words, "lastName": words},
     optional={
-        "email": logins,
-        "firstName": words,
-        "lastName": words,
         "displayName": st.one_of(st.just(""), words),
         "department": words,
     },
@@ -120,17 +119,20 @@ def test_an_explicit_display_name_wins() -> None:
 
 def test_display_name_defaults_to_first_and_last() -> None:
     assert default_mapping(_with(ADA, displayName=""))["displayName"] == "Ada Lovelace"
-    only_first = DirectoryUser("u-1", UserStatus.ACTIVE, {"login": "cher", "firstName": "Cher"})
-    assert default_mapping(only_first)["displayName"] == "Cher"
-    assert default_mapping(only_first)["name"] == {"givenName": "Cher"}
 
 
-def test_without_names_there_is_no_display_name() -> None:
-    bare = DirectoryUser("u-1", UserStatus.ACTIVE, {"login": "x1"})
-    attributes = default_mapping(bare)
-    assert "displayName" not in attributes
+def test_an_unset_attribute_mapped_directly_is_left_out() -> None:
+    no_email = DirectoryUser("u-1", UserStatus.ACTIVE, {"login": "x1", "firstName": "A", "lastName": "B"})
+    attributes = default_mapping(no_email)
     assert "emails" not in attributes
-    assert attributes["name"] == {}
+    assert attributes["name"] == {"givenName": "A", "familyName": "B"}
+
+
+def test_an_expression_over_an_unset_attribute_fails_for_that_user_only() -> None:
+    bare = DirectoryUser("u-1", UserStatus.ACTIVE, {"login": "x1"})
+    with pytest.raises(EvaluationError, match=r"displayName: attribute 'user\.(first|last)Name' is not set"):
+        default_mapping(bare)
+    assert default_mapping(ADA)["displayName"] == "Ada Lovelace"
 
 
 def test_custom_profile_attributes_are_not_mapped_by_default() -> None:

@@ -35,12 +35,10 @@ words = st.text(alphabet=string.ascii_letters, min_size=1, max_size=8)
 logins = st.builds(lambda user, host: f"{user}@{host}.example", words, words)
 remote_ids = st.text(alphabet=string.ascii_lowercase + string.digits, min_size=1, max_size=8)
 
+# What the directory accepts (domain.directory.Profile): login, email and both names are required.
 profiles = st.fixed_dictionaries(
-    {"login": logins},
+    {"login": logins, "email": logins, "firstName": words, "lastName": words},
     optional={
-        "email": logins,
-        "firstName": words,
-        "lastName": words,
         "displayName": st.one_of(st.just(""), words),
         "department": words,
         "title": words,

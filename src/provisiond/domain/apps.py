@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
@@ -15,6 +17,14 @@ class DeprovisionAction(enum.StrEnum):
     DEACTIVATE = "deactivate"
     DELETE = "delete"
     NONE = "none"
+
+
+@dataclass(frozen=True)
+class Deprovision:
+    """What happens to the account of someone who should not have one (the policy decides)."""
+
+    action: DeprovisionAction
+    delete_after: timedelta | None = None  # with DEACTIVATE: delete this long after
 
 
 class Features(BaseModel):

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from provisiond.domain.directory import UserStatus
+from provisiond.engine.mapping import CompiledPolicy, default_policy
 
 CORE_USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
 
@@ -18,6 +19,10 @@ class DirectoryUser:
     id: str
     status: UserStatus
     profile: Mapping[str, Any]
+
+    def expression_input(self) -> dict[str, Any]:
+        """What ``user`` is in a policy expression: the profile plus id and status."""
+        return {**self.profile, "id": self.id, "status": self.status.value}
 
 
 @dataclass(frozen=True)
@@ -33,32 +38,49 @@ class DesiredAccount:
 
 
 def default_mapping(user: DirectoryUser) -> dict[str, Any]:
-    """The default SCIM core User for a directory user (RFC 7643 §4.1)."""
-    profile = user.profile
-    first, last = profile.get("firstName"), profile.get("lastName")
-    display = profile.get("displayName") or " ".join(part for part in (first, last) if part)
-    attributes: dict[str, Any] = {
-        "userName": profile["login"],
-        "externalId": user.id,
-        "name": {k: v for k, v in (("givenName", first), ("familyName", last)) if v},
-        "active": user.status is UserStatus.ACTIVE,
-    }
-    if display:
-        attributes["displayName"] = display
-    if profile.get("email"):
-        attributes["emails"] = [{"value": profile["email"], "type": "work", "primary": True}]
+    """The SCIM core User the default policy gives a directory user (RFC 7643 §4.1)."""
+    return _mapped(user, default_policy())
+
+
+def _mapped(user: DirectoryUser, policy: CompiledPolicy) -> dict[str, Any]:
+    attributes = policy.attributes(user.expression_input())
+    attributes["active"] = user.status is UserStatus.ACTIVE
     return attributes
 
 
-def desired_account(
-    user: DirectoryUser, assigned_by: Iterable[str]
-) -> DesiredAccount | None:
-    """The account ``user`` should have given the assignments that reach them, or None.
+@dataclass(frozen=True)
+class Evaluation:
+    """The desired account and the reasoning behind it, for traces and previews."""
+
+    desired: DesiredAccount | None
+    reason: str
+
+
+def evaluate(
+    user: DirectoryUser, assigned_by: Iterable[str], policy: CompiledPolicy | None = None
+) -> Evaluation:
+    """Decide whether ``user`` gets an account and with what; EvaluationError for this user.
 
     Staged users are not provisioned until activated; deprovisioned users have no account;
-    suspended users keep theirs, deactivated (``active: false``).
+    suspended users keep theirs, deactivated (``active: false``); assigned users outside the
+    policy's scope have none.
     """
+    policy = policy or default_policy()
     sources = tuple(sorted(assigned_by))
-    if not sources or user.status in (UserStatus.STAGED, UserStatus.DEPROVISIONED):
-        return None
-    return DesiredAccount(attributes=default_mapping(user), assigned_by=sources)
+    if not sources:
+        return Evaluation(None, "not assigned to the app")
+    if user.status in (UserStatus.STAGED, UserStatus.DEPROVISIONED):
+        return Evaluation(None, f"user is {user.status.value}")
+    if not policy.in_scope(user.expression_input()):
+        return Evaluation(None, f"outside the policy scope ({policy.document.scope})")
+    reason = f"assigned via {', '.join(sources)}" + (
+        f"; in scope ({policy.document.scope})" if policy.scope is not None else ""
+    )
+    return Evaluation(DesiredAccount(_mapped(user, policy), sources), reason)
+
+
+def desired_account(
+    user: DirectoryUser, assigned_by: Iterable[str], policy: CompiledPolicy | None = None
+) -> DesiredAccount | None:
+    """The account ``user`` should have given the assignments that reach them, or None."""
+    return evaluate(user, assigned_by, policy).desired

@@ -10,10 +10,11 @@ from __future__ import annotations
 import secrets
 import string
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from provisiond.connectors.base import Connector, RemoteUser
-from provisiond.domain.apps import ProvisioningSettings
+from provisiond.domain.apps import Deprovision, ProvisioningSettings
 from provisiond.engine.desired import DesiredAccount
 from provisiond.engine.planner import (
     AccountStatus,
@@ -21,8 +22,8 @@ from provisiond.engine.planner import (
     Operation,
     OperationKind,
     applied,
-    plan,
 )
+from provisiond.engine.planner import plan as plan_one
 from provisiond.errors import RemoteConflict, RemoteNotFound
 
 OUTCOME_OF = {
@@ -83,14 +84,24 @@ async def reconcile(
     actual: ActualAccount | None,
     *,
     verify_remote: bool,
+    deprovision: Deprovision | None = None,
+    now: datetime | None = None,
+    result: Result | None = None,
 ) -> Result:
-    """Plan and apply the one operation that brings the account in line. Raises ConnectorError."""
-    result = Result(account=actual)
+    """Plan and apply the one operation that brings the account in line. Raises ConnectorError;
+    the steps taken until then are in ``result`` when the caller passes one."""
+    result = result if result is not None else Result()
+    result.account = actual
+
+    def plan(current: ActualAccount | None) -> Operation | None:
+        return plan_one(desired, current, settings, deprovision, now=now)
+
     result.step(
         "desired",
-        "not assigned or not active in the directory: no account wanted"
+        "no account wanted"
         if desired is None
-        else f"account wanted (assigned via {', '.join(desired.assigned_by)}), active={desired.active}",
+        else f"account wanted, active={desired.active}",
+        **({"attributes": desired.attributes} if desired is not None else {}),
     )
     if verify_remote and actual is not None and actual.remote_id:
         remote = await connector.get_user(actual.remote_id)
@@ -102,7 +113,7 @@ async def reconcile(
             actual = _from_remote(remote)
         result.account = actual
 
-    operation = plan(desired, actual, settings)
+    operation = plan(actual)
     if operation is not None and operation.kind is OperationKind.CREATE:
         assert desired is not None
         value = _matching_value(desired, settings.matching)
@@ -115,7 +126,7 @@ async def reconcile(
             )
             actual = _from_remote(found)
             result.account = actual
-            operation = plan(desired, actual, settings)
+            operation = plan(actual)
         else:
             result.step("match", f"no existing account with {settings.matching} = {value!r}")
 
@@ -135,7 +146,7 @@ async def reconcile(
             raise
         result.step("adopt", f"the app answered 409; linked the existing account {found.remote_id}")
         actual = _from_remote(found)
-        operation = plan(desired, actual, settings)
+        operation = plan(actual)
         result.operation = operation
         if operation is None:
             result.account, result.outcome = actual, "unchanged"
@@ -145,7 +156,7 @@ async def reconcile(
         # Removed behind our back: forget it and, if it is still wanted, create it again.
         result.step("gone", "the account was removed in the app")
         actual = ActualAccount(None, {}, AccountStatus.DELETED)
-        operation = plan(desired, actual, settings)
+        operation = plan(actual)
         result.operation = operation
         if operation is None:
             result.account, result.outcome = actual, "deleted"

@@ -9,9 +9,10 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from provisiond.domain.apps import DeprovisionAction, ProvisioningSettings
+from provisiond.domain.apps import Deprovision, DeprovisionAction, ProvisioningSettings
 from provisiond.engine.desired import DesiredAccount
 
 
@@ -36,6 +37,7 @@ class ActualAccount:
     remote_id: str | None
     attributes: Mapping[str, Any]
     status: AccountStatus
+    deactivated_at: datetime | None = None
 
     @property
     def exists(self) -> bool:
@@ -104,17 +106,25 @@ def plan(
     desired: DesiredAccount | None,
     actual: ActualAccount | None,
     settings: ProvisioningSettings,
+    deprovision: Deprovision | None = None,
+    *,
+    now: datetime | None = None,
 ) -> Operation | None:
-    """The one operation that moves ``actual`` towards ``desired``, or None when in sync."""
+    """The one operation that moves ``actual`` towards ``desired``, or None when in sync.
+
+    ``deprovision`` defaults to the app's ``deprovision_action``; ``now`` is only needed for
+    "delete after N days deactivated".
+    """
     features = settings.features
     exists = actual is not None and actual.exists
+    rule = deprovision or Deprovision(settings.deprovision_action)
     if desired is None:
         if not exists or not features.deactivate_users:
             return None
         assert actual is not None
-        if settings.deprovision_action is DeprovisionAction.DELETE:
+        if rule.action is DeprovisionAction.DELETE or _expired(actual, rule, now):
             return Operation(OperationKind.DELETE, remote_id=actual.remote_id)
-        if settings.deprovision_action is DeprovisionAction.DEACTIVATE and _is_active(actual):
+        if rule.action is DeprovisionAction.DEACTIVATE and _is_active(actual):
             return Operation(
                 OperationKind.DEACTIVATE,
                 attributes=_deactivated(actual),
@@ -168,6 +178,14 @@ def plan(
         changes=changes,
         remote_id=actual.remote_id,
     )
+
+
+def _expired(actual: ActualAccount, rule: Deprovision, now: datetime | None) -> bool:
+    """A deactivated account whose grace period (delete_after) has run out."""
+    if rule.action is not DeprovisionAction.DEACTIVATE or rule.delete_after is None or now is None:
+        return False
+    since = actual.deactivated_at
+    return not _is_active(actual) and since is not None and now - since >= rule.delete_after
 
 
 def _deactivated(actual: ActualAccount) -> dict[str, Any]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import and_, exists, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite

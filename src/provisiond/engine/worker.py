@@ -26,16 +26,19 @@ from sqlalchemy.orm import Session
 from provisiond.config import Settings
 from provisiond.connectors.base import Connector
 from provisiond.connectors.registry import build_connector
-from provisiond.domain.apps import ProvisioningSettings, ScimConnectorSettings
+from provisiond.domain.apps import Deprovision, ProvisioningSettings, ScimConnectorSettings
 from provisiond.domain.directory import UserStatus
 from provisiond.engine import queue
-from provisiond.engine.desired import DesiredAccount, DirectoryUser, desired_account
+from provisiond.engine.desired import DesiredAccount, DirectoryUser, evaluate
 from provisiond.engine.executor import Result, reconcile
-from provisiond.engine.planner import AccountStatus, ActualAccount, OperationKind, plan
+from provisiond.engine.mapping import CompiledPolicy
+from provisiond.engine.planner import AccountStatus, ActualAccount, Operation, OperationKind, plan
 from provisiond.errors import ConnectorError, RateLimited
-from provisiond.services import activity, reach, runs
+from provisiond.expressions import EvaluationError
+from provisiond.services import activity, policies, reach, runs
 from provisiond.services.apps import provisioning_of, settings_of
 from provisiond.services.context import Actor
+from provisiond.services.planning import DEPROVISIONS
 from provisiond.services.secrets import Vault
 from provisiond.store.db import Database
 from provisiond.store.tables import Account, App, Task, User, utcnow
@@ -62,26 +65,47 @@ class Snapshot:
     app_version: str
     connector: ScimConnectorSettings
     provisioning: ProvisioningSettings
+    policy: CompiledPolicy
     user_label: str
     desired: DesiredAccount | None
     actual: ActualAccount | None
+    reason: str  # why the user has (or has not) an account, for the trace
+    error: str | None = None  # the policy failed for this user
+    held_by: str | None = None  # a held run that keeps this user's deprovisioning back
+
+    @property
+    def deprovision(self) -> Deprovision:
+        return self.policy.deprovisioning(self.provisioning)
+
+    def pending(self) -> Operation | None:
+        """What the records say must happen (before any read of the app)."""
+        if self.error is not None:
+            return None
+        return plan(self.desired, self.actual, self.provisioning, self.deprovision, now=utcnow())
 
 
 def snapshot(session: Session, vault: Vault, app_id: str, user_id: str) -> Snapshot | None:
     app = session.get(App, app_id)
     if app is None:
         return None
+    policy = policies.compiled(session, app_id)
     user = session.get(User, user_id)
-    desired = None
+    desired, reason, error = None, "removed from the directory", None
     if user is not None:
         sources = reach.assignment_sources(session, app_id, user_id)
         directory_user = DirectoryUser(user.id, UserStatus(user.status), user.profile)
-        desired = desired_account(directory_user, sources)
+        try:
+            evaluation = evaluate(directory_user, sources, policy)
+            desired, reason = evaluation.desired, evaluation.reason
+        except EvaluationError as exc:
+            reason, error = "the policy failed for this user", exc.detail
     record = session.query(Account).filter_by(app_id=app_id, user_id=user_id).one_or_none()
     actual = (
         None
         if record is None
-        else ActualAccount(record.remote_id, record.applied, AccountStatus(record.status))
+        else ActualAccount(
+            record.remote_id, record.applied, AccountStatus(record.status), record.deactivated_at
+        )
     )
     return Snapshot(
         app_id=app.id,
@@ -89,9 +113,13 @@ def snapshot(session: Session, vault: Vault, app_id: str, user_id: str) -> Snaps
         app_version=app.updated_at.isoformat(),
         connector=settings_of(app, vault),
         provisioning=provisioning_of(app),
+        policy=policy,
         user_label=user.login if user else user_id,
         desired=desired,
         actual=actual,
+        reason=reason,
+        error=error,
+        held_by=runs.holding(session, app_id, user_id),
     )
 
 
@@ -104,6 +132,10 @@ def store_account(session: Session, app_id: str, user_id: str, result: Result) -
         record = Account(app_id=app_id, user_id=user_id, applied={}, status="active")
         session.add(record)
     record.remote_id = account.remote_id
+    if account.status is AccountStatus.DEACTIVATED and record.status != account.status.value:
+        record.deactivated_at = utcnow()
+    elif account.status is not AccountStatus.DEACTIVATED:
+        record.deactivated_at = None
     record.status = account.status.value
     record.applied = _managed(account.attributes)
     record.last_synced_at = utcnow()
@@ -254,6 +286,7 @@ class Worker:
                     )
 
     async def execute(self, task_id: str) -> Result | None:
+        """Reconcile one claimed task; the result carries the step-by-step trace."""
         with self.db.session() as session:
             task = session.get(Task, task_id)
             if task is None:
@@ -263,49 +296,59 @@ class Worker:
             created_at = task.created_at
         if snap is None:  # the app was deleted: its tasks go with it (cascade)
             return None
-        if not snap.provisioning.enabled:
+        actor = Actor(ENGINE_ACTOR, correlation_id=correlation)
+        result = Result()
+        result.step("scope", snap.reason, policy_version=snap.policy.version or 0)
+        if snap.error is not None:
+            result.step("error", snap.error)
             with self.db.session() as session:
                 task = session.get(Task, task_id)
                 assert task is not None
-                pending = plan(snap.desired, snap.actual, snap.provisioning)
+                self._fail(session, task, snap, snap.error, dead=True)
+            result.outcome = "failed"
+            return result
+        pending = snap.pending()
+        skip = None
+        if not snap.provisioning.enabled:
+            skip = "provisioning is disabled"
+        elif pending is not None and pending.kind in DEPROVISIONS and snap.held_by:
+            skip = f"held by run {snap.held_by} until an admin approves it"
+        if skip is not None:
+            result.step("skip", skip)
+            with self.db.session() as session:
+                task = session.get(Task, task_id)
+                assert task is not None
                 if pending is not None:
                     activity.record(
-                        session,
-                        Actor(ENGINE_ACTOR, correlation_id=correlation),
-                        EVENT_ACTION[pending.kind],
-                        f"{pending.kind.value} of {snap.user_label} in {snap.app_name} skipped: "
-                        "provisioning is disabled",
-                        outcome="skipped",
-                        app_id=snap.app_id,
-                        user_id=user_id,
+                        session, actor, EVENT_ACTION[pending.kind],
+                        f"{pending.kind.value} of {snap.user_label} in {snap.app_name} skipped: {skip}",
+                        outcome="skipped", app_id=snap.app_id, user_id=user_id,
                         targets={"app": snap.app_name, "user": snap.user_label},
                     )
                 self._close(session, task, queue.SUCCEEDED, "skipped")
-            return None
+            result.outcome = "skipped"
+            return result
 
         connector = await self.pool.get(snap)
         concurrency = snap.provisioning.concurrency
-        gate = self._gates.setdefault(
-            f"{snap.app_id}:{concurrency}", asyncio.Semaphore(concurrency)
-        )
+        gate = self._gates.setdefault(f"{snap.app_id}:{concurrency}", asyncio.Semaphore(concurrency))
         try:
             async with gate:
-                result = await reconcile(
-                    connector, snap.provisioning, snap.desired, snap.actual, verify_remote=verify
+                await reconcile(
+                    connector, snap.provisioning, snap.desired, snap.actual, verify_remote=verify,
+                    deprovision=snap.deprovision, now=utcnow(), result=result,
                 )
         except ConnectorError as exc:
+            result.step("error", exc.detail, retryable=exc.retryable)
             with self.db.session() as session:
                 task = session.get(Task, task_id)
                 assert task is not None
                 self._fail(
-                    session,
-                    task,
-                    snap,
-                    exc.detail,
-                    dead=not exc.retryable,
+                    session, task, snap, exc.detail, dead=not exc.retryable,
                     retry_after=exc.retry_after if isinstance(exc, RateLimited) else None,
                 )
-            return None
+            result.outcome = "failed"
+            return result
 
         with self.db.session() as session:
             task = session.get(Task, task_id)
@@ -316,22 +359,16 @@ class Worker:
             if operation is not None:
                 latency_ms = round((utcnow() - created_at).total_seconds() * 1000)
                 activity.record(
-                    session,
-                    Actor(ENGINE_ACTOR, correlation_id=correlation),
-                    EVENT_ACTION[operation.kind],
+                    session, actor, EVENT_ACTION[operation.kind],
                     f"{operation.kind.value} of {snap.user_label} in {snap.app_name} succeeded",
-                    app_id=snap.app_id,
-                    user_id=user_id,
+                    app_id=snap.app_id, user_id=user_id,
                     targets={
-                        "app": snap.app_name,
-                        "user": snap.user_label,
+                        "app": snap.app_name, "user": snap.user_label,
                         "remote_id": result.account.remote_id if result.account else None,
                     },
                     details={
-                        **operation.describe(),
-                        "attempt": task.attempts,
-                        "latency_ms": latency_ms,
-                        "trace": result.trace,
+                        **operation.describe(), "attempt": task.attempts, "latency_ms": latency_ms,
+                        "policy_version": snap.policy.version or 0, "trace": result.trace,
                     },
                 )
             self._close(session, task, queue.SUCCEEDED, result.outcome)
@@ -355,7 +392,7 @@ class Worker:
         retry_after: float | None = None,
     ) -> None:
         actor = Actor(ENGINE_ACTOR, correlation_id=task.correlation_id)
-        pending = plan(snap.desired, snap.actual, snap.provisioning) if snap else None
+        pending = snap.pending() if snap else None
         action = EVENT_ACTION[pending.kind] if pending else "app.user.sync"
         app_name = snap.app_name if snap else task.app_id
         user_label = snap.user_label if snap else task.user_id

@@ -7,10 +7,9 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from provisiond.engine import queue
 from provisiond.errors import Conflict, NotFound
-from provisiond.services import activity, reach
-from provisiond.services.apps import get_app, provisioning_of
+from provisiond.services import activity, reach, runs
+from provisiond.services.apps import get_app
 from provisiond.services.context import Actor
 from provisiond.services.directory import get_group, get_user
 from provisiond.store.tables import App, Assignment
@@ -109,5 +108,4 @@ def delete_assignment(session: Session, actor: Actor, app_id: str, assignment_id
 
 
 def _reconcile(session: Session, actor: Actor, app: App, users: list[str], reason: str) -> None:
-    if users and provisioning_of(app).enabled:
-        queue.enqueue(session, app.id, users, reason=reason, correlation_id=actor.correlation_id)
+    runs.reconcile_users(session, actor, app, users, reason=reason)

@@ -18,6 +18,8 @@ class Actor:
     name: str
     role: str = "super_admin"
     correlation_id: str = field(default_factory=new_correlation_id)
+    # The app ids an app_admin may manage (provisiond.authz); empty for the other roles.
+    grants: frozenset[str] = frozenset()
 
 
 SYSTEM = Actor("system")

@@ -5,7 +5,7 @@ Each change reconciles the accounts it affects, in the same transaction (engine.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -14,11 +14,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from provisiond.domain.directory import Lifecycle, Profile, UserStatus, next_status
-from provisiond.engine import queue
 from provisiond.errors import Conflict, Invalid, NotFound
-from provisiond.services import activity, reach
+from provisiond.services import activity, reach, runs
 from provisiond.services.context import Actor
-from provisiond.store.tables import Group, GroupMember, User, utcnow
+from provisiond.store.tables import App, Group, GroupMember, User, utcnow
 
 
 def login_key(login: str) -> str:
@@ -155,18 +154,23 @@ def delete_user(session: Session, actor: Actor, user_id: str) -> None:
         user_id=user_id,
         targets={"user": user.login},
     )
-    for app_id in apps:  # any account still held is deprovisioned from the account record
-        queue.enqueue(
-            session, app_id, [user_id], reason="user.delete", correlation_id=actor.correlation_id
-        )
+    # Any account still held is deprovisioned from the account record.
+    _reconcile(session, actor, apps, [user_id], "user.delete")
 
 
 def _reconcile_user(session: Session, actor: Actor, user_id: str, reason: str) -> None:
     session.flush()
-    for app_id in sorted(reach.apps_of_user(session, user_id)):
-        queue.enqueue(
-            session, app_id, [user_id], reason=reason, correlation_id=actor.correlation_id
-        )
+    _reconcile(session, actor, reach.apps_of_user(session, user_id), [user_id], reason)
+
+
+def _reconcile(
+    session: Session, actor: Actor, app_ids: Iterable[str], user_ids: list[str], reason: str
+) -> None:
+    """Reconcile these users in these apps, held back by each app's safety limit."""
+    for app_id in sorted(app_ids):
+        app = session.get(App, app_id)
+        if app is not None:
+            runs.reconcile_users(session, actor, app, user_ids, reason=reason)
 
 
 # -- groups ---------------------------------------------------------------------------------------
@@ -270,14 +274,7 @@ def delete_group(session: Session, actor: Actor, group_id: str) -> None:
         f"deleted group {group.name} ({len(affected)} members)",
         targets={"group": group.name, "group_id": group_id},
     )
-    for app_id in sorted(apps):
-        queue.enqueue(
-            session,
-            app_id,
-            sorted(affected),
-            reason="group.delete",
-            correlation_id=actor.correlation_id,
-        )
+    _reconcile(session, actor, apps, sorted(affected), "group.delete")
 
 
 def add_member(session: Session, actor: Actor, group_id: str, user_id: str) -> bool:
@@ -295,14 +292,7 @@ def add_member(session: Session, actor: Actor, group_id: str, user_id: str) -> b
         user_id=user_id,
         targets={"group": group.name, "group_id": group_id, "user": user.login},
     )
-    for app_id in sorted(reach.apps_of_group(session, group_id)):
-        queue.enqueue(
-            session,
-            app_id,
-            [user_id],
-            reason="group.membership",
-            correlation_id=actor.correlation_id,
-        )
+    _reconcile(session, actor, reach.apps_of_group(session, group_id), [user_id], "group.membership")
     return True
 
 
@@ -323,14 +313,7 @@ def remove_member(session: Session, actor: Actor, group_id: str, user_id: str) -
         user_id=user_id,
         targets={"group": group.name, "group_id": group_id, "user": user.login},
     )
-    for app_id in sorted(apps):
-        queue.enqueue(
-            session,
-            app_id,
-            [user_id],
-            reason="group.membership",
-            correlation_id=actor.correlation_id,
-        )
+    _reconcile(session, actor, apps, [user_id], "group.membership")
 
 
 def find_users_by_ids(session: Session, ids: Sequence[str]) -> dict[str, User]:

@@ -1,15 +1,17 @@
-"""Runs: a full reconcile of an app, made of one task per user, with live counts."""
+"""Runs: a reconcile of many users of an app, with live counts; held when over the safety limit."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from provisiond.domain.policy import Limits
 from provisiond.engine import queue
 from provisiond.errors import Conflict, NotFound
-from provisiond.services import activity, reach
+from provisiond.services import activity, planning, policies, reach
 from provisiond.services.apps import get_app, provisioning_of
 from provisiond.services.context import Actor
 from provisiond.store.tables import App, Run, utcnow
@@ -47,37 +49,139 @@ def start_full_sync(session: Session, actor: Actor, app: App, *, reason: str = "
     users = sorted(
         set(reach.assigned_users(session, app.id)) | reach.account_holders(session, app.id)
     )
+    run = reconcile_users(session, actor, app, users, reason=reason, kind="full")
+    assert run is not None
+    return run
+
+
+def reconcile_users(
+    session: Session,
+    actor: Actor,
+    app: App,
+    user_ids: Sequence[str],
+    *,
+    reason: str,
+    kind: str = "change",
+) -> Run | None:
+    """Queue a reconcile of ``user_ids`` in ``app``, unless it would deprovision more than the
+    policy's safety limit: then nothing is queued and a ``held`` run says what would happen.
+
+    ``kind="full"`` (reads each account back from the app) and ``kind="policy"`` always make a
+    run; a ``change`` makes one only when it is held. The check plans from the records in this very transaction,
+    so it sees the change that is being made.
+    """
+    settings = provisioning_of(app)
+    if not user_ids or not settings.enabled:
+        return _empty_run(session, actor, app, kind, reason) if kind != "change" else None
+    policy = policies.compiled(session, app.id)
+    limits = policy.document.limits
+    accounts = len(reach.account_holders(session, app.id))
+    held: dict[str, Any] | None = None
+    if not limits.allows(len(user_ids), accounts):  # only then can the limit be reached
+        proposed = planning.plan_app(session, app.id, policy, settings, user_ids, now=utcnow())
+        deprovisions = proposed.deprovisions
+        if not limits.allows(len(deprovisions), proposed.accounts):
+            held = {
+                "reason": reason,
+                "user_ids": sorted(user_ids),
+                "counts": proposed.counts,
+                "deprovisions": [planning.describe(u) for u in deprovisions[:1000]],
+                "limit": limits.model_dump(),
+                "accounts": proposed.accounts,
+            }
+    if held is None and kind != "full":
+        queue.enqueue(session, app.id, user_ids, reason=reason, correlation_id=actor.correlation_id)
+        return None
     run = Run(
-        app_id=app.id,
-        kind="full",
-        status="running",
-        actor=actor.name,
-        total=0,
-        counts={outcome: 0 for outcome in OUTCOMES},
+        app_id=app.id, kind=kind, status="held" if held else "running", actor=actor.name,
+        total=0, counts={outcome: 0 for outcome in OUTCOMES}, policy_version=policy.version or 0,
+        held=held,
     )
     session.add(run)
     session.flush()
+    if held is not None:
+        count = len(held["deprovisions"])
+        activity.record(
+            session, actor, "app.run.held",
+            f"{kind} run of {app.name} held: it would deprovision {held['counts']['deactivate'] + held['counts']['delete']} "
+            f"of {held['accounts']} accounts, over the policy's limit ({_limit_text(limits)}); "
+            "approve or cancel it",
+            outcome="skipped", app_id=app.id, targets={"app": app.name, "run_id": run.id},
+            details={"counts": held["counts"], "limit": held["limit"], "listed": count, "reason": reason},
+        )
+        return run
+    _start(session, actor, app, run, sorted(user_ids), reason)
+    return run
+
+
+def _start(session: Session, actor: Actor, app: App, run: Run, user_ids: list[str], reason: str) -> None:
     attached = queue.enqueue(
-        session,
-        app.id,
-        users,
-        reason=reason,
-        correlation_id=actor.correlation_id,
-        run_id=run.id,
-        verify_remote=True,
+        session, app.id, user_ids, reason=reason, correlation_id=actor.correlation_id,
+        run_id=run.id, verify_remote=run.kind == "full",
     )
+    run.status = "running"
     run.total = len(attached)
     if run.total == 0:
         run.status, run.finished_at = "succeeded", utcnow()
     activity.record(
-        session,
-        actor,
-        "app.run.start",
-        f"full sync of {app.name} started: {run.total} users",
-        app_id=app.id,
-        targets={"app": app.name, "run_id": run.id},
+        session, actor, "app.run.start", f"{run.kind} run of {app.name} started: {run.total} users",
+        app_id=app.id, targets={"app": app.name, "run_id": run.id},
+        details={"policy_version": run.policy_version},
+    )
+
+
+def _empty_run(session: Session, actor: Actor, app: App, kind: str, reason: str) -> Run:
+    run = Run(app_id=app.id, kind=kind, status="running", actor=actor.name, total=0,
+              counts={outcome: 0 for outcome in OUTCOMES})
+    session.add(run)
+    session.flush()
+    _start(session, actor, app, run, [], reason)
+    return run
+
+
+def _limit_text(limits: Limits) -> str:
+    parts = []
+    if limits.max_deprovisions is not None:
+        parts.append(f"at most {limits.max_deprovisions}")
+    if limits.max_deprovision_percent is not None:
+        parts.append(f"at most {limits.max_deprovision_percent:g}%")
+    return " and ".join(parts)
+
+
+def approve(session: Session, actor: Actor, run_id: str) -> Run:
+    run = get_run(session, run_id)
+    if run.status != "held" or run.held is None:
+        raise Conflict(f"only held runs can be approved; this one is {run.status}", current_status=run.status)
+    app = session.get(App, run.app_id)
+    assert app is not None
+    activity.record(
+        session, actor, "app.run.approve", f"approved held {run.kind} run of {app.name}",
+        app_id=app.id, targets={"app": app.name, "run_id": run.id}, details={"counts": run.held["counts"]},
+    )
+    _start(session, actor, app, run, list(run.held["user_ids"]), str(run.held.get("reason", "approved")))
+    return run
+
+
+def cancel(session: Session, actor: Actor, run_id: str) -> Run:
+    run = get_run(session, run_id)
+    if run.status != "held":
+        raise Conflict(f"only held runs can be cancelled; this one is {run.status}", current_status=run.status)
+    run.status, run.finished_at = "cancelled", utcnow()
+    app = session.get(App, run.app_id)
+    activity.record(
+        session, actor, "app.run.cancel",
+        f"cancelled held {run.kind} run of {app.name if app else run.app_id}: nothing was deprovisioned",
+        app_id=run.app_id, targets={"run_id": run.id},
     )
     return run
+
+
+def holding(session: Session, app_id: str, user_id: str) -> str | None:
+    """The held run, if any, that keeps back this user's deprovisioning in this app."""
+    for run in session.scalars(select(Run).where(Run.app_id == app_id, Run.status == "held")):
+        if run.held and user_id in run.held.get("user_ids", ()):
+            return run.id
+    return None
 
 
 def count_outcome(session: Session, run_id: str, outcome: str) -> None:

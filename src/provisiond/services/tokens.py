@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Sequence
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from provisiond.authz import ROLES
 from provisiond.errors import Invalid, Unauthorized
 from provisiond.services import activity
+from provisiond.services.apps import get_app
 from provisiond.services.context import Actor
 from provisiond.store.tables import ApiToken, utcnow
 
 PREFIX = "pvd_"
-ROLES = ("super_admin", "app_admin", "help_desk", "read_only")
 
 
 def _hash(token: str) -> str:
@@ -22,11 +24,23 @@ def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_token(session: Session, actor: Actor, name: str, role: str = "super_admin") -> str:
+def create_token(
+    session: Session,
+    actor: Actor,
+    name: str,
+    role: str = "super_admin",
+    apps: Sequence[str] = (),
+) -> str:
+    """A new token; ``apps`` (ids or names) are the apps an app_admin token may manage."""
     if role not in ROLES:
         raise Invalid(f"role must be one of {', '.join(ROLES)}", field="role")
+    if apps and role != "app_admin":
+        raise Invalid("only an app_admin token is granted apps", field="apps")
+    app_ids = sorted({get_app(session, app).id for app in apps})
     token = PREFIX + secrets.token_urlsafe(32)
-    row = ApiToken(name=name, prefix=token[:10], token_hash=_hash(token), role=role)
+    row = ApiToken(
+        name=name, prefix=token[:10], token_hash=_hash(token), role=role, apps=app_ids
+    )
     session.add(row)
     session.flush()
     activity.record(
@@ -35,6 +49,7 @@ def create_token(session: Session, actor: Actor, name: str, role: str = "super_a
         "system.api_token.create",
         f"created API token {name!r} ({role})",
         targets={"token": name, "token_id": row.id},
+        details={"role": role, "apps": app_ids},
     )
     return token
 

@@ -1,0 +1,100 @@
+"""Provisioning policies: versioned documents, checked on save, compiled once per version."""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from provisiond.domain.policy import PolicyDocument
+from provisiond.engine.mapping import CompiledPolicy, compile_policy, default_policy
+from provisiond.expressions import STANDARD_ATTRIBUTES
+from provisiond.services import activity
+from provisiond.services.context import Actor
+from provisiond.store.tables import App, Policy, User
+
+_READS = re.compile(r"user\s*(?:\.\s*([A-Za-z_][A-Za-z0-9_]*)|\[\s*[\"']([^\"']+)[\"']\s*\])")
+
+
+def current(session: Session, app_id: str) -> tuple[int, PolicyDocument]:
+    """The policy in force: (version, document); version 0 is the built-in default."""
+    row = session.scalar(
+        select(Policy).where(Policy.app_id == app_id).order_by(Policy.version.desc()).limit(1)
+    )
+    if row is None:
+        return 0, PolicyDocument()
+    return row.version, PolicyDocument.model_validate(row.document)
+
+
+def compiled(session: Session, app_id: str) -> CompiledPolicy:
+    version, document = current(session, app_id)
+    if version == 0:
+        return default_policy()
+    return _compiled(app_id, version, document.model_dump_json())
+
+
+@lru_cache(maxsize=256)
+def _compiled(app_id: str, version: int, document_json: str) -> CompiledPolicy:
+    # At run time every attribute the saved policy reads is accepted: a custom attribute that
+    # no profile has any more is simply unset for everyone, not a reason to stop provisioning.
+    document = PolicyDocument.model_validate_json(document_json)
+    sources = [document.scope or "", *document.mappings.values()]
+    reads = {a or b for source in sources for a, b in _READS.findall(source)}
+    return compile_policy(document, version=version, known_attributes=reads)
+
+
+def custom_attributes(session: Session) -> set[str]:
+    """Custom attribute names in use in the directory: what expressions may read beside the
+    standard profile. Checked at save time, so a typo is refused rather than unset forever."""
+    names: set[str] = set()
+    for profile in session.scalars(select(User.profile)):
+        names.update(profile)
+    return names - STANDARD_ATTRIBUTES
+
+
+def check(session: Session, document: PolicyDocument) -> CompiledPolicy:
+    """Compile against the live profile schema; raises Invalid with the field and position."""
+    return compile_policy(document, known_attributes=custom_attributes(session))
+
+
+def save(session: Session, actor: Actor, app: App, document: PolicyDocument) -> tuple[int, bool]:
+    """Store ``document`` as the next version; returns (version, changed)."""
+    check(session, document)
+    version, before = current(session, app.id)
+    if before == document:
+        return version, False
+    latest = session.scalar(select(func.max(Policy.version)).where(Policy.app_id == app.id)) or 0
+    new_version = latest + 1
+    session.add(
+        Policy(app_id=app.id, version=new_version, document=document.model_dump(mode="json"),
+               actor=actor.name)
+    )
+    session.flush()
+    activity.record(
+        session, actor, "app.policy.update",
+        f"updated the provisioning policy of {app.name} to version {new_version}",
+        app_id=app.id, targets={"app": app.name, "version": new_version},
+        details={"from_version": version, "to_version": new_version, "diff": policy_diff(before, document)},
+    )
+    return new_version, True
+
+
+def policy_diff(before: PolicyDocument, after: PolicyDocument) -> list[dict[str, Any]]:
+    """Field-by-field differences, mappings per attribute path."""
+    changes: list[dict[str, Any]] = []
+    old, new = before.model_dump(mode="json"), after.model_dump(mode="json")
+    for key in ("scope", "deprovisioning", "limits"):
+        if old[key] != new[key]:
+            changes.append({"field": key, "old": old[key], "new": new[key]})
+    for path in sorted(set(old["mappings"]) | set(new["mappings"])):
+        if old["mappings"].get(path) != new["mappings"].get(path):
+            changes.append({"field": f"mappings.{path}", "old": old["mappings"].get(path),
+                            "new": new["mappings"].get(path)})
+    return changes
+
+
+def versions(session: Session, app_id: str) -> list[Policy]:
+    return list(session.scalars(select(Policy).where(Policy.app_id == app_id).order_by(Policy.version.desc())))
