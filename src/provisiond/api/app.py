@@ -13,7 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from provisiond import __version__
 from provisiond.api import problems
 from provisiond.api.deps import admin
-from provisiond.api.routers import apps, assignments, groups, logs, sync, tasks, users
+from provisiond.api.routers import apps, assignments, groups, logs, policy, sync, tasks, users
 from provisiond.config import Settings
 from provisiond.runtime import Runtime
 from provisiond.services.context import current_correlation_id, new_correlation_id
@@ -55,7 +55,7 @@ def create_app(
     problems.install(app)
 
     v1 = APIRouter(prefix="/api/v1", dependencies=[Depends(admin)])
-    for module in (users, groups, apps, assignments, sync, tasks, logs):
+    for module in (users, groups, apps, assignments, policy, sync, tasks, logs):
         v1.include_router(module.router)
     app.include_router(v1)
 

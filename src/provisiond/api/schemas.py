@@ -185,10 +185,14 @@ class RunOut(BaseModel):
     counts: dict[str, int]
     started_at: datetime
     finished_at: datetime | None
+    policy_version: int | None = None
+    held: dict[str, Any] | None = None
 
     @classmethod
     def of(cls, run: tables.Run) -> RunOut:
         return cls(
+            policy_version=run.policy_version,
+            held=run.held,
             id=run.id,
             app_id=run.app_id,
             kind=run.kind,

@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from scim2_models import EnterpriseUser, User
 
 ENTERPRISE_URN = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
@@ -79,11 +79,12 @@ class PolicyDocument(BaseModel):
     deprovisioning: Deprovisioning = Field(default_factory=Deprovisioning)
     limits: Limits = Field(default_factory=Limits)
 
-    @model_validator(mode="after")
-    def _user_name_is_mapped(self) -> PolicyDocument:
-        if not any(path.lower() == "username" for path in self.mappings):
+    @field_validator("mappings")
+    @classmethod
+    def _user_name_is_mapped(cls, mappings: dict[str, str]) -> dict[str, str]:
+        if not any(path.lower() == "username" for path in mappings):
             raise ValueError("mappings must map userName (RFC 7643 §4.1 requires it)")
-        return self
+        return mappings
 
 
 # -- attribute paths ----------------------------------------------------------------------------

@@ -117,6 +117,14 @@ def update_user(session: Session, actor: Actor, user_id: str, changes: dict[str,
     return user
 
 
+_PAST = {
+    Lifecycle.ACTIVATE: "activated",
+    Lifecycle.SUSPEND: "suspended",
+    Lifecycle.UNSUSPEND: "unsuspended",
+    Lifecycle.DEACTIVATE: "deactivated",
+}
+
+
 def change_lifecycle(session: Session, actor: Actor, user_id: str, action: Lifecycle) -> User:
     user = get_user(session, user_id)
     before = UserStatus(user.status)
@@ -127,7 +135,7 @@ def change_lifecycle(session: Session, actor: Actor, user_id: str, action: Lifec
         session,
         actor,
         f"user.lifecycle.{action.value}",
-        f"{action.value}d user {user.login}: {before.value} -> {after.value}",
+        f"{_PAST[action]} user {user.login}: {before.value} -> {after.value}",
         user_id=user.id,
         targets={"user": user.login},
         details={"from": before.value, "to": after.value},

@@ -14,7 +14,7 @@ from provisiond.errors import Conflict, NotFound
 from provisiond.services import activity, planning, policies, reach
 from provisiond.services.apps import get_app, provisioning_of
 from provisiond.services.context import Actor
-from provisiond.store.tables import App, Run, utcnow
+from provisiond.store.tables import App, Run, Task, utcnow
 
 OUTCOMES = (
     "created",
@@ -46,12 +46,14 @@ def start_full_sync(session: Session, actor: Actor, app: App, *, reason: str = "
     """Reconcile every user assigned to the app or holding an account in it, reading the app."""
     if not provisioning_of(app).enabled:
         raise Conflict(f"provisioning is disabled for {app.name}: enable it before a sync")
-    users = sorted(
-        set(reach.assigned_users(session, app.id)) | reach.account_holders(session, app.id)
-    )
-    run = reconcile_users(session, actor, app, users, reason=reason, kind="full")
+    run = reconcile_users(session, actor, app, everyone(session, app.id), reason=reason, kind="full")
     assert run is not None
     return run
+
+
+def everyone(session: Session, app_id: str) -> list[str]:
+    """Every user a whole-app run considers: assigned, or holding an account."""
+    return sorted(set(reach.assigned_users(session, app_id)) | reach.account_holders(session, app_id))
 
 
 def reconcile_users(
@@ -89,7 +91,7 @@ def reconcile_users(
                 "limit": limits.model_dump(),
                 "accounts": proposed.accounts,
             }
-    if held is None and kind != "full":
+    if held is None and kind == "change":
         queue.enqueue(session, app.id, user_ids, reason=reason, correlation_id=actor.correlation_id)
         return None
     run = Run(
@@ -167,11 +169,27 @@ def cancel(session: Session, actor: Actor, run_id: str) -> Run:
     if run.status != "held":
         raise Conflict(f"only held runs can be cancelled; this one is {run.status}", current_status=run.status)
     run.status, run.finished_at = "cancelled", utcnow()
+    # Tasks already queued for these users would deprovision them the moment the hold lifts:
+    # they belong to the change being cancelled, so they go with it. Later changes run as usual.
+    user_ids = list((run.held or {}).get("user_ids", ()))
+    dropped = 0
+    for start in range(0, len(user_ids), 900):
+        pending = session.scalars(
+            select(Task).where(
+                Task.app_id == run.app_id, Task.status == queue.QUEUED,
+                Task.user_id.in_(user_ids[start : start + 900]),
+            )
+        )
+        for task in pending:
+            task.status, task.last_error = queue.DISMISSED, f"cancelled with held run {run.id}"
+            task.updated_at = utcnow()
+            dropped += 1
     app = session.get(App, run.app_id)
     activity.record(
         session, actor, "app.run.cancel",
-        f"cancelled held {run.kind} run of {app.name if app else run.app_id}: nothing was deprovisioned",
-        app_id=run.app_id, targets={"run_id": run.id},
+        f"cancelled held {run.kind} run of {app.name if app else run.app_id}: nothing was "
+        f"deprovisioned ({dropped} queued reconciles of its users dropped)",
+        app_id=run.app_id, targets={"run_id": run.id}, details={"dropped_tasks": dropped},
     )
     return run
 

@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field
+
+from provisiond.api.deps import AdminDep, RuntimeDep
+from provisiond.api.schemas import RunOut
+from provisiond.domain.policy import PolicyDocument
+from provisiond.services import apps, policies, preview, runs
+
+router = APIRouter(tags=["policy"])
+
+
+class PolicyOut(PolicyDocument):
+    version: int = Field(description="0 is the built-in default; saving makes a new version.")
+
+
+class PolicyPut(PolicyOut):
+    model_config = ConfigDict(extra="forbid")
+    version: int | None = Field(default=None, description="Read-only; ignored.")  # type: ignore[assignment]
+
+
+class PolicySaved(PolicyOut):
+    changed: bool
+    run: RunOut | None = None
+
+
+class PreviewRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    policy: PolicyDocument | None = Field(default=None, description="A draft; the saved policy if absent.")
+    limit: int = Field(default=1000, ge=1, le=100_000, description="At most this many changes listed.")
+
+
+@router.get("/apps/{app_id}/policy")
+def get_policy(app_id: str, rt: RuntimeDep, _: AdminDep) -> PolicyOut:
+    with rt.db.session() as session:
+        app = apps.get_app(session, app_id)
+        version, document = policies.current(session, app.id)
+        return PolicyOut(version=version, **document.model_dump())
+
+
+@router.put("/apps/{app_id}/policy")
+def put_policy(app_id: str, body: PolicyPut, rt: RuntimeDep, actor: AdminDep) -> PolicySaved:
+    """Check, save as a new version, and reconcile every user of the app under it (held if it
+    would deprovision more than the policy's limits allow)."""
+    document = PolicyDocument.model_validate(body.model_dump(exclude={"version"}))
+    with rt.db.session() as session:
+        app = apps.get_app(session, app_id)
+        version, changed = policies.save(session, actor, app, document)
+        run = None
+        if changed and apps.provisioning_of(app).enabled:
+            run = runs.reconcile_users(
+                session, actor, app, runs.everyone(session, app.id), reason="app.policy.update", kind="policy"
+            )
+        return PolicySaved(version=version, changed=changed, run=RunOut.of(run) if run else None,
+                           **document.model_dump())
+
+
+@router.post("/apps/{app_id}/policy/preview")
+def preview_policy(app_id: str, body: PreviewRequest, rt: RuntimeDep, actor: AdminDep) -> dict[str, Any]:
+    """A dry run: the exact plan for every user, attribute by attribute, with counts. Nothing is
+    changed and nothing is sent to the app."""
+    with rt.db.session() as session:
+        return preview.preview(session, actor, app_id, body.policy, limit=body.limit)
+
+
+@router.post("/apps/{app_id}/users/{user_id}/provision")
+async def provision_user(app_id: str, user_id: str, rt: RuntimeDep, actor: AdminDep) -> dict[str, Any]:
+    """Provision one user now and return each step: scope, matching, mapped attributes, the
+    operation and the app's answer."""
+    return await preview.provision_now(rt, actor, app_id, user_id)
+
+
+@router.post("/runs/{run_id}/approve")
+def approve_run(run_id: str, rt: RuntimeDep, actor: AdminDep) -> RunOut:
+    with rt.db.session() as session:
+        return RunOut.of(runs.approve(session, actor, run_id))
+
+
+@router.post("/runs/{run_id}/cancel")
+def cancel_run(run_id: str, rt: RuntimeDep, actor: AdminDep) -> RunOut:
+    with rt.db.session() as session:
+        return RunOut.of(runs.cancel(session, actor, run_id))
