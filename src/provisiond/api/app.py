@@ -11,13 +11,16 @@ from sqlalchemy import text
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from provisiond import __version__
-from provisiond.api import problems
+from provisiond.api import metrics, problems
+from provisiond.api.authorization import require_declared, requires
 from provisiond.api.deps import admin
 from provisiond.api.routers import apps, assignments, groups, logs, policy, sync, tasks, users
+from provisiond.authz import Action
 from provisiond.config import Settings
 from provisiond.runtime import Runtime
 from provisiond.services.context import current_correlation_id, new_correlation_id
 from provisiond.store import migrate
+from provisiond.web import create_console
 
 
 def create_app(
@@ -54,7 +57,7 @@ def create_app(
     app.state.runtime = rt
     problems.install(app)
 
-    v1 = APIRouter(prefix="/api/v1", dependencies=[Depends(admin)])
+    v1 = APIRouter(prefix="/api/v1", dependencies=[Depends(admin), Depends(require_declared)])
     for module in (users, groups, apps, assignments, policy, sync, tasks, logs):
         v1.include_router(module.router)
     app.include_router(v1)
@@ -74,6 +77,21 @@ def create_app(
             response.status_code = 503
             return {"status": "unavailable", "database": "unreachable"}
         return {"status": "ok", "database": "ok", "worker": rt.worker is not None}
+
+    @app.get(
+        "/metrics",
+        tags=["health"],
+        dependencies=[requires(Action.METRICS_READ)],
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {}}}},
+    )
+    def prometheus_metrics() -> Response:
+        """Prometheus text format, read from the database at scrape time (needs a token)."""
+        body, content_type = metrics.exposition(rt)
+        return Response(body, media_type=content_type)
+
+    # The console answers every path the API does not: it must stay the last route.
+    app.mount("/", create_console(rt), name="console")
 
     @app.middleware("http")
     async def correlation(

@@ -32,9 +32,9 @@ def admin(request: Request, rt: Annotated[Runtime, Depends(runtime)]) -> Actor:
         raise Unauthorized("send an API token: Authorization: Bearer <token>")
     with rt.db.session() as db_session:
         row = tokens.authenticate(db_session, token.strip())
-        name, role = row.name, row.role
+        name, role, grants = row.name, row.role, frozenset(row.apps or ())
     correlation = current_correlation_id.get() or new_correlation_id()
-    return Actor(name=f"token:{name}", role=role, correlation_id=correlation)
+    return Actor(name=f"token:{name}", role=role, correlation_id=correlation, grants=grants)
 
 
 RuntimeDep = Annotated[Runtime, Depends(runtime)]

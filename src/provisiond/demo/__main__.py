@@ -23,7 +23,7 @@ from provisiond.api import create_app
 from provisiond.config import Settings
 from provisiond.demo.seed import seed
 from provisiond.runtime import Runtime
-from provisiond.services import tokens
+from provisiond.services import admins, tokens
 from provisiond.services.context import SYSTEM
 
 
@@ -68,8 +68,10 @@ def main() -> None:
     settings = Settings(data_dir=args.data_dir, database_url=f"sqlite:///{db_file.resolve()}")
     runtime = Runtime(settings)
     runtime.migrate()
+    admin_password = secrets.token_urlsafe(12)
     with runtime.db.session() as session:
         token = tokens.create_token(session, SYSTEM, "demo")
+        admins.create_admin(session, SYSTEM, username="admin", password=admin_password)
     server = uvicorn.Server(
         uvicorn.Config(
             create_app(runtime=runtime), host="127.0.0.1", port=args.port, log_level="warning"
@@ -86,6 +88,7 @@ def main() -> None:
             f"""
 provisiond demo is running.
 
+  Admin console  {base}/   sign in as  admin  /  {admin_password}
   API            {base}/api/v1      (OpenAPI: {base}/docs)
   Demo SCIM app  {target_url}   (scim2-server, bearer token in the app's settings)
   Admin token    {token}

@@ -32,7 +32,7 @@ class Histogram:
 
 
 def app_names(session: Session) -> dict[str, str]:
-    return dict(session.execute(select(App.id, App.name)).tuples().all())
+    return {app_id: name for app_id, name in session.execute(select(App.id, App.name))}
 
 
 def operations(session: Session) -> list[tuple[str | None, str, str, int]]:
@@ -41,7 +41,7 @@ def operations(session: Session) -> list[tuple[str | None, str, str, int]]:
         select(Event.app_id, Event.action, Event.outcome, func.count())
         .where(Event.action.startswith("app.user."))
         .group_by(Event.app_id, Event.action, Event.outcome)
-    ).tuples()
+    )
     return [(app, action.removeprefix("app.user."), outcome, n) for app, action, outcome, n in rows]
 
 
@@ -49,15 +49,15 @@ def retries(session: Session) -> dict[str | None, int]:
     """Attempts that failed and were scheduled again, per app."""
     rows = session.execute(
         select(Event.app_id, func.count()).where(Event.outcome == "retry").group_by(Event.app_id)
-    ).tuples()
-    return dict(rows.all())
+    )
+    return {app_id: count for app_id, count in rows}
 
 
 def queue_depth(session: Session) -> dict[tuple[str, str], int]:
     """(app id, status) -> number of tasks."""
     rows = session.execute(
         select(Task.app_id, Task.status, func.count()).group_by(Task.app_id, Task.status)
-    ).tuples()
+    )
     return {(app, status): n for app, status, n in rows}
 
 
@@ -76,7 +76,7 @@ def accounts(session: Session) -> dict[tuple[str, str], int]:
         select(Account.app_id, Account.status, func.count()).group_by(
             Account.app_id, Account.status
         )
-    ).tuples()
+    )
     return {(app, status): n for app, status, n in rows}
 
 
@@ -108,7 +108,7 @@ def run_durations(session: Session) -> dict[tuple[str, str], Histogram]:
         select(Run.app_id, Run.kind, Run.started_at, Run.finished_at).where(
             Run.finished_at.is_not(None)
         )
-    ).tuples():
+    ):
         assert finished is not None
         durations[(app_id, kind)].append(max(0.0, (finished - started).total_seconds()))
     return {key: histogram(values, RUN_BUCKETS_SECONDS) for key, values in durations.items()}

@@ -38,9 +38,7 @@ def create_token(
         raise Invalid("only an app_admin token is granted apps", field="apps")
     app_ids = sorted({get_app(session, app).id for app in apps})
     token = PREFIX + secrets.token_urlsafe(32)
-    row = ApiToken(
-        name=name, prefix=token[:10], token_hash=_hash(token), role=role, apps=app_ids
-    )
+    row = ApiToken(name=name, prefix=token[:10], token_hash=_hash(token), role=role, apps=app_ids)
     session.add(row)
     session.flush()
     activity.record(

@@ -4,21 +4,24 @@ from typing import Any
 
 from fastapi import APIRouter, Response
 
+from provisiond.api.authorization import requires
 from provisiond.api.deps import AdminDep, RuntimeDep
 from provisiond.api.schemas import AppCreate, AppOut, AppPatch, Page, ProvisioningOut, RunOut
+from provisiond.authz import Action, may
 from provisiond.domain.apps import ProvisioningSettings
 from provisiond.services import apps, connection
 
 router = APIRouter(prefix="/apps", tags=["apps"])
 
 
-@router.get("")
-def list_apps(rt: RuntimeDep, _: AdminDep) -> Page[AppOut]:
+@router.get("", dependencies=[requires(Action.APP_READ)])
+def list_apps(rt: RuntimeDep, actor: AdminDep) -> Page[AppOut]:
     with rt.db.session() as session:
-        return Page[AppOut](items=[AppOut.of(app) for app in apps.list_apps(session)])
+        rows = [app for app in apps.list_apps(session) if may(actor, Action.APP_READ, app.id)]
+        return Page[AppOut](items=[AppOut.of(app) for app in rows])
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, dependencies=[requires(Action.APP_CREATE)])
 def create_app(body: AppCreate, rt: RuntimeDep, actor: AdminDep, response: Response) -> AppOut:
     with rt.db.session() as session:
         app = apps.create_app(
@@ -35,13 +38,13 @@ def create_app(body: AppCreate, rt: RuntimeDep, actor: AdminDep, response: Respo
     return out
 
 
-@router.get("/{app_id}")
+@router.get("/{app_id}", dependencies=[requires(Action.APP_READ)])
 def get_app(app_id: str, rt: RuntimeDep, _: AdminDep) -> AppOut:
     with rt.db.session() as session:
         return AppOut.of(apps.get_app(session, app_id))
 
 
-@router.patch("/{app_id}")
+@router.patch("/{app_id}", dependencies=[requires(Action.APP_MANAGE)])
 def update_app(app_id: str, body: AppPatch, rt: RuntimeDep, actor: AdminDep) -> AppOut:
     with rt.db.session() as session:
         return AppOut.of(
@@ -51,7 +54,7 @@ def update_app(app_id: str, body: AppPatch, rt: RuntimeDep, actor: AdminDep) -> 
         )
 
 
-@router.delete("/{app_id}", status_code=204)
+@router.delete("/{app_id}", status_code=204, dependencies=[requires(Action.APP_DELETE)])
 def delete_app(app_id: str, rt: RuntimeDep, actor: AdminDep) -> None:
     with rt.db.session() as session:
         apps.delete_app(session, actor, app_id)
@@ -61,14 +64,14 @@ class ProvisioningPut(ProvisioningOut):
     initial_run: RunOut | None = None
 
 
-@router.get("/{app_id}/provisioning")
+@router.get("/{app_id}/provisioning", dependencies=[requires(Action.APP_READ)])
 def get_provisioning(app_id: str, rt: RuntimeDep, _: AdminDep) -> ProvisioningOut:
     with rt.db.session() as session:
         app = apps.get_app(session, app_id)
         return ProvisioningOut(**apps.provisioning_of(app).model_dump(), last_test=app.last_test)
 
 
-@router.put("/{app_id}/provisioning")
+@router.put("/{app_id}/provisioning", dependencies=[requires(Action.APP_MANAGE)])
 async def put_provisioning(
     app_id: str, body: ProvisioningOut, rt: RuntimeDep, actor: AdminDep
 ) -> ProvisioningPut:
@@ -82,7 +85,7 @@ async def put_provisioning(
     )
 
 
-@router.post("/{app_id}/provisioning/test")
+@router.post("/{app_id}/provisioning/test", dependencies=[requires(Action.APP_MANAGE)])
 async def test_provisioning(app_id: str, rt: RuntimeDep, actor: AdminDep) -> dict[str, Any]:
     """A real round trip: ServiceProviderConfig discovery, then an authenticated GET /Users."""
     return await connection.test_app(rt, actor, app_id)

@@ -4,17 +4,19 @@ from datetime import datetime
 
 from fastapi import APIRouter, Query
 
+from provisiond.api.authorization import requires
 from provisiond.api.deps import AdminDep, RuntimeDep
 from provisiond.api.schemas import EventOut, Page
+from provisiond.authz import Action, may
 from provisiond.services import activity, apps
 
 router = APIRouter(prefix="/logs", tags=["logs"])
 
 
-@router.get("")
+@router.get("", dependencies=[requires(Action.LOG_READ)])
 def list_events(
     rt: RuntimeDep,
-    _: AdminDep,
+    actor: AdminDep,
     since: datetime | None = None,
     until: datetime | None = None,
     action: str | None = Query(default=None, max_length=64, description="An action or its prefix"),
@@ -49,4 +51,6 @@ def list_events(
                 after=after,
             ),
         )
+        # An app_admin reads directory events and its own apps' events.
+        rows = [r for r in rows if r.app_id is None or may(actor, Action.APP_READ, r.app_id)]
         return Page[EventOut](items=[EventOut.of(row) for row in rows], next_cursor=next_cursor)

@@ -5,8 +5,10 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
+from provisiond.api.authorization import requires
 from provisiond.api.deps import AdminDep, RuntimeDep
 from provisiond.api.schemas import RunOut
+from provisiond.authz import Action
 from provisiond.domain.policy import PolicyDocument
 from provisiond.services import apps, policies, preview, runs
 
@@ -33,7 +35,7 @@ class PreviewRequest(BaseModel):
     limit: int = Field(default=1000, ge=1, le=100_000, description="At most this many changes listed.")
 
 
-@router.get("/apps/{app_id}/policy")
+@router.get("/apps/{app_id}/policy", dependencies=[requires(Action.APP_READ)])
 def get_policy(app_id: str, rt: RuntimeDep, _: AdminDep) -> PolicyOut:
     with rt.db.session() as session:
         app = apps.get_app(session, app_id)
@@ -41,7 +43,7 @@ def get_policy(app_id: str, rt: RuntimeDep, _: AdminDep) -> PolicyOut:
         return PolicyOut(version=version, **document.model_dump())
 
 
-@router.put("/apps/{app_id}/policy")
+@router.put("/apps/{app_id}/policy", dependencies=[requires(Action.APP_MANAGE)])
 def put_policy(app_id: str, body: PolicyPut, rt: RuntimeDep, actor: AdminDep) -> PolicySaved:
     """Check, save as a new version, and reconcile every user of the app under it (held if it
     would deprovision more than the policy's limits allow)."""
@@ -58,7 +60,7 @@ def put_policy(app_id: str, body: PolicyPut, rt: RuntimeDep, actor: AdminDep) ->
                            **document.model_dump())
 
 
-@router.post("/apps/{app_id}/policy/preview")
+@router.post("/apps/{app_id}/policy/preview", dependencies=[requires(Action.APP_MANAGE)])
 def preview_policy(app_id: str, body: PreviewRequest, rt: RuntimeDep, actor: AdminDep) -> dict[str, Any]:
     """A dry run: the exact plan for every user, attribute by attribute, with counts. Nothing is
     changed and nothing is sent to the app."""
@@ -66,20 +68,20 @@ def preview_policy(app_id: str, body: PreviewRequest, rt: RuntimeDep, actor: Adm
         return preview.preview(session, actor, app_id, body.policy, limit=body.limit)
 
 
-@router.post("/apps/{app_id}/users/{user_id}/provision")
+@router.post("/apps/{app_id}/users/{user_id}/provision", dependencies=[requires(Action.APP_MANAGE)])
 async def provision_user(app_id: str, user_id: str, rt: RuntimeDep, actor: AdminDep) -> dict[str, Any]:
     """Provision one user now and return each step: scope, matching, mapped attributes, the
     operation and the app's answer."""
     return await preview.provision_now(rt, actor, app_id, user_id)
 
 
-@router.post("/runs/{run_id}/approve")
+@router.post("/runs/{run_id}/approve", dependencies=[requires(Action.APP_MANAGE)])
 def approve_run(run_id: str, rt: RuntimeDep, actor: AdminDep) -> RunOut:
     with rt.db.session() as session:
         return RunOut.of(runs.approve(session, actor, run_id))
 
 
-@router.post("/runs/{run_id}/cancel")
+@router.post("/runs/{run_id}/cancel", dependencies=[requires(Action.APP_MANAGE)])
 def cancel_run(run_id: str, rt: RuntimeDep, actor: AdminDep) -> RunOut:
     with rt.db.session() as session:
         return RunOut.of(runs.cancel(session, actor, run_id))

@@ -3,15 +3,17 @@ from __future__ import annotations
 from fastapi import APIRouter, Query
 from sqlalchemy import select
 
+from provisiond.api.authorization import requires
 from provisiond.api.deps import AdminDep, RuntimeDep
 from provisiond.api.schemas import AccountOut, Page, RunOut
+from provisiond.authz import Action
 from provisiond.services import apps, runs
 from provisiond.store.tables import Account, User
 
 router = APIRouter(tags=["sync"])
 
 
-@router.post("/apps/{app_id}/sync", status_code=202)
+@router.post("/apps/{app_id}/sync", status_code=202, dependencies=[requires(Action.APP_MANAGE)])
 def sync(app_id: str, rt: RuntimeDep, actor: AdminDep) -> RunOut:
     """Start a full reconcile: every assigned user and every account, read back from the app."""
     with rt.db.session() as session:
@@ -19,7 +21,7 @@ def sync(app_id: str, rt: RuntimeDep, actor: AdminDep) -> RunOut:
         return RunOut.of(runs.start_full_sync(session, actor, app))
 
 
-@router.get("/apps/{app_id}/runs")
+@router.get("/apps/{app_id}/runs", dependencies=[requires(Action.APP_READ)])
 def list_runs(
     app_id: str, rt: RuntimeDep, _: AdminDep, limit: int = Query(default=50, ge=1, le=500)
 ) -> Page[RunOut]:
@@ -29,13 +31,13 @@ def list_runs(
         )
 
 
-@router.get("/runs/{run_id}")
+@router.get("/runs/{run_id}", dependencies=[requires(Action.APP_READ)])
 def get_run(run_id: str, rt: RuntimeDep, _: AdminDep) -> RunOut:
     with rt.db.session() as session:
         return RunOut.of(runs.get_run(session, run_id))
 
 
-@router.get("/apps/{app_id}/accounts")
+@router.get("/apps/{app_id}/accounts", dependencies=[requires(Action.APP_READ)])
 def list_accounts(
     app_id: str,
     rt: RuntimeDep,

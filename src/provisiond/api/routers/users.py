@@ -2,15 +2,17 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query, Response
 
+from provisiond.api.authorization import requires
 from provisiond.api.deps import AdminDep, RuntimeDep
 from provisiond.api.schemas import Page, UserCreate, UserOut, UserPatch
+from provisiond.authz import Action
 from provisiond.domain.directory import Lifecycle, UserStatus
 from provisiond.services import directory
 
 router = APIRouter(prefix="/users", tags=["users"])
 
 
-@router.get("")
+@router.get("", dependencies=[requires(Action.DIRECTORY_READ)])
 def list_users(
     rt: RuntimeDep,
     _: AdminDep,
@@ -26,7 +28,7 @@ def list_users(
         return Page[UserOut](items=[UserOut.of(u) for u in rows], next_cursor=next_cursor)
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, dependencies=[requires(Action.DIRECTORY_WRITE)])
 def create_user(body: UserCreate, rt: RuntimeDep, actor: AdminDep, response: Response) -> UserOut:
     with rt.db.session() as session:
         user = directory.create_user(session, actor, body.profile, activate=body.activate)
@@ -35,25 +37,25 @@ def create_user(body: UserCreate, rt: RuntimeDep, actor: AdminDep, response: Res
     return out
 
 
-@router.get("/{user_id}")
+@router.get("/{user_id}", dependencies=[requires(Action.DIRECTORY_READ)])
 def get_user(user_id: str, rt: RuntimeDep, _: AdminDep) -> UserOut:
     with rt.db.session() as session:
         return UserOut.of(directory.get_user(session, user_id))
 
 
-@router.patch("/{user_id}")
+@router.patch("/{user_id}", dependencies=[requires(Action.DIRECTORY_WRITE)])
 def update_user(user_id: str, body: UserPatch, rt: RuntimeDep, actor: AdminDep) -> UserOut:
     with rt.db.session() as session:
         return UserOut.of(directory.update_user(session, actor, user_id, body.profile))
 
 
-@router.delete("/{user_id}", status_code=204)
+@router.delete("/{user_id}", status_code=204, dependencies=[requires(Action.DIRECTORY_WRITE)])
 def delete_user(user_id: str, rt: RuntimeDep, actor: AdminDep) -> None:
     with rt.db.session() as session:
         directory.delete_user(session, actor, user_id)
 
 
-@router.post("/{user_id}/lifecycle/{action}")
+@router.post("/{user_id}/lifecycle/{action}", dependencies=[requires(Action.USER_LIFECYCLE)])
 def lifecycle(user_id: str, action: Lifecycle, rt: RuntimeDep, actor: AdminDep) -> UserOut:
     with rt.db.session() as session:
         return UserOut.of(directory.change_lifecycle(session, actor, user_id, action))

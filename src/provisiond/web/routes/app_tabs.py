@@ -1,0 +1,295 @@
+"""An app's other tabs: Roles, Assignments, Policy (edit, dry-run preview, save), Accounts,
+Activity."""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import ValidationError
+from sqlalchemy import select
+from starlette.responses import Response
+
+from provisiond.authz import Action
+from provisiond.errors import Conflict, Invalid, NotFound, ProvisiondError
+from provisiond.services import activity, apps, assignments, directory, runs
+from provisiond.store.tables import Account, App, Group, User
+from provisiond.web.context import Console, ConsoleDep, PostDep, redirect, render
+from provisiond.web.forms import FieldErrors, service_errors, validation_errors
+from provisiond.web.routes.apps import load
+
+router = APIRouter()
+
+
+def _optional(name: str) -> ModuleType | None:
+    try:
+        return importlib.import_module(name)
+    except ImportError:  # arrives with its own issue; the tab says so meanwhile
+        return None
+
+
+policies = _optional("provisiond.services.policies")
+dry_run = _optional("provisiond.services.preview")
+
+
+def _tab(console: Console, app: App, tab: str, status_code: int = 200, **context: Any) -> Response:
+    return render(
+        console.request,
+        f"apps/{tab}.html",
+        status_code=status_code,
+        app=app,
+        tab=tab,
+        can_manage=console.may(Action.APP_MANAGE, app.id),
+        **context,
+    )
+
+
+@router.get("/apps/{app_id}/roles")
+def roles(app_id: str, console: ConsoleDep) -> Response:
+    return _tab(console, load(console, app_id), "roles")
+
+
+# -- assignments ---------------------------------------------------------------------------------
+
+
+def _assignments_page(
+    console: Console, app: App, status_code: int = 200, **context: Any
+) -> Response:
+    with console.rt.db.session() as session:
+        rows = assignments.list_assignments(session, app.id)
+        groups = session.scalars(select(Group).order_by(Group.name_key)).all()
+        names = {g.id: g.name for g in groups}
+        users = directory.find_users_by_ids(
+            session, [r.principal_id for r in rows if r.principal_type == "user"]
+        )
+        names.update({uid: user.login for uid, user in users.items()})
+    context.setdefault("errors", {})
+    context.setdefault("values", {"principal_type": "group"})
+    return _tab(
+        console,
+        app,
+        "assignments",
+        status_code,
+        assignments=rows,
+        groups=groups,
+        names=names,
+        **context,
+    )
+
+
+@router.get("/apps/{app_id}/assignments")
+def list_assignments(app_id: str, console: ConsoleDep) -> Response:
+    return _assignments_page(console, load(console, app_id))
+
+
+def _principal(console: Console, kind: str) -> str:
+    if kind == "group":
+        group_id = console.field("group_id")
+        if not group_id:
+            raise Invalid("choose a group", field="group_id")
+        return group_id
+    login = console.field("login")
+    if not login:
+        raise Invalid("enter the user's login", field="login")
+    with console.rt.db.session() as session:
+        user = session.scalar(select(User).where(User.login_key == login.casefold()))
+    if user is None:
+        raise Invalid(f"no user with login {login!r}", field="login")
+    return user.id
+
+
+@router.post("/apps/{app_id}/assignments")
+def create_assignment(app_id: str, console: PostDep) -> Response:
+    app = load(console, app_id, Action.APP_MANAGE)
+    values = {
+        k: console.field(k) for k in ("principal_type", "group_id", "login", "role", "priority")
+    }
+    kind = values["principal_type"] if values["principal_type"] in ("user", "group") else "group"
+    try:
+        priority = None
+        if values["priority"]:
+            if not values["priority"].isdigit() or int(values["priority"]) > 10_000:
+                raise Invalid("a whole number from 0 to 10000", field="priority")
+            priority = int(values["priority"])
+        if len(values["role"]) > 128:
+            raise Invalid("at most 128 characters", field="role")
+        principal_id = _principal(console, kind)
+        with console.rt.db.session() as session:
+            assignments.create_assignment(
+                session,
+                console.actor,
+                app.id,
+                principal_type=kind,
+                principal_id=principal_id,
+                role=values["role"] or None,
+                priority=priority,
+            )
+    except (Invalid, Conflict, NotFound) as exc:
+        field = "group_id" if kind == "group" else "login"
+        return _assignments_page(
+            console, app, 422, errors=service_errors(exc, field), values=values
+        )
+    console.flash("Assigned. Its users are being provisioned.")
+    return redirect(console.request, f"/apps/{app.id}/assignments")
+
+
+@router.post("/apps/{app_id}/assignments/{assignment_id}/delete")
+def delete_assignment(app_id: str, assignment_id: str, console: PostDep) -> Response:
+    app = load(console, app_id, Action.APP_MANAGE)
+    with console.rt.db.session() as session:
+        assignments.delete_assignment(session, console.actor, app.id, assignment_id)
+    console.flash("Unassigned. Users left without an assignment are deprovisioned.")
+    return redirect(console.request, f"/apps/{app.id}/assignments")
+
+
+# -- policy --------------------------------------------------------------------------------------
+
+
+def _policy_form(document: Any) -> dict[str, str]:
+    data = document.model_dump(mode="json")
+    return {
+        "scope": data["scope"] or "",
+        "mappings": "\n".join(f"{path} = {source}" for path, source in data["mappings"].items()),
+        "deprovision_action": data["deprovisioning"]["action"],
+        "delete_after_days": str(data["deprovisioning"]["delete_after_days"] or ""),
+        "max_deprovisions": str(data["limits"]["max_deprovisions"] or ""),
+        "max_deprovision_percent": str(data["limits"]["max_deprovision_percent"] or ""),
+    }
+
+
+def _draft(values: dict[str, str]) -> Any:
+    mappings: dict[str, str] = {}
+    for number, line in enumerate(values["mappings"].splitlines(), 1):
+        if not line.strip():
+            continue
+        path, sep, source = line.partition("=")
+        if not sep or not path.strip() or not source.strip():
+            raise Invalid(f"line {number}: write attribute = expression", field="mappings")
+        mappings[path.strip()] = source.strip()
+    raw = {
+        "scope": values["scope"] or None,
+        "mappings": mappings,
+        "deprovisioning": {
+            "action": values["deprovision_action"] or "inherit",
+            "delete_after_days": values["delete_after_days"] or None,
+        },
+        "limits": {
+            "max_deprovisions": values["max_deprovisions"] or None,
+            "max_deprovision_percent": values["max_deprovision_percent"] or None,
+        },
+    }
+    return _document_type().model_validate(raw)
+
+
+def _document_type() -> Any:
+    from provisiond.domain.policy import PolicyDocument
+
+    return PolicyDocument
+
+
+POLICY_FIELDS = {
+    "scope": "scope",
+    "mappings": "mappings",
+    "deprovisioning.action": "deprovision_action",
+    "deprovisioning.delete_after_days": "delete_after_days",
+    "limits.max_deprovisions": "max_deprovisions",
+    "limits.max_deprovision_percent": "max_deprovision_percent",
+}
+
+
+def _policy_page(console: Console, app: App, status_code: int = 200, **context: Any) -> Response:
+    if policies is None:
+        return _tab(console, app, "policy", status_code, available=False)
+    with console.rt.db.session() as session:
+        version, document = policies.current(session, app.id)
+    context.setdefault("values", _policy_form(document))
+    context.setdefault("errors", {})
+    return _tab(console, app, "policy", status_code, available=True, version=version, **context)
+
+
+@router.get("/apps/{app_id}/policy")
+def policy(app_id: str, console: ConsoleDep) -> Response:
+    return _policy_page(console, load(console, app_id))
+
+
+@router.post("/apps/{app_id}/policy")
+def policy_post(app_id: str, console: PostDep) -> Response:
+    """``action=preview`` shows the dry run of the draft; ``action=save`` stores it."""
+    app = load(console, app_id, Action.APP_MANAGE)
+    if policies is None:
+        raise NotFound("provisioning policies are not available in this version")
+    values = {key: console.field(key) for key in POLICY_FIELDS.values()}
+    errors: FieldErrors = {}
+    preview = None
+    try:
+        draft = _draft(values)
+        with console.rt.db.session() as session:
+            if console.field("action") == "save":
+                version, changed = _save(console, session, apps.get_app(session, app.id), draft)
+            else:
+                preview = _preview(console, session, app, draft)
+    except ValidationError as exc:
+        errors = validation_errors(exc, POLICY_FIELDS)
+    except ProvisiondError as exc:
+        errors = service_errors(exc, "mappings", POLICY_FIELDS)
+    if errors:
+        return _policy_page(console, app, 422, values=values, errors=errors)
+    if preview is not None:
+        return _policy_page(console, app, values=values, preview=preview)
+    console.flash(f"Policy saved as version {version}." if changed else "No change to save.")
+    return redirect(console.request, f"/apps/{app.id}/policy")
+
+
+def _preview(console: Console, session: Any, app: App, draft: Any) -> dict[str, Any]:
+    """The policy's own changes, and (where the dry-run service exists) what each user gets."""
+    assert policies is not None
+    _, before = policies.current(session, app.id)
+    policies.check(session, draft)
+    result: dict[str, Any] = {"policy": policies.policy_diff(before, draft), "users": None}
+    if dry_run is not None:
+        plan = dry_run.preview(session, console.actor, app.id, draft, limit=200)
+        result.update(counts=plan["counts"], users=plan["changes"], held=plan["would_hold"])
+    return result
+
+
+def _save(console: Console, session: Any, app: App, draft: Any) -> tuple[int, bool]:
+    """Save as the API's PUT does: a new version, then every user reconciled under it."""
+    assert policies is not None
+    version, changed = policies.save(session, console.actor, app, draft)
+    if changed and apps.provisioning_of(app).enabled and hasattr(runs, "reconcile_users"):
+        runs.reconcile_users(
+            session,
+            console.actor,
+            app,
+            runs.everyone(session, app.id),
+            reason="app.policy.update",
+            kind="policy",
+        )
+    return version, changed
+
+
+# -- accounts and activity -----------------------------------------------------------------------
+
+
+@router.get("/apps/{app_id}/accounts")
+def accounts(app_id: str, console: ConsoleDep) -> Response:
+    app = load(console, app_id)
+    with console.rt.db.session() as session:
+        rows = session.execute(
+            select(Account, User.login)
+            .outerjoin(User, User.id == Account.user_id)
+            .where(Account.app_id == app.id)
+            .order_by(User.login_key)
+        ).all()
+    return _tab(console, app, "accounts", accounts=rows)
+
+
+@router.get("/apps/{app_id}/activity")
+def app_activity(app_id: str, console: ConsoleDep) -> Response:
+    app = load(console, app_id)
+    console.authorize(Action.LOG_READ)
+    with console.rt.db.session() as session:
+        events, _ = activity.search(session, activity.LogQuery(app_id=app.id, limit=100))
+    return _tab(console, app, "activity", events=events)

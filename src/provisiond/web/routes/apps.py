@@ -1,0 +1,287 @@
+"""Applications: the list, Add application, and an app's Provisioning tab (connector settings,
+Test connection, the enable toggle, feature toggles, deprovision action, sync, delete)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import ValidationError
+from starlette.responses import Response
+
+from provisiond.authz import Action
+from provisiond.domain.apps import ProvisioningSettings, ScimConnectorSettings, app_name_pattern
+from provisiond.errors import Conflict, Invalid, ProvisiondError
+from provisiond.services import apps, connection, runs
+from provisiond.store.tables import App
+from provisiond.web.context import Console, ConsoleDep, PostDep, redirect, render
+from provisiond.web.forms import FieldErrors, checked, service_errors, validation_errors
+
+router = APIRouter()
+FEATURES = ("create_users", "update_users", "deactivate_users", "push_groups", "password_on_create")
+AUTH_TYPES = ("bearer", "basic", "none")
+CONNECTOR_FIELDS = {
+    "base_url": "base_url",
+    "auth.bearer.token": "token",
+    "auth.basic.username": "username",
+    "auth.basic.password": "password",
+    "token": "token",
+    "username": "username",
+    "password": "password",
+    "timeout_seconds": "timeout_seconds",
+    "name": "name",
+    "label": "label",
+}
+
+
+def load(console: Console, app_id: str, action: Action = Action.APP_READ) -> App:
+    with console.rt.db.session() as session:
+        app = apps.get_app(session, app_id)
+    console.authorize(action, app.id)
+    return app
+
+
+@router.get("/apps")
+def list_apps(console: ConsoleDep) -> Response:
+    console.authorize(Action.APP_READ)
+    with console.rt.db.session() as session:
+        rows = [app for app in apps.list_apps(session) if console.may(Action.APP_READ, app.id)]
+    return render(console.request, "apps/list.html", apps=rows)
+
+
+@router.get("/apps/new")
+def new_app(console: ConsoleDep) -> Response:
+    console.authorize(Action.APP_CREATE)
+    return render(
+        console.request,
+        "apps/new.html",
+        values={"auth_type": "bearer"},
+        errors={},
+        pattern=app_name_pattern(),
+    )
+
+
+def _auth(form: Console, keep_secrets: bool) -> dict[str, Any]:
+    kind = form.field("auth_type") or "none"
+    if kind not in AUTH_TYPES:
+        raise Invalid("choose bearer, basic or none", field="auth_type")
+    auth: dict[str, Any] = {"type": kind}
+    if kind == "bearer" and (form.field("token") or not keep_secrets):
+        auth["token"] = form.field("token")
+    if kind == "basic":
+        auth["username"] = form.field("username")
+        if form.field("password") or not keep_secrets:
+            auth["password"] = form.field("password")
+    return auth
+
+
+def _number(console: Console, name: str, default: float | None) -> float | None:
+    raw = console.field(name)
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise Invalid("enter a number", field=name) from None
+
+
+@router.post("/apps/new")
+def create_app(console: PostDep) -> Response:
+    console.authorize(Action.APP_CREATE)
+    values = {key: console.field(key) for key in ("name", "label", "base_url", "auth_type")}
+    values["username"] = console.field("username")
+    errors: FieldErrors = {}
+    try:
+        connector = ScimConnectorSettings.model_validate(
+            {"base_url": values["base_url"], "auth": _auth(console, keep_secrets=False)}
+        )
+        if not values["name"] or not values["label"]:
+            raise Invalid(
+                "a name and a label are needed", field="name" if not values["name"] else "label"
+            )
+        if not re.match(app_name_pattern(), values["name"]):
+            raise Invalid(
+                "lower-case letters, digits and '-', starting with a letter or digit", field="name"
+            )
+        with console.rt.db.session() as session:
+            app = apps.create_app(
+                session,
+                console.actor,
+                console.rt.vault,
+                name=values["name"],
+                label=values["label"],
+                connector=connector,
+                provisioning=ProvisioningSettings(),
+            )
+            app_id = app.id
+    except ValidationError as exc:
+        errors = validation_errors(exc, CONNECTOR_FIELDS)
+    except (Invalid, Conflict) as exc:
+        errors = service_errors(exc, "name")
+    if errors:
+        return render(
+            console.request,
+            "apps/new.html",
+            status_code=422,
+            values=values,
+            errors=errors,
+            pattern=app_name_pattern(),
+        )
+    console.flash(f"Added {values['name']}. Test the connection, then enable provisioning.")
+    return redirect(console.request, f"/apps/{app_id}/provisioning")
+
+
+def _provisioning_page(
+    console: Console,
+    app: App,
+    *,
+    status_code: int = 200,
+    errors: FieldErrors | None = None,
+    settings: ProvisioningSettings | None = None,
+    test: dict[str, Any] | None = None,
+    connector_values: dict[str, Any] | None = None,
+) -> Response:
+    return render(
+        console.request,
+        "apps/provisioning.html",
+        status_code=status_code,
+        app=app,
+        tab="provisioning",
+        connector=connector_values
+        or {
+            **app.connector,
+            "auth_type": app.connector["auth"]["type"],
+            "username": app.connector["auth"].get("username", ""),
+        },
+        secret_set=app.credentials is not None,
+        settings=settings or apps.provisioning_of(app),
+        last_test=test or app.last_test,
+        features=FEATURES,
+        errors=errors or {},
+        can_manage=console.may(Action.APP_MANAGE, app.id),
+        can_delete=console.may(Action.APP_DELETE, app.id),
+    )
+
+
+@router.get("/apps/{app_id}")
+def app_home(app_id: str, console: ConsoleDep) -> Response:
+    app = load(console, app_id)
+    return redirect(console.request, f"/apps/{app.id}/provisioning")
+
+
+@router.get("/apps/{app_id}/provisioning")
+def provisioning(app_id: str, console: ConsoleDep) -> Response:
+    return _provisioning_page(console, load(console, app_id))
+
+
+@router.post("/apps/{app_id}/connector")
+def save_connector(app_id: str, console: PostDep) -> Response:
+    app = load(console, app_id, Action.APP_MANAGE)
+    values = {
+        "base_url": console.field("base_url"),
+        "auth_type": console.field("auth_type"),
+        "username": console.field("username"),
+        "timeout_seconds": console.field("timeout_seconds"),
+    }
+    try:
+        changes: dict[str, Any] = {"base_url": values["base_url"], "auth": _auth(console, True)}
+        timeout = _number(console, "timeout_seconds", None)
+        if timeout is not None:
+            changes["timeout_seconds"] = timeout
+        with console.rt.db.session() as session:
+            apps.update_app(
+                session, console.actor, console.rt.vault, app.id, label=None, connector=changes
+            )
+    except ValidationError as exc:
+        errors = validation_errors(exc, CONNECTOR_FIELDS)
+    except ProvisiondError as exc:
+        errors = service_errors(exc, "base_url", CONNECTOR_FIELDS)
+    else:
+        console.flash("Connector settings saved. Test the connection again.")
+        return redirect(console.request, f"/apps/{app.id}/provisioning")
+    return _provisioning_page(console, app, status_code=422, errors=errors, connector_values=values)
+
+
+@router.post("/apps/{app_id}/test")
+async def test_connection(app_id: str, console: PostDep) -> Response:
+    app = load(console, app_id, Action.APP_MANAGE)
+    report = await connection.test_app(console.rt, console.actor, app.id)
+    message = "passed" if report["ok"] else f"failed: {report['reason']}"
+    console.flash(f"Connection test {message}")
+    return redirect(console.request, f"/apps/{app.id}/provisioning#connection-test")
+
+
+def _settings_from(console: Console, current: ProvisioningSettings) -> dict[str, Any]:
+    return {
+        "enabled": checked(console.field("enabled")),
+        "features": {name: checked(console.field(f"feature_{name}")) for name in FEATURES},
+        "deprovision_action": console.field("deprovision_action") or "deactivate",
+        "matching": console.field("matching") or current.matching,
+        "concurrency": console.field("concurrency") or current.concurrency,
+        "rate_limit_per_second": console.field("rate_limit_per_second") or None,
+    }
+
+
+@router.post("/apps/{app_id}/provisioning")
+async def save_provisioning(app_id: str, console: PostDep) -> Response:
+    app = load(console, app_id, Action.APP_MANAGE)
+    current = apps.provisioning_of(app)
+    wanted_raw = _settings_from(console, current)
+    try:
+        wanted = ProvisioningSettings.model_validate(wanted_raw)
+    except ValidationError as exc:
+        return _provisioning_page(
+            console,
+            app,
+            status_code=422,
+            errors=validation_errors(exc),
+            settings=current.model_copy(update={"enabled": current.enabled}),
+        )
+    try:
+        _, _, run = await connection.put_provisioning(console.rt, console.actor, app.id, wanted)
+    except Conflict as exc:
+        # The connection test failed: nothing was saved, the toggle stays off, the reason shows.
+        with console.rt.db.session() as session:
+            fresh = apps.get_app(session, app.id)
+        return _provisioning_page(
+            console,
+            fresh,
+            status_code=409,
+            errors={"enabled": exc.detail},
+            settings=wanted.model_copy(update={"enabled": False}),
+            test=exc.extra.get("test"),
+        )
+    console.flash(
+        "Provisioning settings saved."
+        + (f" A full sync started ({run.total} users)." if run is not None else "")
+    )
+    return redirect(console.request, f"/apps/{app.id}/provisioning")
+
+
+@router.post("/apps/{app_id}/sync")
+def start_sync(app_id: str, console: PostDep) -> Response:
+    app = load(console, app_id, Action.APP_MANAGE)
+    try:
+        with console.rt.db.session() as session:
+            run = runs.start_full_sync(session, console.actor, apps.get_app(session, app.id))
+            console.flash(f"Full sync started: {run.total} users.")
+    except Conflict as exc:
+        console.flash(f"No sync: {exc.detail}")
+    return redirect(console.request, f"/apps/{app.id}/accounts")
+
+
+@router.post("/apps/{app_id}/delete")
+def delete_app(app_id: str, console: PostDep) -> Response:
+    app = load(console, app_id, Action.APP_DELETE)
+    if console.field("confirm") != app.name:
+        return _provisioning_page(
+            console,
+            app,
+            status_code=422,
+            errors={"confirm": f"type {app.name} to confirm the deletion"},
+        )
+    with console.rt.db.session() as session:
+        apps.delete_app(session, console.actor, app.id)
+    console.flash(f"Deleted {app.name}; its accounts in the application were left as they are.")
+    return redirect(console.request, "/apps")

@@ -1,0 +1,24 @@
+"""The dashboard: per app, accounts provisioned, pending and failed, the last runs, and
+deprovisioning latency over time, from the same figures as /metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from starlette.responses import Response
+
+from provisiond.authz import Action, visible_apps
+from provisiond.services import monitoring
+from provisiond.services.apps import list_apps
+from provisiond.web.context import ConsoleDep, render
+
+router = APIRouter()
+
+
+@router.get("/")
+def dashboard(console: ConsoleDep) -> Response:
+    console.authorize(Action.APP_READ)
+    with console.rt.db.session() as session:
+        ids = visible_apps(console.actor, [app.id for app in list_apps(session)])
+        figures = monitoring.dashboard(session, ids)
+        queued_age = monitoring.oldest_queued_age_seconds(session)
+    return render(console.request, "dashboard.html", figures=figures, queued_age=queued_age)

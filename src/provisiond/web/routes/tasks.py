@@ -1,0 +1,56 @@
+"""Tasks: failed and dead tasks, with retry and dismiss."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from starlette.responses import Response
+
+from provisiond.authz import Action
+from provisiond.services import tasks
+from provisiond.services.directory import find_users_by_ids
+from provisiond.services.monitoring import app_names
+from provisiond.web.context import ConsoleDep, PostDep, redirect, render
+
+router = APIRouter()
+SHOWN = ("dead", "queued", "running", "dismissed", "succeeded")
+
+
+@router.get("/tasks")
+def list_tasks(console: ConsoleDep, status: str = "dead") -> Response:
+    console.authorize(Action.TASK_READ)
+    status = status if status in SHOWN else "dead"
+    with console.rt.db.session() as session:
+        rows = [
+            row
+            for row in tasks.list_tasks(session, status=status, app_id=None, limit=200)
+            if console.may(Action.TASK_READ, row.app_id)
+        ]
+        users = find_users_by_ids(session, sorted({row.user_id for row in rows}))
+        apps = app_names(session)
+    return render(
+        console.request,
+        "tasks.html",
+        tasks=rows,
+        users={uid: user.login for uid, user in users.items()},
+        apps=apps,
+        status=status,
+        statuses=SHOWN,
+    )
+
+
+@router.post("/tasks/{task_id}/retry")
+def retry(task_id: str, console: PostDep) -> Response:
+    with console.rt.db.session() as session:
+        console.authorize(Action.TASK_RETRY, tasks.get_task(session, task_id).app_id)
+        tasks.retry_task(session, console.actor, task_id)
+    console.flash(f"Task {task_id[:8]} queued again.")
+    return redirect(console.request, "/tasks?status=dead")
+
+
+@router.post("/tasks/{task_id}/dismiss")
+def dismiss(task_id: str, console: PostDep) -> Response:
+    with console.rt.db.session() as session:
+        console.authorize(Action.TASK_DISMISS, tasks.get_task(session, task_id).app_id)
+        tasks.dismiss_task(session, console.actor, task_id)
+    console.flash(f"Task {task_id[:8]} dismissed.")
+    return redirect(console.request, "/tasks?status=dead")
