@@ -1,0 +1,381 @@
+"""``apps`` and ``provisioning``: connected applications and what provisiond may do in them.
+
+An app's secret is never an argument (a command line is visible to every user of the machine in
+``ps``): it is read from stdin (``--token-stdin``, a hidden prompt on a terminal) or from an
+environment variable (``--token-env VAR``).
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import os
+import sys
+from typing import Annotated, Any
+
+import typer
+from rich.text import Text
+
+from provisiond.cli.client import State, path, state
+from provisiond.cli.output import Column, when
+
+apps = typer.Typer(help="Connected applications (SCIM 2.0).", no_args_is_help=True)
+provisioning = typer.Typer(
+    help="What provisiond may do in an app: settings, connection test, on/off.",
+    no_args_is_help=True,
+)
+
+AppArg = Annotated[str, typer.Argument(metavar="APP", help="The app's id or name.")]
+Opt = Annotated[str | None, typer.Option(show_default=False)]
+
+
+class Auth(enum.StrEnum):
+    bearer = "bearer"
+    basic = "basic"
+    oauth2 = "oauth2"
+    none = "none"
+
+
+class DeprovisionAction(enum.StrEnum):
+    deactivate = "deactivate"
+    delete = "delete"
+    none = "none"
+
+
+class Matching(enum.StrEnum):
+    user_name = "userName"
+    external_id = "externalId"
+    email = "emails.value"
+
+
+def auth_label(app: dict[str, Any]) -> str:
+    kind = str(app.get("connector", {}).get("auth", {}).get("type", "none"))
+    return "oauth2" if kind.startswith("oauth2") else kind
+
+
+def last_test(report: dict[str, Any] | None) -> Text:
+    if not report:
+        return Text("never", style="dim")
+    at = when(report.get("at"))
+    if report.get("ok"):
+        return Text(f"✓ passed {at}", style="green")
+    return Text(f"✗ failed {at}: {report.get('reason')}", style="red")
+
+
+APP_COLUMNS = (
+    Column("ID", "id"),
+    Column("NAME", "name"),
+    Column("LABEL", "label"),
+    Column("BASE URL", "connector.base_url"),
+    Column("AUTH", auth_label),
+    Column("PROVISIONING", lambda a: "enabled" if a["provisioning"].get("enabled") else "disabled"),
+    Column("LAST TEST", lambda a: last_test(a.get("last_test")), wrap=True),
+)
+
+
+def render_app(app: dict[str, Any]) -> list[tuple[str, Any]]:
+    connector, auth = app.get("connector", {}), app.get("connector", {}).get("auth", {})
+    rows: list[tuple[str, Any]] = [
+        ("id", app["id"]), ("name", app["name"]), ("label", app["label"]),
+        ("base url", connector.get("base_url")), ("auth", auth_label(app)),
+    ]
+    rows += [
+        (key.replace("_", " "), auth[key])
+        for key in ("username", "token_url", "client_id", "scope")
+        if auth.get(key)
+    ]
+    rows += [
+        ("secret set", auth.get("secret_set")),
+        ("provisioning", "enabled" if app["provisioning"].get("enabled") else "disabled"),
+        ("last test", last_test(app.get("last_test"))),
+        ("created", when(app.get("created_at"))), ("updated", when(app.get("updated_at"))),
+    ]
+    return rows
+
+
+def render_provisioning(settings: dict[str, Any]) -> list[tuple[str, Any]]:
+    features = settings.get("features", {})
+    rate = settings.get("rate_limit_per_second")
+    return [
+        ("enabled", settings.get("enabled")),
+        ("create users", features.get("create_users")),
+        ("update users", features.get("update_users")),
+        ("deactivate users", features.get("deactivate_users")),
+        ("password on create", features.get("password_on_create")),
+        ("push groups", features.get("push_groups")),
+        ("deprovision action", settings.get("deprovision_action")),
+        ("matching", settings.get("matching")),
+        ("concurrency", settings.get("concurrency")),
+        ("rate limit", f"{rate:g}/s" if rate else "unlimited"),
+        ("last test", last_test(settings.get("last_test"))),
+    ]
+
+
+# -- apps -------------------------------------------------------------------------------------
+
+
+@apps.command("list")
+def list_apps(ctx: typer.Context) -> None:
+    """List apps, by name."""
+    st = state(ctx)
+    st.out.page(st.api.get("/apps"), APP_COLUMNS, empty="no apps")
+
+
+@apps.command("get")
+def get_app(ctx: typer.Context, app: AppArg) -> None:
+    """Show an app's connector (never its secret) and state."""
+    st = state(ctx)
+    found = st.api.get(path("apps", app))
+    st.out.show(found, render_app(found))
+
+
+def read_secret(what: str, flag: str, *, from_stdin: bool, env: str | None, auth: Auth) -> str:
+    if from_stdin and env:
+        raise typer.BadParameter(f"give --{flag}-stdin or --{flag}-env, not both")
+    if env:
+        value = os.environ.get(env, "")
+        if not value.strip():
+            raise typer.BadParameter(
+                f"the environment variable {env} is not set", param_hint=f"--{flag}-env"
+            )
+    elif from_stdin:
+        if sys.stdin.isatty():
+            value = typer.prompt(what.capitalize(), hide_input=True, err=True)
+        else:
+            value = sys.stdin.read()
+        if not value.strip():
+            raise typer.BadParameter(f"no {what} on stdin", param_hint=f"--{flag}-stdin")
+    else:
+        raise typer.BadParameter(
+            f"--auth {auth.value} needs the {what}: --{flag}-stdin or --{flag}-env VAR",
+            param_hint="--auth",
+        )
+    return value.strip()
+
+
+# The options that each kind of authentication takes.
+AUTH_OPTIONS = {
+    Auth.bearer: {"token_stdin", "token_env"},
+    Auth.basic: {"username", "password_stdin", "password_env"},
+    Auth.oauth2: {"token_url", "client_id", "client_secret_stdin", "client_secret_env", "scope"},
+    Auth.none: set(),
+}
+
+
+def connector_auth(auth: Auth, given: dict[str, Any]) -> dict[str, Any]:
+    stray = sorted(
+        name for names in AUTH_OPTIONS.values() for name in names
+        if given.get(name) not in (None, False) and name not in AUTH_OPTIONS[auth]
+    )
+    if stray:
+        flags = ", ".join("--" + name.replace("_", "-") for name in stray)
+        raise typer.BadParameter(
+            f"{flags} do not apply to --auth {auth.value}", param_hint="--auth"
+        )
+
+    def need(name: str) -> str:
+        value = given.get(name)
+        if not value:
+            flag = "--" + name.replace("_", "-")
+            raise typer.BadParameter(f"--auth {auth.value} needs {flag}", param_hint=flag)
+        return str(value)
+
+    if auth is Auth.bearer:
+        token = read_secret(
+            "token", "token", from_stdin=given["token_stdin"], env=given["token_env"], auth=auth
+        )
+        return {"type": "bearer", "token": token}
+    if auth is Auth.basic:
+        username = need("username")
+        password = read_secret(
+            "password", "password", from_stdin=given["password_stdin"], env=given["password_env"],
+            auth=auth,
+        )
+        return {"type": "basic", "username": username, "password": password}
+    if auth is Auth.oauth2:
+        token_url, client_id = need("token_url"), need("client_id")
+        secret = read_secret(
+            "client secret", "client-secret", from_stdin=given["client_secret_stdin"],
+            env=given["client_secret_env"], auth=auth,
+        )
+        return {
+            "type": "oauth2_client_credentials", "token_url": token_url, "client_id": client_id,
+            "client_secret": secret, "scope": given["scope"],
+        }
+    return {"type": "none"}
+
+
+def _auth_option(text: str, *names: str, metavar: str | None = None) -> Any:
+    return typer.Option(
+        *names, help=text, metavar=metavar, show_default=False, rich_help_panel="Authentication"
+    )
+
+
+STDIN = _auth_option  # a flag: give its one name, else Typer adds a --no-... twin
+ENV = functools.partial(_auth_option, metavar="VAR")
+
+
+@apps.command("create")
+def create_app(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Unique, lower-case, URL-safe name, e.g. wiki.")],
+    base_url: Annotated[str, typer.Option(help="The app's SCIM 2.0 root, e.g. https://wiki/scim/v2.")],
+    auth: Annotated[Auth, typer.Option(help="How provisiond authenticates to the app.")],
+    label: Annotated[str | None, typer.Option(help="Display name; NAME if not given.")] = None,
+    token_stdin: Annotated[bool, STDIN("bearer: the token, from stdin.", "--token-stdin")] = False,
+    token_env: Annotated[str | None, ENV("bearer: the token, from $VAR.")] = None,
+    username: Annotated[str | None, _auth_option("basic: the user name.")] = None,
+    password_stdin: Annotated[
+        bool, STDIN("basic: the password, from stdin.", "--password-stdin")
+    ] = False,
+    password_env: Annotated[str | None, ENV("basic: the password, from $VAR.")] = None,
+    token_url: Annotated[str | None, _auth_option("oauth2: the token endpoint.")] = None,
+    client_id: Annotated[str | None, _auth_option("oauth2: the client id.")] = None,
+    client_secret_stdin: Annotated[
+        bool, STDIN("oauth2: the secret, from stdin.", "--client-secret-stdin")
+    ] = False,
+    client_secret_env: Annotated[str | None, ENV("oauth2: the secret, from $VAR.")] = None,
+    scope: Annotated[str | None, _auth_option("oauth2: the scope to ask for.")] = None,
+) -> None:
+    """Connect an app (provisioning starts disabled: test it, then enable it)."""
+    given = dict(locals())
+    st = state(ctx)
+    connector = {"type": "scim2", "base_url": base_url, "auth": connector_auth(auth, given)}
+    created = st.api.post("/apps", {"name": name, "label": label or name, "connector": connector})
+    st.out.done(created, f"created app {created['name']}: {created['id']}")
+
+
+@apps.command("delete")
+def delete_app(ctx: typer.Context, app: AppArg) -> None:
+    """Delete an app and everything provisiond knows of it (the accounts in the app stay)."""
+    st = state(ctx)
+    st.api.delete(path("apps", app))
+    st.out.done(None, f"deleted app {app}")
+
+
+# -- provisioning -----------------------------------------------------------------------------
+
+FEATURES = {
+    "create": "create_users",
+    "update": "update_users",
+    "deactivate": "deactivate_users",
+    "password_on_create": "password_on_create",
+}
+
+
+def _settings(st: State, app: str) -> dict[str, Any]:
+    """The app's provisioning settings as they can be PUT back."""
+    current = st.api.get(path("apps", app, "provisioning"))
+    return {key: value for key, value in current.items() if key != "last_test"}
+
+
+def _flag(name: str, help_text: str) -> Any:
+    return typer.Option(f"--{name}/--no-{name}", show_default=False, help=help_text)
+
+
+@provisioning.command("show")
+def show(ctx: typer.Context, app: AppArg) -> None:
+    """Show an app's provisioning settings and last connection test."""
+    st = state(ctx)
+    settings = st.api.get(path("apps", app, "provisioning"))
+    st.out.show(settings, render_provisioning(settings))
+
+
+@provisioning.command("set")
+def set_settings(
+    ctx: typer.Context,
+    app: AppArg,
+    create: Annotated[bool | None, _flag("create", "Create accounts for assigned users.")] = None,
+    update: Annotated[bool | None, _flag("update", "Push profile changes.")] = None,
+    deactivate: Annotated[
+        bool | None, _flag("deactivate", "Deprovision users who lose access.")
+    ] = None,
+    password_on_create: Annotated[
+        bool | None, _flag("password-on-create", "Send a random password on create.")
+    ] = None,
+    deprovision_action: Annotated[
+        DeprovisionAction | None, typer.Option(help="What deprovisioning does in the app.")
+    ] = None,
+    matching: Annotated[
+        Matching | None, typer.Option(help="How existing accounts are matched.")
+    ] = None,
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, max=64, help="Requests in flight at once.")
+    ] = None,
+    rate_limit: Annotated[
+        float | None, typer.Option(min=0, help="Requests per second; 0 for unlimited.")
+    ] = None,
+) -> None:
+    """Change provisioning settings (the others stay as they are)."""
+    given = dict(locals())
+    st = state(ctx)
+    changes: dict[str, Any] = {}
+    features = {FEATURES[name]: given[name] for name in FEATURES if given[name] is not None}
+    if deprovision_action is not None:
+        changes["deprovision_action"] = deprovision_action.value
+    if matching is not None:
+        changes["matching"] = matching.value
+    if concurrency is not None:
+        changes["concurrency"] = concurrency
+    if rate_limit is not None:
+        changes["rate_limit_per_second"] = rate_limit or None
+    if not changes and not features:
+        raise typer.BadParameter("give at least one setting to change (see --help)")
+    wanted = _settings(st, app)
+    wanted.update(changes)
+    wanted["features"] = {**wanted.get("features", {}), **features}
+    updated = st.api.put(path("apps", app, "provisioning"), wanted)
+    st.out.show(updated, render_provisioning(updated))
+
+
+@provisioning.command("test")
+def test_connection(ctx: typer.Context, app: AppArg) -> None:
+    """Test the connection: SCIM discovery, then an authenticated read (exit 1 if it fails)."""
+    st = state(ctx)
+    report = st.api.post(path("apps", app, "provisioning", "test"))
+    if st.json:
+        st.out.print_json(report)
+    else:
+        for step in report.get("steps", []):
+            mark = Text("✓ ", style="green") if step["ok"] else Text("✗ ", style="red")
+            st.out.line(mark + Text(f"{step['name']}: {step['detail']}"))
+        ok = report["ok"]
+        st.out.line("connection OK" if ok else f"connection test failed: {report['reason']}")
+    if not report["ok"]:
+        raise typer.Exit(1)
+
+
+@provisioning.command("enable")
+def enable(
+    ctx: typer.Context,
+    app: AppArg,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Wait for the initial full sync, with progress.")
+    ] = False,
+) -> None:
+    """Enable provisioning: a connection test must pass, then a full sync starts."""
+    from provisiond.cli.sync import follow_run, summary
+
+    st = state(ctx)
+    wanted = _settings(st, app)
+    if wanted.get("enabled"):
+        st.out.done(wanted, f"provisioning of {app} is already enabled")
+        return
+    result = st.api.put(path("apps", app, "provisioning"), {**wanted, "enabled": True})
+    run = result.get("initial_run")
+    if not (wait and run and st.json):
+        message = f"provisioning of {app} enabled"
+        if run:
+            message += f"; {summary(run)}"
+        st.out.done(result, message)
+    if wait and run:
+        follow_run(st, run, app)
+
+
+@provisioning.command("disable")
+def disable(ctx: typer.Context, app: AppArg) -> None:
+    """Disable provisioning: changes are no longer pushed to the app."""
+    st = state(ctx)
+    wanted = _settings(st, app)
+    result = st.api.put(path("apps", app, "provisioning"), {**wanted, "enabled": False})
+    st.out.done(result, f"provisioning of {app} disabled")
