@@ -1,0 +1,401 @@
+"""Shared plumbing for the benchmarks: real SCIM targets, a fresh database, directory set-up.
+
+Everything here talks to 127.0.0.1 only. The SCIM targets are the stock scim2-server behind
+uvicorn (``python -m provisiond.demo.target``), one subprocess each, so that a target never
+shares the GIL with what is being measured.
+
+This file is also a tiny entry point that runs a provisiond server (API + in-process worker)
+in its own process, for benchmarks that must not share an interpreter with their client::
+
+    python bench/_support.py serve --database-url URL --port N
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+BENCH_SECRET_KEY = "bench-secret-key"  # only encrypts the targets' throw-away bearer token
+TARGET_TOKEN = "bench-target-token"
+LOOPBACK = "127.0.0.1"
+TARGET_PIDS: dict[str, int] = {}  # base URL -> pid of the scim2-server process serving it
+CORE_USER = "urn:ietf:params:scim:schemas:core:2.0:User"
+
+
+# -- processes and ports ---------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((LOOPBACK, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_until_up(
+    url: str, timeout: float = 30.0, process: subprocess.Popen[bytes] | None = None
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"the process serving {url} exited with {process.returncode}")
+        try:
+            if httpx.get(url, timeout=1.0).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} did not come up within {timeout} s")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+
+@contextlib.contextmanager
+def scim_targets(count: int, token: str = TARGET_TOKEN) -> Iterator[list[str]]:
+    """``count`` fresh scim2-server processes (started in parallel); yields their base URLs."""
+    processes: list[subprocess.Popen[bytes]] = []
+    bases: list[str] = []
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    try:
+        for _ in range(count):
+            port = free_port()
+            command = [
+                sys.executable,
+                "-m",
+                "provisiond.demo.target",
+                "--host",
+                LOOPBACK,
+                "--port",
+                str(port),
+                "--bearer-token",
+                token,
+            ]
+            processes.append(subprocess.Popen(command, env=env))
+            bases.append(f"http://{LOOPBACK}:{port}/v2")
+        for base, process in zip(bases, processes, strict=True):
+            wait_until_up(f"{base}/ServiceProviderConfig", process=process)
+            TARGET_PIDS[base] = process.pid
+        yield bases
+    finally:
+        for base in bases:
+            TARGET_PIDS.pop(base, None)
+        for process in processes:
+            _stop(process)
+
+
+@contextlib.contextmanager
+def scim_target(token: str = TARGET_TOKEN) -> Iterator[str]:
+    with scim_targets(1, token) as bases:
+        yield bases[0]
+
+
+def cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU time of a process so far (this one by default), from /proc."""
+    if pid is None:
+        times = os.times()
+        return times.user + times.system
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def count_users(base: str, token: str = TARGET_TOKEN) -> int:
+    response = httpx.get(
+        f"{base}/Users",
+        params={"count": 0},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+    response.raise_for_status()
+    return int(response.json()["totalResults"])
+
+
+# -- the database ------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def bench_database(database_url: str | None, workdir: Path) -> Iterator[str]:
+    """A fresh, empty database: a SQLite file in ``workdir``, or ``bench_<random>`` on the
+    PostgreSQL server named by ``database_url`` (created through its ``postgres`` database,
+    dropped afterwards; the database name in the given URL is ignored)."""
+    if not database_url:
+        yield f"sqlite:///{workdir / 'provisiond.db'}"
+        return
+    if not database_url.startswith("postgresql"):
+        raise SystemExit("--database-url must be postgresql+psycopg://user@127.0.0.1:5432/<db>")
+    import psycopg
+
+    parts = urlsplit(database_url)
+    if parts.hostname not in (LOOPBACK, "localhost"):
+        raise SystemExit("the benchmarks only talk to 127.0.0.1")
+    admin = urlunsplit(("postgresql", parts.netloc, "/postgres", "", ""))
+    name = f"bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    print(f"# PostgreSQL database {name} created on {parts.hostname}:{parts.port or 5432}")
+    try:
+        yield urlunsplit(("postgresql+psycopg", parts.netloc, f"/{name}", "", ""))
+    finally:
+        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        print(f"# PostgreSQL database {name} dropped")
+
+
+@contextlib.contextmanager
+def workdir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="provisiond-bench-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def make_settings(database_url: str, data_dir: Path) -> Any:
+    from provisiond.config import Settings
+
+    return Settings(data_dir=data_dir, database_url=database_url, secret_key=BENCH_SECRET_KEY)
+
+
+def make_runtime(database_url: str, data_dir: Path) -> Any:
+    from provisiond.runtime import Runtime
+
+    runtime = Runtime(make_settings(database_url, data_dir))
+    runtime.migrate()
+    return runtime
+
+
+# -- the directory and the apps (service layer, not timed) -------------------------------------------
+
+
+@dataclass(frozen=True)
+class BenchUser:
+    id: str
+    login: str
+    status: str
+    profile: dict[str, Any]
+
+    def scim_payload(self) -> dict[str, Any]:
+        """What provisiond sends on create (default_mapping), as a bare client would send it."""
+        from provisiond.domain.directory import UserStatus
+        from provisiond.engine.desired import DirectoryUser, default_mapping
+
+        attributes = default_mapping(DirectoryUser(self.id, UserStatus(self.status), self.profile))
+        return {"schemas": [CORE_USER], **attributes}
+
+
+def create_directory(
+    runtime: Any, count: int, group_name: str, prefix: str = "user"
+) -> tuple[str, list[BenchUser]]:
+    """``count`` active users, all members of one new group; returns (group id, users)."""
+    from provisiond.domain.directory import Profile
+    from provisiond.services import directory
+    from provisiond.services.context import SYSTEM
+
+    users: list[BenchUser] = []
+    with runtime.db.session() as session:
+        group = directory.create_group(session, SYSTEM, group_name, "benchmark")
+        group_id = group.id
+        for i in range(count):
+            login = f"{prefix}{i:05d}.bench"
+            profile = Profile(
+                login=login,
+                email=f"{login}@example.com",
+                firstName=f"First{i}",
+                lastName=f"Last{i}",
+                department="Benchmarks",
+            )
+            row = directory.create_user(session, SYSTEM, profile, activate=True)
+            users.append(BenchUser(row.id, row.login, row.status, dict(row.profile)))
+        for member in users:
+            directory.add_member(session, SYSTEM, group_id, member.id)
+    return group_id, users
+
+
+def create_enabled_app(runtime: Any, name: str, base_url: str, *, concurrency: int) -> str:
+    """An app with a bearer-token SCIM connector, provisioning enabled (no full sync)."""
+    from provisiond.domain.apps import BearerAuth, ProvisioningSettings, ScimConnectorSettings
+    from provisiond.services import apps
+    from provisiond.services.context import SYSTEM
+
+    connector = ScimConnectorSettings(base_url=base_url, auth=BearerAuth(token=TARGET_TOKEN))
+    provisioning = ProvisioningSettings(concurrency=concurrency)
+    with runtime.db.session() as session:
+        app = apps.create_app(
+            session,
+            SYSTEM,
+            runtime.vault,
+            name=name,
+            label=name.title(),
+            connector=connector,
+            provisioning=provisioning,
+        )
+        apps.set_provisioning(
+            session, SYSTEM, app, provisioning.model_copy(update={"enabled": True})
+        )
+        return str(app.id)
+
+
+def assign_group(runtime: Any, app_id: str, group_id: str) -> None:
+    """Assign the group: enqueues one task per member, in the same transaction."""
+    from provisiond.services import assignments
+    from provisiond.services.context import SYSTEM
+
+    with runtime.db.session() as session:
+        assignments.create_assignment(
+            session,
+            SYSTEM,
+            app_id,
+            principal_type="group",
+            principal_id=group_id,
+            role=None,
+            priority=None,
+        )
+
+
+def task_counts(runtime: Any) -> dict[str, int]:
+    from sqlalchemy import func, select
+
+    from provisiond.store.tables import Task
+
+    with runtime.db.session() as session:
+        rows = session.execute(select(Task.status, func.count()).group_by(Task.status)).all()
+    return {status: count for status, count in rows}
+
+
+# -- figures -----------------------------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of a non-empty sequence."""
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), int(-(-q * len(ordered) // 100))))
+    return ordered[rank - 1]
+
+
+def summary(values: Sequence[float]) -> dict[str, float]:
+    return {
+        "n": len(values),
+        "p50": percentile(values, 50),
+        "p90": percentile(values, 90),
+        "p99": percentile(values, 99),
+        "max": max(values),
+        "mean": statistics.fmean(values),
+    }
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return f"{os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}, {platform.system()}"
+
+
+def banner(title: str, **options: Any) -> None:
+    print(f"== {title}")
+    print(f"# machine: {machine()}")
+    print(f"# date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}")
+    print("# options: " + ", ".join(f"{k}={v}" for k, v in options.items()))
+    print(f"# load average at start: {load_average()}")
+
+
+def load_average() -> str:
+    """The 1/5/15-minute load: other work on the machine shows in every wall-clock figure."""
+    with contextlib.suppress(OSError):
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    return "?"
+
+
+# -- a provisiond server in its own process ----------------------------------------------------------
+
+
+@contextlib.contextmanager
+def provisiond_server(
+    database_url: str, data_dir: Path
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """provisiond (REST API + in-process worker thread) in a subprocess; yields its base URL.
+
+    Its output goes to ``data_dir/server.log``, printed if it fails to start or exits early."""
+    port = free_port()
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "serve",
+        "--database-url",
+        database_url,
+        "--data-dir",
+        str(data_dir),
+        "--port",
+        str(port),
+    ]
+    log_path = data_dir / "server.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            command,
+            env={**os.environ, "PYTHONWARNINGS": "ignore"},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://{LOOPBACK}:{port}"
+    try:
+        try:
+            wait_until_up(f"{base}/readyz", process=process)
+        except RuntimeError:
+            sys.stderr.write(log_path.read_text(errors="replace")[-6000:])
+            raise
+        yield base, process
+    finally:
+        _stop(process)
+        output = log_path.read_text(errors="replace").strip()
+        if output:
+            print(f"# provisiond server output (last lines):\n{output[-3000:]}")
+
+
+def _serve(argv: list[str]) -> None:
+    import uvicorn
+
+    from provisiond.api import create_app
+
+    parser = argparse.ArgumentParser(prog="bench/_support.py serve")
+    parser.add_argument("--database-url", required=True)
+    parser.add_argument("--data-dir", required=True, type=Path)
+    parser.add_argument("--port", required=True, type=int)
+    args = parser.parse_args(argv)
+    from provisiond.runtime import Runtime
+
+    runtime = Runtime(make_settings(args.database_url, args.data_dir))
+    app = create_app(runtime=runtime, start_worker=True)
+    uvicorn.run(app, host=LOOPBACK, port=args.port, log_level="warning", lifespan="on")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) >= 2 and sys.argv[1] == "serve":
+        _serve(sys.argv[2:])
+    else:
+        raise SystemExit(__doc__)

@@ -1,0 +1,283 @@
+"""Provisioning throughput: N users into a fresh scim2-server, against a bare httpx client.
+
+    .venv/bin/python bench/provision_throughput.py [--users 2000] [--concurrency 8]
+        [--database-url postgresql+psycopg://postgres@127.0.0.1:5432/postgres] [--profile]
+
+Set-up (not timed): N active users, one group holding them all, an app with provisioning
+enabled at concurrency C, all through the service layer on a fresh database.
+
+Timed, provisiond: from assigning the group to the app (one transaction that enqueues N tasks)
+until ``Worker.drain()`` finds nothing left to do, the worker running in this process.
+
+Timed, baselines (each against its own fresh target process, same payloads as
+``provisiond.engine.desired.default_mapping`` builds, same concurrency C, one pooled
+``httpx.AsyncClient``):
+  * bare POST:          one ``POST /Users`` per user;
+  * bare lookup + POST: ``GET /Users?filter=userName eq ...`` then ``POST /Users``, the same
+    two round trips the executor makes for a create (it looks for an existing account first).
+
+Every target is checked to hold exactly N users afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import json
+import pstats
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _support import (
+    TARGET_PIDS,
+    TARGET_TOKEN,
+    BenchUser,
+    assign_group,
+    banner,
+    bench_database,
+    count_users,
+    cpu_seconds,
+    create_directory,
+    create_enabled_app,
+    load_average,
+    make_runtime,
+    scim_target,
+    task_counts,
+    workdir,
+)
+
+SCIM_JSON = "application/scim+json"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=2000, help="N, users to provision")
+    parser.add_argument("--concurrency", type=int, default=8, help="C, the app's concurrency")
+    parser.add_argument(
+        "--capacity", type=int, default=32, help="the worker's capacity (its default: 32)"
+    )
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="a PostgreSQL server to create a fresh bench_<random> database on",
+    )
+    parser.add_argument("--timeout", type=float, default=240.0, help="bound on each timed phase, s")
+    parser.add_argument("--profile", action="store_true", help="cProfile the provisiond phase")
+    return parser.parse_args(argv)
+
+
+# -- provisiond --------------------------------------------------------------------------------------
+
+
+def run_provisiond(
+    runtime: Any, base: str, group_id: str, args: argparse.Namespace
+) -> dict[str, float]:
+    from sqlalchemy import func, select
+
+    from provisiond.engine.worker import Worker
+    from provisiond.store.tables import Account, Task
+
+    app_id = create_enabled_app(runtime, "bench-throughput", base, concurrency=args.concurrency)
+    worker = Worker(runtime.db, runtime.settings, runtime.vault, capacity=args.capacity)
+    profiler = cProfile.Profile(time.process_time) if args.profile else None  # CPU, not wall
+
+    target_pid = TARGET_PIDS[base]
+    cpu_self, cpu_target = cpu_seconds(), cpu_seconds(target_pid)
+    started_utc = datetime.now(UTC)
+    started = time.perf_counter()
+    if profiler:
+        profiler.enable()
+    assign_group(runtime, app_id, group_id)
+    enqueued = time.perf_counter()
+    asyncio.run(worker.drain(timeout=args.timeout))
+    finished = time.perf_counter()
+    if profiler:
+        profiler.disable()
+    cpu_self, cpu_target = cpu_seconds() - cpu_self, cpu_seconds(target_pid) - cpu_target
+
+    with runtime.db.session() as session:
+        last_task = session.scalar(select(func.max(Task.updated_at)).where(Task.app_id == app_id))
+        accounts = session.scalar(
+            select(func.count()).select_from(Account).where(Account.app_id == app_id)
+        )
+    last = (last_task - started_utc).total_seconds() if last_task else float("nan")
+    if profiler:
+        out = io.StringIO()
+        stats = pstats.Stats(profiler, stream=out)
+        stats.sort_stats("tottime").print_stats(25)
+        stats.sort_stats("cumulative").print_stats(40)
+        print(out.getvalue())
+    return {
+        "elapsed": finished - started,
+        "enqueue": enqueued - started,
+        "last_task_done": last,
+        "accounts": float(accounts or 0),
+        "cpu_self": cpu_self,
+        "cpu_target": cpu_target,
+    }
+
+
+# -- the bare baseline -------------------------------------------------------------------------------
+
+
+async def bare_client(
+    base: str, users: list[BenchUser], concurrency: int, *, lookup: bool
+) -> float:
+    payloads = [(user.login, json.dumps(user.scim_payload()).encode()) for user in users]
+    pending = iter(payloads)
+    headers = {"Authorization": f"Bearer {TARGET_TOKEN}", "Accept": SCIM_JSON}
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(
+        base_url=base + "/", headers=headers, limits=limits, timeout=30
+    ) as client:
+
+        async def one_lane() -> None:
+            for login, body in pending:  # a shared iterator: each payload is sent once
+                if lookup:
+                    found = await client.get(
+                        "Users",
+                        params={"filter": f'userName eq "{login}"', "startIndex": 1, "count": 2},
+                    )
+                    found.raise_for_status()
+                    if found.json().get("Resources"):
+                        raise RuntimeError(f"{login} exists already in a fresh target")
+                response = await client.post(
+                    "Users", content=body, headers={"Content-Type": SCIM_JSON}
+                )
+                if response.status_code != 201:
+                    raise RuntimeError(
+                        f"POST /Users answered {response.status_code}: {response.text[:200]}"
+                    )
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one_lane() for _ in range(concurrency)))
+        return time.perf_counter() - started
+
+
+def run_bare(users: list[BenchUser], args: argparse.Namespace, *, lookup: bool) -> dict[str, float]:
+    with scim_target() as base:
+        cpu_self, cpu_target = cpu_seconds(), cpu_seconds(TARGET_PIDS[base])
+        elapsed = asyncio.run(
+            asyncio.wait_for(
+                bare_client(base, users, args.concurrency, lookup=lookup), args.timeout
+            )
+        )
+        return {
+            "elapsed": elapsed,
+            "count": count_users(base),
+            "cpu_self": cpu_seconds() - cpu_self,
+            "cpu_target": cpu_seconds(TARGET_PIDS[base]) - cpu_target,
+        }
+
+
+# -- main --------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    n, c = args.users, args.concurrency
+    banner(
+        "provision throughput",
+        users=n,
+        concurrency=c,
+        worker_capacity=args.capacity,
+        database=args.database_url or "sqlite (temp dir)",
+    )
+    ok = True
+    with workdir() as wd, bench_database(args.database_url, wd) as url:
+        runtime = make_runtime(url, wd)
+        try:
+            t = time.perf_counter()
+            group_id, users = create_directory(runtime, n, "bench-throughput")
+            print(f"# set-up: {n} users + group in {time.perf_counter() - t:.1f} s (not timed)")
+
+            with scim_target() as base:
+                pvd = run_provisiond(runtime, base, group_id, args)
+                in_target = count_users(base)
+            tasks = task_counts(runtime)
+        finally:
+            runtime.stop()
+            runtime.db.dispose()
+
+    bare = run_bare(users, args, lookup=False)
+    lookup = run_bare(users, args, lookup=True)
+
+    rows = [
+        (
+            "provisiond (assign->drain)",
+            pvd["elapsed"],
+            in_target,
+            pvd["cpu_self"],
+            pvd["cpu_target"],
+        ),
+        ("bare POST", bare["elapsed"], int(bare["count"]), bare["cpu_self"], bare["cpu_target"]),
+        (
+            "bare lookup + POST",
+            lookup["elapsed"],
+            int(lookup["count"]),
+            lookup["cpu_self"],
+            lookup["cpu_target"],
+        ),
+    ]
+    print()
+    print(
+        f"{'':28} {'seconds':>8} {'users/s':>8} {'in target':>10} {'client CPU':>11} {'target CPU':>11}"
+        f" {'client ms/user':>15} {'target ms/user':>15}"
+    )
+    for label, elapsed, count, cpu_client, cpu_target in rows:
+        print(
+            f"{label:28} {elapsed:8.2f} {n / elapsed:8.1f} {count:10d} {cpu_client:10.2f}s {cpu_target:10.2f}s"
+            f" {cpu_client * 1000 / n:15.2f} {cpu_target * 1000 / n:15.2f}"
+        )
+    print()
+    pvd_rate, bare_rate, lookup_rate = (
+        n / pvd["elapsed"],
+        n / bare["elapsed"],
+        n / lookup["elapsed"],
+    )
+    print(f"ratio provisiond / bare POST:          {pvd_rate / bare_rate:.3f}")
+    print(f"ratio provisiond / bare lookup + POST: {pvd_rate / lookup_rate:.3f}")
+    print(
+        f"# provisiond detail: enqueue {pvd['enqueue'] * 1000:.0f} ms, last task committed "
+        f"{pvd['last_task_done']:.2f} s after the assignment started, drain returned at "
+        f"{pvd['elapsed']:.2f} s; tasks {tasks}; accounts {int(pvd['accounts'])}"
+    )
+    print(
+        "# client CPU = this process (provisiond worker + drain, or the bare client); "
+        "target CPU = the scim2-server process"
+    )
+    print(
+        f"# CPU-bound ceiling of the client alone (1000 / client ms per user): provisiond "
+        f"{n / pvd['cpu_self']:.0f} users/s, bare POST {n / bare['cpu_self']:.0f}, "
+        f"bare lookup + POST {n / lookup['cpu_self']:.0f}; load average now {load_average()}"
+    )
+
+    bare_count, lookup_count = int(bare["count"]), int(lookup["count"])
+    for label, count in (
+        ("provisiond", in_target),
+        ("bare POST", bare_count),
+        ("bare lookup + POST", lookup_count),
+    ):
+        if count != n:
+            print(f"FAIL: the {label} target holds {count} users, expected {n}")
+            ok = False
+    if tasks.get("succeeded", 0) != n or int(pvd["accounts"]) != n:
+        print(
+            f"FAIL: expected {n} succeeded tasks and accounts, got {tasks} / {int(pvd['accounts'])}"
+        )
+        ok = False
+    print("correctness: OK" if ok else "correctness: FAILED")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
