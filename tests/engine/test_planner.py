@@ -781,3 +781,28 @@ def test_applied_reflects_each_operation() -> None:
     deleted = applied(gone, created, "r-1")
     assert not deleted.exists
     assert deleted.status is AccountStatus.DELETED
+
+
+# -- delete after N days deactivated ------------------------------------------------------------
+
+
+def test_a_deactivated_account_is_deleted_once_its_grace_period_is_over() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from provisiond.domain.apps import Deprovision
+
+    now = datetime(2026, 11, 28, tzinfo=UTC)
+    rule = Deprovision(DeprovisionAction.DEACTIVATE, delete_after=timedelta(days=30))
+    settings = ProvisioningSettings()
+
+    def account(days_ago: int | None, status: AccountStatus = AccountStatus.DEACTIVATED) -> ActualAccount:
+        since = None if days_ago is None else now - timedelta(days=days_ago)
+        return ActualAccount("r1", {"userName": "x", "active": status is AccountStatus.ACTIVE}, status, since)
+
+    assert plan(None, account(31), settings, rule, now=now) == Operation(OperationKind.DELETE, remote_id="r1")
+    assert plan(None, account(29), settings, rule, now=now) is None
+    assert plan(None, account(None), settings, rule, now=now) is None  # when is unknown: keep it
+    assert plan(None, account(31), settings, rule) is None  # no clock, no deletion
+    active = plan(None, account(31, AccountStatus.ACTIVE), settings, rule, now=now)
+    assert active is not None
+    assert active.kind is OperationKind.DEACTIVATE  # deactivate first, delete later

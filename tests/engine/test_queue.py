@@ -167,3 +167,46 @@ def test_two_workers_share_the_work_each_task_once(runtime: Runtime) -> None:
         listing = httpx.get(f"{base}/Users", params={"count": 100},
                             headers={"Authorization": "Bearer target-token"}).json()
         assert listing["totalResults"] == 40
+
+
+def test_lifecycle_changes_are_claimed_before_bulk_runs(runtime: Runtime) -> None:
+    app_id = make_app(runtime)
+    users = make_users(runtime, 5, prefix="prio")
+    with runtime.db.session() as session:
+        queue.enqueue(session, app_id, users[:4], reason="app.sync", correlation_id="c", run_id="run-1")
+    with runtime.db.session() as session:
+        queue.enqueue(session, app_id, [users[4]], reason="user.lifecycle.deactivate", correlation_id="c")
+    with runtime.db.session() as session:
+        first = queue.claim(session, "w", 1)
+    assert [task.user_id for task in first] == [users[4]]
+
+
+def test_apps_without_room_are_skipped(runtime: Runtime) -> None:
+    app_id = make_app(runtime)
+    users = make_users(runtime, 2, prefix="room")
+    with runtime.db.session() as session:
+        queue.enqueue(session, app_id, users, reason="r", correlation_id="c")
+    with runtime.db.session() as session:
+        assert queue.claim(session, "w", 10, skip_apps=[app_id]) == []
+    with runtime.db.session() as session:
+        assert len(queue.claim(session, "w", 10)) == 2
+
+
+def test_accounts_past_their_grace_period_are_swept_into_the_queue(runtime: Runtime) -> None:
+    from provisiond.domain.policy import Deprovisioning, PolicyDocument
+    from provisiond.services import policies, runs
+    from provisiond.store.tables import Account
+
+    app_id = make_app(runtime)
+    users = make_users(runtime, 2, prefix="sweep")
+    with runtime.db.session() as session:
+        app = apps.get_app(session, app_id)
+        policies.save(session, SYSTEM, app, PolicyDocument(deprovisioning=Deprovisioning(delete_after_days=30)))
+        for user_id, days in zip(users, (31, 5), strict=True):
+            session.add(Account(app_id=app_id, user_id=user_id, remote_id=f"r-{user_id}", status="deactivated",
+                                applied={}, deactivated_at=utcnow() - timedelta(days=days)))
+    with runtime.db.session() as session:
+        assert runs.sweep_expired(session) == 1
+    (task,) = tasks_of(runtime, queue.QUEUED)
+    assert task.user_id == users[0]
+    assert task.reason == "policy.delete_after"

@@ -44,6 +44,7 @@ def enqueue(
     An existing queued task for the same key is made due now instead of queuing a second one.
     """
     now = utcnow()
+    priority = priority_of(reason, run_id)
     attached: list[str] = []
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
@@ -58,6 +59,7 @@ def enqueue(
                 run_id=run_id,
                 reason=reason,
                 verify_remote=verify_remote,
+                priority=priority,
                 status=QUEUED,
                 attempts=0,
                 next_attempt_at=now,
@@ -84,6 +86,7 @@ def enqueue(
         existing.reason = reason
         existing.updated_at = now
         existing.verify_remote = existing.verify_remote or verify_remote
+        existing.priority = min(existing.priority, priority)
         if run_id and existing.run_id is None:
             existing.run_id = run_id
             attached.append(existing.id)
@@ -94,8 +97,29 @@ def enqueue(
     return attached
 
 
-def claim(session: Session, worker_id: str, limit: int, now: datetime | None = None) -> list[Task]:
-    """Take up to ``limit`` due tasks whose key is not running elsewhere; marks them running."""
+LIFECYCLE_REASONS = ("user.lifecycle.", "user.delete")
+
+
+def priority_of(reason: str, run_id: str | None) -> int:
+    """A person's lifecycle change goes first: a leaver must not wait behind a bulk import."""
+    if reason.startswith(LIFECYCLE_REASONS):
+        return 0
+    return 2 if run_id else 1
+
+
+def claim(
+    session: Session,
+    worker_id: str,
+    limit: int,
+    now: datetime | None = None,
+    *,
+    skip_apps: Iterable[str] = (),
+) -> list[Task]:
+    """Take up to ``limit`` due tasks whose key is not running elsewhere; marks them running.
+
+    Highest priority first, then oldest; ``skip_apps`` are apps this worker has no room for
+    (their concurrency is used up), so their backlog cannot starve other apps.
+    """
     now = now or utcnow()
     running = aliased(Task)
     busy = exists().where(
@@ -108,9 +132,12 @@ def claim(session: Session, worker_id: str, limit: int, now: datetime | None = N
     statement = (
         select(Task)
         .where(Task.status == QUEUED, Task.next_attempt_at <= now, ~busy)
-        .order_by(Task.next_attempt_at, Task.created_at)
+        .order_by(Task.priority, Task.next_attempt_at, Task.created_at)
         .limit(limit)
     )
+    skipped = list(skip_apps)
+    if skipped:
+        statement = statement.where(Task.app_id.not_in(skipped))
     if session.get_bind().dialect.name == "postgresql":
         statement = statement.with_for_update(skip_locked=True, of=Task)
     tasks = list(session.scalars(statement))

@@ -31,6 +31,7 @@ from provisiond.domain.directory import UserStatus
 from provisiond.engine import queue
 from provisiond.engine.desired import DesiredAccount, DirectoryUser, evaluate
 from provisiond.engine.executor import Result, reconcile
+from provisiond.engine.fingerprint import fingerprint, policy_key
 from provisiond.engine.mapping import CompiledPolicy
 from provisiond.engine.planner import AccountStatus, ActualAccount, Operation, OperationKind, plan
 from provisiond.errors import ConnectorError, RateLimited
@@ -46,6 +47,7 @@ from provisiond.store.tables import Account, App, Task, User, utcnow
 log = logging.getLogger("provisiond.worker")
 ENGINE_ACTOR = "provisiond"
 IDLE_POLL_SECONDS = 5.0
+HOUSEKEEPING_SECONDS = 300.0
 
 EVENT_ACTION = {
     OperationKind.CREATE: "app.user.provision",
@@ -72,6 +74,7 @@ class Snapshot:
     reason: str  # why the user has (or has not) an account, for the trace
     error: str | None = None  # the policy failed for this user
     held_by: str | None = None  # a held run that keeps this user's deprovisioning back
+    fingerprint: str | None = None  # of the inputs, kept on the account once reconciled
 
     @property
     def deprovision(self) -> Deprovision:
@@ -90,9 +93,13 @@ def snapshot(session: Session, vault: Vault, app_id: str, user_id: str) -> Snaps
         return None
     policy = policies.compiled(session, app_id)
     user = session.get(User, user_id)
-    desired, reason, error = None, "removed from the directory", None
+    provisioning = provisioning_of(app)
+    desired, reason, error, inputs = None, "removed from the directory", None, None
     if user is not None:
         sources = reach.assignment_sources(session, app_id, user_id)
+        inputs = fingerprint(
+            policy_key(policy.document, provisioning), user.id, user.status, user.profile, sources
+        )
         directory_user = DirectoryUser(user.id, UserStatus(user.status), user.profile)
         try:
             evaluation = evaluate(directory_user, sources, policy)
@@ -112,7 +119,7 @@ def snapshot(session: Session, vault: Vault, app_id: str, user_id: str) -> Snaps
         app_name=app.name,
         app_version=app.updated_at.isoformat(),
         connector=settings_of(app, vault),
-        provisioning=provisioning_of(app),
+        provisioning=provisioning,
         policy=policy,
         user_label=user.login if user else user_id,
         desired=desired,
@@ -120,10 +127,13 @@ def snapshot(session: Session, vault: Vault, app_id: str, user_id: str) -> Snaps
         reason=reason,
         error=error,
         held_by=runs.holding(session, app_id, user_id),
+        fingerprint=inputs,
     )
 
 
-def store_account(session: Session, app_id: str, user_id: str, result: Result) -> None:
+def store_account(
+    session: Session, app_id: str, user_id: str, result: Result, inputs: str | None = None
+) -> None:
     account = result.account
     if account is None:
         return
@@ -140,6 +150,7 @@ def store_account(session: Session, app_id: str, user_id: str, result: Result) -
     record.applied = _managed(account.attributes)
     record.last_synced_at = utcnow()
     record.last_error = None
+    record.fingerprint = inputs
 
 
 def _managed(attributes: Any) -> dict[str, Any]:
@@ -189,6 +200,8 @@ class Worker:
         self._wake: asyncio.Event | None = None
         self._gates: dict[str, asyncio.Semaphore] = {}
         self._inflight: set[asyncio.Task[None]] = set()
+        self._per_app: dict[str, int] = {}  # tasks in flight per app
+        self._concurrency: dict[str, int] = {}  # each app's limit, as last read
 
     # -- waking ------------------------------------------------------------------------------
 
@@ -204,13 +217,16 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
-        with self.db.session() as session:
-            queue.release_expired_leases(session)
+        next_sweep = 0.0
         try:
             while not stop.is_set():
+                if time.monotonic() >= next_sweep:
+                    self._housekeeping()
+                    next_sweep = time.monotonic() + HOUSEKEEPING_SECONDS
                 self._wake.clear()
                 claimed = await self._claim()
                 for task_id, app_id in claimed:
+                    self._per_app[app_id] = self._per_app.get(app_id, 0) + 1
                     job = asyncio.create_task(self._run_one(task_id, app_id))
                     self._inflight.add(job)
                     job.add_done_callback(self._finished)
@@ -222,6 +238,15 @@ class Worker:
                 await asyncio.gather(*self._inflight, return_exceptions=True)
             await self.pool.aclose()
 
+    def _housekeeping(self) -> None:
+        """Requeue tasks of workers that died; queue accounts due for deletion."""
+        try:
+            with self.db.session() as session:
+                queue.release_expired_leases(session)
+                runs.sweep_expired(session)
+        except Exception:  # housekeeping must never stop the worker; it is retried later
+            log.exception("worker housekeeping failed")
+
     def _finished(self, job: asyncio.Task[None]) -> None:
         self._inflight.discard(job)
         if self._wake is not None:
@@ -229,13 +254,12 @@ class Worker:
 
     async def _idle(self, stop: asyncio.Event) -> None:
         assert self._wake is not None
-        with self.db.session() as session:
-            due = queue.next_due(session)
         timeout = IDLE_POLL_SECONDS
-        if due is not None:
-            timeout = max(0.0, min(timeout, (due - utcnow()).total_seconds()))
-        if len(self._inflight) >= self.capacity:
-            timeout = IDLE_POLL_SECONDS
+        if len(self._inflight) < self.capacity:  # at capacity, a finished task wakes us anyway
+            with self.db.session() as session:
+                due = queue.next_due(session)
+            if due is not None:
+                timeout = max(0.0, min(timeout, (due - utcnow()).total_seconds()))
         waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
         _, pending = await asyncio.wait(
             waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
@@ -247,8 +271,15 @@ class Worker:
         room = self.capacity - len(self._inflight)
         if room <= 0:
             return []
+        full = [
+            app_id
+            for app_id, running in self._per_app.items()
+            if running >= self._concurrency.get(app_id, 1)
+        ]
         with self.db.session() as session:
-            return [(t.id, t.app_id) for t in queue.claim(session, self.id, room)]
+            return [
+                (t.id, t.app_id) for t in queue.claim(session, self.id, room, skip_apps=full)
+            ]
 
     async def drain(self, timeout: float = 30.0) -> None:
         """Run until no task is due or running (for tests, benchmarks and one-shot commands)."""
@@ -284,6 +315,10 @@ class Worker:
                     self._fail(
                         session, task, None, f"internal error: {type(exc).__name__}", dead=True
                     )
+        finally:
+            self._per_app[app_id] -= 1
+            if not self._per_app[app_id]:
+                del self._per_app[app_id]
 
     async def execute(self, task_id: str) -> Result | None:
         """Reconcile one claimed task; the result carries the step-by-step trace."""
@@ -330,7 +365,7 @@ class Worker:
             return result
 
         connector = await self.pool.get(snap)
-        concurrency = snap.provisioning.concurrency
+        concurrency = self._concurrency[snap.app_id] = snap.provisioning.concurrency
         gate = self._gates.setdefault(f"{snap.app_id}:{concurrency}", asyncio.Semaphore(concurrency))
         try:
             async with gate:
@@ -353,7 +388,7 @@ class Worker:
         with self.db.session() as session:
             task = session.get(Task, task_id)
             assert task is not None
-            store_account(session, snap.app_id, user_id, result)
+            store_account(session, snap.app_id, user_id, result, snap.fingerprint)
             operation = result.operation
             task.operation = operation.kind.value if operation else None
             if operation is not None:

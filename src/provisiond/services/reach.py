@@ -17,20 +17,28 @@ def enabled_app_ids(session: Session) -> set[str]:
 
 
 def assignment_sources(session: Session, app_id: str, user_id: str) -> list[str]:
-    """How ``user_id`` is assigned to ``app_id``: ``user`` and/or ``group:<id>`` entries."""
-    sources: list[str] = []
-    rows = session.scalars(select(Assignment).where(Assignment.app_id == app_id)).all()
-    group_ids = {row.principal_id for row in rows if row.principal_type == "group"}
-    if any(row.principal_type == "user" and row.principal_id == user_id for row in rows):
-        sources.append("user")
-    if group_ids:
-        member_of = session.scalars(
-            select(GroupMember.group_id).where(
-                GroupMember.user_id == user_id, GroupMember.group_id.in_(group_ids)
-            )
-        ).all()
-        sources.extend(f"group:{group_id}" for group_id in sorted(member_of))
-    return sources
+    """How ``user_id`` is assigned to ``app_id``: ``user`` and/or ``group:<id>`` entries.
+
+    Filtered in SQL for this one user: it runs for every task, and an app may have thousands of
+    assignments.
+    """
+    direct = session.scalar(
+        select(Assignment.id).where(
+            Assignment.app_id == app_id,
+            Assignment.principal_type == "user",
+            Assignment.principal_id == user_id,
+        ).limit(1)
+    )
+    groups = session.scalars(
+        select(GroupMember.group_id)
+        .join(
+            Assignment,
+            (Assignment.principal_id == GroupMember.group_id) & (Assignment.principal_type == "group"),
+        )
+        .where(Assignment.app_id == app_id, GroupMember.user_id == user_id)
+        .order_by(GroupMember.group_id)
+    ).all()
+    return (["user"] if direct is not None else []) + [f"group:{group_id}" for group_id in groups]
 
 
 def assigned_users(session: Session, app_id: str) -> dict[str, list[str]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -13,8 +14,8 @@ from provisiond.engine import queue
 from provisiond.errors import Conflict, NotFound
 from provisiond.services import activity, planning, policies, reach
 from provisiond.services.apps import get_app, provisioning_of
-from provisiond.services.context import Actor
-from provisiond.store.tables import App, Run, Task, utcnow
+from provisiond.services.context import Actor, new_correlation_id
+from provisiond.store.tables import Account, App, Run, Task, utcnow
 
 OUTCOMES = (
     "created",
@@ -228,3 +229,32 @@ def count_outcome(session: Session, run_id: str, outcome: str) -> None:
             targets={"run_id": run.id},
             details={"counts": counts},
         )
+
+
+def sweep_expired(session: Session, now: datetime | None = None) -> int:
+    """Queue the accounts whose "delete after N days deactivated" period has run out.
+
+    Nothing else would touch them (their users no longer change), so the worker calls this
+    now and then; the planner itself decides, from the same rule, that they are deleted.
+    """
+    now = now or utcnow()
+    queued = 0
+    for app in session.scalars(select(App)):
+        if not provisioning_of(app).enabled:
+            continue
+        days = policies.compiled(session, app.id).document.deprovisioning.delete_after_days
+        if not days:
+            continue
+        expired = list(
+            session.scalars(
+                select(Account.user_id).where(
+                    Account.app_id == app.id,
+                    Account.status == "deactivated",
+                    Account.deactivated_at <= now - timedelta(days=days),
+                )
+            )
+        )
+        if expired:
+            queue.enqueue(session, app.id, expired, reason="policy.delete_after", correlation_id=new_correlation_id())
+            queued += len(expired)
+    return queued

@@ -151,6 +151,9 @@ class Account(Base):
     last_synced_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
     deactivated_at: Mapped[datetime | None]  # for "delete after N days deactivated"
+    # The inputs (policy, settings, profile, status, assignments) this record was last
+    # reconciled with: a preview skips users whose inputs have not changed since.
+    fingerprint: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -203,7 +206,9 @@ class Task(Base):
             sqlite_where=text("status = 'queued'"),
             postgresql_where=text("status = 'queued'"),
         ),
-        Index("ix_tasks_due", "status", "next_attempt_at"),
+        Index("ix_tasks_due", "status", "priority", "next_attempt_at"),
+        # The claim's "is this key running elsewhere?" probe, and per-key lookups.
+        Index("ix_tasks_key", "app_id", "user_id", "status"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
@@ -212,6 +217,8 @@ class Task(Base):
     run_id: Mapped[str | None] = mapped_column(String(36), index=True)
     reason: Mapped[str] = mapped_column(String(64))
     operation: Mapped[str | None] = mapped_column(String(32))  # the last planned operation
+    # 0: a person's lifecycle (deprovisioning first), 1: other changes, 2: bulk runs.
+    priority: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
     verify_remote: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[str] = mapped_column(String(16))  # queued|running|succeeded|dead|dismissed
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -251,6 +258,26 @@ class ApiToken(Base):
     prefix: Mapped[str] = mapped_column(String(16), index=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     role: Mapped[str] = mapped_column(String(32), default="super_admin")
+    # App ids an app_admin token may manage (provisiond.authz); empty for the other roles.
+    apps: Mapped[list[str]] = mapped_column(JSONDoc, default=list, server_default=text("'[]'"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+
+
+class Admin(Base):
+    """A console administrator: a local account with an argon2 password hash and a role."""
+
+    __tablename__ = "admins"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(256))
+    role: Mapped[str] = mapped_column(String(32))
+    apps: Mapped[list[str]] = mapped_column(JSONDoc, default=list)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None]
+    # Bumped on sign-out: every session cookie issued before stops working.
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0)
+    last_login_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
