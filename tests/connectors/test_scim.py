@@ -700,3 +700,46 @@ def test_errors_are_connector_errors(unreachable_url: str) -> None:
 
     assert isinstance(caught.value, TransientError)
     assert "cannot reach" in caught.value.detail
+
+
+def test_a_409_on_update_or_delete_is_a_failure_not_a_success() -> None:
+    import httpx as _httpx
+
+    from provisiond.connectors.scim import ScimConnector
+    from provisiond.domain.apps import ScimConnectorSettings
+    from provisiond.engine.planner import Change
+    from provisiond.errors import RemoteConflict, TerminalError
+
+    def answer(request: _httpx.Request) -> _httpx.Response:
+        if request.url.path.endswith("ServiceProviderConfig"):
+            return _httpx.Response(404)
+        return _httpx.Response(409, json={"schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"],
+                                          "status": "409", "detail": "user still owns resources"})
+
+    async def run() -> list[Exception]:
+        # A fault no real server here produces on demand: a mock transport, as the standards allow.
+        connector = ScimConnector(ScimConnectorSettings(base_url="http://app.test/v2"),
+                                  transport=_httpx.MockTransport(answer))
+        errors: list[Exception] = []
+        for call in (lambda: connector.update_user("r1", [Change("active", True, False)], {"active": False}),
+                     lambda: connector.delete_user("r1")):
+            try:
+                await call()
+            except TerminalError as exc:
+                errors.append(exc)
+        await connector.aclose()
+        return errors
+
+    errors = asyncio.run(run())
+    assert len(errors) == 2
+    assert all("user still owns resources" in str(e) for e in errors)
+    assert not any(isinstance(e, RemoteConflict) for e in errors)  # 409 adoption is for creates only
+
+
+def test_extension_attributes_are_patched_one_path_each() -> None:
+    from provisiond.connectors.scim import _patch_paths
+    from provisiond.engine.planner import Change
+
+    urn = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+    paths = _patch_paths([Change(urn, {"department": "Sales", "costCenter": "1"}, {"department": "Eng", "costCenter": "1"})])
+    assert paths == [(f"{urn}:department", "Eng")]

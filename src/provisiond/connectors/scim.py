@@ -194,10 +194,10 @@ class ScimConnector:
         quirks = await self.quirks()
         if quirks.patch:
             operations = [
-                UserPatchOperation(op="remove", path=change.attribute)
-                if change.new is None
-                else UserPatchOperation(op="replace", path=change.attribute, value=change.new)
-                for change in changes
+                UserPatchOperation(op="remove", path=path)
+                if value is None
+                else UserPatchOperation(op="replace", path=path, value=value)
+                for path, value in _patch_paths(changes)
             ]
             body = _dump(UserPatchOp(operations=operations), Context.RESOURCE_PATCH_REQUEST)
             response = await self._send("PATCH", f"Users/{remote_id}", body=body)
@@ -212,13 +212,14 @@ class ScimConnector:
             raise RemoteNotFound(
                 f"{what}: the account {remote_id} no longer exists", http_status=404
             )
+        _require_success(response, what)
         _body(response, what, allow_empty=True)
 
     async def delete_user(self, remote_id: str) -> None:
         response = await self._send("DELETE", f"Users/{remote_id}")
         if response.status_code == 404:
             return  # already gone: the goal is reached
-        _body(response, "DELETE /Users/{id}", allow_empty=True)
+        _require_success(response, "DELETE /Users/{id}")
 
     # -- transport ----------------------------------------------------------------------------
 
@@ -268,6 +269,28 @@ def _user_payload(attributes: Mapping[str, Any], context: Context) -> dict[str, 
     except ValidationError as exc:
         raise TerminalError(f"the mapped attributes are not a valid SCIM User: {exc}") from exc
     return _dump(model, context)
+
+
+def _patch_paths(changes: Sequence[Change]) -> list[tuple[str, Any]]:
+    """(path, value) per PATCH operation. An extension's attributes are addressed one by one
+    as ``urn:...:User:department`` (RFC 7644 §3.10): the URN alone is not an attrPath."""
+    paths: list[tuple[str, Any]] = []
+    for change in changes:
+        if change.attribute.startswith("urn:") and isinstance(change.new or change.old, dict):
+            new, old = change.new or {}, change.old or {}
+            for name in sorted(set(new) | set(old)):
+                if new.get(name) != old.get(name):
+                    paths.append((f"{change.attribute}:{name}", new.get(name)))
+        else:
+            paths.append((change.attribute, change.new))
+    return paths
+
+
+def _require_success(response: httpx.Response, what: str) -> None:
+    """Only a 2xx means the change was made; a 409 (or a redirect) on an update or a delete is
+    a failure to see, never a success (the app still holds what it held)."""
+    if not 200 <= response.status_code < 300:
+        raise TerminalError(_problem(response, what), http_status=response.status_code)
 
 
 def _dump(model: Any, context: Context) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import random
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, exists, select, text, update
+from sqlalchemy import and_, case, exists, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
@@ -50,46 +50,40 @@ def enqueue(
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     for user_id in user_ids:
         task_id = new_id()
-        statement = (
-            insert(Task)
-            .values(
-                id=task_id,
-                app_id=app_id,
-                user_id=user_id,
-                run_id=run_id,
-                reason=reason,
-                verify_remote=verify_remote,
-                priority=priority,
-                status=QUEUED,
-                attempts=0,
-                next_attempt_at=now,
-                correlation_id=correlation_id,
-                created_at=now,
-                updated_at=now,
-            )
-            .on_conflict_do_nothing(
-                index_elements=["app_id", "user_id"], index_where=text("status = 'queued'")
-            )
-            .returning(Task.id)
+        statement = insert(Task).values(
+            id=task_id,
+            app_id=app_id,
+            user_id=user_id,
+            run_id=run_id,
+            reason=reason,
+            verify_remote=verify_remote,
+            priority=priority,
+            status=QUEUED,
+            attempts=0,
+            next_attempt_at=now,
+            correlation_id=correlation_id,
+            created_at=now,
+            updated_at=now,
         )
-        # RETURNING, not rowcount: the driver reports -1 for an INSERT that did nothing.
-        if session.execute(statement).scalar_one_or_none() is not None:
-            if run_id:
-                attached.append(task_id)
-            continue
-        existing = session.scalars(
-            select(Task).where(
-                Task.app_id == app_id, Task.user_id == user_id, Task.status == QUEUED
-            )
-        ).one()
-        existing.next_attempt_at = now
-        existing.reason = reason
-        existing.updated_at = now
-        existing.verify_remote = existing.verify_remote or verify_remote
-        existing.priority = min(existing.priority, priority)
-        if run_id and existing.run_id is None:
-            existing.run_id = run_id
-            attached.append(existing.id)
+        new = statement.excluded
+        # One atomic upsert, not "insert, else select and update": between a select and an
+        # update a worker may claim the queued row, and the change would ride on a task
+        # whose snapshot was taken before it (PostgreSQL re-checks the conflict instead).
+        upsert = statement.on_conflict_do_update(
+            index_elements=["app_id", "user_id"],
+            index_where=text("status = 'queued'"),
+            set_={
+                "next_attempt_at": new.next_attempt_at,
+                "reason": new.reason,
+                "updated_at": new.updated_at,
+                "verify_remote": Task.verify_remote | new.verify_remote,
+                "priority": case((Task.priority < new.priority, Task.priority), else_=new.priority),
+                "run_id": func.coalesce(Task.run_id, new.run_id),
+            },
+        ).returning(Task.id, Task.run_id)
+        row = session.execute(upsert).one()
+        if run_id and row.run_id == run_id:
+            attached.append(row.id)
     session.info["tasks_enqueued"] = True
     if dialect == "postgresql":
         # Delivered on commit only: workers on other hosts wake exactly when the tasks exist.
@@ -185,7 +179,6 @@ def requeue(session: Session, task: Task, *, at: datetime, error: str | None) ->
     if newer is not None:
         # Level-based: the newer task reconciles the same key, so this one is superseded.
         task.status = SUPERSEDED
-        newer.attempts = max(newer.attempts, task.attempts)
         newer.next_attempt_at = min(newer.next_attempt_at, at)
         if task.run_id and newer.run_id is None:
             newer.run_id, task.run_id = task.run_id, None
@@ -193,6 +186,24 @@ def requeue(session: Session, task: Task, *, at: datetime, error: str | None) ->
     task.status = QUEUED
     task.next_attempt_at = at
     task.claimed_by = None
+
+
+def defer(session: Session, task: Task, *, at: datetime) -> None:
+    """Put a claimed task back untouched (its attempt undone, its ``updated_at`` kept, so that
+    it still reads as the change it was), or fold it into a newer queued task of its key."""
+    newer = session.scalars(
+        select(Task).where(
+            Task.app_id == task.app_id,
+            Task.user_id == task.user_id,
+            Task.status == QUEUED,
+            Task.id != task.id,
+        )
+    ).first()
+    if newer is not None:
+        task.status = SUPERSEDED
+        return
+    task.status, task.claimed_by, task.next_attempt_at = QUEUED, None, at
+    task.attempts = max(0, task.attempts - 1)
 
 
 def backoff(attempts: int, base: float, ceiling: float, retry_after: float | None = None) -> float:

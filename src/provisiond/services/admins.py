@@ -114,7 +114,9 @@ def sign_in(session: Session, username: str, password: str, correlation_id: str)
     The caller must commit even on failure: the failure count and the event are the point.
     """
     key = username.strip().lower()
-    admin = session.scalar(select(Admin).where(Admin.username == key))
+    # Row lock (PostgreSQL): parallel guesses are counted one after another, so no more than
+    # MAX_FAILURES get through before the lock (SQLite's BEGIN IMMEDIATE serialises already).
+    admin = session.scalar(select(Admin).where(Admin.username == key).with_for_update())
     actor = Actor(f"admin:{key}" if admin else "anonymous", correlation_id=correlation_id)
     now = utcnow()
     if admin is None:
