@@ -207,3 +207,15 @@ def test_credentials_are_write_only(api: httpx.Client, target: str) -> None:
     moved = api.patch(f"/apps/{app['id']}", json={"connector": {"base_url": target + "/"}})
     assert moved.status_code == 200, moved.text
     assert moved.json()["connector"]["auth"]["secret_set"] is True
+
+
+def test_moving_an_app_to_another_host_needs_the_secret_again(api: httpx.Client, target: str) -> None:
+    app = api.post("/apps", json=scim_app("moving", target)).json()
+    elsewhere = target.replace("127.0.0.1", "localhost")
+    refused = api.patch(f"/apps/{app['id']}", json={"connector": {"base_url": elsewhere}})
+    body = assert_problem(refused, 422)
+    assert body["field"] == "connector.auth"
+    assert api.get(f"/apps/{app['id']}").json()["connector"]["base_url"] == target
+    moved = api.patch(f"/apps/{app['id']}", json={"connector": {
+        "base_url": elsewhere, "auth": {"type": "bearer", "token": "target-token"}}})
+    assert moved.status_code == 200, moved.text

@@ -241,3 +241,26 @@ def test_a_scope_that_fails_for_some_users_fails_only_them_visibly(
     preview = api.post(f"/apps/{app['id']}/policy/preview", json={}).json()
     errors = [c for c in preview["changes"] if c["operation"] == "error"]
     assert [e["user_id"] for e in errors] == [lacking["id"]]
+
+
+def test_a_leaver_during_a_hold_is_still_deprovisioned_when_it_is_cancelled(
+    api: httpx.Client, scim: httpx.Client, target: str
+) -> None:
+    app, users = setup_app(api, target, {f"h{i}": "Sales" for i in range(4)})
+    keeper = users["h0"]
+    api.post(f"/apps/{app['id']}/assignments", json={"principal_type": "user", "principal_id": keeper["id"]})
+    api.put(f"/apps/{app['id']}/policy", json=policy_with(
+        api, app["id"], limits={"max_deprovisions": 1, "max_deprovision_percent": None})).raise_for_status()
+    group_assignment = next(a for a in api.get(f"/apps/{app['id']}/assignments").json()["items"]
+                            if a["principal_type"] == "group")
+    api.delete(f"/apps/{app['id']}/assignments/{group_assignment['id']}").raise_for_status()
+    held = eventually(lambda: [r for r in api.get(f"/apps/{app['id']}/runs").json()["items"] if r["status"] == "held"])
+    assert keeper["id"] in held[0]["held"]["user_ids"]
+    # The keeper leaves the company while the run is held: deferred, not lost.
+    api.post(f"/users/{keeper['id']}/lifecycle/deactivate").raise_for_status()
+    eventually(lambda: api.get("/logs", params={"user": keeper["id"], "outcome": "skipped"}).json()["items"])
+    assert remote_user(scim, keeper["profile"]["login"])["active"] is True
+    api.post(f"/runs/{held[0]['id']}/cancel").raise_for_status()
+    eventually(lambda: remote_user(scim, keeper["profile"]["login"])["active"] is False)
+    others = [u for k, u in users.items() if k != "h0"]
+    assert all(remote_user(scim, u["profile"]["login"])["active"] for u in others)  # the cancelled change

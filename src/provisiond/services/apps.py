@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from provisiond.connectors.registry import connector_settings
 from provisiond.domain.apps import ProvisioningSettings, ScimConnectorSettings
-from provisiond.errors import Conflict, NotFound
+from provisiond.errors import Conflict, Invalid, NotFound
 from provisiond.services import activity
 from provisiond.services.context import Actor
 from provisiond.services.secrets import Vault, split_secrets
@@ -114,6 +115,15 @@ def update_app(
             {**current.model_dump(mode="json", exclude={"auth"}), **connector, "auth": merged_auth}
         )
         public, sealed = _seal(new, vault)
+        given = set(connector.get("auth") or {}) & set(vault.open(sealed))
+        if not given and app.credentials and _hosts(new) != _hosts(current):
+            # A kept secret must not follow the app to another host: whoever may edit the URL
+            # could otherwise collect a token they are never shown.
+            raise Invalid(
+                "the stored credentials are only kept while the host stays the same: "
+                "send connector.auth with its secret to move the app to another host",
+                field="connector.auth",
+            )
         for key in sorted(set(public) | set(app.connector)):
             if public.get(key) != app.connector.get(key):
                 changes[f"connector.{key}"] = {
@@ -137,6 +147,15 @@ def update_app(
             details={"changes": changes},
         )
     return app
+
+
+def _hosts(settings: ScimConnectorSettings) -> tuple[str | None, ...]:
+    """Where credentials are sent: the SCIM host and, for OAuth, the token endpoint's host."""
+    token_url = getattr(settings.auth, "token_url", None)
+    return (
+        urlsplit(settings.base_url).netloc.lower(),
+        urlsplit(str(token_url)).netloc.lower() if token_url else None,
+    )
 
 
 def delete_app(session: Session, actor: Actor, app_id: str) -> None:

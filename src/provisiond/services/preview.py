@@ -6,7 +6,8 @@ import asyncio
 import time
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from provisiond.domain.policy import PolicyDocument
@@ -50,11 +51,16 @@ def preview(
     held = not limits.allows(deprovisions, result.accounts)
     changed = [u for u in result.users if u.operation is not None or u.error is not None]
     activity.record(
-        session, actor, "app.policy.preview",
+        session,
+        actor,
+        "app.policy.preview",
         f"previewed {'a draft policy' if draft is not None else f'policy version {version}'} of "
-        f"{app.name}: " + ", ".join(f"{n} {k}" for k, n in counts.items() if n and k != "unchanged")
+        f"{app.name}: "
+        + ", ".join(f"{n} {k}" for k, n in counts.items() if n and k != "unchanged")
         + (" (nothing to do)" if not changed else ""),
-        app_id=app.id, targets={"app": app.name}, details={"counts": counts, "draft": draft is not None},
+        app_id=app.id,
+        targets={"app": app.name},
+        details={"counts": counts, "draft": draft is not None},
     )
     return {
         "app_id": app.id,
@@ -83,9 +89,13 @@ async def provision_now(rt: Runtime, actor: Actor, app_id: str, user_id: str) ->
                     raise Conflict(f"provisioning is disabled for {app.name}: enable it first")
                 task_id = _claim_key(session, actor, app.id, user.id)
                 activity.record(
-                    session, actor, "app.user.provision_on_demand",
+                    session,
+                    actor,
+                    "app.user.provision_on_demand",
                     f"provisioning {login} in {app.name} on demand",
-                    app_id=app.id, user_id=user.id, targets={"app": app.name, "user": login},
+                    app_id=app.id,
+                    user_id=user.id,
+                    targets={"app": app.name, "user": login},
                 )
             break
         except _Busy:
@@ -123,20 +133,43 @@ class _Busy(Exception):
 
 
 def _claim_key(session: Session, actor: Actor, app_id: str, user_id: str) -> str:
-    """A running task for the key, so that no worker reconciles the same account meanwhile."""
-    rows = session.scalars(
-        select(Task).where(Task.app_id == app_id, Task.user_id == user_id, Task.status.in_((queue.QUEUED, queue.RUNNING)))
-    ).all()
-    if any(task.status == queue.RUNNING for task in rows):
+    """A running task for the key, so that no worker reconciles the same account meanwhile.
+
+    Race-free on PostgreSQL too: the queued row is taken over with a conditional UPDATE (a
+    worker's claim of it in between makes it miss), and a second running task for the key is
+    refused by the ``uq_tasks_running_key`` index.
+    """
+    running = session.scalar(
+        select(Task.id).where(Task.app_id == app_id, Task.user_id == user_id, Task.status == queue.RUNNING)
+    )
+    if running is not None:
         raise _Busy
     now = utcnow()
-    task = rows[0] if rows else Task(
-        id=new_id(), app_id=app_id, user_id=user_id, reason="on_demand", status=queue.QUEUED,
-        attempts=0, next_attempt_at=now, correlation_id=actor.correlation_id, created_at=now,
+    take_over = dict(
+        status=queue.RUNNING, claimed_by="on-demand", claimed_at=now, verify_remote=True,
+        updated_at=now, reason="on_demand",
     )
-    task.status, task.claimed_by, task.claimed_at = queue.RUNNING, "on-demand", now
-    task.verify_remote, task.attempts, task.updated_at = True, task.attempts + 1, now
-    task.reason = "on_demand"
-    session.add(task)
-    session.flush()
-    return task.id
+    queued = session.scalar(
+        select(Task.id).where(Task.app_id == app_id, Task.user_id == user_id, Task.status == queue.QUEUED)
+    )
+    try:
+        with session.begin_nested():
+            if queued is not None:
+                taken = session.execute(
+                    update(Task)
+                    .where(Task.id == queued, Task.status == queue.QUEUED)
+                    .values(attempts=Task.attempts + 1, **take_over)
+                    .returning(Task.id)
+                ).scalar_one_or_none()
+                if taken is None:
+                    raise _Busy
+                return taken
+            task = Task(
+                id=new_id(), app_id=app_id, user_id=user_id, attempts=1, next_attempt_at=now,
+                correlation_id=actor.correlation_id, created_at=now, **take_over,
+            )
+            session.add(task)
+            session.flush()
+            return task.id
+    except IntegrityError:
+        raise _Busy from None

@@ -24,10 +24,18 @@ def upgrade() -> None:
         batch_op.drop_index("ix_tasks_due")
         batch_op.create_index("ix_tasks_due", ["status", "priority", "next_attempt_at"], unique=False)
         batch_op.create_index("ix_tasks_key", ["app_id", "user_id", "status"], unique=False)
+        batch_op.create_index(
+            "uq_tasks_running_key",
+            ["app_id", "user_id"],
+            unique=True,
+            sqlite_where=sa.text("status = 'running'"),
+            postgresql_where=sa.text("status = 'running'"),
+        )
 
 
 def downgrade() -> None:
     with op.batch_alter_table("tasks", schema=None) as batch_op:
+        batch_op.drop_index("uq_tasks_running_key")
         batch_op.drop_index("ix_tasks_key")
         batch_op.drop_index("ix_tasks_due")
         batch_op.create_index("ix_tasks_due", ["status", "next_attempt_at"], unique=False)
