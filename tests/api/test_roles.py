@@ -173,8 +173,9 @@ CONSOLE: dict[tuple[str, str], Action] = {
     },
     **{
         ("POST", f"/apps/{{app_id}}/{form}"): Action.APP_MANAGE
-        for form in ("connector", "test", "provisioning", "sync", "assignments", "policy")
+        for form in ("connector", "test", "provisioning", "sync", "roles", "assignments", "policy")
     },
+    ("POST", "/apps/{app_id}/roles/{role_id}/delete"): Action.APP_MANAGE,
     ("POST", "/apps/{app_id}/assignments/{assignment_id}/delete"): Action.APP_MANAGE,
     ("POST", "/apps/{app_id}/delete"): Action.APP_DELETE,
     ("GET", "/directory"): Action.DIRECTORY_READ,
@@ -188,6 +189,9 @@ CONSOLE: dict[tuple[str, str], Action] = {
     ("GET", "/directory/groups/{group_id}"): Action.DIRECTORY_READ,
     ("POST", "/directory/groups/{group_id}/members"): Action.DIRECTORY_WRITE,
     ("POST", "/directory/groups/{group_id}/members/{user_id}/remove"): Action.DIRECTORY_WRITE,
+    ("POST", "/directory/groups/{group_id}/rule"): Action.DIRECTORY_WRITE,
+    ("POST", "/directory/groups/{group_id}/children"): Action.DIRECTORY_WRITE,
+    ("POST", "/directory/groups/{group_id}/children/{child_id}/remove"): Action.DIRECTORY_WRITE,
     ("GET", "/tasks"): Action.TASK_READ,
     ("POST", "/tasks/{task_id}/retry"): Action.TASK_RETRY,
     ("POST", "/tasks/{task_id}/dismiss"): Action.TASK_DISMISS,

@@ -59,9 +59,11 @@ def test_the_administrators_path_ends_with_an_account_deactivated(
     expect(page.get_by_role("switch", name="Provisioning enabled")).to_be_checked()
     shot(page, "02-provisioning")
 
-    # Roles (placeholder until app roles exist).
+    # Roles: define the editor role (a SCIM roles value, by default).
     page.get_by_role("navigation", name="Application").get_by_role("link", name="Roles").click()
-    expect(page.get_by_role("note")).to_contain_text("Coming with app roles")
+    page.get_by_label("Name").fill("editor")
+    page.get_by_role("button", name="Define role").click()
+    expect(page.get_by_role("table")).to_contain_text("editor")
 
     # Assignments: the group, with a role and a priority.
     page.get_by_role("navigation", name="Application").get_by_role(
@@ -69,7 +71,7 @@ def test_the_administrators_path_ends_with_an_account_deactivated(
     ).click()
     page.get_by_role("radio", name="Group").check()
     page.get_by_role("combobox", name="Group").select_option(label="Engineering")
-    page.get_by_label("Role").fill("editor")
+    page.get_by_label("Role").select_option(label="editor")
     page.get_by_label("Priority").fill("10")
     page.get_by_role("button", name="Assign", exact=True).click()
     expect(page.get_by_role("table")).to_contain_text("Engineering")

@@ -18,7 +18,7 @@ from tests.cli.conftest import flat, invoke, ok
 from tests.support.servers import free_port
 
 COMMANDS = {
-    (): ["serve", "worker", "migrate", "token", "users", "groups", "apps", "provisioning",
+    (): ["serve", "worker", "migrate", "token", "users", "groups", "apps", "provisioning", "roles",
          "assign", "unassign", "assignments", "sync", "accounts", "logs", "tasks"],
     ("token",): ["create"],
     ("users",): ["list", "get", "create", "update", "activate", "suspend", "unsuspend",
@@ -26,6 +26,7 @@ COMMANDS = {
     ("groups",): ["list", "create", "delete", "members", "add", "remove"],
     ("apps",): ["list", "get", "create", "delete"],
     ("provisioning",): ["show", "set", "test", "enable", "disable"],
+    ("roles",): ["list", "create", "update", "delete"],
     ("tasks",): ["list", "retry", "dismiss"],
 }
 

@@ -14,7 +14,17 @@ from provisiond import __version__
 from provisiond.api import metrics, problems
 from provisiond.api.authorization import require_declared, requires
 from provisiond.api.deps import admin
-from provisiond.api.routers import apps, assignments, groups, logs, policy, sync, tasks, users
+from provisiond.api.routers import (
+    apps,
+    assignments,
+    groups,
+    logs,
+    policy,
+    roles,
+    sync,
+    tasks,
+    users,
+)
 from provisiond.authz import Action
 from provisiond.config import Settings
 from provisiond.runtime import Runtime
@@ -58,7 +68,7 @@ def create_app(
     problems.install(app)
 
     v1 = APIRouter(prefix="/api/v1", dependencies=[Depends(admin), Depends(require_declared)])
-    for module in (users, groups, apps, assignments, policy, sync, tasks, logs):
+    for module in (users, groups, apps, roles, assignments, policy, sync, tasks, logs):
         v1.include_router(module.router)
     app.include_router(v1)
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from provisiond.domain.apps import ProvisioningSettings, ScimConnectorSettings, app_name_pattern
 from provisiond.domain.directory import Profile
+from provisiond.domain.roles import NAME_MAX, RoleExpression
 from provisiond.store import tables
 
 
@@ -56,30 +58,51 @@ class UserOut(BaseModel):
         )
 
 
+RULE_DESCRIPTION = (
+    'A CEL bool over `user` (e.g. `user.department == "Sales"`): the group\'s members are '
+    "the users it holds for, kept current; null for a group whose members are set by hand."
+)
+
+
 class GroupCreate(Strict):
     name: str = Field(min_length=1, max_length=256)
     description: str | None = Field(default=None, max_length=2048)
+    rule: str | None = Field(default=None, max_length=4096, description=RULE_DESCRIPTION)
 
 
 class GroupPatch(Strict):
     name: str | None = Field(default=None, min_length=1, max_length=256)
     description: str | None = Field(default=None, max_length=2048)
+    rule: str | None = Field(
+        default=None, max_length=4096, description=RULE_DESCRIPTION + " Leave out to keep it."
+    )
+
+
+class GroupRef(BaseModel):
+    id: str
+    name: str
 
 
 class GroupOut(BaseModel):
     id: str
     name: str
     description: str | None
-    member_count: int
+    rule: str | None
+    member_count: int = Field(description="Effective members: direct and of nested groups.")
+    children: list[GroupRef] = Field(description="The groups nested in this one.")
     created_at: datetime
 
     @classmethod
-    def of(cls, group: tables.Group, member_count: int) -> GroupOut:
+    def of(
+        cls, group: tables.Group, member_count: int, children: Sequence[tables.Group] = ()
+    ) -> GroupOut:
         return cls(
             id=group.id,
             name=group.name,
             description=group.description,
+            rule=group.rule,
             member_count=member_count,
+            children=[GroupRef(id=child.id, name=child.name) for child in children],
             created_at=group.created_at,
         )
 
@@ -136,7 +159,27 @@ class ProvisioningOut(ProvisioningSettings):
 class AssignmentCreate(Strict):
     principal_type: Literal["user", "group"]
     principal_id: str = Field(min_length=1, max_length=64)
+    role: str | None = Field(
+        default=None, max_length=128, description="One of the app's roles, by name or id."
+    )
+    roles: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(
+        default_factory=list, max_length=64, description="Several of the app's roles."
+    )
+    priority: int | None = Field(
+        default=None,
+        ge=0,
+        le=10_000,
+        description="Group assignments: lower wins (role_mode priority); unique per app.",
+    )
+
+
+class AssignmentPatch(Strict):
+    """Only the fields given change; ``roles: []`` (or ``role: null``) removes every role."""
+
     role: str | None = Field(default=None, max_length=128)
+    roles: list[Annotated[str, Field(min_length=1, max_length=128)]] | None = Field(
+        default=None, max_length=64
+    )
     priority: int | None = Field(default=None, ge=0, le=10_000)
 
 
@@ -145,20 +188,59 @@ class AssignmentOut(BaseModel):
     app_id: str
     principal_type: str
     principal_id: str
-    role: str | None
+    role: str | None = Field(description="The role's name when it grants exactly one.")
+    roles: list[str]
     priority: int | None
     created_at: datetime
 
     @classmethod
-    def of(cls, row: tables.Assignment) -> AssignmentOut:
+    def of(cls, row: tables.Assignment, roles: list[tables.AppRole]) -> AssignmentOut:
+        names = [role.name for role in roles]
         return cls(
             id=row.id,
             app_id=row.app_id,
             principal_type=row.principal_type,
             principal_id=row.principal_id,
-            role=row.role,
+            role=names[0] if len(names) == 1 else None,
+            roles=names,
             priority=row.priority,
             created_at=row.created_at,
+        )
+
+
+class RoleCreate(Strict):
+    name: str = Field(min_length=1, max_length=NAME_MAX)
+    description: str | None = Field(default=None, max_length=2048)
+    expression: RoleExpression | None = Field(
+        default=None, description='Default: {"kind": "scim_role", "value": <name>}.'
+    )
+
+
+class RolePatch(Strict):
+    name: str | None = Field(default=None, min_length=1, max_length=NAME_MAX)
+    description: str | None = Field(default=None, max_length=2048)
+    expression: RoleExpression | None = None
+
+
+class RoleOut(BaseModel):
+    id: str
+    app_id: str
+    name: str
+    description: str | None
+    expression: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, row: tables.AppRole) -> RoleOut:
+        return cls(
+            id=row.id,
+            app_id=row.app_id,
+            name=row.name,
+            description=row.description,
+            expression=row.expression,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
         )
 
 

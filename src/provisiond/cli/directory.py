@@ -39,6 +39,7 @@ GROUP_COLUMNS = (
     Column("ID", "id"),
     Column("NAME", "name"),
     Column("MEMBERS", "member_count"),
+    Column("RULE", lambda group: group.get("rule") or "", wrap=True),
     Column("DESCRIPTION", "description", wrap=True),
 )
 
@@ -47,7 +48,8 @@ GroupId = Annotated[str, typer.Argument(metavar="GROUP_ID", help="The group's id
 Attrs = Annotated[
     list[str] | None,
     typer.Option(
-        "--attr", metavar="KEY=VALUE",
+        "--attr",
+        metavar="KEY=VALUE",
         help="A profile attribute (repeatable); KEY:=JSON for a typed value: contractor:=true.",
     ),
 ]
@@ -55,9 +57,16 @@ Opt = Annotated[str | None, typer.Option(show_default=False)]
 
 # Option name -> the profile attribute it sets.
 STANDARD = {
-    "login": "login", "email": "email", "first_name": "firstName", "last_name": "lastName",
-    "display_name": "displayName", "department": "department", "title": "title",
-    "manager": "manager", "employee_number": "employeeNumber", "employee_type": "employeeType",
+    "login": "login",
+    "email": "email",
+    "first_name": "firstName",
+    "last_name": "lastName",
+    "display_name": "displayName",
+    "department": "department",
+    "title": "title",
+    "manager": "manager",
+    "employee_number": "employeeNumber",
+    "employee_type": "employeeType",
 }
 
 
@@ -220,16 +229,104 @@ def list_groups(
     st.out.page(st.api.get("/groups", q=q), GROUP_COLUMNS, empty="no groups")
 
 
+RuleOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--rule",
+        metavar="EXPR",
+        show_default=False,
+        help="A CEL rule over user, e.g. 'user.department == \"Sales\"': members follow it.",
+    ),
+]
+
+
+def render_group(group: dict[str, Any]) -> list[tuple[str, Any]]:
+    children = ", ".join(f"{c['name']} ({c['id']})" for c in group.get("children", []))
+    return [
+        ("id", group["id"]),
+        ("name", group["name"]),
+        ("description", group.get("description") or ""),
+        ("rule", group.get("rule") or "(none: members are added by hand)"),
+        ("members", group.get("member_count")),
+        ("nested groups", children or "(none)"),
+        ("created", when(group.get("created_at"))),
+    ]
+
+
+@groups.command("get")
+def get_group(ctx: typer.Context, group_id: GroupId) -> None:
+    """Show a group: its rule, member count and nested groups."""
+    st = state(ctx)
+    group = st.api.get(path("groups", group_id))
+    st.out.show(group, render_group(group))
+
+
 @groups.command("create")
 def create_group(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="The group's name.")],
     description: Opt = None,
+    rule: RuleOpt = None,
 ) -> None:
-    """Create a group."""
+    """Create a group; with --rule, its members are the users the rule holds for."""
     st = state(ctx)
-    group = st.api.post("/groups", {"name": name, "description": description})
+    body = {"name": name, "description": description, "rule": rule}
+    group = st.api.post("/groups", body)
     st.out.done(group, f"created group {group['name']}: {group['id']}")
+
+
+@groups.command("update")
+def update_group(
+    ctx: typer.Context,
+    group_id: GroupId,
+    name: Opt = None,
+    description: Opt = None,
+    rule: RuleOpt = None,
+    no_rule: Annotated[
+        bool, typer.Option("--no-rule", help="Remove the rule: keep the members, by hand.")
+    ] = False,
+) -> None:
+    """Rename a group, change its description, or set or remove its rule."""
+    if rule is not None and no_rule:
+        raise typer.BadParameter("give --rule or --no-rule, not both")
+    body: dict[str, Any] = {
+        key: value
+        for key, value in (("name", name), ("description", description), ("rule", rule))
+        if value is not None
+    }
+    if no_rule:
+        body["rule"] = None
+    if not body:
+        raise typer.BadParameter(
+            "nothing to change: give --name, --description, --rule or --no-rule"
+        )
+    st = state(ctx)
+    group = st.api.patch(path("groups", group_id), body)
+    st.out.done(group, f"updated group {group['name']}: {group['member_count']} members")
+
+
+@groups.command("nest")
+def nest_group(
+    ctx: typer.Context,
+    parent: Annotated[str, typer.Argument(metavar="PARENT_ID", help="The containing group.")],
+    child: Annotated[str, typer.Argument(metavar="CHILD_ID", help="The group to nest in it.")],
+) -> None:
+    """Nest CHILD in PARENT: CHILD's members become members of PARENT too."""
+    st = state(ctx)
+    st.api.put(path("groups", parent, "groups", child))
+    st.out.done(None, f"nested group {child} in {parent}")
+
+
+@groups.command("unnest")
+def unnest_group(
+    ctx: typer.Context,
+    parent: Annotated[str, typer.Argument(metavar="PARENT_ID", help="The containing group.")],
+    child: Annotated[str, typer.Argument(metavar="CHILD_ID", help="The nested group.")],
+) -> None:
+    """Take CHILD out of PARENT."""
+    st = state(ctx)
+    st.api.delete(path("groups", parent, "groups", child))
+    st.out.done(None, f"removed group {child} from {parent}")
 
 
 @groups.command("delete")
@@ -241,10 +338,17 @@ def delete_group(ctx: typer.Context, group_id: GroupId) -> None:
 
 
 @groups.command("members")
-def list_members(ctx: typer.Context, group_id: GroupId) -> None:
+def list_members(
+    ctx: typer.Context,
+    group_id: GroupId,
+    effective: Annotated[
+        bool, typer.Option("--effective", help="Also the members of nested groups.")
+    ] = False,
+) -> None:
     """List a group's members."""
     st = state(ctx)
-    st.out.page(st.api.get(path("groups", group_id, "users")), USER_COLUMNS, empty="no members")
+    page = st.api.get(path("groups", group_id, "users"), effective="true" if effective else None)
+    st.out.page(page, USER_COLUMNS, empty="no members")
 
 
 @groups.command("add")

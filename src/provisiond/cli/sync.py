@@ -23,7 +23,7 @@ ASSIGNMENT_COLUMNS = (
     Column("ID", "id"),
     Column("TYPE", "principal_type"),
     Column("PRINCIPAL", "principal_id"),
-    Column("ROLE", "role"),
+    Column("ROLES", lambda a: ", ".join(a.get("roles") or []) or None),
     Column("PRIORITY", "priority"),
     Column("CREATED", lambda a: when(a.get("created_at"))),
 )
@@ -42,9 +42,13 @@ def assign(
     app: AppArg,
     user: Annotated[str | None, typer.Option(metavar="USER_ID", help="Assign a user.")] = None,
     group: Annotated[str | None, typer.Option(metavar="GROUP_ID", help="Assign a group.")] = None,
-    role: Annotated[str | None, typer.Option(help="The role it gives in the app.")] = None,
+    role: Annotated[
+        list[str] | None,
+        typer.Option(help="A role it grants in the app (name or id); repeat for several."),
+    ] = None,
     priority: Annotated[
-        int | None, typer.Option(min=0, max=10_000, help="Lower wins when assignments conflict.")
+        int | None,
+        typer.Option(min=0, max=10_000, help="Group assignments: lower wins; unique per app."),
     ] = None,
 ) -> None:
     """Give a user, or every member of a group, an account in the app."""
@@ -52,7 +56,10 @@ def assign(
         raise typer.BadParameter("give exactly one of --user USER_ID or --group GROUP_ID")
     st = state(ctx)
     kind, principal = ("user", user) if user is not None else ("group", group)
-    body = {"principal_type": kind, "principal_id": principal, "role": role, "priority": priority}
+    body = {
+        "principal_type": kind, "principal_id": principal, "roles": role or [],
+        "priority": priority,
+    }
     created = st.api.post(path("apps", app, "assignments"), body)
     st.out.done(created, f"assigned {kind} {principal} to {app}: assignment {created['id']}")
 

@@ -10,6 +10,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr, field_validator
 
+from provisiond.domain.roles import RoleMode
+
 _NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 
 
@@ -51,6 +53,9 @@ class ProvisioningSettings(BaseModel):
     matching: MatchingAttribute = "userName"
     concurrency: int = Field(default=4, ge=1, le=64)
     rate_limit_per_second: float | None = Field(default=None, gt=0, le=10_000)
+    # How the roles of several assignments combine (engine/roles.py): the winning assignment's
+    # (a direct one, else the group with the lowest priority number), or all of them.
+    role_mode: RoleMode = "priority"
 
 
 class BearerAuth(BaseModel):

@@ -8,6 +8,7 @@ from typing import Any
 
 from provisiond.domain.directory import UserStatus
 from provisiond.engine.mapping import CompiledPolicy, default_policy
+from provisiond.engine.roles import RoleSettings, Source, apply_roles, as_source, resolve
 
 CORE_USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
 
@@ -57,16 +58,21 @@ class Evaluation:
 
 
 def evaluate(
-    user: DirectoryUser, assigned_by: Iterable[str], policy: CompiledPolicy | None = None
+    user: DirectoryUser,
+    assigned_by: Iterable[Source | str],
+    policy: CompiledPolicy | None = None,
+    roles: RoleSettings | None = None,
 ) -> Evaluation:
     """Decide whether ``user`` gets an account and with what; EvaluationError for this user.
 
     Staged users are not provisioned until activated; deprovisioned users have no account;
     suspended users keep theirs, deactivated (``active: false``); assigned users outside the
-    policy's scope have none.
+    policy's scope have none. The roles the assignments grant (engine.roles) are added after
+    the mappings; where the policy maps ``roles`` or ``entitlements`` itself, the policy wins.
     """
     policy = policy or default_policy()
-    sources = tuple(sorted(assigned_by))
+    grants = [as_source(source) for source in assigned_by]
+    sources = tuple(sorted(source.label for source in grants))
     if not sources:
         return Evaluation(None, "not assigned to the app")
     if user.status in (UserStatus.STAGED, UserStatus.DEPROVISIONED):
@@ -76,11 +82,20 @@ def evaluate(
     reason = f"assigned via {', '.join(sources)}" + (
         f"; in scope ({policy.document.scope})" if policy.scope is not None else ""
     )
-    return Evaluation(DesiredAccount(_mapped(user, policy), sources), reason)
+    attributes = _mapped(user, policy)
+    if roles is not None:
+        attributes = apply_roles(attributes, grants, roles)
+        granted = resolve(grants, roles.mode)
+        if granted:
+            reason += f"; roles {', '.join(role.name for role in granted)} ({roles.mode})"
+    return Evaluation(DesiredAccount(attributes, sources), reason)
 
 
 def desired_account(
-    user: DirectoryUser, assigned_by: Iterable[str], policy: CompiledPolicy | None = None
+    user: DirectoryUser,
+    assigned_by: Iterable[Source | str],
+    policy: CompiledPolicy | None = None,
+    roles: RoleSettings | None = None,
 ) -> DesiredAccount | None:
     """The account ``user`` should have given the assignments that reach them, or None."""
-    return evaluate(user, assigned_by, policy).desired
+    return evaluate(user, assigned_by, policy, roles).desired

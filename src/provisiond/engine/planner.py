@@ -94,11 +94,14 @@ def _get(attributes: Mapping[str, Any], name: str) -> Any:
 
 
 def _normalise(value: Any) -> Any:
-    """Compare the way SCIM does: attribute names are case-insensitive (RFC 7643 §2.1)."""
+    """Compare the way SCIM does: attribute names are case-insensitive (RFC 7643 §2.1), and
+    an empty multi-valued attribute is the same state as an unassigned one (§2.5)."""
     if isinstance(value, Mapping):
-        return {k.lower(): _normalise(v) for k, v in value.items() if v is not None}
+        return {
+            k.lower(): _normalise(v) for k, v in value.items() if v is not None and v != []
+        }
     if isinstance(value, list):
-        return [_normalise(item) for item in value]
+        return [_normalise(item) for item in value] or None
     return value
 
 

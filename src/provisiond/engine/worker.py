@@ -16,17 +16,23 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 from sqlalchemy import event as sa_event
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from provisiond.config import Settings
 from provisiond.connectors.base import Connector
 from provisiond.connectors.registry import build_connector
-from provisiond.domain.apps import Deprovision, ProvisioningSettings, ScimConnectorSettings
+from provisiond.domain.apps import (
+    Deprovision,
+    DeprovisionAction,
+    ProvisioningSettings,
+    ScimConnectorSettings,
+)
 from provisiond.domain.directory import UserStatus
 from provisiond.engine import queue
 from provisiond.engine.desired import DesiredAccount, DirectoryUser, evaluate
@@ -36,11 +42,12 @@ from provisiond.engine.mapping import CompiledPolicy
 from provisiond.engine.planner import AccountStatus, ActualAccount, Operation, OperationKind, plan
 from provisiond.errors import ConnectorError, RateLimited
 from provisiond.expressions import EvaluationError
-from provisiond.services import activity, policies, reach, runs
+from provisiond.services import activity, policies, runs
 from provisiond.services.apps import provisioning_of, settings_of
 from provisiond.services.context import Actor
 from provisiond.services.planning import DEPROVISIONS
 from provisiond.services.secrets import Vault
+from provisiond.services.sources import role_settings, sources_of_user
 from provisiond.store.db import Database
 from provisiond.store.tables import Account, App, Task, User, utcnow
 
@@ -48,6 +55,7 @@ log = logging.getLogger("provisiond.worker")
 ENGINE_ACTOR = "provisiond"
 IDLE_POLL_SECONDS = 5.0
 HOUSEKEEPING_SECONDS = 300.0
+HELD_RECHECK = timedelta(minutes=10)  # approve/cancel make deferred tasks due at once
 
 EVENT_ACTION = {
     OperationKind.CREATE: "app.user.provision",
@@ -73,7 +81,8 @@ class Snapshot:
     actual: ActualAccount | None
     reason: str  # why the user has (or has not) an account, for the trace
     error: str | None = None  # the policy failed for this user
-    held_by: str | None = None  # a held run that keeps this user's deprovisioning back
+    # A held run that defers this user's deprovisioning, or a cancelled one that drops it.
+    held_by: tuple[str, str] | None = None
     fingerprint: str | None = None  # of the inputs, kept on the account once reconciled
 
     @property
@@ -87,7 +96,9 @@ class Snapshot:
         return plan(self.desired, self.actual, self.provisioning, self.deprovision, now=utcnow())
 
 
-def snapshot(session: Session, vault: Vault, app_id: str, user_id: str) -> Snapshot | None:
+def snapshot(
+    session: Session, vault: Vault, app_id: str, user_id: str, queued_at: datetime | None = None
+) -> Snapshot | None:
     app = session.get(App, app_id)
     if app is None:
         return None
@@ -96,13 +107,13 @@ def snapshot(session: Session, vault: Vault, app_id: str, user_id: str) -> Snaps
     provisioning = provisioning_of(app)
     desired, reason, error, inputs = None, "removed from the directory", None, None
     if user is not None:
-        sources = reach.assignment_sources(session, app_id, user_id)
-        inputs = fingerprint(
-            policy_key(policy.document, provisioning), user.id, user.status, user.profile, sources
-        )
+        roles = role_settings(session, app_id, provisioning)
+        granted_by = sources_of_user(session, app_id, user_id)
+        key = policy_key(policy.document, provisioning, roles)
+        inputs = fingerprint(key, user.id, user.status, user.profile, granted_by)
         directory_user = DirectoryUser(user.id, UserStatus(user.status), user.profile)
         try:
-            evaluation = evaluate(directory_user, sources, policy)
+            evaluation = evaluate(directory_user, granted_by, policy, roles)
             desired, reason = evaluation.desired, evaluation.reason
         except EvaluationError as exc:
             reason, error = "the policy failed for this user", exc.detail
@@ -126,9 +137,23 @@ def snapshot(session: Session, vault: Vault, app_id: str, user_id: str) -> Snaps
         actual=actual,
         reason=reason,
         error=error,
-        held_by=runs.holding(session, app_id, user_id),
+        held_by=runs.holding(session, app_id, user_id, queued_at),
         fingerprint=inputs,
     )
+
+
+def _blocked_deprovision(snap: Snapshot) -> str | None:
+    """Why an account that should go is kept, when the settings, not the planner, keep it."""
+    actual = snap.actual
+    if snap.desired is not None or actual is None or not actual.exists:
+        return None
+    if actual.status is not AccountStatus.ACTIVE:
+        return None
+    if not snap.provisioning.features.deactivate_users:
+        return "the app's deactivate_users feature is off"
+    if snap.deprovision.action is DeprovisionAction.NONE:
+        return "the deprovisioning action is none"
+    return None
 
 
 def store_account(
@@ -200,6 +225,7 @@ class Worker:
         self._wake: asyncio.Event | None = None
         self._gates: dict[str, asyncio.Semaphore] = {}
         self._inflight: set[asyncio.Task[None]] = set()
+        self._claim_batch = max(1, capacity // 4)
         self._per_app: dict[str, int] = {}  # tasks in flight per app
         self._concurrency: dict[str, int] = {}  # each app's limit, as last read
 
@@ -249,8 +275,11 @@ class Worker:
 
     def _finished(self, job: asyncio.Task[None]) -> None:
         self._inflight.discard(job)
-        if self._wake is not None:
-            self._wake.set()  # a slot is free, and the key it held may have a queued task
+        # A freed slot is worth a claim once a batch of them is free (a claim costs a
+        # transaction), or when nothing runs. New work wakes the worker through wake() anyway.
+        room = self.capacity - len(self._inflight)
+        if self._wake is not None and (room >= self._claim_batch or not self._inflight):
+            self._wake.set()
 
     async def _idle(self, stop: asyncio.Event) -> None:
         assert self._wake is not None
@@ -276,10 +305,15 @@ class Worker:
             for app_id, running in self._per_app.items()
             if running >= self._concurrency.get(app_id, 1)
         ]
-        with self.db.session() as session:
-            return [
-                (t.id, t.app_id) for t in queue.claim(session, self.id, room, skip_apps=full)
-            ]
+        try:
+            with self.db.session() as session:
+                return [
+                    (t.id, t.app_id) for t in queue.claim(session, self.id, room, skip_apps=full)
+                ]
+        except IntegrityError:
+            # An on-demand run took one of these keys in the same instant (uq_tasks_running_key):
+            # nothing was claimed; the next round claims what is still queued.
+            return []
 
     async def drain(self, timeout: float = 30.0) -> None:
         """Run until no task is due or running (for tests, benchmarks and one-shot commands)."""
@@ -321,76 +355,117 @@ class Worker:
                 del self._per_app[app_id]
 
     async def execute(self, task_id: str) -> Result | None:
-        """Reconcile one claimed task; the result carries the step-by-step trace."""
+        """Reconcile one claimed task; the result carries the step-by-step trace.
+
+        The snapshot is read only once the app's concurrency gate is passed, and the task's
+        lease is renewed then; every write at the end checks the lease is still this worker's.
+        A worker that overran its lease (the task was requeued and may carry a newer change)
+        still records what it did to the account, but leaves the task to its new owner.
+        """
         with self.db.session() as session:
             task = session.get(Task, task_id)
-            if task is None:
+            if task is None or task.status != queue.RUNNING:
                 return None
-            snap = snapshot(session, self.vault, task.app_id, task.user_id)
+            app_id = task.app_id
+            if app_id not in self._concurrency:
+                app = session.get(App, app_id)
+                self._concurrency[app_id] = provisioning_of(app).concurrency if app else 1
+        concurrency = self._concurrency[app_id]
+        gate = self._gates.setdefault(f"{app_id}:{concurrency}", asyncio.Semaphore(concurrency))
+        async with gate:
+            return await self._execute_owned(task_id)
+
+    async def _execute_owned(self, task_id: str) -> Result | None:
+        with self.db.session() as session:
+            task = session.get(Task, task_id)
+            if task is None or task.status != queue.RUNNING:
+                return None  # requeued while it waited for the gate: its new owner runs it
+            task.claimed_at = lease = utcnow()  # renew the lease: the work starts now
+            snap = snapshot(session, self.vault, task.app_id, task.user_id, task.updated_at)
             user_id, verify, correlation = task.user_id, task.verify_remote, task.correlation_id
-            created_at = task.created_at
+            created_at, claimed_by = task.created_at, task.claimed_by
         if snap is None:  # the app was deleted: its tasks go with it (cascade)
             return None
+        self._concurrency[snap.app_id] = snap.provisioning.concurrency
+
+        def owned(session: Session) -> Task | None:
+            task = session.get(Task, task_id)
+            if task is None or task.status != queue.RUNNING or task.claimed_by != claimed_by:
+                return None
+            return task if task.claimed_at == lease else None
+
         actor = Actor(ENGINE_ACTOR, correlation_id=correlation)
         result = Result()
         result.step("scope", snap.reason, policy_version=snap.policy.version or 0)
         if snap.error is not None:
             result.step("error", snap.error)
             with self.db.session() as session:
-                task = session.get(Task, task_id)
-                assert task is not None
-                self._fail(session, task, snap, snap.error, dead=True)
+                if (task := owned(session)) is not None:
+                    self._fail(session, task, snap, snap.error, dead=True)
             result.outcome = "failed"
             return result
         pending = snap.pending()
-        skip = None
-        if not snap.provisioning.enabled:
-            skip = "provisioning is disabled"
-        elif pending is not None and pending.kind in DEPROVISIONS and snap.held_by:
-            skip = f"held by run {snap.held_by} until an admin approves it"
-        if skip is not None:
-            result.step("skip", skip)
+        if pending is not None and pending.kind in DEPROVISIONS and snap.held_by:
+            state, run_id = snap.held_by
+            # Held: deferred, not dropped (approving or cancelling makes it due). Cancelled:
+            # the task was part of the change the admin cancelled.
+            verdict = "deferred: held by" if state == "held" else "dropped: cancelled with"
+            result.step("held", f"{verdict} run {run_id}")
             with self.db.session() as session:
-                task = session.get(Task, task_id)
-                assert task is not None
-                if pending is not None:
+                if (task := owned(session)) is not None:
                     activity.record(
                         session, actor, EVENT_ACTION[pending.kind],
-                        f"{pending.kind.value} of {snap.user_label} in {snap.app_name} skipped: {skip}",
+                        f"{pending.kind.value} of {snap.user_label} in {snap.app_name} {verdict} run {run_id}",
                         outcome="skipped", app_id=snap.app_id, user_id=user_id,
-                        targets={"app": snap.app_name, "user": snap.user_label},
+                        targets={"app": snap.app_name, "user": snap.user_label, "run_id": run_id},
                     )
-                self._close(session, task, queue.SUCCEEDED, "skipped")
+                    if task.run_id:  # its run is done with it; the held run takes it over
+                        runs.count_outcome(session, task.run_id, "skipped")
+                        task.run_id = None
+                    if state == "held":
+                        queue.defer(session, task, at=utcnow() + HELD_RECHECK)
+                    else:
+                        self._close(session, task, queue.DISMISSED, "skipped")
+            result.outcome = "skipped"
+            return result
+        if not snap.provisioning.enabled:
+            result.step("skip", "provisioning is disabled")
+            with self.db.session() as session:
+                if (task := owned(session)) is not None:
+                    if pending is not None:
+                        activity.record(
+                            session, actor, EVENT_ACTION[pending.kind],
+                            f"{pending.kind.value} of {snap.user_label} in {snap.app_name} "
+                            "skipped: provisioning is disabled",
+                            outcome="skipped", app_id=snap.app_id, user_id=user_id,
+                            targets={"app": snap.app_name, "user": snap.user_label},
+                        )
+                    self._close(session, task, queue.SUCCEEDED, "skipped")
             result.outcome = "skipped"
             return result
 
         connector = await self.pool.get(snap)
-        concurrency = self._concurrency[snap.app_id] = snap.provisioning.concurrency
-        gate = self._gates.setdefault(f"{snap.app_id}:{concurrency}", asyncio.Semaphore(concurrency))
         try:
-            async with gate:
-                await reconcile(
-                    connector, snap.provisioning, snap.desired, snap.actual, verify_remote=verify,
-                    deprovision=snap.deprovision, now=utcnow(), result=result,
-                )
+            await reconcile(
+                connector, snap.provisioning, snap.desired, snap.actual, verify_remote=verify,
+                deprovision=snap.deprovision, now=utcnow(), result=result,
+            )
         except ConnectorError as exc:
             result.step("error", exc.detail, retryable=exc.retryable)
             with self.db.session() as session:
-                task = session.get(Task, task_id)
-                assert task is not None
-                self._fail(
-                    session, task, snap, exc.detail, dead=not exc.retryable,
-                    retry_after=exc.retry_after if isinstance(exc, RateLimited) else None,
-                )
+                if (task := owned(session)) is not None:
+                    self._fail(
+                        session, task, snap, exc.detail, dead=not exc.retryable,
+                        retry_after=exc.retry_after if isinstance(exc, RateLimited) else None,
+                    )
             result.outcome = "failed"
             return result
 
         with self.db.session() as session:
-            task = session.get(Task, task_id)
-            assert task is not None
             store_account(session, snap.app_id, user_id, result, snap.fingerprint)
             operation = result.operation
-            task.operation = operation.kind.value if operation else None
+            task = owned(session)
+            attempt = task.attempts if task is not None else None
             if operation is not None:
                 latency_ms = round((utcnow() - created_at).total_seconds() * 1000)
                 activity.record(
@@ -402,11 +477,20 @@ class Worker:
                         "remote_id": result.account.remote_id if result.account else None,
                     },
                     details={
-                        **operation.describe(), "attempt": task.attempts, "latency_ms": latency_ms,
+                        **operation.describe(), "attempt": attempt, "latency_ms": latency_ms,
                         "policy_version": snap.policy.version or 0, "trace": result.trace,
                     },
                 )
-            self._close(session, task, queue.SUCCEEDED, result.outcome)
+            elif blocked := _blocked_deprovision(snap):
+                activity.record(
+                    session, actor, "app.user.deprovision",
+                    f"deprovisioning of {snap.user_label} in {snap.app_name} skipped: {blocked}",
+                    outcome="skipped", app_id=snap.app_id, user_id=user_id,
+                    targets={"app": snap.app_name, "user": snap.user_label},
+                )
+            if task is not None:
+                task.operation = operation.kind.value if operation else None
+                self._close(session, task, queue.SUCCEEDED, result.outcome)
         return result
 
     def _close(self, session: Session, task: Task, status: str, outcome: str) -> None:

@@ -8,7 +8,7 @@ from provisiond.connectors.registry import build_connector
 from provisiond.domain.apps import ProvisioningSettings, ScimConnectorSettings
 from provisiond.errors import Conflict
 from provisiond.runtime import Runtime
-from provisiond.services import apps, runs
+from provisiond.services import apps, roles, runs
 from provisiond.services.context import Actor
 from provisiond.store.tables import Run
 
@@ -67,4 +67,16 @@ async def put_provisioning(
             if now and not was
             else None
         )
+        planner_inputs = (before.features, before.deprovision_action)
+        if now and was and planner_inputs != (wanted.features, wanted.deprovision_action):
+            # What may be done changed: e.g. deprovisioning turned back on must now reach the
+            # people who left meanwhile. Held, like any run, if it deprovisions too many.
+            run = runs.reconcile_users(
+                session, actor, app, runs.everyone(session, app.id),
+                reason="app.provisioning.update", kind="policy",
+            )
+        if now and was and before.role_mode != wanted.role_mode:
+            # Only users granted a role by some assignment can get other roles.
+            held = roles.granted_users(session, app.id)
+            runs.reconcile_users(session, actor, app, held, reason="app.provisioning.update")
         return apps.provisioning_of(app), app.last_test, run

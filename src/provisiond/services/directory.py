@@ -9,15 +9,15 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import func, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from provisiond.domain.directory import Lifecycle, Profile, UserStatus, next_status
 from provisiond.errors import Conflict, Invalid, NotFound
-from provisiond.services import activity, reach, runs
+from provisiond.services import activity, group_rules, membership, reach, runs
 from provisiond.services.context import Actor
-from provisiond.store.tables import App, Group, GroupMember, User, utcnow
+from provisiond.store.tables import App, Assignment, Group, GroupMember, User, utcnow
 
 
 def login_key(login: str) -> str:
@@ -76,6 +76,9 @@ def create_user(session: Session, actor: Actor, profile: Profile, *, activate: b
         user_id=user.id,
         targets={"user": user.login},
     )
+    changed = group_rules.apply_to_user(session, actor, user)
+    if changed:
+        _reconcile_user(session, actor, user.id, "group.rule", changed)
     return user
 
 
@@ -113,7 +116,8 @@ def update_user(session: Session, actor: Actor, user_id: str, changes: dict[str,
         targets={"user": user.login},
         details={"changes": diff},
     )
-    _reconcile_user(session, actor, user.id, "user.profile")
+    changed = group_rules.apply_to_user(session, actor, user)
+    _reconcile_user(session, actor, user.id, "user.profile", changed)
     return user
 
 
@@ -140,7 +144,8 @@ def change_lifecycle(session: Session, actor: Actor, user_id: str, action: Lifec
         targets={"user": user.login},
         details={"from": before.value, "to": after.value},
     )
-    _reconcile_user(session, actor, user.id, f"user.lifecycle.{action.value}")
+    changed = group_rules.apply_to_user(session, actor, user)
+    _reconcile_user(session, actor, user.id, f"user.lifecycle.{action.value}", changed)
     return user
 
 
@@ -166,9 +171,15 @@ def delete_user(session: Session, actor: Actor, user_id: str) -> None:
     _reconcile(session, actor, apps, [user_id], "user.delete")
 
 
-def _reconcile_user(session: Session, actor: Actor, user_id: str, reason: str) -> None:
+def _reconcile_user(
+    session: Session, actor: Actor, user_id: str, reason: str, groups_changed: Iterable[str] = ()
+) -> None:
+    """Reconcile the user in their apps, and in those of groups they just joined or left."""
     session.flush()
-    _reconcile(session, actor, reach.apps_of_user(session, user_id), [user_id], reason)
+    apps = reach.apps_of_user(session, user_id)
+    if groups_changed:
+        apps |= reach.apps_of_groups(session, reach.ancestors_of(session, groups_changed))
+    _reconcile(session, actor, apps, [user_id], reason)
 
 
 def _reconcile(
@@ -199,16 +210,20 @@ def list_groups(session: Session, q: str | None) -> Sequence[Group]:
 
 
 def member_count(session: Session, group_id: str) -> int:
-    return (
-        session.scalar(
-            select(func.count()).select_from(GroupMember).where(GroupMember.group_id == group_id)
-        )
-        or 0
-    )
+    """The group's effective members: direct ones and those of the groups nested in it."""
+    return member_counts(session, [group_id])[group_id]
 
 
-def members(session: Session, group_id: str) -> Sequence[User]:
+def member_counts(session: Session, group_ids: Sequence[str]) -> dict[str, int]:
+    return {g: len(users) for g, users in reach.effective_members(session, group_ids).items()}
+
+
+def members(session: Session, group_id: str, *, effective: bool = False) -> Sequence[User]:
+    """The group's direct members, or (``effective``) everyone in it or a group nested in it."""
     get_group(session, group_id)
+    if effective:
+        ids = sorted(reach.effective_members(session, [group_id])[group_id])
+        return sorted(find_users_by_ids(session, ids).values(), key=lambda u: u.login_key)
     return session.scalars(
         select(User)
         .join(GroupMember, GroupMember.user_id == User.id)
@@ -217,9 +232,13 @@ def members(session: Session, group_id: str) -> Sequence[User]:
     ).all()
 
 
-def create_group(session: Session, actor: Actor, name: str, description: str | None) -> Group:
+def create_group(
+    session: Session, actor: Actor, name: str, description: str | None, rule: str | None = None
+) -> Group:
     if session.scalar(select(Group).where(Group.name_key == name.casefold())) is not None:
         raise Conflict(f"group {name!r} already exists", field="name")
+    if rule is not None:
+        group_rules.check_rule(session, rule)  # refused before anything is written
     group = Group(name=name, name_key=name.casefold(), description=description)
     session.add(group)
     session.flush()
@@ -227,15 +246,31 @@ def create_group(session: Session, actor: Actor, name: str, description: str | N
         session,
         actor,
         "group.lifecycle.create",
-        f"created group {name}",
+        f"created group {name}" + (f" with the rule {rule}" if rule else ""),
         targets={"group": name, "group_id": group.id},
+        details={"rule": rule} if rule else {},
     )
+    if rule is not None:
+        group_rules.set_rule(session, actor, group, rule)
     return group
 
 
+class _Keep:
+    """The rule argument's default: leave the rule as it is."""
+
+
+KEEP_RULE = _Keep()
+
+
 def update_group(
-    session: Session, actor: Actor, group_id: str, name: str | None, description: str | None
+    session: Session,
+    actor: Actor,
+    group_id: str,
+    name: str | None,
+    description: str | None,
+    rule: str | _Keep | None = KEEP_RULE,
 ) -> Group:
+    """Change name and description (``None`` keeps them) and the rule (``None`` removes it)."""
     group = get_group(session, group_id)
     if name is not None and name.casefold() != group.name_key:
         clash = session.scalar(select(Group).where(Group.name_key == name.casefold()))
@@ -248,6 +283,12 @@ def update_group(
     if description is not None and description != group.description:
         changes["description"] = {"old": group.description, "new": description}
         group.description = description
+    rule_changed = not isinstance(rule, _Keep) and rule != group.rule
+    if rule_changed:
+        assert not isinstance(rule, _Keep)
+        if rule is not None:
+            group_rules.check_rule(session, rule)  # refused before anything is written
+        changes["rule"] = {"old": group.rule, "new": rule}
     if changes:
         group.updated_at = utcnow()
         activity.record(
@@ -258,15 +299,17 @@ def update_group(
             targets={"group": group.name, "group_id": group.id},
             details={"changes": changes},
         )
+    if rule_changed:
+        assert not isinstance(rule, _Keep)
+        group_rules.set_rule(session, actor, group, rule)
     return group
 
 
 def delete_group(session: Session, actor: Actor, group_id: str) -> None:
+    """Delete the group, its assignments and nesting; its members lose what it gave them."""
     group = get_group(session, group_id)
     affected = reach.group_member_ids(session, [group_id])
-    apps = reach.apps_of_group(session, group_id)
-    from provisiond.store.tables import Assignment  # local: groups own their assignments
-
+    before = membership.watch(session, [group_id])
     for assignment in session.scalars(
         select(Assignment).where(
             Assignment.principal_type == "group", Assignment.principal_id == group_id
@@ -282,12 +325,22 @@ def delete_group(session: Session, actor: Actor, group_id: str) -> None:
         f"deleted group {group.name} ({len(affected)} members)",
         targets={"group": group.name, "group_id": group_id},
     )
-    _reconcile(session, actor, apps, sorted(affected), "group.delete")
+    membership.reconcile_changes(session, actor, before, "group.delete")
+
+
+def _refuse_if_rule(group: Group) -> None:
+    if group.rule is not None:
+        raise Conflict(
+            f"the members of {group.name} are set by its rule ({group.rule}); "
+            "change the rule or remove it to manage members by hand",
+            rule=group.rule,
+        )
 
 
 def add_member(session: Session, actor: Actor, group_id: str, user_id: str) -> bool:
     group = get_group(session, group_id)
     user = get_user(session, user_id)
+    _refuse_if_rule(group)
     if session.get(GroupMember, (group_id, user_id)) is not None:
         return False
     session.add(GroupMember(group_id=group_id, user_id=user_id))
@@ -300,18 +353,21 @@ def add_member(session: Session, actor: Actor, group_id: str, user_id: str) -> b
         user_id=user_id,
         targets={"group": group.name, "group_id": group_id, "user": user.login},
     )
-    _reconcile(session, actor, reach.apps_of_group(session, group_id), [user_id], "group.membership")
+    _reconcile(
+        session, actor, reach.apps_of_group(session, group_id), [user_id], "group.membership"
+    )
     return True
 
 
 def remove_member(session: Session, actor: Actor, group_id: str, user_id: str) -> None:
     group = get_group(session, group_id)
     user = get_user(session, user_id)
-    membership = session.get(GroupMember, (group_id, user_id))
-    if membership is None:
+    _refuse_if_rule(group)
+    row = session.get(GroupMember, (group_id, user_id))
+    if row is None:
         raise NotFound(f"{user.login} is not a member of {group.name}")
     apps = reach.apps_of_group(session, group_id)
-    session.delete(membership)
+    session.delete(row)
     session.flush()
     activity.record(
         session,

@@ -29,7 +29,8 @@ from provisiond.engine.planner import (
     plan,
 )
 from provisiond.expressions import EvaluationError
-from provisiond.store.tables import Account, Assignment, GroupMember, User
+from provisiond.services import reach, sources
+from provisiond.store.tables import Account, Assignment, User
 
 DEPROVISIONS = frozenset({OperationKind.DEACTIVATE, OperationKind.DELETE})
 _CHUNK = 900  # below SQLite's bound-parameter limit
@@ -54,27 +55,45 @@ class AppPlan:
         counted = Counter(u.operation.kind.value for u in self.users if u.operation is not None)
         counted["unchanged"] = sum(1 for u in self.users if u.operation is None and u.error is None)
         counted["failed"] = sum(1 for u in self.users if u.error is not None)
-        return {kind: counted.get(kind, 0) for kind in
-                ("create", "update", "deactivate", "reactivate", "delete", "unchanged", "failed")}
+        return {
+            kind: counted.get(kind, 0)
+            for kind in (
+                "create",
+                "update",
+                "deactivate",
+                "reactivate",
+                "delete",
+                "unchanged",
+                "failed",
+            )
+        }
 
     @property
     def deprovisions(self) -> list[PlannedUser]:
-        return [u for u in self.users if u.operation is not None and u.operation.kind in DEPROVISIONS]
+        return [
+            u for u in self.users if u.operation is not None and u.operation.kind in DEPROVISIONS
+        ]
 
 
 def sources_for(session: Session, app_id: str, user_ids: set[str] | None) -> dict[str, list[str]]:
     """How each user (all, or those given) is assigned to the app."""
     sources: dict[str, list[str]] = defaultdict(list)
-    rows = session.connection().execute(
-        select(Assignment.principal_type, Assignment.principal_id).where(Assignment.app_id == app_id)
-    ).all()
+    rows = (
+        session.connection()
+        .execute(
+            select(Assignment.principal_type, Assignment.principal_id).where(
+                Assignment.app_id == app_id
+            )
+        )
+        .all()
+    )
     groups = [pid for kind, pid in rows if kind == "group"]
     for kind, pid in rows:
         if kind == "user" and (user_ids is None or pid in user_ids):
             sources[pid].append("user")
-    for chunk in _chunks(groups):
-        statement = select(GroupMember.group_id, GroupMember.user_id).where(GroupMember.group_id.in_(chunk))
-        for group_id, user_id in session.connection().execute(statement):
+    # Nested groups flattened: members of child groups are reached by the parent's assignment.
+    for group_id, members in sorted(reach.effective_members(session, groups).items()):
+        for user_id in members:
             if user_ids is None or user_id in user_ids:
                 sources[user_id].append(f"group:{group_id}")
     return dict(sources)
@@ -97,30 +116,47 @@ def plan_app(
     users the object bookkeeping alone would cost more than the planning.
     """
     wanted = None if user_ids is None else set(user_ids)
-    assigned = sources_for(session, app_id, wanted)
+    labels = sources_for(session, app_id, wanted)
+    granting = sources.index(session, app_id)  # only assignments that grant roles
+    assigned = {uid: granting.of(uid, found) for uid, found in labels.items()}
+    roles = sources.role_settings(session, app_id, settings)
     records = _accounts(session, app_id, wanted)
     live = {uid for uid, rec in records.items() if rec.status != AccountStatus.DELETED.value}
     candidates = wanted if wanted is not None else set(assigned) | live
     users = _users(session, candidates)
     rule = policy.deprovisioning(settings)
-    key = policy_key(policy.document, settings)
+    key = policy_key(policy.document, settings, roles)
     result = AppPlan(accounts=len(live))
     to_plan: list[str] = []
     for user_id in candidates:
         row, record = users.get(user_id), records.get(user_id)
         if (
-            row is not None and record is not None and record.fingerprint is not None
-            and not (rule.delete_after is not None and record.status == AccountStatus.DEACTIVATED.value)
-            and record.fingerprint == fingerprint(key, row.id, row.status, row.profile, assigned.get(user_id, ()))
+            row is not None
+            and record is not None
+            and record.fingerprint is not None
+            and not (
+                rule.delete_after is not None and record.status == AccountStatus.DEACTIVATED.value
+            )
+            and record.fingerprint
+            == fingerprint(key, row.id, row.status, row.profile, assigned.get(user_id, ()))
         ):
-            result.users.append(PlannedUser(user_id, row.login, "unchanged since the last reconcile"))
+            result.users.append(
+                PlannedUser(user_id, row.login, "unchanged since the last reconcile")
+            )
         else:
             to_plan.append(user_id)
     applied = _applied(session, app_id, [uid for uid in to_plan if uid in records])
     for user_id in to_plan:
         row, record = users.get(user_id), records.get(user_id)
-        actual = None if record is None else ActualAccount(
-            record.remote_id, applied.get(user_id, {}), AccountStatus(record.status), record.deactivated_at
+        actual = (
+            None
+            if record is None
+            else ActualAccount(
+                record.remote_id,
+                applied.get(user_id, {}),
+                AccountStatus(record.status),
+                record.deactivated_at,
+            )
         )
         if row is None:
             desired, reason, login = None, "removed from the directory", user_id
@@ -128,9 +164,11 @@ def plan_app(
             login = row.login
             directory_user = DirectoryUser(row.id, UserStatus(row.status), row.profile)
             try:
-                evaluation = evaluate(directory_user, assigned.get(user_id, ()), policy)
+                evaluation = evaluate(directory_user, assigned.get(user_id, ()), policy, roles)
             except EvaluationError as exc:
-                result.users.append(PlannedUser(user_id, login, "the policy failed for this user", error=exc.detail))
+                result.users.append(
+                    PlannedUser(user_id, login, "the policy failed for this user", error=exc.detail)
+                )
                 continue
             desired, reason = evaluation.desired, evaluation.reason
         operation = plan(desired, actual, settings, rule, now=now)
@@ -142,13 +180,22 @@ def plan_app(
 
 def _accounts(session: Session, app_id: str, user_ids: set[str] | None) -> dict[str, Any]:
     statement = select(
-        Account.user_id, Account.remote_id, Account.status, Account.deactivated_at, Account.fingerprint
+        Account.user_id,
+        Account.remote_id,
+        Account.status,
+        Account.deactivated_at,
+        Account.fingerprint,
     ).where(Account.app_id == app_id)
     if user_ids is None:
         return {row.user_id: row for row in session.connection().execute(statement)}
     found: dict[str, Any] = {}
     for chunk in _chunks(sorted(user_ids)):
-        found.update({row.user_id: row for row in session.connection().execute(statement.where(Account.user_id.in_(chunk)))})
+        found.update(
+            {
+                row.user_id: row
+                for row in session.connection().execute(statement.where(Account.user_id.in_(chunk)))
+            }
+        )
     return found
 
 
@@ -157,17 +204,31 @@ def _applied(session: Session, app_id: str, user_ids: list[str]) -> dict[str, di
     found: dict[str, dict[str, Any]] = {}
     statement = select(Account.user_id, Account.applied).where(Account.app_id == app_id)
     for chunk in _chunks(sorted(user_ids)):
-        found.update({uid: applied for uid, applied in session.connection().execute(statement.where(Account.user_id.in_(chunk)))})
+        found.update(
+            {
+                uid: applied
+                for uid, applied in session.connection().execute(
+                    statement.where(Account.user_id.in_(chunk))
+                )
+            }
+        )
     return found
 
 
 def _users(session: Session, user_ids: set[str]) -> dict[str, Any]:
     statement = select(User.id, User.login, User.login_key, User.status, User.profile)
     if len(user_ids) > 20 * _CHUNK:  # most of the directory: one scan beats many IN lists
-        return {row.id: row for row in session.connection().execute(statement) if row.id in user_ids}
+        return {
+            row.id: row for row in session.connection().execute(statement) if row.id in user_ids
+        }
     found: dict[str, Any] = {}
     for chunk in _chunks(sorted(user_ids)):
-        found.update({row.id: row for row in session.connection().execute(statement.where(User.id.in_(chunk)))})
+        found.update(
+            {
+                row.id: row
+                for row in session.connection().execute(statement.where(User.id.in_(chunk)))
+            }
+        )
     return found
 
 
@@ -178,7 +239,11 @@ def _chunks(items: list[str]) -> Iterable[list[str]]:
 
 def describe(planned: PlannedUser) -> dict[str, Any]:
     """One preview line: the operation with its changes flattened attribute by attribute."""
-    entry: dict[str, Any] = {"user_id": planned.user_id, "login": planned.login, "reason": planned.reason}
+    entry: dict[str, Any] = {
+        "user_id": planned.user_id,
+        "login": planned.login,
+        "reason": planned.reason,
+    }
     if planned.error is not None:
         return {**entry, "operation": "error", "error": planned.error, "changes": []}
     operation = planned.operation
@@ -188,7 +253,12 @@ def describe(planned: PlannedUser) -> dict[str, Any]:
         for change in operation.changes
         for path, old, new in flatten(change.attribute, change.old, change.new)
     ]
-    return {**entry, "operation": operation.kind.value, "remote_id": operation.remote_id, "changes": changes}
+    return {
+        **entry,
+        "operation": operation.kind.value,
+        "remote_id": operation.remote_id,
+        "changes": changes,
+    }
 
 
 def flatten(path: str, old: Any, new: Any) -> list[tuple[str, Any, Any]]:
@@ -202,4 +272,3 @@ def flatten(path: str, old: Any, new: Any) -> list[tuple[str, Any, Any]]:
                 out.extend(flatten(f"{path}.{key}", old_map.get(key), new_map.get(key)))
         return out
     return [(path, old, new)]
-

@@ -69,15 +69,26 @@ def save(session: Session, actor: Actor, app: App, document: PolicyDocument) -> 
     latest = session.scalar(select(func.max(Policy.version)).where(Policy.app_id == app.id)) or 0
     new_version = latest + 1
     session.add(
-        Policy(app_id=app.id, version=new_version, document=document.model_dump(mode="json"),
-               actor=actor.name)
+        Policy(
+            app_id=app.id,
+            version=new_version,
+            document=document.model_dump(mode="json"),
+            actor=actor.name,
+        )
     )
     session.flush()
     activity.record(
-        session, actor, "app.policy.update",
+        session,
+        actor,
+        "app.policy.update",
         f"updated the provisioning policy of {app.name} to version {new_version}",
-        app_id=app.id, targets={"app": app.name, "version": new_version},
-        details={"from_version": version, "to_version": new_version, "diff": policy_diff(before, document)},
+        app_id=app.id,
+        targets={"app": app.name, "version": new_version},
+        details={
+            "from_version": version,
+            "to_version": new_version,
+            "diff": policy_diff(before, document),
+        },
     )
     return new_version, True
 
@@ -91,10 +102,19 @@ def policy_diff(before: PolicyDocument, after: PolicyDocument) -> list[dict[str,
             changes.append({"field": key, "old": old[key], "new": new[key]})
     for path in sorted(set(old["mappings"]) | set(new["mappings"])):
         if old["mappings"].get(path) != new["mappings"].get(path):
-            changes.append({"field": f"mappings.{path}", "old": old["mappings"].get(path),
-                            "new": new["mappings"].get(path)})
+            changes.append(
+                {
+                    "field": f"mappings.{path}",
+                    "old": old["mappings"].get(path),
+                    "new": new["mappings"].get(path),
+                }
+            )
     return changes
 
 
 def versions(session: Session, app_id: str) -> list[Policy]:
-    return list(session.scalars(select(Policy).where(Policy.app_id == app_id).order_by(Policy.version.desc())))
+    return list(
+        session.scalars(
+            select(Policy).where(Policy.app_id == app_id).order_by(Policy.version.desc())
+        )
+    )

@@ -1,15 +1,24 @@
-"""Who is affected by a change: the (app, user) keys to reconcile. Read-only queries."""
+"""Who is affected by a change: the (app, user) keys to reconcile. Read-only queries.
+
+Groups nest (``group_children``, kept acyclic by services.nesting): a group's *effective*
+members are its direct members and those of every group below it. Whatever decides who should
+have an account asks here, through ``effective_groups_of`` / ``effective_members``, computed by
+recursive CTEs that run on SQLite and PostgreSQL alike.
+"""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import CTE, Select, literal, select
 from sqlalchemy.orm import Session
 
 from provisiond.engine.planner import AccountStatus
-from provisiond.store.tables import Account, App, Assignment, GroupMember
+from provisiond.store.tables import Account, App, Assignment, Group, GroupChild, GroupMember
+
+_CHUNK = 900  # below SQLite's bound-parameter limit
 
 
 def enabled_app_ids(session: Session) -> set[str]:
@@ -23,38 +32,43 @@ def assignment_sources(session: Session, app_id: str, user_id: str) -> list[str]
     assignments.
     """
     direct = session.scalar(
-        select(Assignment.id).where(
+        select(Assignment.id)
+        .where(
             Assignment.app_id == app_id,
             Assignment.principal_type == "user",
             Assignment.principal_id == user_id,
-        ).limit(1)
-    )
-    groups = session.scalars(
-        select(GroupMember.group_id)
-        .join(
-            Assignment,
-            (Assignment.principal_id == GroupMember.group_id) & (Assignment.principal_type == "group"),
         )
-        .where(Assignment.app_id == app_id, GroupMember.user_id == user_id)
-        .order_by(GroupMember.group_id)
-    ).all()
-    return (["user"] if direct is not None else []) + [f"group:{group_id}" for group_id in groups]
+        .limit(1)
+    )
+    # Nested groups: a member of a child group is reached by the parent's assignment; the
+    # source names the assigned (parent) group, so priorities and roles resolve as before.
+    groups = effective_groups_of(session, user_id)
+    assigned = (
+        sorted(
+            session.scalars(
+                select(Assignment.principal_id).where(
+                    Assignment.app_id == app_id,
+                    Assignment.principal_type == "group",
+                    Assignment.principal_id.in_(groups),
+                )
+            )
+        )
+        if groups
+        else []
+    )
+    return (["user"] if direct is not None else []) + [f"group:{group_id}" for group_id in assigned]
 
 
 def assigned_users(session: Session, app_id: str) -> dict[str, list[str]]:
-    """Every user assigned to an app, with how they are assigned."""
+    """Every user assigned to an app, with how they are assigned (nested groups flattened)."""
     sources: dict[str, list[str]] = defaultdict(list)
     rows = session.scalars(select(Assignment).where(Assignment.app_id == app_id)).all()
     group_ids = [row.principal_id for row in rows if row.principal_type == "group"]
     for row in rows:
         if row.principal_type == "user":
             sources[row.principal_id].append("user")
-    if group_ids:
-        for group_id, user_id in session.execute(
-            select(GroupMember.group_id, GroupMember.user_id).where(
-                GroupMember.group_id.in_(group_ids)
-            )
-        ):
+    for group_id, user_ids in sorted(effective_members(session, group_ids).items()):
+        for user_id in user_ids:
             sources[user_id].append(f"group:{group_id}")
     return dict(sources)
 
@@ -70,17 +84,18 @@ def account_holders(session: Session, app_id: str) -> set[str]:
 
 
 def apps_of_user(session: Session, user_id: str) -> set[str]:
-    """Enabled apps where the user is assigned or holds an account."""
+    """Enabled apps where the user is assigned (directly or by any effective group) or holds
+    an account."""
     enabled = enabled_app_ids(session)
     direct = session.scalars(
         select(Assignment.app_id).where(
             Assignment.principal_type == "user", Assignment.principal_id == user_id
         )
     )
-    groups = select(GroupMember.group_id).where(GroupMember.user_id == user_id)
+    groups = _up(select(GroupMember.group_id.label("id")).where(GroupMember.user_id == user_id))
     via_group = session.scalars(
         select(Assignment.app_id).where(
-            Assignment.principal_type == "group", Assignment.principal_id.in_(groups)
+            Assignment.principal_type == "group", Assignment.principal_id.in_(select(groups.c.id))
         )
     )
     held = session.scalars(
@@ -92,17 +107,100 @@ def apps_of_user(session: Session, user_id: str) -> set[str]:
 
 
 def apps_of_group(session: Session, group_id: str) -> set[str]:
-    enabled = enabled_app_ids(session)
-    rows = session.scalars(
-        select(Assignment.app_id).where(
-            Assignment.principal_type == "group", Assignment.principal_id == group_id
-        )
-    )
-    return enabled & set(rows)
+    """Enabled apps the group's members reach through it: assigned to it or to a group above."""
+    return apps_of_groups(session, ancestors_of(session, [group_id]))
+
+
+def apps_of_groups(session: Session, group_ids: Iterable[str]) -> set[str]:
+    """Enabled apps assigned to any of these groups (not following nesting)."""
+    assigned = assigned_apps(session, group_ids).values()
+    return enabled_app_ids(session) & set().union(*assigned)
+
+
+def assigned_apps(session: Session, group_ids: Iterable[str]) -> dict[str, set[str]]:
+    """group id -> the apps it is assigned to (enabled or not), for the groups given."""
+    found: dict[str, set[str]] = defaultdict(set)
+    for chunk in _chunks(sorted(set(group_ids))):
+        for app_id, group_id in session.execute(
+            select(Assignment.app_id, Assignment.principal_id).where(
+                Assignment.principal_type == "group", Assignment.principal_id.in_(chunk)
+            )
+        ):
+            found[group_id].add(app_id)
+    return dict(found)
 
 
 def group_member_ids(session: Session, group_ids: Iterable[str]) -> set[str]:
-    ids = list(group_ids)
-    if not ids:
-        return set()
-    return set(session.scalars(select(GroupMember.user_id).where(GroupMember.group_id.in_(ids))))
+    """The effective members of any of these groups (nested groups flattened)."""
+    found: set[str] = set()
+    for users in effective_members(session, group_ids).values():
+        found |= users
+    return found
+
+
+# -- nesting --------------------------------------------------------------------------------------
+
+
+def effective_groups_of(session: Session, user_id: str) -> set[str]:
+    """Every group the user is in: the groups they are a direct member of and all above them."""
+    start = select(GroupMember.group_id.label("id")).where(GroupMember.user_id == user_id)
+    groups = _up(start)
+    return set(session.scalars(select(groups.c.id)))
+
+
+def effective_members(session: Session, group_ids: Iterable[str]) -> dict[str, set[str]]:
+    """group id -> its effective members (direct members of it and of every group below it).
+
+    Every group given is a key, with an empty set when it has no members or does not exist.
+    """
+    found: dict[str, set[str]] = {group_id: set() for group_id in group_ids}
+    for chunk in _chunks(sorted(found)):
+        roots = select(Group.id.label("root"), Group.id.label("id")).where(Group.id.in_(chunk))
+        down = roots.cte("down", recursive=True)
+        down = down.union(
+            select(down.c.root, GroupChild.child_id).join(
+                GroupChild, GroupChild.parent_id == down.c.id
+            )
+        )
+        statement = (
+            select(down.c.root, GroupMember.user_id)
+            .join(GroupMember, GroupMember.group_id == down.c.id)
+            .distinct()
+        )
+        for root, user_id in session.execute(statement):
+            found[root].add(user_id)
+    return found
+
+
+def ancestors_of(session: Session, group_ids: Iterable[str]) -> set[str]:
+    """These groups and every group above them (whose effective members include theirs)."""
+    found: set[str] = set()
+    for chunk in _chunks(sorted(set(group_ids))):
+        start = select(Group.id.label("id")).where(Group.id.in_(chunk))
+        found |= set(chunk) | set(session.scalars(select(_up(start).c.id)))
+    return found
+
+
+def descendants_of(session: Session, group_id: str) -> set[str]:
+    """The group and every group below it."""
+    down = select(literal(group_id).label("id")).cte("below", recursive=True)
+    down = down.union(
+        select(GroupChild.child_id).join_from(down, GroupChild, GroupChild.parent_id == down.c.id)
+    )
+    return set(session.scalars(select(down.c.id)))
+
+
+def _up(start: Select[Any]) -> CTE:
+    """A recursive CTE ``(id)``: the groups ``start`` selects and every group above them.
+
+    UNION (not UNION ALL) removes duplicates, so it ends even on a graph with a cycle.
+    """
+    up = start.cte("up", recursive=True)
+    return up.union(
+        select(GroupChild.parent_id).join_from(up, GroupChild, GroupChild.child_id == up.c.id)
+    )
+
+
+def _chunks(items: list[str]) -> Iterable[list[str]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]

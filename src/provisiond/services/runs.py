@@ -47,14 +47,18 @@ def start_full_sync(session: Session, actor: Actor, app: App, *, reason: str = "
     """Reconcile every user assigned to the app or holding an account in it, reading the app."""
     if not provisioning_of(app).enabled:
         raise Conflict(f"provisioning is disabled for {app.name}: enable it before a sync")
-    run = reconcile_users(session, actor, app, everyone(session, app.id), reason=reason, kind="full")
+    run = reconcile_users(
+        session, actor, app, everyone(session, app.id), reason=reason, kind="full"
+    )
     assert run is not None
     return run
 
 
 def everyone(session: Session, app_id: str) -> list[str]:
     """Every user a whole-app run considers: assigned, or holding an account."""
-    return sorted(set(reach.assigned_users(session, app_id)) | reach.account_holders(session, app_id))
+    return sorted(
+        set(reach.assigned_users(session, app_id)) | reach.account_holders(session, app_id)
+    )
 
 
 def reconcile_users(
@@ -83,21 +87,27 @@ def reconcile_users(
     if not limits.allows(len(user_ids), accounts):  # only then can the limit be reached
         proposed = planning.plan_app(session, app.id, policy, settings, user_ids, now=utcnow())
         deprovisions = proposed.deprovisions
-        if not limits.allows(len(deprovisions), proposed.accounts):
+        # The percentage is of the app's accounts, not of the accounts of the users touched.
+        if not limits.allows(len(deprovisions), accounts):
             held = {
                 "reason": reason,
                 "user_ids": sorted(user_ids),
                 "counts": proposed.counts,
                 "deprovisions": [planning.describe(u) for u in deprovisions[:1000]],
                 "limit": limits.model_dump(),
-                "accounts": proposed.accounts,
+                "accounts": accounts,
             }
     if held is None and kind == "change":
         queue.enqueue(session, app.id, user_ids, reason=reason, correlation_id=actor.correlation_id)
         return None
     run = Run(
-        app_id=app.id, kind=kind, status="held" if held else "running", actor=actor.name,
-        total=0, counts={outcome: 0 for outcome in OUTCOMES}, policy_version=policy.version or 0,
+        app_id=app.id,
+        kind=kind,
+        status="held" if held else "running",
+        actor=actor.name,
+        total=0,
+        counts={outcome: 0 for outcome in OUTCOMES},
+        policy_version=policy.version or 0,
         held=held,
     )
     session.add(run)
@@ -105,37 +115,63 @@ def reconcile_users(
     if held is not None:
         count = len(held["deprovisions"])
         activity.record(
-            session, actor, "app.run.held",
+            session,
+            actor,
+            "app.run.held",
             f"{kind} run of {app.name} held: it would deprovision {held['counts']['deactivate'] + held['counts']['delete']} "
             f"of {held['accounts']} accounts, over the policy's limit ({_limit_text(limits)}); "
             "approve or cancel it",
-            outcome="skipped", app_id=app.id, targets={"app": app.name, "run_id": run.id},
-            details={"counts": held["counts"], "limit": held["limit"], "listed": count, "reason": reason},
+            outcome="skipped",
+            app_id=app.id,
+            targets={"app": app.name, "run_id": run.id},
+            details={
+                "counts": held["counts"],
+                "limit": held["limit"],
+                "listed": count,
+                "reason": reason,
+            },
         )
         return run
     _start(session, actor, app, run, sorted(user_ids), reason)
     return run
 
 
-def _start(session: Session, actor: Actor, app: App, run: Run, user_ids: list[str], reason: str) -> None:
+def _start(
+    session: Session, actor: Actor, app: App, run: Run, user_ids: list[str], reason: str
+) -> None:
     attached = queue.enqueue(
-        session, app.id, user_ids, reason=reason, correlation_id=actor.correlation_id,
-        run_id=run.id, verify_remote=run.kind == "full",
+        session,
+        app.id,
+        user_ids,
+        reason=reason,
+        correlation_id=actor.correlation_id,
+        run_id=run.id,
+        verify_remote=run.kind == "full",
     )
     run.status = "running"
     run.total = len(attached)
     if run.total == 0:
         run.status, run.finished_at = "succeeded", utcnow()
     activity.record(
-        session, actor, "app.run.start", f"{run.kind} run of {app.name} started: {run.total} users",
-        app_id=app.id, targets={"app": app.name, "run_id": run.id},
+        session,
+        actor,
+        "app.run.start",
+        f"{run.kind} run of {app.name} started: {run.total} users",
+        app_id=app.id,
+        targets={"app": app.name, "run_id": run.id},
         details={"policy_version": run.policy_version},
     )
 
 
 def _empty_run(session: Session, actor: Actor, app: App, kind: str, reason: str) -> Run:
-    run = Run(app_id=app.id, kind=kind, status="running", actor=actor.name, total=0,
-              counts={outcome: 0 for outcome in OUTCOMES})
+    run = Run(
+        app_id=app.id,
+        kind=kind,
+        status="running",
+        actor=actor.name,
+        total=0,
+        counts={outcome: 0 for outcome in OUTCOMES},
+    )
     session.add(run)
     session.flush()
     _start(session, actor, app, run, [], reason)
@@ -154,52 +190,97 @@ def _limit_text(limits: Limits) -> str:
 def approve(session: Session, actor: Actor, run_id: str) -> Run:
     run = get_run(session, run_id)
     if run.status != "held" or run.held is None:
-        raise Conflict(f"only held runs can be approved; this one is {run.status}", current_status=run.status)
+        raise Conflict(
+            f"only held runs can be approved; this one is {run.status}", current_status=run.status
+        )
     app = session.get(App, run.app_id)
     assert app is not None
     activity.record(
-        session, actor, "app.run.approve", f"approved held {run.kind} run of {app.name}",
-        app_id=app.id, targets={"app": app.name, "run_id": run.id}, details={"counts": run.held["counts"]},
+        session,
+        actor,
+        "app.run.approve",
+        f"approved held {run.kind} run of {app.name}",
+        app_id=app.id,
+        targets={"app": app.name, "run_id": run.id},
+        details={"counts": run.held["counts"]},
     )
-    _start(session, actor, app, run, list(run.held["user_ids"]), str(run.held.get("reason", "approved")))
+    _start(
+        session,
+        actor,
+        app,
+        run,
+        list(run.held["user_ids"]),
+        str(run.held.get("reason", "approved")),
+    )
     return run
 
 
 def cancel(session: Session, actor: Actor, run_id: str) -> Run:
     run = get_run(session, run_id)
     if run.status != "held":
-        raise Conflict(f"only held runs can be cancelled; this one is {run.status}", current_status=run.status)
-    run.status, run.finished_at = "cancelled", utcnow()
-    # Tasks already queued for these users would deprovision them the moment the hold lifts:
-    # they belong to the change being cancelled, so they go with it. Later changes run as usual.
+        raise Conflict(
+            f"only held runs can be cancelled; this one is {run.status}", current_status=run.status
+        )
+    now = utcnow()
+    run.status, run.finished_at = "cancelled", now
+    # Reconciles queued for these users before the hold would deprovision them the moment it
+    # lifts: they go with the cancelled change. Changes made since (a leaver deactivated while
+    # the run was held, say) were deferred by the worker, not dropped: they run now.
     user_ids = list((run.held or {}).get("user_ids", ()))
     dropped = 0
     for start in range(0, len(user_ids), 900):
         pending = session.scalars(
             select(Task).where(
-                Task.app_id == run.app_id, Task.status == queue.QUEUED,
+                Task.app_id == run.app_id,
+                Task.status == queue.QUEUED,
                 Task.user_id.in_(user_ids[start : start + 900]),
             )
         )
         for task in pending:
-            task.status, task.last_error = queue.DISMISSED, f"cancelled with held run {run.id}"
-            task.updated_at = utcnow()
-            dropped += 1
+            if task.updated_at <= run.started_at:
+                task.status, task.last_error = queue.DISMISSED, f"cancelled with held run {run.id}"
+                task.updated_at = now
+                dropped += 1
+            else:
+                task.next_attempt_at = now
+                session.info["tasks_enqueued"] = True
     app = session.get(App, run.app_id)
     activity.record(
-        session, actor, "app.run.cancel",
+        session,
+        actor,
+        "app.run.cancel",
         f"cancelled held {run.kind} run of {app.name if app else run.app_id}: nothing was "
         f"deprovisioned ({dropped} queued reconciles of its users dropped)",
-        app_id=run.app_id, targets={"run_id": run.id}, details={"dropped_tasks": dropped},
+        app_id=run.app_id,
+        targets={"run_id": run.id},
+        details={"dropped_tasks": dropped},
     )
     return run
 
 
-def holding(session: Session, app_id: str, user_id: str) -> str | None:
-    """The held run, if any, that keeps back this user's deprovisioning in this app."""
-    for run in session.scalars(select(Run).where(Run.app_id == app_id, Run.status == "held")):
-        if run.held and user_id in run.held.get("user_ids", ()):
-            return run.id
+def holding(
+    session: Session, app_id: str, user_id: str, queued_at: datetime | None = None
+) -> tuple[str, str] | None:
+    """The run that keeps back this user's deprovisioning in this app, as (status, run id).
+
+    A ``held`` run defers it. A run ``cancelled`` in the last hour also drops it when the task
+    was queued before that run was held: such a task belongs to the cancelled change, even if a
+    worker claimed it just before the cancel and reads the directory just after.
+    """
+    recent = utcnow() - timedelta(hours=1)
+    candidates = session.scalars(
+        select(Run).where(
+            Run.app_id == app_id,
+            (Run.status == "held") | ((Run.status == "cancelled") & (Run.finished_at >= recent)),
+        )
+    )
+    for run in candidates:
+        if not run.held or user_id not in run.held.get("user_ids", ()):
+            continue
+        if run.status == "held":
+            return ("held", run.id)
+        if queued_at is not None and queued_at <= run.started_at:
+            return ("cancelled", run.id)
     return None
 
 
@@ -255,6 +336,12 @@ def sweep_expired(session: Session, now: datetime | None = None) -> int:
             )
         )
         if expired:
-            queue.enqueue(session, app.id, expired, reason="policy.delete_after", correlation_id=new_correlation_id())
+            queue.enqueue(
+                session,
+                app.id,
+                expired,
+                reason="policy.delete_after",
+                correlation_id=new_correlation_id(),
+            )
             queued += len(expired)
     return queued

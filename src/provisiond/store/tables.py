@@ -91,11 +91,15 @@ class Group(Base):
     name: Mapped[str] = mapped_column(String(256))
     name_key: Mapped[str] = mapped_column(String(256), unique=True)
     description: Mapped[str | None] = mapped_column(Text)
+    # A CEL bool over ``user``: the group's direct members are the users it holds for.
+    rule: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class GroupMember(Base):
+    """A direct member; ``source`` says whether an admin or the group's rule put them there."""
+
     __tablename__ = "group_members"
 
     group_id: Mapped[str] = mapped_column(
@@ -103,6 +107,23 @@ class GroupMember(Base):
     )
     user_id: Mapped[str] = mapped_column(
         ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    source: Mapped[str] = mapped_column(
+        String(8), default="manual", server_default=text("'manual'")
+    )  # manual | rule
+    added_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class GroupChild(Base):
+    """A nested group: the members of ``child_id`` are members of ``parent_id`` too. Acyclic."""
+
+    __tablename__ = "group_children"
+
+    parent_id: Mapped[str] = mapped_column(
+        ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True
+    )
+    child_id: Mapped[str] = mapped_column(
+        ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True, index=True
     )
     added_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -131,9 +152,39 @@ class Assignment(Base):
     app_id: Mapped[str] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
     principal_type: Mapped[str] = mapped_column(String(8))  # user | group
     principal_id: Mapped[str] = mapped_column(String(36), index=True)
-    role: Mapped[str | None] = mapped_column(String(128))
-    priority: Mapped[int | None] = mapped_column(Integer)
+    priority: Mapped[int | None] = mapped_column(Integer)  # group assignments: lower wins
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AppRole(Base):
+    """A role an app defines (admin, editor, ...) and how the app expresses it."""
+
+    __tablename__ = "app_roles"
+    __table_args__ = (UniqueConstraint("app_id", "name_key"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    app_id: Mapped[str] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    name_key: Mapped[str] = mapped_column(String(128))  # casefolded name
+    description: Mapped[str | None] = mapped_column(Text)
+    # {"kind": "scim_role" | "entitlement" | "group", "value": ...} (domain.roles)
+    expression: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AssignmentRole(Base):
+    """A role an assignment grants; an assigned role cannot be deleted (NO ACTION: checked at
+    the end of the statement, so deleting an app still cascades through both)."""
+
+    __tablename__ = "assignment_roles"
+
+    assignment_id: Mapped[str] = mapped_column(
+        ForeignKey("assignments.id", ondelete="CASCADE"), primary_key=True
+    )
+    role_id: Mapped[str] = mapped_column(
+        ForeignKey("app_roles.id"), primary_key=True, index=True
+    )
 
 
 class Account(Base):
@@ -205,6 +256,15 @@ class Task(Base):
             unique=True,
             sqlite_where=text("status = 'queued'"),
             postgresql_where=text("status = 'queued'"),
+        ),
+        # A key never runs twice at once: not two workers, not a worker and an on-demand call.
+        Index(
+            "uq_tasks_running_key",
+            "app_id",
+            "user_id",
+            unique=True,
+            sqlite_where=text("status = 'running'"),
+            postgresql_where=text("status = 'running'"),
         ),
         Index("ix_tasks_due", "status", "priority", "next_attempt_at"),
         # The claim's "is this key running elsewhere?" probe, and per-key lookups.

@@ -23,7 +23,16 @@ from provisiond.errors import ProvisiondError
 from provisiond.runtime import Runtime
 from provisiond.web import charts
 from provisiond.web.context import SignInRequired, render, sign_in_url
-from provisiond.web.routes import activity, app_tabs, apps, auth, dashboard, directory, tasks
+from provisiond.web.routes import (
+    activity,
+    app_tabs,
+    apps,
+    auth,
+    dashboard,
+    directory,
+    groups,
+    tasks,
+)
 from provisiond.web.sessions import SessionCodec
 
 HERE = Path(__file__).parent
@@ -56,7 +65,7 @@ def create_console(rt: Runtime, *, idle_seconds: float | None = None) -> FastAPI
     )
     console.state.templates = templates()
     console.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    for module in (auth, dashboard, apps, app_tabs, directory, tasks, activity):
+    for module in (auth, dashboard, apps, app_tabs, directory, groups, tasks, activity):
         console.include_router(module.router)
     _install_errors(console)
     return console

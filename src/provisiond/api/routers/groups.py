@@ -1,14 +1,22 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Query, Response
+from sqlalchemy.orm import Session
 
 from provisiond.api.authorization import requires
 from provisiond.api.deps import AdminDep, RuntimeDep
 from provisiond.api.schemas import GroupCreate, GroupOut, GroupPatch, Page, UserOut
 from provisiond.authz import Action
-from provisiond.services import directory
+from provisiond.services import directory, nesting
+from provisiond.store.tables import Group
 
 router = APIRouter(prefix="/groups", tags=["groups"])
+
+
+def _out(session: Session, group: Group) -> GroupOut:
+    return GroupOut.of(
+        group, directory.member_count(session, group.id), nesting.children_of(session, group.id)
+    )
 
 
 @router.get("", dependencies=[requires(Action.DIRECTORY_READ)])
@@ -17,8 +25,10 @@ def list_groups(
 ) -> Page[GroupOut]:
     with rt.db.session() as session:
         rows = directory.list_groups(session, q)
+        counts = directory.member_counts(session, [g.id for g in rows])
+        children = nesting.children_by_parent(session, [g.id for g in rows])
         return Page[GroupOut](
-            items=[GroupOut.of(g, directory.member_count(session, g.id)) for g in rows]
+            items=[GroupOut.of(g, counts[g.id], children.get(g.id, ())) for g in rows]
         )
 
 
@@ -27,8 +37,8 @@ def create_group(
     body: GroupCreate, rt: RuntimeDep, actor: AdminDep, response: Response
 ) -> GroupOut:
     with rt.db.session() as session:
-        group = directory.create_group(session, actor, body.name, body.description)
-        out = GroupOut.of(group, 0)
+        group = directory.create_group(session, actor, body.name, body.description, body.rule)
+        out = _out(session, group)
     response.headers["Location"] = f"/api/v1/groups/{out.id}"
     return out
 
@@ -36,15 +46,15 @@ def create_group(
 @router.get("/{group_id}", dependencies=[requires(Action.DIRECTORY_READ)])
 def get_group(group_id: str, rt: RuntimeDep, _: AdminDep) -> GroupOut:
     with rt.db.session() as session:
-        group = directory.get_group(session, group_id)
-        return GroupOut.of(group, directory.member_count(session, group.id))
+        return _out(session, directory.get_group(session, group_id))
 
 
 @router.patch("/{group_id}", dependencies=[requires(Action.DIRECTORY_WRITE)])
 def update_group(group_id: str, body: GroupPatch, rt: RuntimeDep, actor: AdminDep) -> GroupOut:
+    rule = body.rule if "rule" in body.model_fields_set else directory.KEEP_RULE
     with rt.db.session() as session:
-        group = directory.update_group(session, actor, group_id, body.name, body.description)
-        return GroupOut.of(group, directory.member_count(session, group.id))
+        group = directory.update_group(session, actor, group_id, body.name, body.description, rule)
+        return _out(session, group)
 
 
 @router.delete("/{group_id}", status_code=204, dependencies=[requires(Action.DIRECTORY_WRITE)])
@@ -54,9 +64,17 @@ def delete_group(group_id: str, rt: RuntimeDep, actor: AdminDep) -> None:
 
 
 @router.get("/{group_id}/users", dependencies=[requires(Action.DIRECTORY_READ)])
-def list_members(group_id: str, rt: RuntimeDep, _: AdminDep) -> Page[UserOut]:
+def list_members(
+    group_id: str,
+    rt: RuntimeDep,
+    _: AdminDep,
+    effective: bool = Query(
+        default=False, description="Also the members of the groups nested in this one."
+    ),
+) -> Page[UserOut]:
     with rt.db.session() as session:
-        return Page[UserOut](items=[UserOut.of(u) for u in directory.members(session, group_id)])
+        rows = directory.members(session, group_id, effective=effective)
+        return Page[UserOut](items=[UserOut.of(u) for u in rows])
 
 
 @router.put(
@@ -73,3 +91,34 @@ def add_member(group_id: str, user_id: str, rt: RuntimeDep, actor: AdminDep) -> 
 def remove_member(group_id: str, user_id: str, rt: RuntimeDep, actor: AdminDep) -> None:
     with rt.db.session() as session:
         directory.remove_member(session, actor, group_id, user_id)
+
+
+@router.get("/{group_id}/groups", dependencies=[requires(Action.DIRECTORY_READ)])
+def list_children(group_id: str, rt: RuntimeDep, _: AdminDep) -> Page[GroupOut]:
+    """The groups nested directly in this one."""
+    with rt.db.session() as session:
+        directory.get_group(session, group_id)
+        return Page[GroupOut](
+            items=[_out(session, child) for child in nesting.children_of(session, group_id)]
+        )
+
+
+@router.put(
+    "/{group_id}/groups/{child_id}",
+    status_code=204,
+    dependencies=[requires(Action.DIRECTORY_WRITE)],
+)
+def add_child(group_id: str, child_id: str, rt: RuntimeDep, actor: AdminDep) -> None:
+    """Nest a group: its members become members of this one. 409 if that makes a cycle."""
+    with rt.db.session() as session:
+        nesting.add_child(session, actor, group_id, child_id)
+
+
+@router.delete(
+    "/{group_id}/groups/{child_id}",
+    status_code=204,
+    dependencies=[requires(Action.DIRECTORY_WRITE)],
+)
+def remove_child(group_id: str, child_id: str, rt: RuntimeDep, actor: AdminDep) -> None:
+    with rt.db.session() as session:
+        nesting.remove_child(session, actor, group_id, child_id)

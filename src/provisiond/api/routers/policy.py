@@ -31,8 +31,12 @@ class PolicySaved(PolicyOut):
 
 class PreviewRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    policy: PolicyDocument | None = Field(default=None, description="A draft; the saved policy if absent.")
-    limit: int = Field(default=1000, ge=1, le=100_000, description="At most this many changes listed.")
+    policy: PolicyDocument | None = Field(
+        default=None, description="A draft; the saved policy if absent."
+    )
+    limit: int = Field(
+        default=1000, ge=1, le=100_000, description="At most this many changes listed."
+    )
 
 
 @router.get("/apps/{app_id}/policy", dependencies=[requires(Action.APP_READ)])
@@ -54,14 +58,25 @@ def put_policy(app_id: str, body: PolicyPut, rt: RuntimeDep, actor: AdminDep) ->
         run = None
         if changed and apps.provisioning_of(app).enabled:
             run = runs.reconcile_users(
-                session, actor, app, runs.everyone(session, app.id), reason="app.policy.update", kind="policy"
+                session,
+                actor,
+                app,
+                runs.everyone(session, app.id),
+                reason="app.policy.update",
+                kind="policy",
             )
-        return PolicySaved(version=version, changed=changed, run=RunOut.of(run) if run else None,
-                           **document.model_dump())
+        return PolicySaved(
+            version=version,
+            changed=changed,
+            run=RunOut.of(run) if run else None,
+            **document.model_dump(),
+        )
 
 
 @router.post("/apps/{app_id}/policy/preview", dependencies=[requires(Action.APP_MANAGE)])
-def preview_policy(app_id: str, body: PreviewRequest, rt: RuntimeDep, actor: AdminDep) -> dict[str, Any]:
+def preview_policy(
+    app_id: str, body: PreviewRequest, rt: RuntimeDep, actor: AdminDep
+) -> dict[str, Any]:
     """A dry run: the exact plan for every user, attribute by attribute, with counts. Nothing is
     changed and nothing is sent to the app."""
     with rt.db.session() as session:
@@ -69,7 +84,9 @@ def preview_policy(app_id: str, body: PreviewRequest, rt: RuntimeDep, actor: Adm
 
 
 @router.post("/apps/{app_id}/users/{user_id}/provision", dependencies=[requires(Action.APP_MANAGE)])
-async def provision_user(app_id: str, user_id: str, rt: RuntimeDep, actor: AdminDep) -> dict[str, Any]:
+async def provision_user(
+    app_id: str, user_id: str, rt: RuntimeDep, actor: AdminDep
+) -> dict[str, Any]:
     """Provision one user now and return each step: scope, matching, mapped attributes, the
     operation and the app's answer."""
     return await preview.provision_now(rt, actor, app_id, user_id)

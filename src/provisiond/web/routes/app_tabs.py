@@ -13,8 +13,9 @@ from sqlalchemy import select
 from starlette.responses import Response
 
 from provisiond.authz import Action
+from provisiond.domain.roles import RoleExpression, RoleKind
 from provisiond.errors import Conflict, Invalid, NotFound, ProvisiondError
-from provisiond.services import activity, apps, assignments, directory, runs
+from provisiond.services import activity, apps, assignments, directory, roles, runs
 from provisiond.store.tables import Account, App, Group, User
 from provisiond.web.context import Console, ConsoleDep, PostDep, redirect, render
 from provisiond.web.forms import FieldErrors, service_errors, validation_errors
@@ -46,9 +47,59 @@ def _tab(console: Console, app: App, tab: str, status_code: int = 200, **context
     )
 
 
+# -- roles ---------------------------------------------------------------------------------------
+
+ROLE_FIELDS = {"name": "name", "description": "description", "kind": "kind", "value": "value"}
+
+
+def _roles_page(console: Console, app: App, status_code: int = 200, **context: Any) -> Response:
+    with console.rt.db.session() as session:
+        rows = roles.list_roles(session, app.id)
+    context.setdefault("errors", {})
+    context.setdefault("values", {"kind": "scim_role"})
+    return _tab(console, app, "roles", status_code, roles=rows, kinds=list(RoleKind), **context)
+
+
 @router.get("/apps/{app_id}/roles")
-def roles(app_id: str, console: ConsoleDep) -> Response:
-    return _tab(console, load(console, app_id), "roles")
+def list_roles(app_id: str, console: ConsoleDep) -> Response:
+    return _roles_page(console, load(console, app_id))
+
+
+@router.post("/apps/{app_id}/roles")
+def create_role(app_id: str, console: PostDep) -> Response:
+    app = load(console, app_id, Action.APP_MANAGE)
+    values = {key: console.field(key) for key in ROLE_FIELDS}
+    try:
+        if not values["name"]:
+            raise Invalid("enter a name", field="name")
+        expression = RoleExpression(
+            kind=values["kind"] or "scim_role", value=values["value"] or values["name"]
+        )
+        with console.rt.db.session() as session:
+            roles.create_role(
+                session, console.actor, app.id, name=values["name"],
+                description=values["description"] or None, expression=expression,
+            )
+    except ValidationError as exc:
+        errors = validation_errors(exc, ROLE_FIELDS)
+        return _roles_page(console, app, 422, errors=errors, values=values)
+    except (Invalid, Conflict) as exc:
+        errors = service_errors(exc, "name", ROLE_FIELDS)
+        return _roles_page(console, app, 422, errors=errors, values=values)
+    console.flash(f"Role {values['name']} defined.")
+    return redirect(console.request, f"/apps/{app.id}/roles")
+
+
+@router.post("/apps/{app_id}/roles/{role_id}/delete")
+def delete_role(app_id: str, role_id: str, console: PostDep) -> Response:
+    app = load(console, app_id, Action.APP_MANAGE)
+    try:
+        with console.rt.db.session() as session:
+            roles.delete_role(session, console.actor, app.id, role_id)
+    except Conflict as exc:  # still granted: say by whom, beside the list
+        return _roles_page(console, app, 409, refusal=exc.detail)
+    console.flash("Role deleted.")
+    return redirect(console.request, f"/apps/{app.id}/roles")
 
 
 # -- assignments ---------------------------------------------------------------------------------
@@ -65,6 +116,9 @@ def _assignments_page(
             session, [r.principal_id for r in rows if r.principal_type == "user"]
         )
         names.update({uid: user.login for uid, user in users.items()})
+        granted = {aid: [r.name for r in rs] for aid, rs in roles.roles_of(
+            session, [r.id for r in rows]).items()}
+        defined = roles.list_roles(session, app.id)
     context.setdefault("errors", {})
     context.setdefault("values", {"principal_type": "group"})
     return _tab(
@@ -75,6 +129,8 @@ def _assignments_page(
         assignments=rows,
         groups=groups,
         names=names,
+        granted=granted,
+        roles=defined,
         **context,
     )
 
@@ -113,8 +169,6 @@ def create_assignment(app_id: str, console: PostDep) -> Response:
             if not values["priority"].isdigit() or int(values["priority"]) > 10_000:
                 raise Invalid("a whole number from 0 to 10000", field="priority")
             priority = int(values["priority"])
-        if len(values["role"]) > 128:
-            raise Invalid("at most 128 characters", field="role")
         principal_id = _principal(console, kind)
         with console.rt.db.session() as session:
             assignments.create_assignment(
@@ -129,7 +183,7 @@ def create_assignment(app_id: str, console: PostDep) -> Response:
     except (Invalid, Conflict, NotFound) as exc:
         field = "group_id" if kind == "group" else "login"
         return _assignments_page(
-            console, app, 422, errors=service_errors(exc, field), values=values
+            console, app, 422, errors=service_errors(exc, field, {"principal_id": field}), values=values
         )
     console.flash("Assigned. Its users are being provisioned.")
     return redirect(console.request, f"/apps/{app.id}/assignments")

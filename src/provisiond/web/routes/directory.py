@@ -1,4 +1,4 @@
-"""Directory: users (search, add, lifecycle actions) and groups (add, members)."""
+"""Directory: users (search, add, lifecycle actions); groups are in web/routes/groups.py."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from starlette.responses import Response
 
 from provisiond.authz import Action
 from provisiond.domain.directory import TRANSITIONS, Lifecycle, Profile, UserStatus
-from provisiond.errors import Conflict, Invalid, NotFound
+from provisiond.errors import Conflict, Invalid
 from provisiond.services import activity, directory
 from provisiond.services.monitoring import app_names
-from provisiond.store.tables import Account, Group, GroupMember, User
+from provisiond.store.tables import Account, Group, GroupMember
 from provisiond.web.context import Console, ConsoleDep, PostDep, redirect, render
 from provisiond.web.forms import FieldErrors, checked, service_errors, validation_errors
 
@@ -127,111 +127,3 @@ def lifecycle(user_id: str, action: Lifecycle, console: PostDep) -> Response:
     except Conflict as exc:
         console.flash(f"Not done: {exc.detail}")
     return redirect(console.request, f"/directory/users/{user_id}")
-
-
-# -- groups --------------------------------------------------------------------------------------
-
-
-def _groups_page(
-    console: Console,
-    status_code: int = 200,
-    values: dict[str, str] | None = None,
-    errors: FieldErrors | None = None,
-) -> Response:
-    with console.rt.db.session() as session:
-        rows = directory.list_groups(session, None)
-        counts = {g.id: directory.member_count(session, g.id) for g in rows}
-    return render(
-        console.request,
-        "directory/groups.html",
-        status_code=status_code,
-        groups=rows,
-        counts=counts,
-        values=values or {},
-        errors=errors or {},
-        can_write=console.may(Action.DIRECTORY_WRITE),
-    )
-
-
-@router.get("/directory/groups")
-def groups(console: ConsoleDep) -> Response:
-    console.authorize(Action.DIRECTORY_READ)
-    return _groups_page(console)
-
-
-@router.post("/directory/groups")
-def create_group(console: PostDep) -> Response:
-    console.authorize(Action.DIRECTORY_WRITE)
-    values = {"name": console.field("name"), "description": console.field("description")}
-    errors: FieldErrors = {}
-    if not values["name"] or len(values["name"]) > 256:
-        errors["name"] = "a name of 1 to 256 characters"
-    if len(values["description"]) > 2048:
-        errors["description"] = "at most 2048 characters"
-    if not errors:
-        try:
-            with console.rt.db.session() as session:
-                group = directory.create_group(
-                    session, console.actor, values["name"], values["description"] or None
-                )
-                group_id = group.id
-        except Conflict as exc:
-            errors = service_errors(exc, "name")
-    if errors:
-        return _groups_page(console, 422, values, errors)
-    console.flash(f"Created group {values['name']}.")
-    return redirect(console.request, f"/directory/groups/{group_id}")
-
-
-def _group_page(
-    console: Console,
-    group_id: str,
-    status_code: int = 200,
-    errors: FieldErrors | None = None,
-    login: str = "",
-) -> Response:
-    with console.rt.db.session() as session:
-        group = directory.get_group(session, group_id)
-        members = directory.members(session, group_id)
-    return render(
-        console.request,
-        "directory/group.html",
-        status_code=status_code,
-        group=group,
-        members=members,
-        errors=errors or {},
-        login=login,
-        can_write=console.may(Action.DIRECTORY_WRITE),
-    )
-
-
-@router.get("/directory/groups/{group_id}")
-def group(group_id: str, console: ConsoleDep) -> Response:
-    console.authorize(Action.DIRECTORY_READ)
-    return _group_page(console, group_id)
-
-
-@router.post("/directory/groups/{group_id}/members")
-def add_member(group_id: str, console: PostDep) -> Response:
-    console.authorize(Action.DIRECTORY_WRITE)
-    login = console.field("login")
-    with console.rt.db.session() as session:
-        found = session.scalar(select(User).where(User.login_key == login.casefold()))
-        if found is not None:
-            directory.add_member(session, console.actor, group_id, found.id)
-    if found is None:
-        error = "enter the login of a user" if not login else f"no user with login {login!r}"
-        return _group_page(console, group_id, 422, {"login": error}, login)
-    console.flash(f"Added {login}.")
-    return redirect(console.request, f"/directory/groups/{group_id}")
-
-
-@router.post("/directory/groups/{group_id}/members/{user_id}/remove")
-def remove_member(group_id: str, user_id: str, console: PostDep) -> Response:
-    console.authorize(Action.DIRECTORY_WRITE)
-    try:
-        with console.rt.db.session() as session:
-            directory.remove_member(session, console.actor, group_id, user_id)
-    except NotFound as exc:
-        console.flash(exc.detail)
-    return redirect(console.request, f"/directory/groups/{group_id}")
