@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Sequence
+from datetime import timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -17,6 +18,7 @@ from provisiond.services.context import Actor
 from provisiond.store.tables import ApiToken, utcnow
 
 PREFIX = "pvd_"
+LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
 def _hash(token: str) -> str:
@@ -56,5 +58,9 @@ def authenticate(session: Session, token: str) -> ApiToken:
     row = session.scalar(select(ApiToken).where(ApiToken.token_hash == _hash(token)))
     if row is None or row.revoked_at is not None:
         raise Unauthorized("the API token is not valid")
-    row.last_used_at = utcnow()
+    now = utcnow()
+    # At most one write a minute per token: otherwise every API read would be a write
+    # transaction (on SQLite one that queues behind the worker for the write lock).
+    if row.last_used_at is None or now - row.last_used_at > LAST_USED_RESOLUTION:
+        row.last_used_at = now
     return row
