@@ -20,6 +20,7 @@ from provisiond.api.routers import (
     groups,
     logs,
     policy,
+    push_groups,
     roles,
     sync,
     tasks,
@@ -68,7 +69,9 @@ def create_app(
     problems.install(app)
 
     v1 = APIRouter(prefix="/api/v1", dependencies=[Depends(admin), Depends(require_declared)])
-    for module in (users, groups, apps, roles, assignments, policy, sync, tasks, logs):
+    for module in (
+        users, groups, apps, roles, assignments, push_groups, policy, sync, tasks, logs
+    ):
         v1.include_router(module.router)
     app.include_router(v1)
 

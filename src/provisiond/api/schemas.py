@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from provisiond.domain.apps import ProvisioningSettings, ScimConnectorSettings, app_name_pattern
 from provisiond.domain.directory import Profile
 from provisiond.domain.roles import NAME_MAX, RoleExpression
+from provisiond.services import pushes
 from provisiond.store import tables
 
 
@@ -241,6 +242,62 @@ class RoleOut(BaseModel):
             expression=row.expression,
             created_at=row.created_at,
             updated_at=row.updated_at,
+        )
+
+
+class PushGroupCreate(Strict):
+    group: str = Field(
+        min_length=1, max_length=256, description="The directory group's id or name."
+    )
+    unpush_action: Literal["leave", "delete"] = Field(
+        default="leave",
+        description="What happens to the app's group when it is unpushed or the directory "
+        "group deleted: left as it is, or deleted in the app.",
+    )
+
+
+class PushedMemberOut(BaseModel):
+    remote_id: str
+    user_id: str | None
+    login: str | None
+
+
+class PushedGroupOut(BaseModel):
+    group_id: str
+    app_id: str
+    name: str
+    status: str  # pending | active | failed | unpushing
+    remote_id: str | None
+    remote_name: str | None
+    linked: bool
+    unpush_action: str
+    members: int
+    last_synced_at: datetime | None
+    last_error: str | None
+    created_at: datetime
+    member_list: list[PushedMemberOut] | None = None
+
+    @classmethod
+    def of(
+        cls,
+        row: tables.PushedGroup,
+        members: int,
+        member_list: list[PushedMemberOut] | None = None,
+    ) -> PushedGroupOut:
+        return cls(
+            group_id=row.group_id,
+            app_id=row.app_id,
+            name=row.group_name,
+            status=pushes.status_of(row),
+            remote_id=row.remote_id,
+            remote_name=row.remote_name,
+            linked=row.linked,
+            unpush_action=row.unpush_action,
+            members=members,
+            last_synced_at=row.last_synced_at,
+            last_error=row.last_error,
+            created_at=row.created_at,
+            member_list=member_list,
         )
 
 

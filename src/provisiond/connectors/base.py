@@ -24,6 +24,15 @@ class RemoteUser:
 
 
 @dataclass(frozen=True)
+class RemoteGroup:
+    """A group in the app: its id, its name and its members' account ids."""
+
+    remote_id: str
+    display_name: str
+    members: frozenset[str]
+
+
+@dataclass(frozen=True)
 class Quirks:
     """A target's dialect, as data the connector reads (never ``if vendor == ...``).
 
@@ -84,5 +93,32 @@ class Connector(Protocol):
     ) -> None: ...
 
     async def delete_user(self, remote_id: str) -> None: ...
+
+    # Groups (pushed groups). Members are account ids in the app.
+
+    async def find_group(self, display_name: str) -> RemoteGroup | None: ...
+
+    async def get_group(self, remote_id: str) -> RemoteGroup | None: ...
+
+    async def create_group(self, display_name: str, members: Sequence[str]) -> RemoteGroup: ...
+
+    async def update_group(
+        self,
+        remote_id: str,
+        *,
+        display_name: str | None = None,
+        add: Sequence[str] = (),
+        remove: Sequence[str] = (),
+    ) -> int:
+        """Rename and/or change members in place (PATCH); returns the requests sent."""
+        ...
+
+    async def replace_group(
+        self, remote_id: str, display_name: str, members: Sequence[str]
+    ) -> None: ...
+
+    async def delete_group(self, remote_id: str) -> None: ...
+
+    async def quirks(self) -> Quirks: ...
 
     async def aclose(self) -> None: ...

@@ -31,7 +31,13 @@ from scim2_models import (
 )
 
 from provisiond import __version__
-from provisiond.connectors.base import ConnectionReport, ConnectionStep, Quirks, RemoteUser
+from provisiond.connectors.base import (
+    ConnectionReport,
+    ConnectionStep,
+    Quirks,
+    RemoteGroup,
+    RemoteUser,
+)
 from provisiond.domain.apps import (
     BasicAuth,
     BearerAuth,
@@ -50,6 +56,11 @@ from provisiond.errors import (
 
 SCIM_MEDIA_TYPE = "application/scim+json"
 CORE_USER = "urn:ietf:params:scim:schemas:core:2.0:User"
+CORE_GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
+PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+# Member values one PATCH carries at most: big pushes go in a few requests, not one per member,
+# yet no request grows past what targets accept (Entra caps a PATCH at about 1,000 values).
+MEMBERS_PER_REQUEST = 500
 ENTERPRISE_USER = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 ScimUser = User[EnterpriseUser]
 # Parametrised once: pydantic keeps generic specialisations only weakly, and rebuilding one
@@ -162,11 +173,10 @@ class ScimConnector:
         quirks = await self.quirks()
         if not quirks.filter:
             return None  # a create that collides then answers 409 and is adopted
-        escaped = value.replace("\\", "\\\\").replace('"', '\\"')
         response = await self._send(
             "GET",
             "Users",
-            params={"filter": f'{attribute} eq "{escaped}"', "startIndex": 1, "count": 2},
+            params={"filter": f'{attribute} eq "{_quoted(value)}"', "startIndex": 1, "count": 2},
         )
         resources = _parse_list(_body(response, "GET /Users?filter"))
         if len(resources) > 1:
@@ -220,6 +230,122 @@ class ScimConnector:
         if response.status_code == 404:
             return  # already gone: the goal is reached
         _require_success(response, "DELETE /Users/{id}")
+
+    # -- groups -------------------------------------------------------------------------------
+
+    async def find_group(self, display_name: str) -> RemoteGroup | None:
+        """The app's group of that name (case-insensitive, RFC 7643 §4.2), if any."""
+        quirks = await self.quirks()
+        if quirks.filter:
+            response = await self._send(
+                "GET",
+                "Groups",
+                params={
+                    "filter": f'displayName eq "{_quoted(display_name)}"',
+                    "startIndex": 1,
+                    "count": 2,
+                },
+            )
+            found = _groups(_body(response, "GET /Groups?filter"), "GET /Groups?filter")
+        else:  # no filter: page through the groups
+            found, start = [], 1
+            while True:
+                response = await self._send(
+                    "GET", "Groups", params={"startIndex": start, "count": quirks.max_results}
+                )
+                body = _body(response, "GET /Groups")
+                page = _groups(body, "GET /Groups")
+                found += [g for g in page if g.display_name.casefold() == display_name.casefold()]
+                start += len(page)
+                if not page or start > int(body.get("totalResults") or 0):
+                    break
+        found = [g for g in found if g.display_name.casefold() == display_name.casefold()]
+        if len(found) > 1:
+            raise TerminalError(
+                f"{len(found)} groups in the app are named {display_name!r}: refusing to guess"
+            )
+        return found[0] if found else None
+
+    async def get_group(self, remote_id: str) -> RemoteGroup | None:
+        response = await self._send("GET", f"Groups/{remote_id}")
+        if response.status_code == 404:
+            return None
+        return _group(_body(response, "GET /Groups/{id}"), "GET /Groups/{id}")
+
+    async def create_group(self, display_name: str, members: Sequence[str]) -> RemoteGroup:
+        body = {"schemas": [CORE_GROUP], "displayName": display_name, "members": _refs(members)}
+        response = await self._send("POST", "Groups", body=body)
+        if response.status_code == 409:
+            raise RemoteConflict(_problem(response, "POST /Groups"), http_status=409)
+        created = _group(_body(response, "POST /Groups"), "POST /Groups")
+        return RemoteGroup(created.remote_id, display_name, frozenset(members))
+
+    async def update_group(
+        self,
+        remote_id: str,
+        *,
+        display_name: str | None = None,
+        add: Sequence[str] = (),
+        remove: Sequence[str] = (),
+    ) -> int:
+        """PATCH add/remove of members (``members[value eq "…"]`` for a removal, RFC 7644
+        §3.5.2.2), in requests of at most MEMBERS_PER_REQUEST values; a rename rides on the
+        first. Returns the number of requests sent."""
+        operations: list[dict[str, Any]] = []
+        if display_name is not None:
+            operations.append({"op": "replace", "path": "displayName", "value": display_name})
+        operations += [
+            {"op": "remove", "path": f'members[value eq "{_quoted(member)}"]'} for member in remove
+        ]
+        for start in range(0, len(add), MEMBERS_PER_REQUEST):
+            chunk = add[start : start + MEMBERS_PER_REQUEST]
+            operations.append({"op": "add", "path": "members", "value": _refs(chunk)})
+        sent, size = 0, 0
+        batch: list[dict[str, Any]] = []
+        for operation in operations:
+            weight = len(operation["value"]) if operation["op"] == "add" else 1
+            if batch and size + weight > MEMBERS_PER_REQUEST:
+                await self._patch_group(remote_id, batch)
+                sent, size = sent + 1, 0
+                batch = []
+            batch.append(operation)
+            size += weight
+        if batch:
+            await self._patch_group(remote_id, batch)
+            sent += 1
+        return sent
+
+    async def _patch_group(self, remote_id: str, operations: list[dict[str, Any]]) -> None:
+        body = {"schemas": [PATCH_OP], "Operations": operations}
+        response = await self._send("PATCH", f"Groups/{remote_id}", body=body)
+        if response.status_code == 404:
+            raise RemoteNotFound(
+                f"PATCH /Groups/{{id}}: the group {remote_id} no longer exists", http_status=404
+            )
+        _require_success(response, "PATCH /Groups/{id}")
+
+    async def replace_group(
+        self, remote_id: str, display_name: str, members: Sequence[str]
+    ) -> None:
+        """PUT the whole group (RFC 7644 §3.5.1), for an app without PATCH."""
+        body = {
+            "schemas": [CORE_GROUP],
+            "id": remote_id,
+            "displayName": display_name,
+            "members": _refs(members),
+        }
+        response = await self._send("PUT", f"Groups/{remote_id}", body=body)
+        if response.status_code == 404:
+            raise RemoteNotFound(
+                f"PUT /Groups/{{id}}: the group {remote_id} no longer exists", http_status=404
+            )
+        _require_success(response, "PUT /Groups/{id}")
+
+    async def delete_group(self, remote_id: str) -> None:
+        response = await self._send("DELETE", f"Groups/{remote_id}")
+        if response.status_code == 404:
+            return  # already gone
+        _require_success(response, "DELETE /Groups/{id}")
 
     # -- transport ----------------------------------------------------------------------------
 
@@ -354,6 +480,35 @@ def _remote(body: Mapping[str, Any], what: str) -> RemoteUser:
     if not isinstance(remote_id, str) or not remote_id:
         raise TerminalError(f"{what} answered a resource without an id (RFC 7643 §3.1)")
     return RemoteUser(remote_id=remote_id, attributes=dict(body))
+
+
+def _refs(members: Sequence[str]) -> list[dict[str, str]]:
+    return [{"value": member} for member in members]
+
+
+def _quoted(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _group(body: Mapping[str, Any], what: str) -> RemoteGroup:
+    """A SCIM Group (RFC 7643 §4.2): an id, a displayName, members by ``value``."""
+    remote_id, name = body.get("id"), body.get("displayName")
+    if not isinstance(remote_id, str) or not remote_id:
+        raise TerminalError(f"{what} answered a group without an id (RFC 7643 §3.1)")
+    if not isinstance(name, str):
+        raise TerminalError(f"{what} answered a group without a displayName (RFC 7643 §4.2)")
+    members = body.get("members") or []
+    if not isinstance(members, list):
+        raise TerminalError(f"{what} answered members that are not a list")
+    values = {m.get("value") for m in members if isinstance(m, dict)}
+    return RemoteGroup(remote_id, name, frozenset(v for v in values if isinstance(v, str) and v))
+
+
+def _groups(body: Mapping[str, Any], what: str) -> list[RemoteGroup]:
+    resources = body.get("Resources") or []
+    if not isinstance(resources, list):
+        raise TerminalError(f"{what}: the answer is not a SCIM ListResponse")
+    return [_group(resource, what) for resource in resources if isinstance(resource, dict)]
 
 
 def _parse_list(body: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -38,8 +38,12 @@ def enqueue(
     correlation_id: str,
     run_id: str | None = None,
     verify_remote: bool = False,
+    kind: str = "user",
 ) -> list[str]:
     """Queue a reconcile of each (app, user); returns the ids of the tasks that carry ``run_id``.
+
+    ``kind="group"`` queues the reconcile of pushed groups instead: ``user_ids`` are then the
+    ids of the directory groups (engine.groups).
 
     An existing queued task for the same key is made due now instead of queuing a second one.
     """
@@ -53,6 +57,7 @@ def enqueue(
         statement = insert(Task).values(
             id=task_id,
             app_id=app_id,
+            kind=kind,
             user_id=user_id,
             run_id=run_id,
             reason=reason,

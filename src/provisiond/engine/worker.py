@@ -38,11 +38,12 @@ from provisiond.engine import queue
 from provisiond.engine.desired import DesiredAccount, DirectoryUser, evaluate
 from provisiond.engine.executor import Result, reconcile
 from provisiond.engine.fingerprint import fingerprint, policy_key
+from provisiond.engine.group_worker import GroupSnapshot, execute_group, group_snapshot
 from provisiond.engine.mapping import CompiledPolicy
 from provisiond.engine.planner import AccountStatus, ActualAccount, Operation, OperationKind, plan
 from provisiond.errors import ConnectorError, RateLimited
 from provisiond.expressions import EvaluationError
-from provisiond.services import activity, policies, runs
+from provisiond.services import activity, policies, pushes, runs
 from provisiond.services.apps import provisioning_of, settings_of
 from provisiond.services.context import Actor
 from provisiond.services.planning import DEPROVISIONS
@@ -142,6 +143,10 @@ def snapshot(
     )
 
 
+def _state(account: ActualAccount | None) -> tuple[str | None, str | None]:
+    return (None, None) if account is None else (account.remote_id, account.status.value)
+
+
 def _blocked_deprovision(snap: Snapshot) -> str | None:
     """Why an account that should go is kept, when the settings, not the planner, keep it."""
     actual = snap.actual
@@ -189,7 +194,7 @@ class ConnectorPool:
         self._items: dict[str, tuple[str, Connector]] = {}
         self._transport = transport
 
-    async def get(self, snap: Snapshot) -> Connector:
+    async def get(self, snap: Snapshot | GroupSnapshot) -> Connector:
         current = self._items.get(snap.app_id)
         if current is not None and current[0] == snap.app_version:
             return current[1]
@@ -381,9 +386,19 @@ class Worker:
             if task is None or task.status != queue.RUNNING:
                 return None  # requeued while it waited for the gate: its new owner runs it
             task.claimed_at = lease = utcnow()  # renew the lease: the work starts now
-            snap = snapshot(session, self.vault, task.app_id, task.user_id, task.updated_at)
+            kind, group_snap, snap = task.kind, None, None
+            if kind == "group":
+                group_snap = group_snapshot(session, self.vault, task.app_id, task.user_id)
+                if group_snap is None:  # no longer pushed, or the app is gone: nothing to do
+                    self._close(session, task, queue.SUCCEEDED, "unchanged")
+            else:
+                snap = snapshot(session, self.vault, task.app_id, task.user_id, task.updated_at)
             user_id, verify, correlation = task.user_id, task.verify_remote, task.correlation_id
             created_at, claimed_by = task.created_at, task.claimed_by
+        if kind == "group":
+            if group_snap is None:
+                return None
+            return await execute_group(self, task_id, lease, group_snap, verify=verify)
         if snap is None:  # the app was deleted: its tasks go with it (cascade)
             return None
         self._concurrency[snap.app_id] = snap.provisioning.concurrency
@@ -463,6 +478,10 @@ class Worker:
 
         with self.db.session() as session:
             store_account(session, snap.app_id, user_id, result, snap.fingerprint)
+            if _state(snap.actual) != _state(result.account):
+                # An account appeared, went or changed state: the groups pushed to the app
+                # that hold (or should hold) this user are re-checked.
+                pushes.accounts_changed(session, actor, snap.app_id, user_id, "app.account")
             operation = result.operation
             task = owned(session)
             attempt = task.attempts if task is not None else None

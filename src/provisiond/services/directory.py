@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from provisiond.domain.directory import Lifecycle, Profile, UserStatus, next_status
 from provisiond.errors import Conflict, Invalid, NotFound
-from provisiond.services import activity, group_rules, membership, reach, runs
+from provisiond.services import activity, group_rules, membership, pushes, reach, runs
 from provisiond.services.context import Actor
 from provisiond.store.tables import App, Assignment, Group, GroupMember, User, utcnow
 
@@ -158,6 +158,7 @@ def delete_user(session: Session, actor: Actor, user_id: str) -> None:
             current_status=user.status,
         )
     apps = reach.apps_of_user(session, user.id)
+    groups = reach.effective_groups_of(session, user.id)
     session.delete(user)
     activity.record(
         session,
@@ -169,6 +170,7 @@ def delete_user(session: Session, actor: Actor, user_id: str) -> None:
     )
     # Any account still held is deprovisioned from the account record.
     _reconcile(session, actor, apps, [user_id], "user.delete")
+    pushes.groups_changed(session, actor, groups, "user.delete")
 
 
 def _reconcile_user(
@@ -180,6 +182,7 @@ def _reconcile_user(
     if groups_changed:
         apps |= reach.apps_of_groups(session, reach.ancestors_of(session, groups_changed))
     _reconcile(session, actor, apps, [user_id], reason)
+    pushes.groups_changed(session, actor, groups_changed, reason)
 
 
 def _reconcile(
@@ -289,6 +292,8 @@ def update_group(
         if rule is not None:
             group_rules.check_rule(session, rule)  # refused before anything is written
         changes["rule"] = {"old": group.rule, "new": rule}
+    if "name" in changes:
+        pushes.group_renamed(session, actor, group.id)
     if changes:
         group.updated_at = utcnow()
         activity.record(
@@ -326,6 +331,7 @@ def delete_group(session: Session, actor: Actor, group_id: str) -> None:
         targets={"group": group.name, "group_id": group_id},
     )
     membership.reconcile_changes(session, actor, before, "group.delete")
+    pushes.groups_changed(session, actor, [group_id], "group.delete")  # even when empty
 
 
 def _refuse_if_rule(group: Group) -> None:
@@ -356,6 +362,7 @@ def add_member(session: Session, actor: Actor, group_id: str, user_id: str) -> b
     _reconcile(
         session, actor, reach.apps_of_group(session, group_id), [user_id], "group.membership"
     )
+    pushes.groups_changed(session, actor, [group_id], "group.membership")
     return True
 
 
@@ -378,6 +385,7 @@ def remove_member(session: Session, actor: Actor, group_id: str, user_id: str) -
         targets={"group": group.name, "group_id": group_id, "user": user.login},
     )
     _reconcile(session, actor, apps, [user_id], "group.membership")
+    pushes.groups_changed(session, actor, [group_id], "group.membership")
 
 
 def find_users_by_ids(session: Session, ids: Sequence[str]) -> dict[str, User]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from provisiond.services import reach, runs
+from provisiond.services import pushes, reach, runs
 from provisiond.services.context import Actor
 from provisiond.store.tables import App
 
@@ -55,4 +55,5 @@ def reconcile_changes(
         app = session.get(App, app_id)
         if app is not None:
             runs.reconcile_users(session, actor, app, sorted(per_app[app_id]), reason=reason)
+    pushes.groups_changed(session, actor, changed, reason)
     return changed

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from provisiond.domain.policy import Limits
 from provisiond.engine import queue
 from provisiond.errors import Conflict, NotFound
-from provisiond.services import activity, planning, policies, reach
+from provisiond.services import activity, planning, policies, pushes, reach
 from provisiond.services.apps import get_app, provisioning_of
 from provisiond.services.context import Actor, new_correlation_id
 from provisiond.store.tables import Account, App, Run, Task, utcnow
@@ -51,6 +51,7 @@ def start_full_sync(session: Session, actor: Actor, app: App, *, reason: str = "
         session, actor, app, everyone(session, app.id), reason=reason, kind="full"
     )
     assert run is not None
+    pushes.app_synced(session, actor, app.id, reason)
     return run
 
 
@@ -97,6 +98,10 @@ def reconcile_users(
                 "limit": limits.model_dump(),
                 "accounts": accounts,
             }
+    if held is None:
+        # A change of who is assigned, or with which role, may change who a group role puts
+        # in a pushed group (those users' account changes re-check it too, once applied).
+        pushes.roles_changed(session, actor, app.id, reason)
     if held is None and kind == "change":
         queue.enqueue(session, app.id, user_ids, reason=reason, correlation_id=actor.correlation_id)
         return None

@@ -273,6 +273,10 @@ class Task(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     app_id: Mapped[str] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"))
+    # ``user``: reconcile the account of user ``user_id``; ``group``: reconcile the group pushed
+    # from directory group ``user_id``. Ids are UUID4s, unique across users and groups, so the
+    # (app_id, user_id) key indexes below hold for both kinds.
+    kind: Mapped[str] = mapped_column(String(8), default="user", server_default=text("'user'"))
     user_id: Mapped[str] = mapped_column(String(36), index=True)
     run_id: Mapped[str | None] = mapped_column(String(36), index=True)
     reason: Mapped[str] = mapped_column(String(64))
@@ -289,6 +293,43 @@ class Task(Base):
     claimed_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PushedGroup(Base):
+    """A directory group pushed to an app: the app holds a group of the same name whose members
+    are the group's effective members who have an active account there (services.pushes)."""
+
+    __tablename__ = "pushed_groups"
+    __table_args__ = (UniqueConstraint("app_id", "group_id"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    app_id: Mapped[str] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
+    # No foreign key: when the directory group is deleted, the row stays until the worker has
+    # left or deleted the app's group, as ``unpush_action`` says.
+    group_id: Mapped[str] = mapped_column(String(36), index=True)
+    group_name: Mapped[str] = mapped_column(String(256))  # the directory name, as last seen
+    state: Mapped[str] = mapped_column(String(16))  # pushed | unpushing
+    unpush_action: Mapped[str] = mapped_column(String(8))  # leave | delete
+    remote_id: Mapped[str | None] = mapped_column(String(256))
+    remote_name: Mapped[str | None] = mapped_column(String(256))  # displayName as last applied
+    linked: Mapped[bool] = mapped_column(Boolean, default=False)  # adopted, not created
+    last_synced_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PushedGroupMember(Base):
+    """A member provisiond last applied to a pushed group: the actual state the next diff uses."""
+
+    __tablename__ = "pushed_group_members"
+
+    pushed_group_id: Mapped[str] = mapped_column(
+        ForeignKey("pushed_groups.id", ondelete="CASCADE"), primary_key=True
+    )
+    remote_id: Mapped[str] = mapped_column(String(256), primary_key=True)  # the member's account
+    user_id: Mapped[str | None] = mapped_column(String(36), index=True)  # None: a stranger
 
 
 class Event(Base):

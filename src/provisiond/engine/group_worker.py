@@ -1,0 +1,306 @@
+"""The worker's half for pushed groups: one task reconciles one (app, directory group) key.
+
+Read the desired members and the record in one short transaction, send the difference
+(engine.groups), record the outcome: the same lease and ownership rules as for accounts
+(engine.worker), so a task that overran its lease records the app's group but not the task.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.orm import Session
+
+from provisiond.domain.apps import ProvisioningSettings, ScimConnectorSettings
+from provisiond.engine import queue
+from provisiond.engine.executor import Result
+from provisiond.engine.groups import GroupActual, GroupOutcome, reconcile_group
+from provisiond.errors import ConnectorError, RateLimited
+from provisiond.services import activity, pushes
+from provisiond.services.apps import provisioning_of, settings_of
+from provisiond.services.context import Actor
+from provisiond.services.secrets import Vault
+from provisiond.store.tables import App, Group, PushedGroup, Task, User, utcnow
+
+if TYPE_CHECKING:
+    from provisiond.engine.worker import Worker
+
+LISTED = 100  # logins named in one membership event; the counts are always complete
+
+
+@dataclass
+class GroupSnapshot:
+    app_id: str
+    app_name: str
+    app_version: str
+    connector: ScimConnectorSettings
+    provisioning: ProvisioningSettings
+    pushed_id: str
+    group_id: str
+    name: str
+    state: str  # pushed | unpushing | gone (the directory group was deleted)
+    unpush_action: str
+    actual: GroupActual | None
+    applied: dict[str, str | None]
+    desired: dict[str, str]
+
+    @property
+    def leaving(self) -> bool:
+        return self.state != pushes.PUSHED
+
+
+def group_snapshot(session: Session, vault: Vault, app_id: str, group_id: str) -> GroupSnapshot | None:
+    app = session.get(App, app_id)
+    pushed = session.query(PushedGroup).filter_by(app_id=app_id, group_id=group_id).one_or_none()
+    if app is None or pushed is None:
+        return None
+    group = session.get(Group, group_id)
+    state = pushed.state if group is not None else "gone"
+    if group is not None and group.name != pushed.group_name:
+        pushed.group_name = group.name  # shown in listings before the rename is applied
+    applied = pushes.applied(session, pushed.id)
+    actual = (
+        None
+        if pushed.remote_id is None
+        else GroupActual(pushed.remote_id, pushed.remote_name or "", frozenset(applied))
+    )
+    return GroupSnapshot(
+        app_id=app.id,
+        app_name=app.name,
+        app_version=app.updated_at.isoformat(),
+        connector=settings_of(app, vault),
+        provisioning=provisioning_of(app),
+        pushed_id=pushed.id,
+        group_id=group_id,
+        name=group.name if group is not None else pushed.group_name,
+        state=state,
+        unpush_action=pushed.unpush_action,
+        actual=actual,
+        applied=applied,
+        desired={} if state != pushes.PUSHED else pushes.desired_members(session, app, group),
+    )
+
+
+async def execute_group(
+    worker: Worker, task_id: str, lease: datetime, snap: GroupSnapshot, *, verify: bool
+) -> Result:
+    with worker.db.session() as session:
+        task = session.get(Task, task_id)
+        assert task is not None
+        correlation, claimed_by = task.correlation_id, task.claimed_by
+    actor = Actor("provisiond", correlation_id=correlation)
+    targets = {"app": snap.app_name, "group": snap.name, "group_id": snap.group_id}
+
+    def owned(session: Session) -> Task | None:
+        task = session.get(Task, task_id)
+        if task is None or task.status != queue.RUNNING or task.claimed_by != claimed_by:
+            return None
+        return task if task.claimed_at == lease else None
+
+    def close(session: Session, outcome: str) -> None:
+        if (task := owned(session)) is not None:
+            worker._close(session, task, queue.SUCCEEDED, outcome)
+
+    if not snap.provisioning.enabled or not snap.provisioning.features.push_groups:
+        why = (
+            "provisioning is disabled"
+            if not snap.provisioning.enabled
+            else "the app's push_groups feature is off"
+        )
+        result = Result(outcome="skipped")
+        result.step("skip", why)
+        with worker.db.session() as session:
+            activity.record(
+                session, actor, "app.group.sync",
+                f"group {snap.name} in {snap.app_name} not reconciled: {why}",
+                outcome="skipped", app_id=snap.app_id, targets=targets,
+            )
+            close(session, "skipped")
+        return result
+
+    connector = await worker.pool.get(snap)
+    try:
+        if snap.leaving:
+            return await _leave(worker, snap, connector, actor, targets, owned, close)
+        outcome = await reconcile_group(
+            connector, snap.name, snap.desired, snap.actual, verify=verify
+        )
+    except ConnectorError as exc:
+        result = Result(outcome="failed")
+        result.step("error", exc.detail, retryable=exc.retryable)
+        with worker.db.session() as session:
+            pushed = session.get(PushedGroup, snap.pushed_id)
+            if pushed is not None:
+                pushed.last_error = exc.detail
+            if (task := owned(session)) is not None:
+                _fail(
+                    worker, session, task, snap, exc.detail, dead=not exc.retryable,
+                    retry_after=exc.retry_after if isinstance(exc, RateLimited) else None,
+                )
+        return result
+
+    with worker.db.session() as session:
+        _record(session, actor, snap, outcome, targets)
+        close(session, _outcome_word(outcome))
+    return outcome.result
+
+
+async def _leave(
+    worker: Worker, snap: GroupSnapshot, connector: Any, actor: Actor,
+    targets: dict[str, Any], owned: Any, close: Any,
+) -> Result:
+    result = Result()
+    why = "its directory group was deleted" if snap.state == "gone" else "unpushed"
+    remote = snap.actual.remote_id if snap.actual else None
+    if snap.unpush_action == "delete" and remote is not None:
+        await connector.delete_group(remote)
+        result.step("delete", f"deleted group {snap.name} ({remote}) in the app", id=remote)
+        action, message, result.outcome = (
+            "app.group.delete", f"deleted group {snap.name} in {snap.app_name}: {why}", "deleted",
+        )
+    else:
+        result.step("leave", f"left group {snap.name} in the app as it is")
+        action, message, result.outcome = (
+            "app.group.unpush",
+            f"stopped pushing group {snap.name} to {snap.app_name} ({why}); "
+            "the app's group was left as it is",
+            "unchanged",
+        )
+    with worker.db.session() as session:
+        pushed = session.get(PushedGroup, snap.pushed_id)
+        # Pushed again while this ran: the row stays, and the push's task re-creates the
+        # group (it reads the app first, so a deleted group is found gone).
+        if pushed is not None and (
+            pushed.state == pushes.UNPUSHING or session.get(Group, snap.group_id) is None
+        ):
+            session.delete(pushed)
+        activity.record(
+            session, actor, action, message, app_id=snap.app_id,
+            targets={**targets, "remote_id": remote}, details={"trace": result.trace},
+        )
+        close(session, result.outcome)
+    return result
+
+
+def _outcome_word(outcome: GroupOutcome) -> str:
+    if outcome.created:
+        return "created"
+    return "unchanged" if outcome.plan.empty and not outcome.linked else "updated"
+
+
+def _record(
+    session: Session, actor: Actor, snap: GroupSnapshot, outcome: GroupOutcome, targets: dict[str, Any]
+) -> None:
+    pushed = session.get(PushedGroup, snap.pushed_id)
+    group = outcome.group
+    if pushed is None or group is None:
+        return
+    after: dict[str, str | None] = {remote_id: snap.desired.get(remote_id) for remote_id in group.members}
+    before = snap.applied  # what the rows hold: one task a key runs at a time
+    pushes.store_members(session, pushed.id, before, after)
+    pushed.remote_id, pushed.remote_name = group.remote_id, group.name
+    pushed.linked = pushed.linked or outcome.linked
+    pushed.last_synced_at, pushed.last_error, pushed.updated_at = utcnow(), None, utcnow()
+    targets = {**targets, "remote_id": group.remote_id}
+    plan = outcome.plan
+    details: dict[str, Any] = {"requests": outcome.requests, "trace": outcome.result.trace}
+    if outcome.created:
+        activity.record(
+            session, actor, "app.group.create",
+            f"created group {snap.name} in {snap.app_name} with {len(group.members)} members",
+            app_id=snap.app_id, targets=targets,
+            details={**details, "members": len(group.members), "recreated": outcome.recreated},
+        )
+        return
+    if outcome.linked:
+        activity.record(
+            session, actor, "app.group.link",
+            f"linked group {snap.name} to the group of that name already in {snap.app_name}"
+            + (
+                f"; its members differed ({len(plan.add)} missing, {len(plan.remove)} not "
+                "in the directory group) and were corrected"
+                if plan.add or plan.remove
+                else "; its members already matched"
+            ),
+            app_id=snap.app_id, targets=targets, details=details,
+        )
+    if outcome.drift is not None:
+        activity.record(
+            session, actor, "app.group.drift",
+            f"group {snap.name} in {snap.app_name} had been changed in the app "
+            f"({outcome.drift['unexpected']} unexpected, {outcome.drift['missing']} missing "
+            "members); corrected",
+            outcome="success", app_id=snap.app_id, targets=targets,
+            details={**details, **outcome.drift},
+        )
+    if plan.rename is not None:
+        old = snap.actual.name if snap.actual else None
+        activity.record(
+            session, actor, "app.group.rename",
+            f"renamed group {old} to {plan.rename} in {snap.app_name}",
+            app_id=snap.app_id, targets=targets, details={"old": old, "new": plan.rename},
+        )
+    if plan.add or plan.remove:
+        logins = _logins(session, [*plan.add[:LISTED], *plan.remove[:LISTED]], snap, before)
+        activity.record(
+            session, actor, "app.group.membership.update",
+            f"group {snap.name} in {snap.app_name}: {len(plan.add)} added, "
+            f"{len(plan.remove)} removed",
+            app_id=snap.app_id, targets=targets,
+            details={
+                **details,
+                "added": len(plan.add),
+                "removed": len(plan.remove),
+                "added_users": [logins.get(r, r) for r in plan.add[:LISTED]],
+                "removed_users": [logins.get(r, r) for r in plan.remove[:LISTED]],
+                "method": "PUT" if plan.replace else "PATCH",
+            },
+        )
+
+
+def _logins(
+    session: Session, remote_ids: list[str], snap: GroupSnapshot, before: dict[str, str | None]
+) -> dict[str, str]:
+    by_user = {r: snap.desired.get(r) or before.get(r) for r in remote_ids}
+    ids = sorted({u for u in by_user.values() if u})
+    users = {u.id: u.login for u in session.query(User).filter(User.id.in_(ids))} if ids else {}
+    return {r: users[u] for r, u in by_user.items() if u and u in users}
+
+
+def _fail(
+    worker: Worker, session: Session, task: Task, snap: GroupSnapshot, error: str,
+    *, dead: bool, retry_after: float | None,
+) -> None:
+    actor = Actor("provisiond", correlation_id=task.correlation_id)
+    targets = {"app": snap.app_name, "group": snap.name, "group_id": snap.group_id}
+    task.operation = "unpush" if snap.leaving else "push"
+    if dead or task.attempts >= worker.settings.task_max_attempts:
+        task.status, task.last_error, task.updated_at = queue.DEAD, error, utcnow()
+        activity.record(
+            session, actor, "app.group.sync",
+            f"reconciling group {snap.name} in {snap.app_name} failed: {error}",
+            outcome="failure", app_id=snap.app_id, targets=targets,
+            details={"attempt": task.attempts, "error": error},
+        )
+        activity.record(
+            session, actor, "task.dead",
+            f"task {task.id} for group {snap.name} in {snap.app_name} is dead after "
+            f"{task.attempts} attempt(s): {error}",
+            outcome="failure", app_id=snap.app_id,
+            targets={**targets, "task_id": task.id}, details={"error": error, "terminal": dead},
+        )
+        return
+    delay = queue.backoff(
+        task.attempts, worker.settings.retry_base_seconds, worker.settings.retry_max_seconds,
+        retry_after,
+    )
+    activity.record(
+        session, actor, "app.group.sync",
+        f"reconciling group {snap.name} in {snap.app_name} failed (attempt {task.attempts}), "
+        f"retrying in {delay:.1f} s: {error}",
+        outcome="retry", app_id=snap.app_id, targets=targets,
+        details={"attempt": task.attempts, "error": error, "retry_in_seconds": round(delay, 3)},
+    )
+    queue.requeue(session, task, at=utcnow() + timedelta(seconds=delay), error=error)

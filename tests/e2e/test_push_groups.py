@@ -1,0 +1,350 @@
+"""Pushed groups over real HTTP into the real scim2-server: the app's group holds exactly the
+directory group's members who have an account there, nested groups included, after every change."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import TARGET_TOKEN, eventually, person, remote_user, scim_app
+from tests.support.faulty import Fault, FaultyTarget
+from tests.support.servers import serve_app
+
+CORE_GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
+
+
+def suffix() -> str:
+    return str(time.monotonic_ns() % 10**8)
+
+
+def remote_group(scim: httpx.Client, name: str) -> dict[str, Any] | None:
+    response = scim.get("Groups", params={"filter": f'displayName eq "{name}"'})
+    response.raise_for_status()
+    found = response.json().get("Resources", [])
+    assert len(found) <= 1, found
+    return found[0] if found else None
+
+
+def remote_members(scim: httpx.Client, name: str) -> set[str] | None:
+    group = remote_group(scim, name)
+    return None if group is None else {m["value"] for m in group.get("members") or []}
+
+
+def remote_ids(scim: httpx.Client, *logins: str) -> set[str]:
+    out = set()
+    for login in logins:
+        remote = remote_user(scim, login)
+        assert remote is not None, f"{login} has no account in the app"
+        out.add(remote["id"])
+    return out
+
+
+def enable(api: httpx.Client, app_id: str, **changes: Any) -> None:
+    settings = api.get(f"/apps/{app_id}/provisioning").json()
+    settings.pop("last_test", None)
+    features = {**settings["features"], "push_groups": True}
+    answer = api.put(
+        f"/apps/{app_id}/provisioning",
+        json={**settings, "enabled": True, "features": features, **changes},
+    )
+    assert answer.status_code == 200, answer.text
+
+
+def new_user(api: httpx.Client, login: str) -> dict[str, Any]:
+    answer = api.post("/users", json=person(login))
+    assert answer.status_code == 201, answer.text
+    result: dict[str, Any] = answer.json()
+    return result
+
+
+def new_group(api: httpx.Client, name: str, *members: dict[str, Any]) -> dict[str, Any]:
+    group: dict[str, Any] = api.post("/groups", json={"name": name}).json()
+    for user in members:
+        api.put(f"/groups/{group['id']}/users/{user['id']}").raise_for_status()
+    return group
+
+
+def login(user: dict[str, Any]) -> str:
+    return str(user["profile"]["login"])
+
+
+def push(api: httpx.Client, app_id: str, group: str, **body: Any) -> dict[str, Any]:
+    answer = api.post(f"/apps/{app_id}/push-groups", json={"group": group, **body})
+    assert answer.status_code == 202, answer.text
+    result: dict[str, Any] = answer.json()
+    return result
+
+
+def pushed(api: httpx.Client, app_id: str, group_id: str) -> dict[str, Any]:
+    result: dict[str, Any] = api.get(f"/apps/{app_id}/push-groups/{group_id}").json()
+    return result
+
+
+def event(api: httpx.Client, app_id: str, action: str) -> dict[str, Any]:
+    """The newest ``action`` event of the app (written just after the app was changed)."""
+
+    def find() -> dict[str, Any] | None:
+        items = api.get("/logs", params={"action": action, "app": app_id}).json()["items"]
+        return items[0] if items else None
+
+    found: dict[str, Any] = eventually(find)
+    return found
+
+
+def test_pushed_group_tracks_the_directory_after_every_change(
+    api: httpx.Client, scim: httpx.Client, target: str
+) -> None:
+    s = suffix()
+    app = api.post("/apps", json=scim_app(f"push-{s}", target)).json()
+    ann, bob, cy, dee = (new_user(api, f"{n}.{s}") for n in ("ann", "bob", "cy", "dee"))
+    staff = new_group(api, f"Staff-{s}", ann, bob, dee)  # who is assigned to the app
+    platform = new_group(api, f"Platform-{s}", bob)
+    eng = new_group(api, f"Eng-{s}", ann, cy)
+    api.put(f"/groups/{eng['id']}/groups/{platform['id']}").raise_for_status()  # nested
+    api.post(
+        f"/apps/{app['id']}/assignments", json={"principal_type": "group", "principal_id": staff["id"]}
+    ).raise_for_status()
+    enable(api, app["id"])
+    eventually(lambda: remote_user(scim, login(dee)) is not None)
+
+    out = push(api, app["id"], eng["name"])  # by name
+    assert out["status"] == "pending" and out["name"] == eng["name"]
+    # Ann directly, Bob through the nested Platform; Cy has no account in the app.
+    expected = remote_ids(scim, login(ann), login(bob))
+    eventually(lambda: remote_members(scim, eng["name"]) == expected)
+    state = eventually(lambda: (p := pushed(api, app["id"], eng["id"]))["status"] == "active" and p)
+    assert state["remote_id"] == remote_group(scim, eng["name"])["id"]  # type: ignore[index]
+    assert {m["login"] for m in state["member_list"]} == {login(ann), login(bob)}
+
+    # Cy is given an account (assigned through Staff): Cy joins the app's group too.
+    api.put(f"/groups/{staff['id']}/users/{cy['id']}").raise_for_status()
+    expected = remote_ids(scim, login(ann), login(bob), login(cy)) if eventually(
+        lambda: remote_user(scim, login(cy))
+    ) else set()
+    eventually(lambda: remote_members(scim, eng["name"]) == expected)
+
+    # Bob leaves the nested group: out of the app's group, but his account stays.
+    api.delete(f"/groups/{platform['id']}/users/{bob['id']}").raise_for_status()
+    expected = remote_ids(scim, login(ann), login(cy))
+    eventually(lambda: remote_members(scim, eng["name"]) == expected)
+    assert remote_user(scim, login(bob))["active"] is True  # type: ignore[index]
+
+    # Dee joins the nested group: in through nesting.
+    api.put(f"/groups/{platform['id']}/users/{dee['id']}").raise_for_status()
+    expected = remote_ids(scim, login(ann), login(cy), login(dee))
+    eventually(lambda: remote_members(scim, eng["name"]) == expected)
+
+    # Ann leaves the company: deactivated, and out of the app's group.
+    api.post(f"/users/{ann['id']}/lifecycle/deactivate").raise_for_status()
+    expected = remote_ids(scim, login(cy), login(dee))
+    eventually(lambda: remote_members(scim, eng["name"]) == expected)
+
+    # A rename in the directory is a rename in the app; the members stay.
+    renamed = f"Engineering-{s}"
+    api.patch(f"/groups/{eng['id']}", json={"name": renamed}).raise_for_status()
+    eventually(lambda: remote_members(scim, renamed) == expected)
+    assert remote_group(scim, eng["name"]) is None
+
+    # Unpush, deleting the app's group.
+    answer = api.delete(f"/apps/{app['id']}/push-groups/{eng['id']}", params={"action": "delete"})
+    assert answer.status_code == 202 and answer.json()["status"] == "unpushing"
+    eventually(lambda: remote_group(scim, renamed) is None)
+    eventually(lambda: api.get(f"/apps/{app['id']}/push-groups/{eng['id']}").status_code == 404)
+
+    actions = [e["action"] for e in api.get("/logs", params={"app": app["id"]}).json()["items"]]
+    for action in (
+        "app.group.push", "app.group.create", "app.group.membership.update",
+        "app.group.rename", "app.group.unpush", "app.group.delete",
+    ):
+        assert action in actions, action
+    update = event(api, app["id"], "app.group.membership.update")
+    assert update["details"]["requests"] >= 1 and "added_users" in update["details"]
+
+
+def test_existing_group_of_the_same_name_is_linked_corrected_and_logged(
+    api: httpx.Client, scim: httpx.Client, target: str
+) -> None:
+    s = suffix()
+    app = api.post("/apps", json=scim_app(f"link-{s}", target)).json()
+    ann, bob = new_user(api, f"ann.{s}"), new_user(api, f"bob.{s}")
+    ops = new_group(api, f"Ops-{s}", ann, bob)
+    api.post(
+        f"/apps/{app['id']}/assignments", json={"principal_type": "group", "principal_id": ops["id"]}
+    ).raise_for_status()
+    enable(api, app["id"])
+    eventually(lambda: remote_user(scim, login(bob)) is not None)
+    # The app already has a group of that name, holding Ann and a stranger (not Bob).
+    stranger = scim.post(
+        "Users",
+        json={"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": f"x{s}"},
+    ).json()
+    ann_id = remote_ids(scim, login(ann)).pop()
+    existing = scim.post(
+        "Groups",
+        json={
+            "schemas": [CORE_GROUP],
+            "displayName": ops["name"],
+            "members": [{"value": ann_id}, {"value": stranger["id"]}],
+        },
+    ).json()
+
+    push(api, app["id"], ops["id"])
+    expected = remote_ids(scim, login(ann), login(bob))
+    eventually(lambda: remote_members(scim, ops["name"]) == expected)
+    state = eventually(lambda: (p := pushed(api, app["id"], ops["id"]))["status"] == "active" and p)
+    assert state["linked"] is True and state["remote_id"] == existing["id"]  # not duplicated
+    link = event(api, app["id"], "app.group.link")
+    assert "1 missing, 1 not in the directory group" in link["message"], link["message"]
+
+
+def test_an_app_without_patch_gets_the_whole_group_by_put(
+    api: httpx.Client, target_put_only: str
+) -> None:
+    s = suffix()
+    app = api.post("/apps", json=scim_app(f"put-{s}", target_put_only)).json()
+    ann, bob = new_user(api, f"ann.{s}"), new_user(api, f"bob.{s}")
+    team = new_group(api, f"Team-{s}", ann, bob)
+    api.post(
+        f"/apps/{app['id']}/assignments", json={"principal_type": "group", "principal_id": team["id"]}
+    ).raise_for_status()
+    enable(api, app["id"])
+    with httpx.Client(
+        base_url=target_put_only + "/", headers={"Authorization": f"Bearer {TARGET_TOKEN}"}
+    ) as scim:
+        eventually(lambda: remote_user(scim, login(bob)) is not None)
+        push(api, app["id"], team["id"])
+        expected = remote_ids(scim, login(ann), login(bob))
+        eventually(lambda: remote_members(scim, team["name"]) == expected)
+        api.delete(f"/groups/{team['id']}/users/{bob['id']}").raise_for_status()
+        # Bob loses his account (unassigned) and his membership: the group is PUT whole.
+        expected = remote_ids(scim, login(ann))
+        eventually(lambda: remote_members(scim, team["name"]) == expected)
+    update = event(api, app["id"], "app.group.membership.update")
+    assert update["details"]["method"] == "PUT"
+
+
+def test_unpush_leaves_the_group_and_a_deleted_directory_group_follows_its_action(
+    api: httpx.Client, scim: httpx.Client, target: str
+) -> None:
+    s = suffix()
+    app = api.post("/apps", json=scim_app(f"unpush-{s}", target)).json()
+    ann = new_user(api, f"ann.{s}")
+    kept, doomed = new_group(api, f"Kept-{s}", ann), new_group(api, f"Doomed-{s}", ann)
+    api.post(
+        f"/apps/{app['id']}/assignments", json={"principal_type": "user", "principal_id": ann["id"]}
+    ).raise_for_status()
+    enable(api, app["id"])
+    eventually(lambda: remote_user(scim, login(ann)) is not None)
+    push(api, app["id"], kept["id"])
+    push(api, app["id"], doomed["id"], unpush_action="delete")
+    ann_id = remote_ids(scim, login(ann))
+    eventually(lambda: remote_members(scim, kept["name"]) == ann_id)
+    eventually(lambda: remote_members(scim, doomed["name"]) == ann_id)
+
+    api.delete(f"/apps/{app['id']}/push-groups/{kept['id']}").raise_for_status()  # leave
+    eventually(lambda: api.get(f"/apps/{app['id']}/push-groups/{kept['id']}").status_code == 404)
+    assert remote_members(scim, kept["name"]) == ann_id  # left as it was
+    # Changes no longer reach it.
+    api.delete(f"/groups/{kept['id']}/users/{ann['id']}").raise_for_status()
+    api.delete(f"/groups/{doomed['id']}").raise_for_status()  # pushed with "delete"
+    eventually(lambda: remote_group(scim, doomed["name"]) is None)
+    assert remote_members(scim, kept["name"]) == ann_id
+
+
+def test_group_role_is_expressed_through_the_pushed_group(
+    api: httpx.Client, scim: httpx.Client, target: str
+) -> None:
+    s = suffix()
+    app = api.post("/apps", json=scim_app(f"grole-{s}", target)).json()
+    operators = new_group(api, f"Operators-{s}")  # nobody is a member in the directory
+    role = api.post(
+        f"/apps/{app['id']}/roles",
+        json={"name": "operator", "expression": {"kind": "group", "value": operators["name"]}},
+    )
+    assert role.status_code == 201, role.text
+    ann, bob = new_user(api, f"ann.{s}"), new_user(api, f"bob.{s}")
+    enable(api, app["id"])
+    push(api, app["id"], operators["id"])
+    granted = api.post(
+        f"/apps/{app['id']}/assignments",
+        json={"principal_type": "user", "principal_id": ann["id"], "role": "operator"},
+    )
+    assert granted.status_code == 201, granted.text
+    api.post(
+        f"/apps/{app['id']}/assignments", json={"principal_type": "user", "principal_id": bob["id"]}
+    ).raise_for_status()
+    eventually(lambda: remote_user(scim, login(bob)) is not None)
+    expected = remote_ids(scim, login(ann))  # the role holder, not Bob
+    eventually(lambda: remote_members(scim, operators["name"]) == expected)
+    assert "roles" not in (remote_user(scim, login(ann)) or {}) or not remote_user(
+        scim, login(ann)
+    )["roles"]  # type: ignore[index]
+    api.delete(f"/apps/{app['id']}/assignments/{granted.json()['id']}").raise_for_status()
+    eventually(lambda: remote_members(scim, operators["name"]) == set())
+
+
+def test_bad_push_requests_are_refused_with_a_reason(api: httpx.Client, target: str) -> None:
+    s = suffix()
+    app = api.post("/apps", json=scim_app(f"badpush-{s}", target)).json()
+    group = new_group(api, f"G-{s}")
+    off = api.post(f"/apps/{app['id']}/push-groups", json={"group": group["id"]})
+    assert off.status_code == 409 and "push_groups" in off.json()["detail"]
+    enable(api, app["id"])
+    missing = api.post(f"/apps/{app['id']}/push-groups", json={"group": "no-such-group"})
+    assert missing.status_code == 404 and "no-such-group" in missing.json()["detail"]
+    bad = api.post(f"/apps/{app['id']}/push-groups", json={"group": group["id"], "unpush_action": "x"})
+    assert bad.status_code == 422
+    push(api, app["id"], group["id"])
+    again = api.post(f"/apps/{app['id']}/push-groups", json={"group": group["name"]})
+    assert again.status_code == 409 and "already pushed" in again.json()["detail"]
+    nothing = api.delete(f"/apps/{app['id']}/push-groups/{new_group(api, f'H-{s}')['id']}")
+    assert nothing.status_code == 404
+
+
+@pytest.fixture
+def faulty() -> Iterator[tuple[FaultyTarget, str]]:
+    target = FaultyTarget(TARGET_TOKEN)
+    with serve_app(target) as url:
+        yield target, url
+
+
+def test_a_target_that_rejects_the_group_fails_visibly_with_its_message(
+    api: httpx.Client, faulty: tuple[FaultyTarget, str]
+) -> None:
+    target, url = faulty
+    s = suffix()
+    app = api.post("/apps", json=scim_app(f"rejects-{s}", url)).json()
+    ann = new_user(api, f"ann.{s}")
+    team = new_group(api, f"Team-{s}", ann)
+    api.post(
+        f"/apps/{app['id']}/assignments", json={"principal_type": "user", "principal_id": ann["id"]}
+    ).raise_for_status()
+    enable(api, app["id"])
+    eventually(lambda: api.get(f"/apps/{app['id']}/accounts").json()["items"])
+    target.inject(
+        Fault(
+            "POST", 400, times=1,
+            body={
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"],
+                "status": "400", "scimType": "invalidValue",
+                "detail": "group names must not contain a dash",
+            },
+        )
+    )
+    push(api, app["id"], team["id"])
+    dead = eventually(
+        lambda: [
+            t for t in api.get("/tasks", params={"status": "dead", "app": app["id"]}).json()["items"]
+        ]
+    )
+    assert "group names must not contain a dash" in dead[0]["last_error"]
+    state = pushed(api, app["id"], team["id"])
+    assert state["status"] == "failed" and "must not contain a dash" in state["last_error"]
+    # Retried once the target accepts it.
+    api.post(f"/tasks/{dead[0]['id']}/retry").raise_for_status()
+    eventually(lambda: pushed(api, app["id"], team["id"])["status"] == "active")
+    assert pushed(api, app["id"], team["id"])["members"] == 1
