@@ -348,3 +348,75 @@ def test_a_target_that_rejects_the_group_fails_visibly_with_its_message(
     api.post(f"/tasks/{dead[0]['id']}/retry").raise_for_status()
     eventually(lambda: pushed(api, app["id"], team["id"])["status"] == "active")
     assert pushed(api, app["id"], team["id"])["members"] == 1
+
+
+def test_drift_in_the_app_is_corrected_by_a_sync_and_a_deleted_group_comes_back(
+    api: httpx.Client, scim: httpx.Client, target: str
+) -> None:
+    s = suffix()
+    app = api.post("/apps", json=scim_app(f"drift-{s}", target)).json()
+    ann, bob = new_user(api, f"ann.{s}"), new_user(api, f"bob.{s}")
+    team = new_group(api, f"Team-{s}", ann, bob)
+    api.post(
+        f"/apps/{app['id']}/assignments", json={"principal_type": "group", "principal_id": team["id"]}
+    ).raise_for_status()
+    enable(api, app["id"])
+    eventually(lambda: remote_user(scim, login(bob)) is not None)
+    push(api, app["id"], team["id"])
+    expected = remote_ids(scim, login(ann), login(bob))
+    eventually(lambda: remote_members(scim, team["name"]) == expected)
+    remote = remote_group(scim, team["name"])
+    assert remote is not None
+
+    # Someone removes Bob in the app itself: an admin's sync reads the group back and fixes it.
+    bob_id = remote_ids(scim, login(bob)).pop()
+    scim.patch(
+        f"Groups/{remote['id']}",
+        json={
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "remove", "path": f'members[value eq "{bob_id}"]'}],
+        },
+    ).raise_for_status()
+    assert remote_members(scim, team["name"]) == expected - {bob_id}
+    answer = api.post(f"/apps/{app['id']}/push-groups/{team['id']}/sync")
+    assert answer.status_code == 202, answer.text
+    eventually(lambda: remote_members(scim, team["name"]) == expected)
+    drift = event(api, app["id"], "app.group.drift")
+    assert drift["details"]["missing"] == 1 and drift["details"]["unexpected"] == 0
+
+    # The group is deleted in the app: the next sync creates it again.
+    scim.delete(f"Groups/{remote['id']}").raise_for_status()
+    api.post(f"/apps/{app['id']}/sync").raise_for_status()
+    eventually(lambda: remote_members(scim, team["name"]) == expected)
+    assert remote_group(scim, team["name"])["id"] != remote["id"]  # type: ignore[index]
+
+
+def test_changes_made_while_the_feature_is_off_are_applied_when_it_is_back_on(
+    api: httpx.Client, scim: httpx.Client, target: str
+) -> None:
+    s = suffix()
+    app = api.post("/apps", json=scim_app(f"feature-{s}", target)).json()
+    ann, bob = new_user(api, f"ann.{s}"), new_user(api, f"bob.{s}")
+    for user in (ann, bob):
+        api.post(
+            f"/apps/{app['id']}/assignments",
+            json={"principal_type": "user", "principal_id": user["id"]},
+        ).raise_for_status()
+    team = new_group(api, f"Team-{s}", ann)
+    enable(api, app["id"])
+    eventually(lambda: remote_user(scim, login(bob)) is not None)
+    push(api, app["id"], team["id"])
+    eventually(lambda: remote_members(scim, team["name"]) == remote_ids(scim, login(ann)))
+
+    settings = api.get(f"/apps/{app['id']}/provisioning").json()
+    settings["features"]["push_groups"] = False
+    api.put(f"/apps/{app['id']}/provisioning", json=settings).raise_for_status()
+    api.put(f"/groups/{team['id']}/users/{bob['id']}").raise_for_status()
+    skipped = event(api, app["id"], "app.group.sync")
+    assert skipped["outcome"] == "skipped" and "push_groups" in skipped["message"]
+    assert remote_members(scim, team["name"]) == remote_ids(scim, login(ann))
+
+    settings["features"]["push_groups"] = True
+    api.put(f"/apps/{app['id']}/provisioning", json=settings).raise_for_status()
+    expected = remote_ids(scim, login(ann), login(bob))
+    eventually(lambda: remote_members(scim, team["name"]) == expected)

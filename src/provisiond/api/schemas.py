@@ -348,7 +348,9 @@ class RunOut(BaseModel):
 class TaskOut(BaseModel):
     id: str
     app_id: str
-    user_id: str
+    kind: str  # user: an account; group: a pushed group
+    user_id: str | None
+    group_id: str | None
     run_id: str | None
     reason: str
     operation: str | None
@@ -365,7 +367,9 @@ class TaskOut(BaseModel):
         return cls(
             id=task.id,
             app_id=task.app_id,
-            user_id=task.user_id,
+            kind=task.kind,
+            user_id=task.user_id if task.kind == "user" else None,
+            group_id=task.user_id if task.kind == "group" else None,
             run_id=task.run_id,
             reason=task.reason,
             operation=task.operation,

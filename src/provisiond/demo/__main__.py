@@ -94,7 +94,7 @@ provisiond demo is running.
   Admin token    {token}
 
 Seeded {summary["users"]} users in {summary["groups"]} groups; app "{summary["app"]}" has the group
-"{summary["assigned_group"]}" assigned and its first sync {summary["run_status"]}: {summary["counts"]}.
+"{summary["assigned_group"]}" assigned (and pushed as a group) and its first sync {summary["run_status"]}: {summary["counts"]}.
 
 Try (in another terminal):
   export PROVISIOND_TOKEN={token}

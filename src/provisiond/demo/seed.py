@@ -117,8 +117,17 @@ def seed(
             )
         )
         settings = _check(api.get(f"/apps/{app['id']}/provisioning"))
+        settings.pop("last_test", None)
+        features = {**settings["features"], "push_groups": True}
         enabled = _check(
-            api.put(f"/apps/{app['id']}/provisioning", json={**settings, "enabled": True})
+            api.put(
+                f"/apps/{app['id']}/provisioning",
+                json={**settings, "enabled": True, "features": features},
+            )
+        )
+        # Engineering is pushed as a group too: the wiki's Engineering group follows it.
+        _check(
+            api.post(f"/apps/{app['id']}/push-groups", json={"group": groups["Engineering"]["id"]})
         )
         run = enabled["initial_run"]
         deadline = time.monotonic() + 60
@@ -132,6 +141,7 @@ def seed(
             "groups": len(groups),
             "app": app["name"],
             "assigned_group": "Engineering",
+            "pushed_group": "Engineering",
             "run_status": run["status"],
             "counts": counts,
             "sample_user": engineers[0]["id"],

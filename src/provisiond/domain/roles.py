@@ -4,8 +4,9 @@ An app role (admin, editor, viewer, ...) reaches the app one of three ways:
 
 * ``scim_role``: a value of the SCIM User's multi-valued ``roles`` (RFC 7643 §4.1.2);
 * ``entitlement``: a value of ``entitlements`` (same section);
-* ``group``: membership of a group pushed to the app. Pushing groups arrives with its own
-  issue: such roles are stored and shown, but the planner does not express them yet.
+* ``group``: membership of a group pushed to the app; ``value`` names the directory group
+  whose pushed counterpart the role's holders join (services.pushes). Until that group is
+  pushed to the app, the role grants access but is not visible there.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ class RoleKind(enum.StrEnum):
     GROUP = "group"
 
 
-# The SCIM attribute each kind is written to; ``group`` has none (push groups, later).
+# The SCIM attribute each kind is written to; ``group`` has none (it is a pushed group's member).
 ATTRIBUTE_OF: dict[RoleKind, str] = {
     RoleKind.SCIM_ROLE: "roles",
     RoleKind.ENTITLEMENT: "entitlements",

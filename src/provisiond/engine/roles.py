@@ -104,7 +104,8 @@ def role_attributes(
 ) -> dict[str, list[dict[str, Any]]]:
     """``roles``/``entitlements`` as SCIM multi-valued attributes, for the kinds the app uses.
 
-    Group roles are left out: pushing groups is not provisiond's yet (it is the hook).
+    Group roles are not attributes of the user: their holders are members of the pushed group
+    the role names (services.pushes.role_holders).
     """
     chosen = list(roles)
     out: dict[str, list[dict[str, Any]]] = {}

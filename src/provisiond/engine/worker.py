@@ -535,6 +535,7 @@ class Worker:
         app_name = snap.app_name if snap else task.app_id
         user_label = snap.user_label if snap else task.user_id
         out_of_attempts = task.attempts >= self.settings.task_max_attempts
+        user_id = task.user_id if task.kind == "user" else None  # a group task crashed
         record = (
             session.query(Account).filter_by(app_id=task.app_id, user_id=task.user_id).one_or_none()
         )
@@ -550,7 +551,7 @@ class Worker:
                 f"{pending.kind.value if pending else 'sync'} of {user_label} in {app_name} failed: {error}",
                 outcome="failure",
                 app_id=task.app_id,
-                user_id=task.user_id,
+                user_id=user_id,
                 targets={"app": app_name, "user": user_label},
                 details={"attempt": task.attempts, "error": error},
             )
@@ -562,7 +563,7 @@ class Worker:
                 f"attempt(s): {error}",
                 outcome="failure",
                 app_id=task.app_id,
-                user_id=task.user_id,
+                user_id=user_id,
                 targets={"task_id": task.id, "app": app_name, "user": user_label},
                 details={"error": error, "terminal": dead},
             )
@@ -583,7 +584,7 @@ class Worker:
             f"(attempt {task.attempts}), retrying in {delay:.1f} s: {error}",
             outcome="retry",
             app_id=task.app_id,
-            user_id=task.user_id,
+            user_id=user_id,
             targets={"app": app_name, "user": user_label},
             details={"attempt": task.attempts, "error": error, "retry_in_seconds": round(delay, 3)},
         )

@@ -8,7 +8,7 @@ from provisiond.connectors.registry import build_connector
 from provisiond.domain.apps import ProvisioningSettings, ScimConnectorSettings
 from provisiond.errors import Conflict
 from provisiond.runtime import Runtime
-from provisiond.services import apps, roles, runs
+from provisiond.services import apps, pushes, roles, runs
 from provisiond.services.context import Actor
 from provisiond.store.tables import Run
 
@@ -75,6 +75,9 @@ async def put_provisioning(
                 session, actor, app, runs.everyone(session, app.id),
                 reason="app.provisioning.update", kind="policy",
             )
+        if now and was and wanted.features.push_groups and not before.features.push_groups:
+            # Pushed groups were skipped while the feature was off: bring them up to date.
+            pushes.app_synced(session, actor, app.id, "app.provisioning.update")
         if now and was and before.role_mode != wanted.role_mode:
             # Only users granted a role by some assignment can get other roles.
             held = roles.granted_users(session, app.id)

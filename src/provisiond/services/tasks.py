@@ -51,8 +51,8 @@ def retry_task(session: Session, actor: Actor, task_id: str) -> Task:
         "task.retry",
         f"retried task {task.id} ({task.operation or task.reason})",
         app_id=task.app_id,
-        user_id=task.user_id,
-        targets={"task_id": task.id},
+        user_id=task.user_id if task.kind == "user" else None,
+        targets=_targets(task),
         correlation_id=task.correlation_id,
     )
     if pending is not None:
@@ -83,8 +83,14 @@ def dismiss_task(session: Session, actor: Actor, task_id: str) -> Task:
         "task.dismiss",
         f"dismissed task {task.id} ({task.operation or task.reason}); last error: {task.last_error}",
         app_id=task.app_id,
-        user_id=task.user_id,
-        targets={"task_id": task.id},
+        user_id=task.user_id if task.kind == "user" else None,
+        targets=_targets(task),
         correlation_id=task.correlation_id,
     )
     return task
+
+
+def _targets(task: Task) -> dict[str, str]:
+    if task.kind == "group":
+        return {"task_id": task.id, "group_id": task.user_id}
+    return {"task_id": task.id}

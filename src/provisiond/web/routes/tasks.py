@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
+from sqlalchemy import select
 from starlette.responses import Response
 
 from provisiond.authz import Action
 from provisiond.services import tasks
 from provisiond.services.directory import find_users_by_ids
 from provisiond.services.monitoring import app_names
+from provisiond.store.tables import Group
 from provisiond.web.context import ConsoleDep, PostDep, redirect, render
 
 router = APIRouter()
@@ -25,13 +27,23 @@ def list_tasks(console: ConsoleDep, status: str = "dead") -> Response:
             for row in tasks.list_tasks(session, status=status, app_id=None, limit=200)
             if console.may(Action.TASK_READ, row.app_id)
         ]
-        users = find_users_by_ids(session, sorted({row.user_id for row in rows}))
+        users = {
+            uid: user.login
+            for uid, user in find_users_by_ids(
+                session, sorted({row.user_id for row in rows if row.kind == "user"})
+            ).items()
+        }
+        group_ids = sorted({row.user_id for row in rows if row.kind == "group"})
+        groups = {
+            g.id: g.name for g in session.scalars(select(Group).where(Group.id.in_(group_ids)))
+        }
         apps = app_names(session)
     return render(
         console.request,
         "tasks.html",
         tasks=rows,
-        users={uid: user.login for uid, user in users.items()},
+        users=users,
+        groups=groups,
         apps=apps,
         status=status,
         statuses=SHOWN,
