@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -46,9 +47,15 @@ def test_transient_errors_are_retried_until_they_pass(
         base_url=base + "/", headers={"Authorization": f"Bearer {TARGET_TOKEN}"}
     ) as scim:
         eventually(lambda: remote_user(scim, "retry.me"), timeout=15)
-    events = api.get("/logs", params={"user": user["id"], "action": "app.user.provision"}).json()[
-        "items"
-    ]
+
+    def provision_events() -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = api.get(
+            "/logs", params={"user": user["id"], "action": "app.user.provision"}
+        ).json()["items"]
+        return found
+
+    # The success is logged just after the app answered: wait for it, not only for the account.
+    events = eventually(lambda: len(provision_events()) == 3 and provision_events())
     outcomes = sorted(e["outcome"] for e in events)
     assert outcomes == ["retry", "retry", "success"], events
     assert "503" in events[-1]["message"]

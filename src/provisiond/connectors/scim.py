@@ -246,7 +246,13 @@ class ScimConnector:
                     "count": 2,
                 },
             )
-            found = _groups(_body(response, "GET /Groups?filter"), "GET /Groups?filter")
+            body = _body(response, "GET /Groups?filter")
+            found = _groups(body, "GET /Groups?filter")
+            total = int(body.get("totalResults") or len(found))
+            if total > 1 and len(found) > 1:
+                raise TerminalError(
+                    f"{total} groups in the app are named {display_name!r}: refusing to guess"
+                )
         else:  # no filter: page through the groups
             found, start = [], 1
             while True:
@@ -291,27 +297,28 @@ class ScimConnector:
         """PATCH add/remove of members (``members[value eq "…"]`` for a removal, RFC 7644
         §3.5.2.2), in requests of at most MEMBERS_PER_REQUEST values; a rename rides on the
         first. Returns the number of requests sent."""
-        operations: list[dict[str, Any]] = []
-        if display_name is not None:
-            operations.append({"op": "replace", "path": "displayName", "value": display_name})
-        operations += [
+        removals = [
             {"op": "remove", "path": f'members[value eq "{_quoted(member)}"]'} for member in remove
         ]
-        for start in range(0, len(add), MEMBERS_PER_REQUEST):
-            chunk = add[start : start + MEMBERS_PER_REQUEST]
-            operations.append({"op": "add", "path": "members", "value": _refs(chunk)})
-        sent, size = 0, 0
-        batch: list[dict[str, Any]] = []
-        for operation in operations:
-            weight = len(operation["value"]) if operation["op"] == "add" else 1
-            if batch and size + weight > MEMBERS_PER_REQUEST:
-                await self._patch_group(remote_id, batch)
-                sent, size = sent + 1, 0
-                batch = []
-            batch.append(operation)
-            size += weight
-        if batch:
-            await self._patch_group(remote_id, batch)
+        additions = list(add)
+        rename: list[dict[str, Any]] = (
+            [{"op": "replace", "path": "displayName", "value": display_name}]
+            if display_name is not None
+            else []
+        )
+        sent = 0
+        while rename or removals or additions:
+            # Each request is filled up to the bound: removals first, then additions.
+            taken, removals = removals[:MEMBERS_PER_REQUEST], removals[MEMBERS_PER_REQUEST:]
+            operations: list[dict[str, Any]] = [*rename, *taken]
+            rename = []
+            room = MEMBERS_PER_REQUEST - len(taken)
+            if room and additions:
+                operations.append(
+                    {"op": "add", "path": "members", "value": _refs(additions[:room])}
+                )
+                additions = additions[room:]
+            await self._patch_group(remote_id, operations)
             sent += 1
         return sent
 
