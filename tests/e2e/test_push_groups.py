@@ -420,3 +420,81 @@ def test_changes_made_while_the_feature_is_off_are_applied_when_it_is_back_on(
     api.put(f"/apps/{app['id']}/provisioning", json=settings).raise_for_status()
     expected = remote_ids(scim, login(ann), login(bob))
     eventually(lambda: remote_members(scim, team["name"]) == expected)
+
+
+@pytest.mark.parametrize("seed", [11, 29])
+def test_random_changes_keep_the_app_group_equal_to_a_reference_model(
+    api: httpx.Client, scim: httpx.Client, target: str, seed: int
+) -> None:
+    """A random run of membership, nesting, lifecycle and rename changes; after each one the
+    app's group must equal the reference: the effective members (nesting flattened) who are
+    active, since every user is assigned and only active users keep an active account."""
+    import random
+
+    rng = random.Random(seed)
+    s = suffix()
+    app = api.post("/apps", json=scim_app(f"model-{seed}-{s}", target)).json()
+    users = [new_user(api, f"u{i}.{s}") for i in range(6)]
+    for user in users:
+        api.post(
+            f"/apps/{app['id']}/assignments",
+            json={"principal_type": "user", "principal_id": user["id"]},
+        ).raise_for_status()
+    top, mid, leaf = (new_group(api, f"{n}-{s}") for n in ("Top", "Mid", "Leaf"))
+    enable(api, app["id"])
+    for user in users:
+        eventually(lambda user=user: remote_user(scim, login(user)) is not None)
+    remote_of = {u["id"]: remote_ids(scim, login(u)).pop() for u in users}
+    push(api, app["id"], top["id"])
+
+    direct: dict[str, set[str]] = {g["id"]: set() for g in (top, mid, leaf)}
+    edges: set[tuple[str, str]] = set()  # (parent, child), only ever downwards: no cycle
+    active = {u["id"] for u in users}
+    name = top["name"]
+
+    def expected() -> set[str]:
+        reached, frontier = {top["id"]}, [top["id"]]
+        while frontier:
+            parent = frontier.pop()
+            for p, child in edges:
+                if p == parent and child not in reached:
+                    reached.add(child)
+                    frontier.append(child)
+        members = set().union(*(direct[g] for g in reached))
+        return {remote_of[u] for u in members & active}
+
+    downward = [(top["id"], mid["id"]), (top["id"], leaf["id"]), (mid["id"], leaf["id"])]
+    for step in range(18):
+        choice = rng.random()
+        user = rng.choice(users)["id"]
+        group = rng.choice(list(direct))
+        if choice < 0.45:
+            if user in direct[group]:
+                api.delete(f"/groups/{group}/users/{user}").raise_for_status()
+                direct[group].discard(user)
+            else:
+                api.put(f"/groups/{group}/users/{user}").raise_for_status()
+                direct[group].add(user)
+        elif choice < 0.7:
+            parent, child = rng.choice(downward)
+            if (parent, child) in edges:
+                api.delete(f"/groups/{parent}/groups/{child}").raise_for_status()
+                edges.discard((parent, child))
+            else:
+                api.put(f"/groups/{parent}/groups/{child}").raise_for_status()
+                edges.add((parent, child))
+                # The reverse would be a cycle: refused, nothing changes.
+                refused = api.put(f"/groups/{child}/groups/{parent}")
+                assert refused.status_code == 409, refused.text
+        elif choice < 0.9:
+            action = "suspend" if user in active else "unsuspend"
+            api.post(f"/users/{user}/lifecycle/{action}").raise_for_status()
+            active.symmetric_difference_update({user})
+        else:
+            name = f"Top-{step}-{s}"
+            api.patch(f"/groups/{top['id']}", json={"name": name}).raise_for_status()
+        want = expected()
+        eventually(
+            lambda name=name, want=want: (remote_members(scim, name) or set()) == want,
+            timeout=15,
+        )
