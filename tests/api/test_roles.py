@@ -169,14 +169,21 @@ CONSOLE: dict[tuple[str, str], Action] = {
     ("GET", "/apps/{app_id}"): Action.APP_READ,
     **{
         ("GET", f"/apps/{{app_id}}/{tab}"): Action.APP_READ
-        for tab in ("provisioning", "roles", "assignments", "policy", "accounts", "activity")
+        for tab in (
+            "provisioning", "roles", "push-groups", "assignments", "policy", "accounts", "activity"
+        )
     },
     **{
         ("POST", f"/apps/{{app_id}}/{form}"): Action.APP_MANAGE
-        for form in ("connector", "test", "provisioning", "sync", "roles", "assignments", "policy")
+        for form in (
+            "connector", "test", "provisioning", "sync", "roles", "push-groups", "assignments",
+            "policy",
+        )
     },
     ("POST", "/apps/{app_id}/roles/{role_id}/delete"): Action.APP_MANAGE,
     ("POST", "/apps/{app_id}/assignments/{assignment_id}/delete"): Action.APP_MANAGE,
+    ("POST", "/apps/{app_id}/push-groups/{group_id}/sync"): Action.APP_MANAGE,
+    ("POST", "/apps/{app_id}/push-groups/{group_id}/unpush"): Action.APP_MANAGE,
     ("POST", "/apps/{app_id}/delete"): Action.APP_DELETE,
     ("GET", "/directory"): Action.DIRECTORY_READ,
     ("GET", "/directory/users"): Action.DIRECTORY_READ,

@@ -18,7 +18,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from provisiond.cli.main import app
-from tests.e2e.conftest import admin_token, api, server, target  # noqa: F401
+from tests.e2e.conftest import admin_token, api, scim, server, target  # noqa: F401
 
 Run = Callable[..., Result]
 

@@ -12,35 +12,12 @@ import pytest
 
 from tests.e2e.conftest import TARGET_TOKEN, eventually, person, remote_user, scim_app
 from tests.support.faulty import Fault, FaultyTarget
+from tests.support.remote_groups import CORE_GROUP, remote_group, remote_ids, remote_members
 from tests.support.servers import serve_app
-
-CORE_GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
 
 
 def suffix() -> str:
     return str(time.monotonic_ns() % 10**8)
-
-
-def remote_group(scim: httpx.Client, name: str) -> dict[str, Any] | None:
-    response = scim.get("Groups", params={"filter": f'displayName eq "{name}"'})
-    response.raise_for_status()
-    found = response.json().get("Resources", [])
-    assert len(found) <= 1, found
-    return found[0] if found else None
-
-
-def remote_members(scim: httpx.Client, name: str) -> set[str] | None:
-    group = remote_group(scim, name)
-    return None if group is None else {m["value"] for m in group.get("members") or []}
-
-
-def remote_ids(scim: httpx.Client, *logins: str) -> set[str]:
-    out = set()
-    for login in logins:
-        remote = remote_user(scim, login)
-        assert remote is not None, f"{login} has no account in the app"
-        out.add(remote["id"])
-    return out
 
 
 def enable(api: httpx.Client, app_id: str, **changes: Any) -> None:

@@ -260,6 +260,7 @@ FEATURES = {
     "update": "update_users",
     "deactivate": "deactivate_users",
     "password_on_create": "password_on_create",
+    "push_groups": "push_groups",
 }
 
 
@@ -292,6 +293,9 @@ def set_settings(
     ] = None,
     password_on_create: Annotated[
         bool | None, _flag("password-on-create", "Send a random password on create.")
+    ] = None,
+    push_groups: Annotated[
+        bool | None, _flag("push-groups", "Allow pushing directory groups (`push-groups`).")
     ] = None,
     deprovision_action: Annotated[
         DeprovisionAction | None, typer.Option(help="What deprovisioning does in the app.")

@@ -13,7 +13,17 @@ import typer
 from typer.core import TyperGroup
 
 from provisiond import __version__
-from provisiond.cli import activity, admin_accounts, apps, directory, policy, roles, server, sync
+from provisiond.cli import (
+    activity,
+    admin_accounts,
+    apps,
+    directory,
+    policy,
+    push_groups,
+    roles,
+    server,
+    sync,
+)
 from provisiond.cli.client import DEFAULT_SERVER, CliError, State
 from provisiond.cli.output import Output, print_error
 
@@ -119,6 +129,7 @@ app.add_typer(directory.groups, name="groups", rich_help_panel="Directory")
 app.add_typer(apps.apps, name="apps", rich_help_panel="Applications")
 app.add_typer(apps.provisioning, name="provisioning", rich_help_panel="Applications")
 app.add_typer(roles.roles, name="roles", rich_help_panel="Applications")
+app.add_typer(push_groups.push_groups, name="push-groups", rich_help_panel="Applications")
 sync.register(app)
 policy.register(app)
 activity.register(app)

@@ -22,7 +22,7 @@ from rich.text import Text
 
 STYLES = {
     "green": ("active", "success", "succeeded", "ok", "enabled", "yes"),
-    "yellow": ("suspended", "retry", "queued", "running"),
+    "yellow": ("suspended", "retry", "queued", "running", "pending", "unpushing"),
     "red": ("failure", "failed", "dead", "deprovisioned", "deactivated", "deleted"),
     "dim": ("staged", "skipped", "dismissed", "superseded", "disabled", "no", "never", "-"),
 }

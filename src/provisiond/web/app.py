@@ -31,6 +31,7 @@ from provisiond.web.routes import (
     dashboard,
     directory,
     groups,
+    push_groups,
     tasks,
 )
 from provisiond.web.sessions import SessionCodec
@@ -65,7 +66,9 @@ def create_console(rt: Runtime, *, idle_seconds: float | None = None) -> FastAPI
     )
     console.state.templates = templates()
     console.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    for module in (auth, dashboard, apps, app_tabs, directory, groups, tasks, activity):
+    for module in (
+        auth, dashboard, apps, app_tabs, push_groups, directory, groups, tasks, activity
+    ):
         console.include_router(module.router)
     _install_errors(console)
     return console

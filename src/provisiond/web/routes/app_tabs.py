@@ -1,5 +1,5 @@
 """An app's other tabs: Roles, Assignments, Policy (edit, dry-run preview, save), Accounts,
-Activity."""
+Activity (its Groups tab is in push_groups)."""
 
 from __future__ import annotations
 
@@ -35,7 +35,10 @@ policies = _optional("provisiond.services.policies")
 dry_run = _optional("provisiond.services.preview")
 
 
-def _tab(console: Console, app: App, tab: str, status_code: int = 200, **context: Any) -> Response:
+def render_tab(
+    console: Console, app: App, tab: str, status_code: int = 200, **context: Any
+) -> Response:
+    """An app's tab; ``can_manage`` says whether its forms are shown."""
     return render(
         console.request,
         f"apps/{tab}.html",
@@ -57,7 +60,9 @@ def _roles_page(console: Console, app: App, status_code: int = 200, **context: A
         rows = roles.list_roles(session, app.id)
     context.setdefault("errors", {})
     context.setdefault("values", {"kind": "scim_role"})
-    return _tab(console, app, "roles", status_code, roles=rows, kinds=list(RoleKind), **context)
+    return render_tab(
+        console, app, "roles", status_code, roles=rows, kinds=list(RoleKind), **context
+    )
 
 
 @router.get("/apps/{app_id}/roles")
@@ -121,7 +126,7 @@ def _assignments_page(
         defined = roles.list_roles(session, app.id)
     context.setdefault("errors", {})
     context.setdefault("values", {"principal_type": "group"})
-    return _tab(
+    return render_tab(
         console,
         app,
         "assignments",
@@ -255,12 +260,14 @@ POLICY_FIELDS = {
 
 def _policy_page(console: Console, app: App, status_code: int = 200, **context: Any) -> Response:
     if policies is None:
-        return _tab(console, app, "policy", status_code, available=False)
+        return render_tab(console, app, "policy", status_code, available=False)
     with console.rt.db.session() as session:
         version, document = policies.current(session, app.id)
     context.setdefault("values", _policy_form(document))
     context.setdefault("errors", {})
-    return _tab(console, app, "policy", status_code, available=True, version=version, **context)
+    return render_tab(
+        console, app, "policy", status_code, available=True, version=version, **context
+    )
 
 
 @router.get("/apps/{app_id}/policy")
@@ -337,7 +344,7 @@ def accounts(app_id: str, console: ConsoleDep) -> Response:
             .where(Account.app_id == app.id)
             .order_by(User.login_key)
         ).all()
-    return _tab(console, app, "accounts", accounts=rows)
+    return render_tab(console, app, "accounts", accounts=rows)
 
 
 @router.get("/apps/{app_id}/activity")
@@ -346,4 +353,4 @@ def app_activity(app_id: str, console: ConsoleDep) -> Response:
     console.authorize(Action.LOG_READ)
     with console.rt.db.session() as session:
         events, _ = activity.search(session, activity.LogQuery(app_id=app.id, limit=100))
-    return _tab(console, app, "activity", events=events)
+    return render_tab(console, app, "activity", events=events)
