@@ -40,6 +40,12 @@ def test_rules_and_nesting_in_the_console(console: httpx.Client, api: httpx.Clie
     assert nested.status_code == 303
     page = console.get(staff_page).text
     assert "0 direct, 1 with nested groups" in page and ">Sales</a>" in page
+    # Ada's page names Staff as reached through nesting, beside her direct group Sales.
+    ada = api.get("/users", params={"q": "ada.sales"}).json()["items"][0]
+    user_page = console.get(f"/directory/users/{ada['id']}").text
+    direct, _, through = user_page.partition("Groups reached through nesting")
+    direct = direct.split('id="groups-title"')[1]
+    assert ">Sales</a>" in direct and ">Staff</a>" not in direct and ">Staff</a>" in through
 
     cycle = post_form(console, sales, sales + "/children", {"child": "Staff"})
     assert cycle.status_code == 422 and "→" in _field_error(html.unescape(cycle.text), "child")

@@ -10,7 +10,7 @@ from starlette.responses import Response
 from provisiond.authz import Action
 from provisiond.domain.directory import TRANSITIONS, Lifecycle, Profile, UserStatus
 from provisiond.errors import Conflict, Invalid
-from provisiond.services import activity, directory
+from provisiond.services import activity, directory, reach
 from provisiond.services.monitoring import app_names
 from provisiond.store.tables import Account, Group, GroupMember
 from provisiond.web.context import Console, ConsoleDep, PostDep, redirect, render
@@ -100,6 +100,16 @@ def user(user_id: str, console: ConsoleDep) -> Response:
             .where(GroupMember.user_id == user_id)
             .order_by(Group.name_key)
         ).all()
+        # Groups reached through nesting: what assignments and pushed groups see too.
+        direct = {g.id for g in groups}
+        through = sorted(reach.effective_groups_of(session, user_id) - direct)
+        nested = (
+            session.scalars(
+                select(Group).where(Group.id.in_(through)).order_by(Group.name_key)
+            ).all()
+            if through
+            else []
+        )
         events, _ = activity.search(session, activity.LogQuery(user_id=user_id, limit=25))
         names = app_names(session)
     current = UserStatus(row.status)
@@ -110,6 +120,7 @@ def user(user_id: str, console: ConsoleDep) -> Response:
         user=row,
         accounts=held,
         groups=groups,
+        nested=nested,
         events=events,
         apps=names,
         actions=actions,
