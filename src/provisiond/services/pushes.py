@@ -250,12 +250,11 @@ def group_renamed(session: Session, actor: Actor, group_id: str) -> None:
 def accounts_changed(session: Session, actor: Actor, app_id: str, user_id: str, reason: str) -> None:
     """A user's account in the app appeared, went or changed state: re-check the groups the
     user is or was in there (and the groups that express roles)."""
+    pushed = session.scalars(select(PushedGroup).where(PushedGroup.app_id == app_id)).all()
+    if not pushed:  # the common case: nothing to re-check, and no closure to compute
+        return
     groups = reach.effective_groups_of(session, user_id)
-    rows = [
-        row
-        for row in session.scalars(select(PushedGroup).where(PushedGroup.app_id == app_id))
-        if row.group_id in groups
-    ]
+    rows = [row for row in pushed if row.group_id in groups]
     held = set(
         session.scalars(
             select(PushedGroup.group_id)
