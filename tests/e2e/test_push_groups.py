@@ -72,6 +72,14 @@ def event(api: httpx.Client, app_id: str, action: str) -> dict[str, Any]:
     return found
 
 
+def settled(api: httpx.Client, app_id: str) -> bool:
+    """No task of the app is queued or running: nothing will change the app behind a check."""
+    return not any(
+        api.get("/tasks", params={"app": app_id, "status": status}).json()["items"]
+        for status in ("queued", "running")
+    )
+
+
 def test_pushed_group_tracks_the_directory_after_every_change(
     api: httpx.Client, scim: httpx.Client, target: str
 ) -> None:
@@ -344,6 +352,7 @@ def test_drift_in_the_app_is_corrected_by_a_sync_and_a_deleted_group_comes_back(
     eventually(lambda: remote_members(scim, team["name"]) == expected)
     remote = remote_group(scim, team["name"])
     assert remote is not None
+    eventually(lambda: settled(api, app["id"]))  # a late re-check would undo the drift below
 
     # Someone removes Bob in the app itself: an admin's sync reads the group back and fixes it.
     bob_id = remote_ids(scim, login(bob)).pop()
