@@ -210,3 +210,23 @@ def test_accounts_past_their_grace_period_are_swept_into_the_queue(runtime: Runt
     (task,) = tasks_of(runtime, queue.QUEUED)
     assert task.user_id == users[0]
     assert task.reason == "policy.delete_after"
+
+
+def test_a_claim_or_a_retry_keeps_the_time_the_change_was_queued(runtime: Runtime) -> None:
+    """A held run's cancel drops the reconciles queued before the hold by that time: a claim
+    after the hold (then deferred by the worker) must not make one look newer, or cancelling
+    would deprovision the very people the admin meant to keep."""
+    app_id = make_app(runtime)
+    (user_id,) = make_users(runtime, 1)
+    with runtime.db.session() as session:
+        queue.enqueue(session, app_id, [user_id], reason="r", correlation_id="c")
+    (queued,) = tasks_of(runtime)
+    with runtime.db.session() as session:
+        (claimed,) = queue.claim(session, "w", 1, now=utcnow() + timedelta(seconds=5))
+        queue.defer(session, claimed, at=utcnow() + timedelta(minutes=10))
+    assert tasks_of(runtime)[0].updated_at == queued.updated_at
+    with runtime.db.session() as session:
+        (claimed,) = queue.claim(session, "w", 1, now=utcnow() + timedelta(minutes=11))
+        queue.requeue(session, claimed, at=utcnow(), error="503")
+    (task,) = tasks_of(runtime)
+    assert task.status == queue.QUEUED and task.updated_at == queued.updated_at

@@ -145,7 +145,8 @@ def claim(
         task.claimed_by = worker_id
         task.claimed_at = now
         task.attempts += 1
-        task.updated_at = now
+        # ``updated_at`` is left alone: it says when the change this task carries was queued,
+        # which a held run's cancel reads to tell its own tasks from later ones.
     return tasks
 
 
@@ -171,8 +172,7 @@ def release_expired_leases(session: Session, now: datetime | None = None) -> int
 
 def requeue(session: Session, task: Task, *, at: datetime, error: str | None) -> None:
     """Put a running task back in the queue, or fold it into a newer queued task of its key."""
-    task.last_error = error
-    task.updated_at = utcnow()
+    task.last_error = error  # ``updated_at`` kept: still the change it was (see ``claim``)
     newer = session.scalars(
         select(Task).where(
             Task.app_id == task.app_id,

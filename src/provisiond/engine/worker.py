@@ -105,11 +105,12 @@ def snapshot(
         return None
     policy = policies.compiled(session, app_id)
     user = session.get(User, user_id)
-    provisioning = provisioning_of(app)
+    provisioning, connector = _app_inputs(app, vault)
     desired, reason, error, inputs = None, "removed from the directory", None, None
     if user is not None:
         roles = role_settings(session, app_id, provisioning)
-        granted_by = sources_of_user(session, app_id, user_id)
+        # An app without roles has no role-granting assignment to read.
+        granted_by = sources_of_user(session, app_id, user_id, with_roles=bool(roles.kinds))
         key = policy_key(policy.document, provisioning, roles)
         inputs = fingerprint(key, user.id, user.status, user.profile, granted_by)
         directory_user = DirectoryUser(user.id, UserStatus(user.status), user.profile)
@@ -126,11 +127,11 @@ def snapshot(
             record.remote_id, record.applied, AccountStatus(record.status), record.deactivated_at
         )
     )
-    return Snapshot(
+    snap = Snapshot(
         app_id=app.id,
         app_name=app.name,
         app_version=app.updated_at.isoformat(),
-        connector=settings_of(app, vault),
+        connector=connector,
         provisioning=provisioning,
         policy=policy,
         user_label=user.login if user else user_id,
@@ -138,9 +139,30 @@ def snapshot(
         actual=actual,
         reason=reason,
         error=error,
-        held_by=runs.holding(session, app_id, user_id, queued_at),
         fingerprint=inputs,
     )
+    pending = snap.pending()
+    if pending is not None and pending.kind in DEPROVISIONS:  # only a deprovision is held
+        snap.held_by = runs.holding(session, app_id, user_id, queued_at)
+    return snap
+
+
+# An app's settings as the worker uses them, per app and version (``updated_at`` changes with
+# every change of connector, credentials or provisioning settings): validating them and
+# decrypting the credentials for every task was a measurable share of the worker's time.
+_APP_INPUTS: dict[tuple[str, int], tuple[str, ProvisioningSettings, ScimConnectorSettings]] = {}
+
+
+def _app_inputs(app: App, vault: Vault) -> tuple[ProvisioningSettings, ScimConnectorSettings]:
+    key, version = (app.id, id(vault)), f"{app.updated_at.isoformat()}|{app.credentials}"
+    hit = _APP_INPUTS.get(key)
+    if hit is not None and hit[0] == version:
+        return hit[1], hit[2]
+    if len(_APP_INPUTS) > 1024:
+        _APP_INPUTS.clear()
+    inputs = provisioning_of(app), settings_of(app, vault)
+    _APP_INPUTS[key] = (version, *inputs)
+    return inputs
 
 
 def _state(account: ActualAccount | None) -> tuple[str | None, str | None]:
@@ -394,11 +416,15 @@ class Worker:
             else:
                 snap = snapshot(session, self.vault, task.app_id, task.user_id, task.updated_at)
             user_id, verify, correlation = task.user_id, task.verify_remote, task.correlation_id
-            created_at, claimed_by = task.created_at, task.claimed_by
+            created_at, claimed_by, attempts = task.created_at, task.claimed_by, task.attempts
         if kind == "group":
             if group_snap is None:
                 return None
-            return await execute_group(self, task_id, lease, group_snap, verify=verify)
+            # A retry reads the app's group first: a write that timed out may have been applied.
+            retried = attempts > 1
+            return await execute_group(
+                self, task_id, lease, group_snap, verify=verify or retried
+            )
         if snap is None:  # the app was deleted: its tasks go with it (cascade)
             return None
         self._concurrency[snap.app_id] = snap.provisioning.concurrency
@@ -425,9 +451,18 @@ class Worker:
             # Held: deferred, not dropped (approving or cancelling makes it due). Cancelled:
             # the task was part of the change the admin cancelled.
             verdict = "deferred: held by" if state == "held" else "dropped: cancelled with"
-            result.step("held", f"{verdict} run {run_id}")
             with self.db.session() as session:
-                if (task := owned(session)) is not None:
+                task = owned(session)
+                if task is not None and state == "held" and not runs.still_held(session, run_id):
+                    # Approved or cancelled since the snapshot (the approve or cancel did not
+                    # see this task, it was running): due again now, never parked behind a
+                    # hold that is over. The next run reads the outcome of the hold.
+                    result.step("held", f"run {run_id} was approved or cancelled meanwhile")
+                    queue.defer(session, task, at=utcnow())
+                    result.outcome = "skipped"
+                    return result
+                result.step("held", f"{verdict} run {run_id}")
+                if task is not None:
                     activity.record(
                         session, actor, EVENT_ACTION[pending.kind],
                         f"{pending.kind.value} of {snap.user_label} in {snap.app_name} {verdict} run {run_id}",

@@ -263,6 +263,16 @@ def cancel(session: Session, actor: Actor, run_id: str) -> Run:
     return run
 
 
+def still_held(session: Session, run_id: str) -> bool:
+    """Whether the run is held, read under a row lock on PostgreSQL: an approve or a cancel
+    (which update the run) either commits first and is seen here, or waits for the caller's
+    transaction and then sees what the caller wrote (a deferred task it makes due)."""
+    statement = select(Run.status).where(Run.id == run_id)
+    if session.get_bind().dialect.name == "postgresql":
+        statement = statement.with_for_update()
+    return session.scalar(statement) == "held"
+
+
 def holding(
     session: Session, app_id: str, user_id: str, queued_at: datetime | None = None
 ) -> tuple[str, str] | None:

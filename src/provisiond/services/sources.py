@@ -72,9 +72,14 @@ def index(session: Session, app_id: str, principals: Iterable[_Key] | None = Non
     return SourceIndex(granting)
 
 
-def sources_of_user(session: Session, app_id: str, user_id: str) -> list[Source]:
-    """How ``user_id`` is assigned to ``app_id``, with roles: what the worker evaluates."""
+def sources_of_user(
+    session: Session, app_id: str, user_id: str, *, with_roles: bool = True
+) -> list[Source]:
+    """How ``user_id`` is assigned to ``app_id``, with roles: what the worker evaluates
+    (``with_roles=False``: the app defines no role, so no assignment grants one)."""
     labels = reach.assignment_sources(session, app_id, user_id)
+    if not with_roles:
+        return [Source(label) for label in labels]
     principals = [
         ("user", user_id) if label == "user" else ("group", label.partition(":")[2])
         for label in labels
