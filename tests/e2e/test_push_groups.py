@@ -484,3 +484,33 @@ def test_random_changes_keep_the_app_group_equal_to_a_reference_model(
             lambda name=name, want=want: (remote_members(scim, name) or set()) == want,
             timeout=15,
         )
+
+
+def test_a_failed_group_write_is_retried_after_reading_the_group_back(
+    api: httpx.Client, faulty: tuple[FaultyTarget, str]
+) -> None:
+    """A write that failed (or timed out) may have been applied: the retry reads the app's
+    group before it plans, so it never resends a stale difference."""
+    target, url = faulty
+    s = suffix()
+    app = api.post("/apps", json=scim_app(f"reread-{s}", url)).json()
+    ann, bob = new_user(api, f"ann.{s}"), new_user(api, f"bob.{s}")
+    for user in (ann, bob):
+        api.post(
+            f"/apps/{app['id']}/assignments",
+            json={"principal_type": "user", "principal_id": user["id"]},
+        ).raise_for_status()
+    team = new_group(api, f"Team-{s}", ann)
+    enable(api, app["id"])
+    eventually(lambda: len(api.get(f"/apps/{app['id']}/accounts").json()["items"]) == 2)
+    push(api, app["id"], team["id"])
+    remote_id = eventually(lambda: pushed(api, app["id"], team["id"])["remote_id"])
+    target.inject(Fault("PATCH", 503, times=1))
+    seen = len(target.requests)
+    api.put(f"/groups/{team['id']}/users/{bob['id']}").raise_for_status()
+    eventually(lambda: pushed(api, app["id"], team["id"])["members"] == 2, timeout=20)
+    after = [r for r in target.requests[seen:] if "/Groups" in r[1]]
+    patch_at = [i for i, r in enumerate(after) if r[0] == "PATCH"]
+    assert len(patch_at) == 2, after  # the failed one, then the retry
+    between = after[patch_at[0] + 1 : patch_at[1]]
+    assert ("GET", f"/Groups/{remote_id}") in between, after

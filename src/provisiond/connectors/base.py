@@ -109,8 +109,10 @@ class Connector(Protocol):
         display_name: str | None = None,
         add: Sequence[str] = (),
         remove: Sequence[str] = (),
+        members: Sequence[str] | None = None,
     ) -> int:
-        """Rename and/or change members in place (PATCH); returns the requests sent."""
+        """Rename and/or change members in place (PATCH); ``members``, the whole new list,
+        lets the connector replace it rather than send many removals. Returns requests sent."""
         ...
 
     async def replace_group(

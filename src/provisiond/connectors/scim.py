@@ -61,6 +61,13 @@ PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 # Member values one PATCH carries at most: big pushes go in a few requests, not one per member,
 # yet no request grows past what targets accept (Entra caps a PATCH at about 1,000 values).
 MEMBERS_PER_REQUEST = 500
+# A ``members[value eq "…"]`` removal is one filter pass over the group at the target: at 5,000
+# members scim2-server takes ~0.15 s for each (measured), so removals get a budget of their own.
+REMOVALS_PER_REQUEST = 25
+# Beyond this many removals one ``replace`` of the whole member list is far cheaper (0.24 s at
+# 5,000 members, against ~40 s for 250 removals), as long as the list itself stays moderate.
+REPLACE_ABOVE_REMOVALS = 100
+REPLACE_MAX_MEMBERS = 10_000
 ENTERPRISE_USER = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 ScimUser = User[EnterpriseUser]
 # Parametrised once: pydantic keeps generic specialisations only weakly, and rebuilding one
@@ -293,23 +300,34 @@ class ScimConnector:
         display_name: str | None = None,
         add: Sequence[str] = (),
         remove: Sequence[str] = (),
+        members: Sequence[str] | None = None,
     ) -> int:
         """PATCH add/remove of members (``members[value eq "…"]`` for a removal, RFC 7644
-        §3.5.2.2), in requests of at most MEMBERS_PER_REQUEST values; a rename rides on the
-        first. Returns the number of requests sent."""
-        removals = [
-            {"op": "remove", "path": f'members[value eq "{_quoted(member)}"]'} for member in remove
-        ]
-        additions = list(add)
+        §3.5.2.2), in requests of at most MEMBERS_PER_REQUEST values and REMOVALS_PER_REQUEST
+        removals; a rename rides on the first. Many removals, given the whole new member list
+        (``members``), are one ``replace`` of ``members`` instead (§3.5.2.3). Returns the number
+        of requests sent."""
         rename: list[dict[str, Any]] = (
             [{"op": "replace", "path": "displayName", "value": display_name}]
             if display_name is not None
             else []
         )
+        if (
+            members is not None
+            and len(remove) > REPLACE_ABOVE_REMOVALS
+            and len(members) <= REPLACE_MAX_MEMBERS
+        ):
+            replace = {"op": "replace", "path": "members", "value": _refs(members)}
+            await self._patch_group(remote_id, [*rename, replace])
+            return 1
+        removals = [
+            {"op": "remove", "path": f'members[value eq "{_quoted(member)}"]'} for member in remove
+        ]
+        additions = list(add)
         sent = 0
         while rename or removals or additions:
             # Each request is filled up to the bound: removals first, then additions.
-            taken, removals = removals[:MEMBERS_PER_REQUEST], removals[MEMBERS_PER_REQUEST:]
+            taken, removals = removals[:REMOVALS_PER_REQUEST], removals[REMOVALS_PER_REQUEST:]
             operations: list[dict[str, Any]] = [*rename, *taken]
             rename = []
             room = MEMBERS_PER_REQUEST - len(taken)

@@ -188,7 +188,8 @@ async def _send(
         await connector.replace_group(actual.remote_id, name, wanted)
         return 1
     return await connector.update_group(
-        actual.remote_id, display_name=plan.rename, add=plan.add, remove=plan.remove
+        actual.remote_id, display_name=plan.rename, add=plan.add, remove=plan.remove,
+        members=wanted,
     )
 
 
