@@ -10,6 +10,7 @@ from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import shot
 from tests.e2e.conftest import TARGET_TOKEN, eventually, person, remote_user
+from tests.support.remote_groups import remote_group
 from tests.web.conftest import PASSWORD, MakeAdmin
 
 
@@ -54,6 +55,7 @@ def test_the_administrators_path_ends_with_an_account_deactivated(
     page.get_by_role("switch", name="Provisioning enabled").check()
     expect(page.get_by_label("Create users")).to_be_checked()
     page.get_by_label("When someone leaves").select_option("deactivate")
+    page.get_by_label("Push groups").check()
     page.get_by_role("button", name="Save provisioning settings").click()
     expect(page.get_by_role("status").first).to_contain_text("Provisioning settings saved")
     expect(page.get_by_role("switch", name="Provisioning enabled")).to_be_checked()
@@ -77,6 +79,22 @@ def test_the_administrators_path_ends_with_an_account_deactivated(
     expect(page.get_by_role("table")).to_contain_text("Engineering")
     expect(page.get_by_role("table")).to_contain_text("editor")
     shot(page, "03-assignments")
+
+    # Groups: push Engineering; the wiki gets a group of that name holding its members.
+    page.get_by_role("navigation", name="Application").get_by_role("link", name="Groups").click()
+    page.get_by_label("Directory group").select_option(label="Engineering")
+    page.get_by_role("button", name="Push group").click()
+    expect(page.get_by_role("status").first).to_contain_text("Pushing Engineering")
+    expect(page.get_by_role("table")).to_contain_text("Engineering")
+    engineers = eventually(lambda: remote_group(scim, "Engineering"), timeout=15)
+    eventually(
+        lambda: len((remote_group(scim, "Engineering") or {}).get("members") or []) == 2,
+        timeout=15,
+    )
+    assert engineers["displayName"] == "Engineering"
+    page.reload()
+    expect(page.get_by_role("table")).to_contain_text("active")
+    shot(page, "03b-pushed-groups")
 
     # Policy: edit, preview the dry run as a diff, save.
     page.get_by_role("navigation", name="Application").get_by_role("link", name="Policy").click()
@@ -108,6 +126,11 @@ def test_the_administrators_path_ends_with_an_account_deactivated(
     expect(page.get_by_role("status").first).to_contain_text("deprovisioned")
     eventually(lambda: remote_user(scim, f"ada.b{suffix}")["active"] is False, timeout=10)
     assert remote_user(scim, f"bob.b{suffix}")["active"] is True
+    bob_id = remote_user(scim, f"bob.b{suffix}")["id"]
+    eventually(  # and out of the wiki's Engineering group
+        lambda: {m["value"] for m in remote_group(scim, "Engineering")["members"]} == {bob_id},
+        timeout=10,
+    )
     page.reload()
     expect(page.locator("section", has_text="Accounts in applications")).to_contain_text(
         "deactivated"
