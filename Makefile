@@ -29,6 +29,7 @@ typecheck: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/provision_throughput.py
 	$(BIN)/python bench/deprovision_latency.py
+	$(BIN)/python bench/group_push.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

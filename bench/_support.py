@@ -5,15 +5,18 @@ uvicorn (``python -m provisiond.demo.target``), one subprocess each, so that a t
 shares the GIL with what is being measured.
 
 This file is also a tiny entry point that runs a provisiond server (API + in-process worker)
-in its own process, for benchmarks that must not share an interpreter with their client::
+in its own process, for benchmarks that must not share an interpreter with their client, and
+a SCIM target that records every request it answers (``RequestLog``)::
 
     python bench/_support.py serve --database-url URL --port N
+    python bench/_support.py target --port N --bearer-token TOKEN
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import platform
 import shutil
@@ -121,6 +124,133 @@ def cpu_seconds(pid: int | None = None) -> float:
         return times.user + times.system
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# -- a target that records what it receives ---------------------------------------------------------
+
+PROBE_HEADER = "X-Bench-Probe"  # the benchmark's own checks: logged, but marked as such
+LOG_PATH = "/_bench/requests"
+
+
+@dataclass(frozen=True)
+class Received:
+    """One request as the target saw it: ``resource`` is the first path segment after /v2."""
+
+    method: str
+    resource: str
+    status: int
+    started: float  # time.time() in the target process (the same clock as ours)
+    ended: float
+    probe: bool
+
+    @property
+    def key(self) -> str:
+        return f"{self.method} /{self.resource}"
+
+
+class RequestLog:
+    """ASGI middleware: records each request the wrapped SCIM application answers. ``GET
+    /_bench/requests?since=K`` (itself unrecorded) answers the record from index K and how many
+    requests are being answered right now."""
+
+    def __init__(self, app: Any, prefix: str = "/v2/") -> None:
+        self.app = app
+        self.prefix = prefix
+        self.entries: list[tuple[str, str, int, float, float, bool]] = []
+        self.in_flight = 0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        if path == LOG_PATH:
+            await self._answer_log(scope, send)
+            return
+        started, status = time.time(), 0
+
+        async def recorded(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, recorded)
+        finally:
+            self.in_flight -= 1
+            resource = path.removeprefix(self.prefix).split("/", 1)[0]
+            probe = any(name.lower() == PROBE_HEADER.lower().encode() for name, _ in scope["headers"])
+            self.entries.append((scope["method"], resource, status, started, time.time(), probe))
+
+    async def _answer_log(self, scope: Any, send: Any) -> None:
+        query = dict(
+            part.split("=", 1) for part in scope["query_string"].decode().split("&") if "=" in part
+        )
+        since = int(query.get("since", 0))
+        body = json.dumps({"in_flight": self.in_flight, "entries": self.entries[since:]}).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+@contextlib.contextmanager
+def recording_scim_target(token: str = TARGET_TOKEN) -> Iterator[str]:
+    """One scim2-server process behind ``RequestLog``; yields its base URL (``.../v2``)."""
+    port = free_port()
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "target",
+        "--port",
+        str(port),
+        "--bearer-token",
+        token,
+    ]
+    process = subprocess.Popen(command, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    base = f"http://{LOOPBACK}:{port}/v2"
+    try:
+        wait_until_up(f"{base}/ServiceProviderConfig", process=process)
+        TARGET_PIDS[base] = process.pid
+        yield base
+    finally:
+        TARGET_PIDS.pop(base, None)
+        _stop(process)
+
+
+def received(base: str, since: int = 0) -> tuple[list[Received], int]:
+    """What a ``recording_scim_target`` has answered, from its ``since``-th request on, and how
+    many requests it is answering now. A target busy with a long request answers late."""
+    root = base.removesuffix("/v2")
+    response = httpx.get(f"{root}{LOG_PATH}", params={"since": since}, timeout=900)
+    response.raise_for_status()
+    body = response.json()
+    return [Received(*entry) for entry in body["entries"]], int(body["in_flight"])
+
+
+def wait_until_idle(base: str, timeout: float = 1800.0) -> float:
+    """Wait until a ``recording_scim_target`` answers no request (an HTTP client that gave up
+    does not stop the target working on its request); returns the seconds waited."""
+    started = time.monotonic()
+    while received(base, sys.maxsize)[1]:
+        if time.monotonic() - started > timeout:
+            raise RuntimeError(f"{base} still busy after {timeout:.0f} s")
+        time.sleep(0.2)
+    return time.monotonic() - started
+
+
+def _serve_target(argv: list[str]) -> None:
+    import uvicorn
+
+    from provisiond.demo.target import build
+
+    parser = argparse.ArgumentParser(prog="bench/_support.py target")
+    parser.add_argument("--port", required=True, type=int)
+    parser.add_argument("--bearer-token", required=True)
+    args = parser.parse_args(argv)
+    app = RequestLog(build([args.bearer_token]))
+    uvicorn.run(app, host=LOOPBACK, port=args.port, log_level="warning", lifespan="on")
 
 
 def count_users(base: str, token: str = TARGET_TOKEN) -> int:
@@ -235,13 +365,24 @@ def create_directory(
     return group_id, users
 
 
-def create_enabled_app(runtime: Any, name: str, base_url: str, *, concurrency: int) -> str:
-    """An app with a bearer-token SCIM connector, provisioning enabled (no full sync)."""
+def create_enabled_app(
+    runtime: Any,
+    name: str,
+    base_url: str,
+    *,
+    concurrency: int,
+    timeout_seconds: float | None = None,
+) -> str:
+    """An app with a bearer-token SCIM connector, provisioning enabled (no full sync);
+    ``timeout_seconds`` overrides the connector's HTTP timeout."""
     from provisiond.domain.apps import BearerAuth, ProvisioningSettings, ScimConnectorSettings
     from provisiond.services import apps
     from provisiond.services.context import SYSTEM
 
-    connector = ScimConnectorSettings(base_url=base_url, auth=BearerAuth(token=TARGET_TOKEN))
+    timeout = {} if timeout_seconds is None else {"timeout_seconds": timeout_seconds}
+    connector = ScimConnectorSettings(
+        base_url=base_url, auth=BearerAuth(token=TARGET_TOKEN), **timeout
+    )
     provisioning = ProvisioningSettings(concurrency=concurrency)
     with runtime.db.session() as session:
         app = apps.create_app(
@@ -397,5 +538,7 @@ def _serve(argv: list[str]) -> None:
 if __name__ == "__main__":
     if len(sys.argv) >= 2 and sys.argv[1] == "serve":
         _serve(sys.argv[2:])
+    elif len(sys.argv) >= 2 and sys.argv[1] == "target":
+        _serve_target(sys.argv[2:])
     else:
         raise SystemExit(__doc__)
