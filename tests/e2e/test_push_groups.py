@@ -268,6 +268,22 @@ def test_group_role_is_expressed_through_the_pushed_group(
     assert "roles" not in (remote_user(scim, login(ann)) or {}) or not remote_user(
         scim, login(ann)
     )["roles"]  # type: ignore[index]
+    # Re-expressed as a SCIM roles value: Ann leaves the group the role named until now.
+    api.patch(
+        f"/apps/{app['id']}/roles/{role.json()['id']}",
+        json={"expression": {"kind": "scim_role", "value": "operator"}},
+    ).raise_for_status()
+    eventually(lambda: remote_members(scim, operators["name"]) == set())
+    eventually(
+        lambda: [r["value"] for r in (remote_user(scim, login(ann)) or {}).get("roles") or []]
+        == ["operator"]
+    )
+    # And back: she joins it again; unassigned, she leaves it.
+    api.patch(
+        f"/apps/{app['id']}/roles/{role.json()['id']}",
+        json={"expression": {"kind": "group", "value": operators["name"]}},
+    ).raise_for_status()
+    eventually(lambda: remote_members(scim, operators["name"]) == expected)
     api.delete(f"/apps/{app['id']}/assignments/{granted.json()['id']}").raise_for_status()
     eventually(lambda: remote_members(scim, operators["name"]) == set())
 

@@ -270,7 +270,12 @@ class ScimConnector:
                 page = _groups(body, "GET /Groups")
                 found += [g for g in page if g.display_name.casefold() == display_name.casefold()]
                 start += len(page)
-                if not page or start > int(body.get("totalResults") or 0):
+                listed = body.get("totalResults")
+                # Without totalResults, a short page is the last one.
+                last = (
+                    start > int(listed) if listed is not None else len(page) < quirks.max_results
+                )
+                if not page or last:
                     break
         found = [g for g in found if g.display_name.casefold() == display_name.casefold()]
         if len(found) > 1:

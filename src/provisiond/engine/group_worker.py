@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import delete, literal
 from sqlalchemy.orm import Session
 
 from provisiond.domain.apps import ProvisioningSettings, ScimConnectorSettings
@@ -45,6 +46,9 @@ class GroupSnapshot:
     actual: GroupActual | None
     applied: dict[str, str | None]
     desired: dict[str, str]
+    # The last attempt failed: a write may have been applied (a timeout) or half-applied (a
+    # later batch refused), so the app's group is read back before planning, whatever the task.
+    unsure: bool = False
 
     @property
     def leaving(self) -> bool:
@@ -80,6 +84,7 @@ def group_snapshot(session: Session, vault: Vault, app_id: str, group_id: str) -
         actual=actual,
         applied=applied,
         desired={} if state != pushes.PUSHED else pushes.desired_members(session, app, group),
+        unsure=pushed.last_error is not None,
     )
 
 
@@ -125,7 +130,7 @@ async def execute_group(
         if snap.leaving:
             return await _leave(worker, snap, connector, actor, targets, owned, close)
         outcome = await reconcile_group(
-            connector, snap.name, snap.desired, snap.actual, verify=verify
+            connector, snap.name, snap.desired, snap.actual, verify=verify or snap.unsure
         )
     except ConnectorError as exc:
         result = Result(outcome="failed")
@@ -154,6 +159,10 @@ async def _leave(
     result = Result()
     why = "its directory group was deleted" if snap.state == "gone" else "unpushed"
     remote = snap.actual.remote_id if snap.actual else None
+    if snap.unpush_action == "delete" and remote is None:
+        # Never recorded (a create whose member PATCH failed): find it by name to delete it.
+        found = await connector.find_group(snap.name)
+        remote = found.remote_id if found is not None else None
     if snap.unpush_action == "delete" and remote is not None:
         await connector.delete_group(remote)
         result.step("delete", f"deleted group {snap.name} ({remote}) in the app", id=remote)
@@ -169,13 +178,16 @@ async def _leave(
             "unchanged",
         )
     with worker.db.session() as session:
-        pushed = session.get(PushedGroup, snap.pushed_id)
         # Pushed again while this ran: the row stays, and the push's task re-creates the
-        # group (it reads the app first, so a deleted group is found gone).
-        if pushed is not None and (
-            pushed.state == pushes.UNPUSHING or session.get(Group, snap.group_id) is None
-        ):
-            session.delete(pushed)
+        # group (it reads the app first, so a deleted group is found gone). One conditional
+        # DELETE, so a push committed meanwhile is never deleted with it.
+        gone = session.get(Group, snap.group_id) is None
+        session.execute(
+            delete(PushedGroup).where(
+                PushedGroup.id == snap.pushed_id,
+                (PushedGroup.state == pushes.UNPUSHING) | literal(gone),
+            )
+        )
         activity.record(
             session, actor, action, message, app_id=snap.app_id,
             targets={**targets, "remote_id": remote}, details={"trace": result.trace},
@@ -198,7 +210,9 @@ def _record(
     if pushed is None or group is None:
         return
     after: dict[str, str | None] = {remote_id: snap.desired.get(remote_id) for remote_id in group.members}
-    before = snap.applied  # what the rows hold: one task a key runs at a time
+    # Read again rather than trusting the snapshot: a task that overran its lease may share the
+    # key with its successor, and the rows must end as what this write left in the app.
+    before = pushes.applied(session, pushed.id)
     pushes.store_members(session, pushed.id, before, after)
     pushed.remote_id, pushed.remote_name = group.remote_id, group.name
     pushed.linked = pushed.linked or outcome.linked

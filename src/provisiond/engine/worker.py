@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 from sqlalchemy import event as sa_event
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -50,7 +51,7 @@ from provisiond.services.planning import DEPROVISIONS
 from provisiond.services.secrets import Vault
 from provisiond.services.sources import role_settings, sources_of_user
 from provisiond.store.db import Database
-from provisiond.store.tables import Account, App, Task, User, utcnow
+from provisiond.store.tables import Account, App, PushedGroup, Task, User, utcnow
 
 log = logging.getLogger("provisiond.worker")
 ENGINE_ACTOR = "provisiond"
@@ -571,6 +572,12 @@ class Worker:
         user_label = snap.user_label if snap else task.user_id
         out_of_attempts = task.attempts >= self.settings.task_max_attempts
         user_id = task.user_id if task.kind == "user" else None  # a group task crashed
+        if task.kind == "group":  # its next attempt reads the app's group back first
+            session.execute(
+                update(PushedGroup)
+                .where(PushedGroup.app_id == task.app_id, PushedGroup.group_id == task.user_id)
+                .values(last_error=error)
+            )
         record = (
             session.query(Account).filter_by(app_id=task.app_id, user_id=task.user_id).one_or_none()
         )

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from provisiond.domain.roles import NAME_MAX, RoleExpression
 from provisiond.errors import Conflict, Invalid, NotFound
-from provisiond.services import activity, reach, runs
+from provisiond.services import activity, pushes, reach, runs
 from provisiond.services.apps import get_app
 from provisiond.services.context import Actor
 from provisiond.store.tables import App, AppRole, Assignment, AssignmentRole, utcnow
@@ -121,6 +121,11 @@ def update_role(
         expression = RoleExpression.model_validate(changes["expression"]).model_dump(mode="json")
         if expression != role.expression:
             diff["expression"] = {"old": role.expression, "new": expression}
+            # The group the role named until now must lose its holders too.
+            pushes.enqueue(
+                session, actor, app.id, pushes.role_group_ids(session, app.id),
+                reason="app.role.update",
+            )
             role.expression = expression
     if not diff:
         return role

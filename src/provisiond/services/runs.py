@@ -153,6 +153,8 @@ def _start(
         run_id=run.id,
         verify_remote=run.kind == "full",
     )
+    # Whoever holds which role may change with these users: the groups roles name are re-checked.
+    pushes.roles_changed(session, actor, app.id, reason)
     run.status = "running"
     run.total = len(attached)
     if run.total == 0:
