@@ -104,3 +104,13 @@ def scim_app(name: str, base_url: str, **provisioning: Any) -> dict[str, Any]:
         },
         "provisioning": provisioning,
     }
+
+
+def assign(api: httpx.Client, app_id: str, kind: str, pid: str, **body: Any) -> dict[str, Any]:
+    """Assign a user or a group to the app (with ``role``, ``priority``...); the assignment."""
+    answer = api.post(
+        f"/apps/{app_id}/assignments", json={"principal_type": kind, "principal_id": pid, **body}
+    )
+    assert answer.status_code == 201, answer.text
+    result: dict[str, Any] = answer.json()
+    return result

@@ -9,7 +9,14 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import TARGET_TOKEN, eventually, person, remote_user, scim_app
+from tests.e2e.conftest import (
+    TARGET_TOKEN,
+    assign,
+    eventually,
+    person,
+    remote_user,
+    scim_app,
+)
 from tests.support.faulty import Fault, FaultyTarget
 from tests.support.servers import serve_app
 
@@ -42,15 +49,6 @@ def define(api: httpx.Client, app_id: str, *names: str) -> dict[str, dict[str, A
         assert created.status_code == 201, created.text
         out[name] = created.json()
     return out
-
-
-def assign(api: httpx.Client, app_id: str, kind: str, pid: str, **body: Any) -> dict[str, Any]:
-    answer = api.post(
-        f"/apps/{app_id}/assignments", json={"principal_type": kind, "principal_id": pid, **body}
-    )
-    assert answer.status_code == 201, answer.text
-    result: dict[str, Any] = answer.json()
-    return result
 
 
 def test_roles_follow_groups_priority_moves_overrides_and_combine(

@@ -10,7 +10,14 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import TARGET_TOKEN, eventually, person, remote_user, scim_app
+from tests.e2e.conftest import (
+    TARGET_TOKEN,
+    assign,
+    eventually,
+    person,
+    remote_user,
+    scim_app,
+)
 from tests.support.faulty import Fault, FaultyTarget
 from tests.support.remote_groups import CORE_GROUP, remote_group, remote_ids, remote_members
 from tests.support.servers import serve_app
@@ -90,9 +97,7 @@ def test_pushed_group_tracks_the_directory_after_every_change(
     platform = new_group(api, f"Platform-{s}", bob)
     eng = new_group(api, f"Eng-{s}", ann, cy)
     api.put(f"/groups/{eng['id']}/groups/{platform['id']}").raise_for_status()  # nested
-    api.post(
-        f"/apps/{app['id']}/assignments", json={"principal_type": "group", "principal_id": staff["id"]}
-    ).raise_for_status()
+    assign(api, app["id"], "group", staff["id"])
     enable(api, app["id"])
     eventually(lambda: remote_user(scim, login(dee)) is not None)
 
@@ -157,9 +162,7 @@ def test_existing_group_of_the_same_name_is_linked_corrected_and_logged(
     app = api.post("/apps", json=scim_app(f"link-{s}", target)).json()
     ann, bob = new_user(api, f"ann.{s}"), new_user(api, f"bob.{s}")
     ops = new_group(api, f"Ops-{s}", ann, bob)
-    api.post(
-        f"/apps/{app['id']}/assignments", json={"principal_type": "group", "principal_id": ops["id"]}
-    ).raise_for_status()
+    assign(api, app["id"], "group", ops["id"])
     enable(api, app["id"])
     eventually(lambda: remote_user(scim, login(bob)) is not None)
     # The app already has a group of that name, holding Ann and a stranger (not Bob).
@@ -193,9 +196,7 @@ def test_an_app_without_patch_gets_the_whole_group_by_put(
     app = api.post("/apps", json=scim_app(f"put-{s}", target_put_only)).json()
     ann, bob = new_user(api, f"ann.{s}"), new_user(api, f"bob.{s}")
     team = new_group(api, f"Team-{s}", ann, bob)
-    api.post(
-        f"/apps/{app['id']}/assignments", json={"principal_type": "group", "principal_id": team["id"]}
-    ).raise_for_status()
+    assign(api, app["id"], "group", team["id"])
     enable(api, app["id"])
     with httpx.Client(
         base_url=target_put_only + "/", headers={"Authorization": f"Bearer {TARGET_TOKEN}"}
@@ -219,9 +220,7 @@ def test_unpush_leaves_the_group_and_a_deleted_directory_group_follows_its_actio
     app = api.post("/apps", json=scim_app(f"unpush-{s}", target)).json()
     ann = new_user(api, f"ann.{s}")
     kept, doomed = new_group(api, f"Kept-{s}", ann), new_group(api, f"Doomed-{s}", ann)
-    api.post(
-        f"/apps/{app['id']}/assignments", json={"principal_type": "user", "principal_id": ann["id"]}
-    ).raise_for_status()
+    assign(api, app["id"], "user", ann["id"])
     enable(api, app["id"])
     eventually(lambda: remote_user(scim, login(ann)) is not None)
     push(api, app["id"], kept["id"])
@@ -254,14 +253,8 @@ def test_group_role_is_expressed_through_the_pushed_group(
     ann, bob = new_user(api, f"ann.{s}"), new_user(api, f"bob.{s}")
     enable(api, app["id"])
     push(api, app["id"], operators["id"])
-    granted = api.post(
-        f"/apps/{app['id']}/assignments",
-        json={"principal_type": "user", "principal_id": ann["id"], "role": "operator"},
-    )
-    assert granted.status_code == 201, granted.text
-    api.post(
-        f"/apps/{app['id']}/assignments", json={"principal_type": "user", "principal_id": bob["id"]}
-    ).raise_for_status()
+    granted = assign(api, app["id"], "user", ann["id"], role="operator")
+    assign(api, app["id"], "user", bob["id"])
     eventually(lambda: remote_user(scim, login(bob)) is not None)
     expected = remote_ids(scim, login(ann))  # the role holder, not Bob
     eventually(lambda: remote_members(scim, operators["name"]) == expected)
@@ -284,7 +277,7 @@ def test_group_role_is_expressed_through_the_pushed_group(
         json={"expression": {"kind": "group", "value": operators["name"]}},
     ).raise_for_status()
     eventually(lambda: remote_members(scim, operators["name"]) == expected)
-    api.delete(f"/apps/{app['id']}/assignments/{granted.json()['id']}").raise_for_status()
+    api.delete(f"/apps/{app['id']}/assignments/{granted['id']}").raise_for_status()
     eventually(lambda: remote_members(scim, operators["name"]) == set())
 
 
@@ -321,9 +314,7 @@ def test_a_target_that_rejects_the_group_fails_visibly_with_its_message(
     app = api.post("/apps", json=scim_app(f"rejects-{s}", url)).json()
     ann = new_user(api, f"ann.{s}")
     team = new_group(api, f"Team-{s}", ann)
-    api.post(
-        f"/apps/{app['id']}/assignments", json={"principal_type": "user", "principal_id": ann["id"]}
-    ).raise_for_status()
+    assign(api, app["id"], "user", ann["id"])
     enable(api, app["id"])
     eventually(lambda: api.get(f"/apps/{app['id']}/accounts").json()["items"])
     target.inject(
@@ -358,9 +349,7 @@ def test_drift_in_the_app_is_corrected_by_a_sync_and_a_deleted_group_comes_back(
     app = api.post("/apps", json=scim_app(f"drift-{s}", target)).json()
     ann, bob = new_user(api, f"ann.{s}"), new_user(api, f"bob.{s}")
     team = new_group(api, f"Team-{s}", ann, bob)
-    api.post(
-        f"/apps/{app['id']}/assignments", json={"principal_type": "group", "principal_id": team["id"]}
-    ).raise_for_status()
+    assign(api, app["id"], "group", team["id"])
     enable(api, app["id"])
     eventually(lambda: remote_user(scim, login(bob)) is not None)
     push(api, app["id"], team["id"])
@@ -400,10 +389,7 @@ def test_changes_made_while_the_feature_is_off_are_applied_when_it_is_back_on(
     app = api.post("/apps", json=scim_app(f"feature-{s}", target)).json()
     ann, bob = new_user(api, f"ann.{s}"), new_user(api, f"bob.{s}")
     for user in (ann, bob):
-        api.post(
-            f"/apps/{app['id']}/assignments",
-            json={"principal_type": "user", "principal_id": user["id"]},
-        ).raise_for_status()
+        assign(api, app["id"], "user", user["id"])
     team = new_group(api, f"Team-{s}", ann)
     enable(api, app["id"])
     eventually(lambda: remote_user(scim, login(bob)) is not None)
@@ -438,10 +424,7 @@ def test_random_changes_keep_the_app_group_equal_to_a_reference_model(
     app = api.post("/apps", json=scim_app(f"model-{seed}-{s}", target)).json()
     users = [new_user(api, f"u{i}.{s}") for i in range(6)]
     for user in users:
-        api.post(
-            f"/apps/{app['id']}/assignments",
-            json={"principal_type": "user", "principal_id": user["id"]},
-        ).raise_for_status()
+        assign(api, app["id"], "user", user["id"])
     top, mid, leaf = (new_group(api, f"{n}-{s}") for n in ("Top", "Mid", "Leaf"))
     enable(api, app["id"])
     for user in users:
@@ -512,10 +495,7 @@ def test_a_failed_group_write_is_retried_after_reading_the_group_back(
     app = api.post("/apps", json=scim_app(f"reread-{s}", url)).json()
     ann, bob = new_user(api, f"ann.{s}"), new_user(api, f"bob.{s}")
     for user in (ann, bob):
-        api.post(
-            f"/apps/{app['id']}/assignments",
-            json={"principal_type": "user", "principal_id": user["id"]},
-        ).raise_for_status()
+        assign(api, app["id"], "user", user["id"])
     team = new_group(api, f"Team-{s}", ann)
     enable(api, app["id"])
     eventually(lambda: len(api.get(f"/apps/{app['id']}/accounts").json()["items"]) == 2)
