@@ -8,7 +8,7 @@ Read the desired members and the record in one short transaction, send the diffe
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, literal
@@ -136,11 +136,13 @@ async def execute_group(
         result = Result(outcome="failed")
         result.step("error", exc.detail, retryable=exc.retryable)
         with worker.db.session() as session:
-            pushed = session.get(PushedGroup, snap.pushed_id)
-            if pushed is not None:
-                pushed.last_error = exc.detail
-            if (task := owned(session)) is not None:
-                _fail(
+            task = owned(session)
+            if task is None:  # no longer this worker's: keep the error for the next one
+                pushed = session.get(PushedGroup, snap.pushed_id)
+                if pushed is not None:
+                    pushed.last_error = exc.detail
+            else:
+                fail_group(
                     worker, session, task, snap, exc.detail, dead=not exc.retryable,
                     retry_after=exc.retry_after if isinstance(exc, RateLimited) else None,
                 )
@@ -283,38 +285,23 @@ def _logins(
     return {r: users[u] for r, u in by_user.items() if u and u in users}
 
 
-def _fail(
-    worker: Worker, session: Session, task: Task, snap: GroupSnapshot, error: str,
+def fail_group(
+    worker: Worker, session: Session, task: Task, snap: GroupSnapshot | None, error: str,
     *, dead: bool, retry_after: float | None,
 ) -> None:
-    actor = Actor("provisiond", correlation_id=task.correlation_id)
-    targets = {"app": snap.app_name, "group": snap.name, "group_id": snap.group_id}
-    task.operation = "unpush" if snap.leaving else "push"
-    if dead or task.attempts >= worker.settings.task_max_attempts:
-        task.status, task.last_error, task.updated_at = queue.DEAD, error, utcnow()
-        activity.record(
-            session, actor, "app.group.sync",
-            f"reconciling group {snap.name} in {snap.app_name} failed: {error}",
-            outcome="failure", app_id=snap.app_id, targets=targets,
-            details={"attempt": task.attempts, "error": error},
-        )
-        activity.record(
-            session, actor, "task.dead",
-            f"task {task.id} for group {snap.name} in {snap.app_name} is dead after "
-            f"{task.attempts} attempt(s): {error}",
-            outcome="failure", app_id=snap.app_id,
-            targets={**targets, "task_id": task.id}, details={"error": error, "terminal": dead},
-        )
-        return
-    delay = queue.backoff(
-        task.attempts, worker.settings.retry_base_seconds, worker.settings.retry_max_seconds,
-        retry_after,
+    """A group task failed (``snap`` None: it crashed). The pushed group keeps the error, so
+    its next task, whichever it is, reads the app's group back before planning."""
+    pushed = session.query(PushedGroup).filter_by(
+        app_id=task.app_id, group_id=task.user_id
+    ).one_or_none()
+    if pushed is not None:
+        pushed.last_error = error
+    name = snap.name if snap else (pushed.group_name if pushed else task.user_id)
+    app_name = snap.app_name if snap else task.app_id
+    task.operation = "unpush" if snap and snap.leaving else "push"
+    worker.retry_or_bury(
+        session, task, error, dead=dead, retry_after=retry_after,
+        action="app.group.sync", doing=f"reconciling group {name}", subject=f"group {name}",
+        app_name=app_name, user_id=None,
+        targets={"app": app_name, "group": name, "group_id": task.user_id},
     )
-    activity.record(
-        session, actor, "app.group.sync",
-        f"reconciling group {snap.name} in {snap.app_name} failed (attempt {task.attempts}), "
-        f"retrying in {delay:.1f} s: {error}",
-        outcome="retry", app_id=snap.app_id, targets=targets,
-        details={"attempt": task.attempts, "error": error, "retry_in_seconds": round(delay, 3)},
-    )
-    queue.requeue(session, task, at=utcnow() + timedelta(seconds=delay), error=error)

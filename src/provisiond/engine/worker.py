@@ -21,7 +21,6 @@ from typing import Any
 
 import httpx
 from sqlalchemy import event as sa_event
-from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -39,7 +38,12 @@ from provisiond.engine import queue
 from provisiond.engine.desired import DesiredAccount, DirectoryUser, evaluate
 from provisiond.engine.executor import Result, reconcile
 from provisiond.engine.fingerprint import fingerprint, policy_key
-from provisiond.engine.group_worker import GroupSnapshot, execute_group, group_snapshot
+from provisiond.engine.group_worker import (
+    GroupSnapshot,
+    execute_group,
+    fail_group,
+    group_snapshot,
+)
 from provisiond.engine.mapping import CompiledPolicy
 from provisiond.engine.planner import AccountStatus, ActualAccount, Operation, OperationKind, plan
 from provisiond.errors import ConnectorError, RateLimited
@@ -51,7 +55,7 @@ from provisiond.services.planning import DEPROVISIONS
 from provisiond.services.secrets import Vault
 from provisiond.services.sources import role_settings, sources_of_user
 from provisiond.store.db import Database
-from provisiond.store.tables import Account, App, PushedGroup, Task, User, utcnow
+from provisiond.store.tables import Account, App, Task, User, utcnow
 
 log = logging.getLogger("provisiond.worker")
 ENGINE_ACTOR = "provisiond"
@@ -565,49 +569,58 @@ class Worker:
         dead: bool,
         retry_after: float | None = None,
     ) -> None:
-        actor = Actor(ENGINE_ACTOR, correlation_id=task.correlation_id)
+        """An account task failed (or any task crashed, ``snap`` None)."""
+        if task.kind == "group":  # a group task that crashed
+            fail_group(self, session, task, None, error, dead=dead, retry_after=retry_after)
+            return
         pending = snap.pending() if snap else None
-        action = EVENT_ACTION[pending.kind] if pending else "app.user.sync"
         app_name = snap.app_name if snap else task.app_id
         user_label = snap.user_label if snap else task.user_id
-        out_of_attempts = task.attempts >= self.settings.task_max_attempts
-        user_id = task.user_id if task.kind == "user" else None  # a group task crashed
-        if task.kind == "group":  # its next attempt reads the app's group back first
-            session.execute(
-                update(PushedGroup)
-                .where(PushedGroup.app_id == task.app_id, PushedGroup.group_id == task.user_id)
-                .values(last_error=error)
-            )
         record = (
             session.query(Account).filter_by(app_id=task.app_id, user_id=task.user_id).one_or_none()
         )
         if record is not None:
             record.last_error = error
         task.operation = pending.kind.value if pending else task.operation
-        if dead or out_of_attempts:
+        self.retry_or_bury(
+            session, task, error, dead=dead, retry_after=retry_after,
+            action=EVENT_ACTION[pending.kind] if pending else "app.user.sync",
+            doing=f"{pending.kind.value if pending else 'sync'} of {user_label}",
+            subject=user_label, app_name=app_name, user_id=task.user_id,
+            targets={"app": app_name, "user": user_label},
+        )
+
+    def retry_or_bury(
+        self,
+        session: Session,
+        task: Task,
+        error: str,
+        *,
+        dead: bool,
+        retry_after: float | None,
+        action: str,
+        doing: str,
+        subject: str,
+        app_name: str,
+        user_id: str | None,
+        targets: dict[str, Any],
+    ) -> None:
+        """Requeue a failed task with backoff, or, terminal or out of attempts, mark it dead;
+        either way the activity log says so (``doing`` in ``app_name`` failed ...)."""
+        actor = Actor(ENGINE_ACTOR, correlation_id=task.correlation_id)
+        if dead or task.attempts >= self.settings.task_max_attempts:
             task.status, task.last_error, task.updated_at = queue.DEAD, error, utcnow()
             activity.record(
-                session,
-                actor,
-                action,
-                f"{pending.kind.value if pending else 'sync'} of {user_label} in {app_name} failed: {error}",
-                outcome="failure",
-                app_id=task.app_id,
-                user_id=user_id,
-                targets={"app": app_name, "user": user_label},
+                session, actor, action, f"{doing} in {app_name} failed: {error}",
+                outcome="failure", app_id=task.app_id, user_id=user_id, targets=targets,
                 details={"attempt": task.attempts, "error": error},
             )
             activity.record(
-                session,
-                actor,
-                "task.dead",
-                f"task {task.id} for {user_label} in {app_name} is dead after {task.attempts} "
+                session, actor, "task.dead",
+                f"task {task.id} for {subject} in {app_name} is dead after {task.attempts} "
                 f"attempt(s): {error}",
-                outcome="failure",
-                app_id=task.app_id,
-                user_id=user_id,
-                targets={"task_id": task.id, "app": app_name, "user": user_label},
-                details={"error": error, "terminal": dead},
+                outcome="failure", app_id=task.app_id, user_id=user_id,
+                targets={"task_id": task.id, **targets}, details={"error": error, "terminal": dead},
             )
             if task.run_id:
                 runs.count_outcome(session, task.run_id, "failed")
@@ -619,15 +632,10 @@ class Worker:
             retry_after,
         )
         activity.record(
-            session,
-            actor,
-            action,
-            f"{pending.kind.value if pending else 'sync'} of {user_label} in {app_name} failed "
-            f"(attempt {task.attempts}), retrying in {delay:.1f} s: {error}",
-            outcome="retry",
-            app_id=task.app_id,
-            user_id=user_id,
-            targets={"app": app_name, "user": user_label},
+            session, actor, action,
+            f"{doing} in {app_name} failed (attempt {task.attempts}), retrying in {delay:.1f} s: "
+            f"{error}",
+            outcome="retry", app_id=task.app_id, user_id=user_id, targets=targets,
             details={"attempt": task.attempts, "error": error, "retry_in_seconds": round(delay, 3)},
         )
         queue.requeue(session, task, at=utcnow() + timedelta(seconds=delay), error=error)
