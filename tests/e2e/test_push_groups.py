@@ -297,6 +297,18 @@ def test_bad_push_requests_are_refused_with_a_reason(api: httpx.Client, target: 
     assert again.status_code == 409 and "already pushed" in again.json()["detail"]
     nothing = api.delete(f"/apps/{app['id']}/push-groups/{new_group(api, f'H-{s}')['id']}")
     assert nothing.status_code == 404
+    for body in ({"group": ""}, {"group": "x" * 300}, {"group": group["id"], "extra": 1}, {}):
+        refused = api.post(f"/apps/{app['id']}/push-groups", json=body)
+        assert refused.status_code == 422, (body, refused.text)
+        assert refused.headers["content-type"].startswith("application/problem+json")
+    bogus = api.delete(f"/apps/{app['id']}/push-groups/{group['id']}", params={"action": "drop"})
+    assert bogus.status_code == 422
+    assert api.post(f"/apps/{app['id']}/push-groups/no-such/sync").status_code == 404
+    assert api.post("/apps/no-such-app/push-groups", json={"group": group["id"]}).status_code == 404
+    # Being unpushed: a sync is refused with the reason; nothing was half-applied meanwhile.
+    api.delete(f"/apps/{app['id']}/push-groups/{group['id']}").raise_for_status()
+    late = api.post(f"/apps/{app['id']}/push-groups/{group['id']}/sync")
+    assert late.status_code in (404, 409), late.text  # 404 once the worker has unpushed it
 
 
 @pytest.fixture
