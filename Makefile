@@ -18,6 +18,7 @@ demo: $(STAMP)
 
 test: $(STAMP) lint typecheck
 	@scripts/ensure-postgres.sh
+	@scripts/ensure-chromium.sh
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
