@@ -7,7 +7,7 @@ import pytest
 from provisiond import authz
 from provisiond.authz import Action
 from provisiond.errors import Forbidden
-from provisiond.services.context import Actor
+from provisiond.services.context import ROLES, Actor
 
 S, A, H, R = "super_admin", "app_admin", "help_desk", "read_only"
 POLICY = {
@@ -30,7 +30,7 @@ POLICY = {
 def test_the_policy_table() -> None:
     assert set(POLICY) == set(Action)
     for action, roles in POLICY.items():
-        for role in authz.ROLES:
+        for role in ROLES:
             assert authz.may(Actor("t", role=role), action) is (role in roles), (role, action)
 
 

@@ -23,17 +23,7 @@ import enum
 from collections.abc import Iterable
 
 from provisiond.errors import Forbidden
-from provisiond.services.context import Actor
-
-
-class Role(enum.StrEnum):
-    SUPER_ADMIN = "super_admin"
-    APP_ADMIN = "app_admin"
-    HELP_DESK = "help_desk"
-    READ_ONLY = "read_only"
-
-
-ROLES = tuple(role.value for role in Role)
+from provisiond.services.context import Actor, Role
 
 
 class Action(enum.StrEnum):

@@ -23,14 +23,13 @@ from provisiond.authz import Action
 from provisiond.domain.apps import ProvisioningSettings, ScimConnectorSettings
 from provisiond.runtime import Runtime
 from provisiond.services import apps, tokens
-from provisiond.services.context import SYSTEM, Actor
+from provisiond.services.context import ROLES, SYSTEM, Actor
 from provisiond.store.tables import Run, Task
 from provisiond.web import create_console
 from tests.support.servers import free_port
 from tests.web.conftest import MakeAdmin, csrf_of, sign_in
 
 FAKE = "00000000-0000-0000-0000-000000000000"
-ROLES = authz.ROLES
 PARAM = re.compile(r"\{([^}]+)\}")
 
 

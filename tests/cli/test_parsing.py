@@ -13,7 +13,7 @@ from provisiond.cli.activity import parse_since
 from provisiond.cli.client import Api, ApiError, path
 from provisiond.cli.directory import parse_attrs
 from provisiond.cli.main import hoist_global_options
-from provisiond.cli.sync import summary
+from provisiond.cli.runs import summary
 from tests.cli.conftest import flat, invoke, ok
 from tests.support.servers import free_port
 

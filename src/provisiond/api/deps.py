@@ -1,12 +1,10 @@
-"""Request dependencies: the runtime, a unit-of-work session, and the authenticated admin."""
+"""Request dependencies: the runtime and the authenticated admin."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy.orm import Session
 
 from provisiond.errors import Unauthorized
 from provisiond.runtime import Runtime
@@ -17,12 +15,6 @@ from provisiond.services.context import Actor, current_correlation_id, new_corre
 def runtime(request: Request) -> Runtime:
     rt: Runtime = request.app.state.runtime
     return rt
-
-
-def session(rt: Annotated[Runtime, Depends(runtime)]) -> Iterator[Session]:
-    """One transaction per request: committed when the endpoint returns, rolled back on error."""
-    with rt.db.session() as db_session:
-        yield db_session
 
 
 def admin(request: Request, rt: Annotated[Runtime, Depends(runtime)]) -> Actor:
@@ -38,5 +30,4 @@ def admin(request: Request, rt: Annotated[Runtime, Depends(runtime)]) -> Actor:
 
 
 RuntimeDep = Annotated[Runtime, Depends(runtime)]
-SessionDep = Annotated[Session, Depends(session)]
 AdminDep = Annotated[Actor, Depends(admin)]

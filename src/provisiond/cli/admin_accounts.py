@@ -12,12 +12,11 @@ from typing import Annotated
 
 import typer
 
-from provisiond.authz import Role
 from provisiond.cli.client import CliError, state
 from provisiond.cli.server import database, load_settings, require_schema
 from provisiond.errors import ProvisiondError
 from provisiond.services import admins
-from provisiond.services.context import Actor
+from provisiond.services.context import Actor, Role
 
 app = typer.Typer(help="Console administrators, made on the server.", no_args_is_help=True)
 

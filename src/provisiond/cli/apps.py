@@ -18,6 +18,7 @@ from rich.text import Text
 
 from provisiond.cli.client import State, path, state
 from provisiond.cli.output import Column, when
+from provisiond.cli.runs import follow_run, summary
 
 apps = typer.Typer(help="Connected applications (SCIM 2.0).", no_args_is_help=True)
 provisioning = typer.Typer(
@@ -358,8 +359,6 @@ def enable(
     ] = False,
 ) -> None:
     """Enable provisioning: a connection test must pass, then a full sync starts."""
-    from provisiond.cli.sync import follow_run, summary
-
     st = state(ctx)
     wanted = _settings(st, app)
     if wanted.get("enabled"):

@@ -16,7 +16,7 @@ from rich.text import Text
 from provisiond.cli.apps import AppArg
 from provisiond.cli.client import CliError, path, state
 from provisiond.cli.output import Column, when
-from provisiond.cli.sync import follow_run, summary
+from provisiond.cli.runs import follow_run, summary
 
 PANEL = "Policies"
 policy = typer.Typer(help="Show and change an app's provisioning policy.", no_args_is_help=True)

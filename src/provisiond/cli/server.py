@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from provisiond.authz import Role
 from provisiond.cli.client import CliError, state
 from provisiond.cli.output import Output
+from provisiond.services.context import Actor, Role
 
 if TYPE_CHECKING:
     from provisiond.config import Settings
@@ -222,7 +222,6 @@ def create_token(
     """Create an API token and print it: only the token, on one line, shown this once."""
     from provisiond.errors import ProvisiondError
     from provisiond.services import tokens
-    from provisiond.services.context import Actor
 
     settings = load_settings()
     with database(settings) as db:

@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import time
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from provisiond.cli.apps import AppArg
-from provisiond.cli.client import CliError, State, path, state
-from provisiond.cli.output import Column, print_error, when
+from provisiond.cli.client import path, state
+from provisiond.cli.output import Column, when
+from provisiond.cli.runs import follow_run, summary
 
 PANEL = "Applications"
-POLL_SECONDS = 0.25
-PROGRESS_COLUMNS = (
-    TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
-    TimeElapsedColumn(),
-)
 
 ASSIGNMENT_COLUMNS = (
     Column("ID", "id"),
@@ -110,65 +104,6 @@ def sync(
         st.out.done(run, summary(run))
         return
     follow_run(st, run, app, timeout=timeout)
-
-
-def summary(run: dict[str, Any]) -> str:
-    if run["status"] == "held":
-        held = run.get("held") or {}
-        counts = held.get("counts", {})
-        losing = counts.get("deactivate", 0) + counts.get("delete", 0)
-        return (
-            f"full sync {run['id']} is held: it would deprovision {losing} of "
-            f"{held.get('accounts', '?')} accounts, over the app's policy limit"
-        )
-    counts = ", ".join(f"{n} {outcome}" for outcome, n in run.get("counts", {}).items() if n)
-    if run["status"] == "running":
-        return f"full sync {run['id']} started for {run['total']} user(s)"
-    return f"full sync {run['id']} {run['status']}: {counts or 'nothing to do'}"
-
-
-def follow_run(st: State, run: dict[str, Any], app: str, *, timeout: float | None = None) -> None:
-    """Poll the run until it finishes, with a progress bar on stderr; exit 1 if it failed."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-
-    def poll(current: dict[str, Any]) -> dict[str, Any]:
-        if deadline is not None and time.monotonic() > deadline:
-            raise CliError(f"full sync {current['id']} is still running after {timeout:g} s", 1)
-        time.sleep(POLL_SECONDS)
-        latest: dict[str, Any] = st.api.get(path("runs", current["id"]))
-        return latest
-
-    try:
-        if st.json:
-            while run["status"] == "running":
-                run = poll(run)
-        else:
-            with Progress(*PROGRESS_COLUMNS, console=st.out.err) as bar:
-                task = bar.add_task(f"sync {app}", total=run["total"], completed=run["done"])
-                while run["status"] == "running":
-                    run = poll(run)
-                    bar.update(task, total=run["total"], completed=run["done"])
-    except KeyboardInterrupt:
-        st.out.note(f"stopped waiting; full sync {run['id']} goes on on the server")
-        raise typer.Exit(130) from None
-    if st.json:
-        st.out.print_json(run)
-    else:
-        st.out.line(summary(run))
-    if run["status"] == "held":
-        if not st.json:
-            print_error(
-                f"the full sync waits for approval: POST /api/v1/runs/{run['id']}/approve "
-                "(or /cancel)"
-            )
-        raise typer.Exit(1)
-    if run["status"] != "succeeded":
-        if not st.json:
-            print_error(
-                f"the full sync {run['status']}: see `provisiond tasks list --status dead` "
-                f"and `provisiond logs --app {app} --outcome failure`"
-            )
-        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:

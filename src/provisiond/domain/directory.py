@@ -54,7 +54,6 @@ def next_status(current: UserStatus, action: Lifecycle) -> UserStatus:
 
 
 _CUSTOM_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
-CustomValue = str | int | float | bool | list[str] | None
 
 
 class Profile(BaseModel):

@@ -10,8 +10,6 @@ from provisiond.domain.directory import UserStatus
 from provisiond.engine.mapping import CompiledPolicy, default_policy
 from provisiond.engine.roles import RoleSettings, Source, apply_roles, as_source, resolve
 
-CORE_USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
-
 
 @dataclass(frozen=True)
 class DirectoryUser:

@@ -16,11 +16,10 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from provisiond.authz import ROLES, Role
 from provisiond.errors import Conflict, Invalid, NotFound, Unauthorized
 from provisiond.services import activity
 from provisiond.services.apps import get_app
-from provisiond.services.context import Actor
+from provisiond.services.context import ROLES, Actor, Role
 from provisiond.store.tables import Admin, utcnow
 
 MAX_FAILURES = 5
@@ -54,10 +53,6 @@ def get_admin(session: Session, admin_id: str) -> Admin:
     if admin is None:
         raise NotFound(f"no admin with id {admin_id!r}")
     return admin
-
-
-def list_admins(session: Session) -> Sequence[Admin]:
-    return session.scalars(select(Admin).order_by(Admin.username)).all()
 
 
 def create_admin(

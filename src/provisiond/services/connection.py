@@ -8,7 +8,7 @@ from provisiond.connectors.registry import build_connector
 from provisiond.domain.apps import ProvisioningSettings, ScimConnectorSettings
 from provisiond.errors import Conflict
 from provisiond.runtime import Runtime
-from provisiond.services import apps, pushes, roles, runs
+from provisiond.services import apps, grants, pushes, runs
 from provisiond.services.context import Actor
 from provisiond.store.tables import Run
 
@@ -80,6 +80,6 @@ async def put_provisioning(
             pushes.app_synced(session, actor, app.id, "app.provisioning.update")
         if now and was and before.role_mode != wanted.role_mode:
             # Only users granted a role by some assignment can get other roles.
-            held = roles.granted_users(session, app.id)
+            held = grants.granted_users(session, app.id)
             runs.reconcile_users(session, actor, app, held, reason="app.provisioning.update")
         return apps.provisioning_of(app), app.last_test, run

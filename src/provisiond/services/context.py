@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+import enum
 import uuid
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+
+
+class Role(enum.StrEnum):
+    """An admin's role (an API token's, a console admin's); what each may do: provisiond.authz."""
+
+    SUPER_ADMIN = "super_admin"
+    APP_ADMIN = "app_admin"
+    HELP_DESK = "help_desk"
+    READ_ONLY = "read_only"
+
+
+ROLES = tuple(role.value for role in Role)
 
 
 def new_correlation_id() -> str:

@@ -59,10 +59,6 @@ def expression_input(user_id: str, status: str, profile: Mapping[str, Any]) -> d
     return {**profile, "id": user_id, "status": status}
 
 
-def is_rule_group(group: Group) -> bool:
-    return group.rule is not None
-
-
 @dataclass
 class RuleOutcome:
     added: list[str] = field(default_factory=list)

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from provisiond.domain.roles import NAME_MAX, RoleExpression
 from provisiond.errors import Conflict, Invalid, NotFound
-from provisiond.services import activity, pushes, reach, runs
+from provisiond.services import activity, grants, pushes, runs
 from provisiond.services.apps import get_app
 from provisiond.services.context import Actor
 from provisiond.store.tables import App, AppRole, Assignment, AssignmentRole, utcnow
@@ -131,7 +131,7 @@ def update_role(
         return role
     role.updated_at = utcnow()
     session.flush()
-    users = holders(session, role.id)
+    users = grants.holders(session, role.id)
     activity.record(
         session,
         actor,
@@ -174,28 +174,6 @@ def delete_role(session: Session, actor: Actor, app_id: str, role_id: str) -> No
         app_id=app.id,
         targets={"app": app.name, "role": role.name, "role_id": role.id},
     )
-
-
-def holders(session: Session, role_id: str) -> list[str]:
-    """The users reached by the assignments that grant ``role_id``."""
-    return _reached(session, AssignmentRole.role_id == role_id)
-
-
-def granted_users(session: Session, app_id: str) -> list[str]:
-    """The users reached by any assignment of the app that grants a role."""
-    return _reached(session, Assignment.app_id == app_id)
-
-
-def _reached(session: Session, where: ColumnElement[bool]) -> list[str]:
-    rows = session.execute(
-        select(Assignment.principal_type, Assignment.principal_id)
-        .join(AssignmentRole, AssignmentRole.assignment_id == Assignment.id)
-        .where(where)
-        .distinct()
-    ).all()
-    users = {pid for kind, pid in rows if kind == "user"}
-    users |= reach.group_member_ids(session, [pid for kind, pid in rows if kind == "group"])
-    return sorted(users)
 
 
 def roles_of(session: Session, assignment_ids: Sequence[str]) -> dict[str, list[AppRole]]:

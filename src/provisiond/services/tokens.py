@@ -10,11 +10,10 @@ from datetime import timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from provisiond.authz import ROLES
 from provisiond.errors import Invalid, Unauthorized
 from provisiond.services import activity
 from provisiond.services.apps import get_app
-from provisiond.services.context import Actor
+from provisiond.services.context import ROLES, Actor
 from provisiond.store.tables import ApiToken, utcnow
 
 PREFIX = "pvd_"
