@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from provisiond.domain.apps import BearerAuth, ScimConnectorSettings
+from tests.support.drip import drip_targets  # noqa: F401  (a fixture: a target that drips)
 
 TARGET_TOKEN = "demo-target-token"
 STARTUP_SECONDS = 20.0

@@ -8,7 +8,12 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from provisiond.domain.apps import ProvisioningSettings, ScimConnectorSettings, app_name_pattern
+from provisiond.domain.apps import (
+    ProvisioningSettings,
+    ScimConnectorSettings,
+    app_name_pattern,
+    shown_connector,
+)
 from provisiond.domain.directory import Profile
 from provisiond.domain.roles import NAME_MAX, RoleExpression
 from provisiond.services import pushes
@@ -138,7 +143,7 @@ class AppOut(BaseModel):
 
     @classmethod
     def of(cls, app: tables.App) -> AppOut:
-        connector = dict(app.connector)
+        connector = shown_connector(app.connector)
         # Write-only credentials: only whether they are set.
         connector["auth"] = {**connector.get("auth", {}), "secret_set": app.credentials is not None}
         return cls(

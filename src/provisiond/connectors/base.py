@@ -6,7 +6,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from provisiond.engine.planner import Change
+
+class Change(Protocol):
+    """One attribute's change an update sends: the engine's planned ``Change`` has this shape."""
+
+    @property
+    def attribute(self) -> str: ...
+
+    @property
+    def old(self) -> Any: ...
+
+    @property
+    def new(self) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -83,6 +94,8 @@ class Connector(Protocol):
     async def test_connection(self) -> ConnectionReport: ...
 
     async def find_user(self, attribute: str, value: str) -> RemoteUser | None: ...
+
+    async def holds_no_users(self) -> bool: ...
 
     async def get_user(self, remote_id: str) -> RemoteUser | None: ...
 

@@ -32,6 +32,7 @@ from scim2_models import (
 
 from provisiond import __version__
 from provisiond.connectors.base import (
+    Change,
     ConnectionReport,
     ConnectionStep,
     Quirks,
@@ -44,7 +45,6 @@ from provisiond.domain.apps import (
     OAuth2ClientCredentials,
     ScimConnectorSettings,
 )
-from provisiond.engine.planner import Change
 from provisiond.errors import (
     ConnectorError,
     RateLimited,
@@ -191,6 +191,13 @@ class ScimConnector:
                 f"{len(resources)} accounts match {attribute} eq {value!r}: refusing to guess"
             )
         return _remote(resources[0], "GET /Users?filter") if resources else None
+
+    async def holds_no_users(self) -> bool:
+        """Whether the app holds no user at all; False when its answer cannot say."""
+        response = await self._send("GET", "Users", params={"startIndex": 1, "count": 1})
+        body = _body(response, "GET /Users")
+        total = body.get("totalResults")
+        return isinstance(total, int) and total == 0 and not body.get("Resources")
 
     async def get_user(self, remote_id: str) -> RemoteUser | None:
         response = await self._send("GET", f"Users/{remote_id}")
@@ -392,11 +399,24 @@ class ScimConnector:
         content = None if body is None else json.dumps(body).encode()
         headers = {"Content-Type": SCIM_MEDIA_TYPE} if content is not None else None
         target = f"{self.settings.base_url}/{path}"
+        deadline = self.settings.request_deadline_seconds
         async with self._gate:
+            # httpx's timeouts bound each read, so a target that drips its answer a byte at a
+            # time never trips them: the whole exchange (the auth flow, the send, every byte of
+            # the body) gets one deadline. Waiting for the rate limit and the gate is not charged.
+            timer = asyncio.timeout(deadline)
             try:
-                response = await self._client.request(
-                    method, path, params=params, content=content, headers=headers
-                )
+                async with timer:
+                    response = await self._client.request(
+                        method, path, params=params, content=content, headers=headers
+                    )
+            except TimeoutError as exc:
+                if timer.expired():
+                    raise TransientError(
+                        f"{method} {target}: the app did not answer within {deadline:g} s "
+                        "(total deadline)"
+                    ) from exc
+                raise TransientError(f"{method} {target}: timed out: {exc}") from exc
             except httpx.TimeoutException as exc:
                 raise TransientError(
                     f"{method} {target}: no answer within {self.settings.timeout_seconds:g} s"

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr, field_validator
@@ -98,7 +99,13 @@ class ScimConnectorSettings(BaseModel):
     type: Literal["scim2"] = "scim2"
     base_url: str
     auth: ConnectorAuth = Field(default_factory=NoAuth)
+    # Bounds each connect, read and write, not a whole request: every byte a target drips
+    # starts it again.
     timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    # Bounds a whole request, answer read to its last byte (and a token fetch or 401 re-send
+    # on the way), so no target holds a worker slot longer. At most 5 minutes: the worker's
+    # lease on a task (engine/queue.py LEASE) must outlast any one request it sends.
+    request_deadline_seconds: float = Field(default=30.0, ge=1, le=300)
 
     @field_validator("base_url")
     @classmethod
@@ -109,6 +116,17 @@ class ScimConnectorSettings(BaseModel):
         if parts.query or parts.fragment:
             raise ValueError("base_url must not carry a query or a fragment")
         return value.strip().rstrip("/")
+
+
+def shown_connector(stored: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored (public) connector as it is shown: a setting added since it was saved shows
+    the default the connector runs with, not a blank."""
+    defaults = {
+        name: info.default
+        for name, info in ScimConnectorSettings.model_fields.items()
+        if name != "auth" and not info.is_required()
+    }
+    return {**defaults, **stored}
 
 
 def app_name_pattern() -> str:

@@ -3,12 +3,14 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Response
+from pydantic import ValidationError
 
 from provisiond.api.authorization import requires
 from provisiond.api.deps import AdminDep, RuntimeDep
 from provisiond.api.schemas import AppCreate, AppOut, AppPatch, Page, ProvisioningOut, RunOut
 from provisiond.authz import Action, may
 from provisiond.domain.apps import ProvisioningSettings
+from provisiond.errors import Invalid
 from provisiond.services import apps, connection
 
 router = APIRouter(prefix="/apps", tags=["apps"])
@@ -46,12 +48,19 @@ def get_app(app_id: str, rt: RuntimeDep, _: AdminDep) -> AppOut:
 
 @router.patch("/{app_id}", dependencies=[requires(Action.APP_MANAGE)])
 def update_app(app_id: str, body: AppPatch, rt: RuntimeDep, actor: AdminDep) -> AppOut:
-    with rt.db.session() as session:
-        return AppOut.of(
-            apps.update_app(
-                session, actor, rt.vault, app_id, label=body.label, connector=body.connector
+    try:
+        with rt.db.session() as session:
+            return AppOut.of(
+                apps.update_app(
+                    session, actor, rt.vault, app_id, label=body.label, connector=body.connector
+                )
             )
-        )
+    except ValidationError as exc:
+        # The connector is checked once merged with the stored one: a 422 naming the field,
+        # as a schema violation in the body would be, not a 500.
+        first = exc.errors()[0]
+        field = ".".join(["connector", *(str(part) for part in first["loc"])])
+        raise Invalid(f"{field}: {first['msg']}", field=field) from None
 
 
 @router.delete("/{app_id}", status_code=204, dependencies=[requires(Action.APP_DELETE)])

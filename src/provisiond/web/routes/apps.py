@@ -11,7 +11,12 @@ from pydantic import ValidationError
 from starlette.responses import Response
 
 from provisiond.authz import Action
-from provisiond.domain.apps import ProvisioningSettings, ScimConnectorSettings, app_name_pattern
+from provisiond.domain.apps import (
+    ProvisioningSettings,
+    ScimConnectorSettings,
+    app_name_pattern,
+    shown_connector,
+)
 from provisiond.errors import Conflict, Invalid, ProvisiondError
 from provisiond.services import apps, connection, runs
 from provisiond.store.tables import App
@@ -30,6 +35,7 @@ CONNECTOR_FIELDS = {
     "username": "username",
     "password": "password",
     "timeout_seconds": "timeout_seconds",
+    "request_deadline_seconds": "request_deadline_seconds",
     "name": "name",
     "label": "label",
 }
@@ -150,7 +156,7 @@ def _provisioning_page(
         tab="provisioning",
         connector=connector_values
         or {
-            **app.connector,
+            **shown_connector(app.connector),
             "auth_type": app.connector["auth"]["type"],
             "username": app.connector["auth"].get("username", ""),
         },
@@ -183,12 +189,14 @@ def save_connector(app_id: str, console: PostDep) -> Response:
         "auth_type": console.field("auth_type"),
         "username": console.field("username"),
         "timeout_seconds": console.field("timeout_seconds"),
+        "request_deadline_seconds": console.field("request_deadline_seconds"),
     }
     try:
         changes: dict[str, Any] = {"base_url": values["base_url"], "auth": _auth(console, True)}
-        timeout = _number(console, "timeout_seconds", None)
-        if timeout is not None:
-            changes["timeout_seconds"] = timeout
+        for name in ("timeout_seconds", "request_deadline_seconds"):
+            seconds = _number(console, name, None)
+            if seconds is not None:
+                changes[name] = seconds
         with console.rt.db.session() as session:
             apps.update_app(
                 session, console.actor, console.rt.vault, app.id, label=None, connector=changes
