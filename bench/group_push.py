@@ -438,7 +438,7 @@ def provisiond_record(runtime: Any, setup: Setup) -> tuple[str | None, set[str],
     """(remote group id, member ids provisiond recorded as applied, last error)."""
     from sqlalchemy import select
 
-    from provisiond.services import pushes
+    from provisiond.engine import group_members
     from provisiond.store.tables import PushedGroup
 
     with runtime.db.session() as session:
@@ -449,7 +449,7 @@ def provisiond_record(runtime: Any, setup: Setup) -> tuple[str | None, set[str],
         )
         if row is None:
             return None, set(), "not pushed"
-        return row.remote_id, set(pushes.applied(session, row.id)), row.last_error
+        return row.remote_id, set(group_members.applied(session, row.id)), row.last_error
 
 
 def group_trouble(runtime: Any, app_id: str) -> list[str]:

@@ -8,9 +8,9 @@ import httpx
 
 from provisiond.config import Settings
 from provisiond.engine.worker import Worker, WorkerThread, libpq_url, wake_on_commit
-from provisiond.services.secrets import Vault
 from provisiond.store import migrate
 from provisiond.store.db import Database
+from provisiond.store.secrets import Vault
 
 log = logging.getLogger("provisiond")
 

@@ -165,6 +165,8 @@ def test_existing_group_of_the_same_name_is_linked_corrected_and_logged(
     assign(api, app["id"], "group", ops["id"])
     enable(api, app["id"])
     eventually(lambda: remote_user(scim, login(bob)) is not None)
+    # provisiond has recorded both accounts (just after the app answered).
+    eventually(lambda: settled(api, app["id"]))
     # The app already has a group of that name, holding Ann and a stranger (not Bob).
     stranger = scim.post(
         "Users",

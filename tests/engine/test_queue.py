@@ -194,7 +194,8 @@ def test_apps_without_room_are_skipped(runtime: Runtime) -> None:
 
 def test_accounts_past_their_grace_period_are_swept_into_the_queue(runtime: Runtime) -> None:
     from provisiond.domain.policy import Deprovisioning, PolicyDocument
-    from provisiond.services import policies, runs
+    from provisiond.engine.sweep import sweep_expired
+    from provisiond.services import policies
     from provisiond.store.tables import Account
 
     app_id = make_app(runtime)
@@ -206,7 +207,7 @@ def test_accounts_past_their_grace_period_are_swept_into_the_queue(runtime: Runt
             session.add(Account(app_id=app_id, user_id=user_id, remote_id=f"r-{user_id}", status="deactivated",
                                 applied={}, deactivated_at=utcnow() - timedelta(days=days)))
     with runtime.db.session() as session:
-        assert runs.sweep_expired(session) == 1
+        assert sweep_expired(session) == 1
     (task,) = tasks_of(runtime, queue.QUEUED)
     assert task.user_id == users[0]
     assert task.reason == "policy.delete_after"

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from provisiond.domain.apps import Features, ProvisioningSettings, ScimConnectorSettings
 from provisiond.domain.directory import Profile
 from provisiond.domain.roles import RoleExpression, RoleKind
+from provisiond.engine import group_members
 from provisiond.runtime import Runtime
 from provisiond.services import apps, assignments, directory, nesting, pushes, roles
 from provisiond.services.context import SYSTEM
@@ -130,8 +131,8 @@ def test_desired_members_are_the_effective_members_with_an_active_account(
         for g, group in enumerate(group_rows):
             members = {u for u, h in direct if h in below[g]}
             expected = {remote_of[u]: user_rows[u].id for u in members if u in remote_of}
-            assert pushes.desired_members(session, app, group) == expected, (g, edges, direct)
-        assert pushes.desired_members(session, app, None) == {}  # the directory group is gone
+            assert group_members.desired_members(session, app.id, "priority", group.id, group.name) == expected, (g, edges, direct)
+        assert group_members.desired_members(session, app.id, "priority", None, "") == {}  # the directory group is gone
 
 
 def test_holders_of_a_group_role_join_the_group_it_names(runtime: Runtime) -> None:
@@ -170,7 +171,7 @@ def test_holders_of_a_group_role_join_the_group_it_names(runtime: Runtime) -> No
         ):
             give_account(session, app, user, status, f"r-{user.login}")
 
-        assert pushes.desired_members(session, app, ops) == {
+        assert group_members.desired_members(session, app.id, "priority", ops.id, ops.name) == {
             "r-hol": holder.id,  # by the role
             "r-mem": member.id,  # by membership
         }
@@ -247,7 +248,7 @@ def test_an_account_change_queues_the_groups_the_user_is_or_was_in(runtime: Runt
             )
         )
         assert former_row is not None
-        pushes.store_members(session, former_row.id, {}, {"r-joiner": user.id})
+        group_members.store_members(session, former_row.id, {}, {"r-joiner": user.id})
         forget_tasks(session)
 
         pushes.accounts_changed(session, SYSTEM, app.id, user.id, "app.user.create")
@@ -264,13 +265,13 @@ def test_store_members_records_exactly_what_was_applied(runtime: Runtime) -> Non
         app = new_app(session, runtime, "store-app")
         group = directory.create_group(session, SYSTEM, "Stored", None)
         row = pushes.push(session, SYSTEM, app.id, group.id)
-        assert pushes.applied(session, row.id) == {}
+        assert group_members.applied(session, row.id) == {}
 
         first: dict[str, str | None] = {"r-1": "u-1", "r-2": "u-2", "stranger": None}
-        pushes.store_members(session, row.id, {}, first)
-        assert pushes.applied(session, row.id) == first
+        group_members.store_members(session, row.id, {}, first)
+        assert group_members.applied(session, row.id) == first
 
         second: dict[str, str | None] = {"r-2": "u-2", "r-3": "u-3"}
-        pushes.store_members(session, row.id, first, second)
-        assert pushes.applied(session, row.id) == second
+        group_members.store_members(session, row.id, first, second)
+        assert group_members.applied(session, row.id) == second
         assert session.get(Group, group.id) is not None

@@ -87,9 +87,15 @@ async def reconcile(
     deprovision: Deprovision | None = None,
     now: datetime | None = None,
     result: Result | None = None,
+    skip_lookup: bool = False,
 ) -> Result:
     """Plan and apply the one operation that brings the account in line. Raises ConnectorError;
-    the steps taken until then are in ``result`` when the caller passes one."""
+    the steps taken until then are in ``result`` when the caller passes one.
+
+    ``skip_lookup``: the app was seen empty when this run began, so a create is sent without
+    first looking for an existing account; userName is unique in the app (RFC 7643 §4.1.1)
+    and a duplicate is answered 409 (RFC 7644 §3.3), which links the existing account.
+    """
     result = result if result is not None else Result()
     result.account = actual
 
@@ -114,7 +120,9 @@ async def reconcile(
         result.account = actual
 
     operation = plan(actual)
-    if operation is not None and operation.kind is OperationKind.CREATE:
+    if operation is not None and operation.kind is OperationKind.CREATE and skip_lookup:
+        result.step("match", "not looked up: the app held no accounts when this run began")
+    elif operation is not None and operation.kind is OperationKind.CREATE:
         assert desired is not None
         value = _matching_value(desired, settings.matching)
         found = await connector.find_user(settings.matching, value) if value else None

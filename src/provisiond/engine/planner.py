@@ -30,6 +30,9 @@ class OperationKind(enum.StrEnum):
     DELETE = "delete"
 
 
+DEPROVISIONS = frozenset({OperationKind.DEACTIVATE, OperationKind.DELETE})
+
+
 @dataclass(frozen=True)
 class ActualAccount:
     """What the app holds (or, without a remote read, what provisiond last applied)."""

@@ -1,4 +1,4 @@
-"""The worker's half for pushed groups: one task reconciles one (app, directory group) key.
+"""The reconciler of pushed groups: one task reconciles one (app, directory group) key.
 
 Read the desired members and the record in one short transaction, send the difference
 (engine.groups), record the outcome: the same lease and ownership rules as for accounts
@@ -9,24 +9,40 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from sqlalchemy import delete, literal
 from sqlalchemy.orm import Session
 
 from provisiond.domain.apps import ProvisioningSettings, ScimConnectorSettings
-from provisiond.engine import queue
+from provisiond.engine import group_members, queue
+from provisiond.engine.context import read_context
 from provisiond.engine.executor import Result
+from provisiond.engine.group_members import PUSHED, UNPUSHING
 from provisiond.engine.groups import GroupActual, GroupOutcome, reconcile_group
+from provisiond.engine.outcomes import ENGINE_ACTOR
 from provisiond.errors import ConnectorError, RateLimited
-from provisiond.services import activity, pushes
-from provisiond.services.apps import provisioning_of, settings_of
-from provisiond.services.context import Actor
-from provisiond.services.secrets import Vault
-from provisiond.store.tables import App, Group, PushedGroup, Task, User, utcnow
+from provisiond.store.db import Database
+from provisiond.store.events import add_event
+from provisiond.store.secrets import Vault
+from provisiond.store.tables import Group, PushedGroup, Task, User, utcnow
 
-if TYPE_CHECKING:
-    from provisiond.engine.worker import Worker
+
+class Worker(Protocol):
+    """What a group reconcile needs of the worker running it (engine.worker.Worker)."""
+
+    db: Database
+
+    @property
+    def pool(self) -> Any: ...
+
+    def close(self, session: Session, task: Task, status: str, outcome: str) -> None: ...
+
+    def retry_or_bury(
+        self, session: Session, task: Task, error: str, *, dead: bool,
+        retry_after: float | None, action: str, doing: str, subject: str, app_name: str,
+        user_id: str | None, targets: dict[str, Any],
+    ) -> None: ...
 
 LISTED = 100  # logins named in one membership event; the counts are always complete
 
@@ -52,30 +68,30 @@ class GroupSnapshot:
 
     @property
     def leaving(self) -> bool:
-        return self.state != pushes.PUSHED
+        return self.state != PUSHED
 
 
 def group_snapshot(session: Session, vault: Vault, app_id: str, group_id: str) -> GroupSnapshot | None:
-    app = session.get(App, app_id)
+    ctx = read_context(session, vault, app_id)
     pushed = session.query(PushedGroup).filter_by(app_id=app_id, group_id=group_id).one_or_none()
-    if app is None or pushed is None:
+    if ctx is None or pushed is None:
         return None
     group = session.get(Group, group_id)
     state = pushed.state if group is not None else "gone"
     if group is not None and group.name != pushed.group_name:
         pushed.group_name = group.name  # shown in listings before the rename is applied
-    applied = pushes.applied(session, pushed.id)
+    applied = group_members.applied(session, pushed.id)
     actual = (
         None
         if pushed.remote_id is None
         else GroupActual(pushed.remote_id, pushed.remote_name or "", frozenset(applied))
     )
     return GroupSnapshot(
-        app_id=app.id,
-        app_name=app.name,
-        app_version=app.updated_at.isoformat(),
-        connector=settings_of(app, vault),
-        provisioning=provisioning_of(app),
+        app_id=ctx.app_id,
+        app_name=ctx.name,
+        app_version=ctx.version,
+        connector=ctx.connector,
+        provisioning=ctx.provisioning,
         pushed_id=pushed.id,
         group_id=group_id,
         name=group.name if group is not None else pushed.group_name,
@@ -83,7 +99,11 @@ def group_snapshot(session: Session, vault: Vault, app_id: str, group_id: str) -
         unpush_action=pushed.unpush_action,
         actual=actual,
         applied=applied,
-        desired={} if state != pushes.PUSHED else pushes.desired_members(session, app, group),
+        desired={}
+        if group is None or state != PUSHED
+        else group_members.desired_members(
+            session, ctx.app_id, ctx.provisioning.role_mode, group.id, group.name
+        ),
         unsure=pushed.last_error is not None,
     )
 
@@ -95,7 +115,7 @@ async def execute_group(
         task = session.get(Task, task_id)
         assert task is not None
         correlation, claimed_by = task.correlation_id, task.claimed_by
-    actor = Actor("provisiond", correlation_id=correlation)
+    actor = correlation  # the events of this reconcile carry the change's correlation id
     targets = {"app": snap.app_name, "group": snap.name, "group_id": snap.group_id}
 
     def owned(session: Session) -> Task | None:
@@ -106,7 +126,7 @@ async def execute_group(
 
     def close(session: Session, outcome: str) -> None:
         if (task := owned(session)) is not None:
-            worker._close(session, task, queue.SUCCEEDED, outcome)
+            worker.close(session, task, queue.SUCCEEDED, outcome)
 
     if not snap.provisioning.enabled or not snap.provisioning.features.push_groups:
         why = (
@@ -117,7 +137,7 @@ async def execute_group(
         result = Result(outcome="skipped")
         result.step("skip", why)
         with worker.db.session() as session:
-            activity.record(
+            _event(
                 session, actor, "app.group.sync",
                 f"group {snap.name} in {snap.app_name} not reconciled: {why}",
                 outcome="skipped", app_id=snap.app_id, targets=targets,
@@ -155,7 +175,7 @@ async def execute_group(
 
 
 async def _leave(
-    worker: Worker, snap: GroupSnapshot, connector: Any, actor: Actor,
+    worker: Worker, snap: GroupSnapshot, connector: Any, actor: str,
     targets: dict[str, Any], owned: Any, close: Any,
 ) -> Result:
     result = Result()
@@ -187,15 +207,22 @@ async def _leave(
         session.execute(
             delete(PushedGroup).where(
                 PushedGroup.id == snap.pushed_id,
-                (PushedGroup.state == pushes.UNPUSHING) | literal(gone),
+                (PushedGroup.state == UNPUSHING) | literal(gone),
             )
         )
-        activity.record(
+        _event(
             session, actor, action, message, app_id=snap.app_id,
             targets={**targets, "remote_id": remote}, details={"trace": result.trace},
         )
         close(session, result.outcome)
     return result
+
+
+def _event(session: Session, correlation_id: str, action: str, message: str, **more: Any) -> None:
+    add_event(
+        session, actor=ENGINE_ACTOR, correlation_id=correlation_id, action=action,
+        message=message, **more,
+    )
 
 
 def _outcome_word(outcome: GroupOutcome) -> str:
@@ -205,7 +232,7 @@ def _outcome_word(outcome: GroupOutcome) -> str:
 
 
 def _record(
-    session: Session, actor: Actor, snap: GroupSnapshot, outcome: GroupOutcome, targets: dict[str, Any]
+    session: Session, actor: str, snap: GroupSnapshot, outcome: GroupOutcome, targets: dict[str, Any]
 ) -> None:
     pushed = session.get(PushedGroup, snap.pushed_id)
     group = outcome.group
@@ -214,8 +241,8 @@ def _record(
     after: dict[str, str | None] = {remote_id: snap.desired.get(remote_id) for remote_id in group.members}
     # Read again rather than trusting the snapshot: a task that overran its lease may share the
     # key with its successor, and the rows must end as what this write left in the app.
-    before = pushes.applied(session, pushed.id)
-    pushes.store_members(session, pushed.id, before, after)
+    before = group_members.applied(session, pushed.id)
+    group_members.store_members(session, pushed.id, before, after)
     pushed.remote_id, pushed.remote_name = group.remote_id, group.name
     pushed.linked = pushed.linked or outcome.linked
     pushed.last_synced_at, pushed.last_error, pushed.updated_at = utcnow(), None, utcnow()
@@ -223,7 +250,7 @@ def _record(
     plan = outcome.plan
     details: dict[str, Any] = {"requests": outcome.requests, "trace": outcome.result.trace}
     if outcome.created:
-        activity.record(
+        _event(
             session, actor, "app.group.create",
             f"created group {snap.name} in {snap.app_name} with {len(group.members)} members",
             app_id=snap.app_id, targets=targets,
@@ -231,7 +258,7 @@ def _record(
         )
         return
     if outcome.linked:
-        activity.record(
+        _event(
             session, actor, "app.group.link",
             f"linked group {snap.name} to the group of that name already in {snap.app_name}"
             + (
@@ -243,7 +270,7 @@ def _record(
             app_id=snap.app_id, targets=targets, details=details,
         )
     if outcome.drift is not None:
-        activity.record(
+        _event(
             session, actor, "app.group.drift",
             f"group {snap.name} in {snap.app_name} had been changed in the app "
             f"({outcome.drift['unexpected']} unexpected, {outcome.drift['missing']} missing "
@@ -253,14 +280,14 @@ def _record(
         )
     if plan.rename is not None:
         old = snap.actual.name if snap.actual else None
-        activity.record(
+        _event(
             session, actor, "app.group.rename",
             f"renamed group {old} to {plan.rename} in {snap.app_name}",
             app_id=snap.app_id, targets=targets, details={"old": old, "new": plan.rename},
         )
     if plan.add or plan.remove:
         logins = _logins(session, [*plan.add[:LISTED], *plan.remove[:LISTED]], snap, before)
-        activity.record(
+        _event(
             session, actor, "app.group.membership.update",
             f"group {snap.name} in {snap.app_name}: {len(plan.add)} added, "
             f"{len(plan.remove)} removed",

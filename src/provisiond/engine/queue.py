@@ -7,32 +7,49 @@ a key never runs twice at once, so operations on one account stay in order acros
 
 from __future__ import annotations
 
+import json
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
+from functools import lru_cache
+from typing import Any
 
-from sqlalchemy import and_, case, exists, func, select, text, update
+from sqlalchemy import Integer, and_, bindparam, case, cast, exists, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session, aliased
 
 from provisiond.store.tables import Task, new_id, utcnow
 
+
+class TaskStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    DEAD = "dead"
+    DISMISSED = "dismissed"
+    SUPERSEDED = "superseded"  # folded into a newer queued task of the same key
+
+
 QUEUED, RUNNING, SUCCEEDED, DEAD, DISMISSED, SUPERSEDED = (
-    "queued",
-    "running",
-    "succeeded",
-    "dead",
-    "dismissed",
-    "superseded",
+    TaskStatus.QUEUED,
+    TaskStatus.RUNNING,
+    TaskStatus.SUCCEEDED,
+    TaskStatus.DEAD,
+    TaskStatus.DISMISSED,
+    TaskStatus.SUPERSEDED,
 )
 NOTIFY_CHANNEL = "provisiond_tasks"
 LEASE = timedelta(minutes=5)
+_ENQUEUE_CHUNK = 500  # rows per INSERT: well below SQLite's and PostgreSQL's parameter limits
 
 
 def enqueue(
     session: Session,
     app_id: str,
-    user_ids: Iterable[str],
+    subject_ids: Iterable[str],
     *,
     reason: str,
     correlation_id: str,
@@ -40,36 +57,43 @@ def enqueue(
     verify_remote: bool = False,
     kind: str = "user",
 ) -> list[str]:
-    """Queue a reconcile of each (app, user); returns the ids of the tasks that carry ``run_id``.
+    """Queue a reconcile of each (app, subject); returns the ids of the tasks that carry ``run_id``.
 
-    ``kind="group"`` queues the reconcile of pushed groups instead: ``user_ids`` are then the
-    ids of the directory groups (engine.groups).
+    ``kind="user"``: the subjects are users (their accounts); ``kind="group"``: directory groups
+    (their pushed counterparts, engine.groups).
 
     An existing queued task for the same key is made due now instead of queuing a second one.
+    Many keys cost a few multi-row statements, not one each: a group of 10,000 assigned to an
+    app queues its tasks in 20 statements.
     """
     now = utcnow()
     priority = priority_of(reason, run_id)
     attached: list[str] = []
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    for user_id in user_ids:
-        task_id = new_id()
-        statement = insert(Task).values(
-            id=task_id,
-            app_id=app_id,
-            kind=kind,
-            user_id=user_id,
-            run_id=run_id,
-            reason=reason,
-            verify_remote=verify_remote,
-            priority=priority,
-            status=QUEUED,
-            attempts=0,
-            next_attempt_at=now,
-            correlation_id=correlation_id,
-            created_at=now,
-            updated_at=now,
-        )
+    # One row per key: PostgreSQL refuses an upsert that touches a row twice.
+    unique = list(dict.fromkeys(subject_ids))
+    for start in range(0, len(unique), _ENQUEUE_CHUNK):
+        rows = [
+            {
+                "id": new_id(),
+                "app_id": app_id,
+                "kind": kind,
+                "user_id": subject_id,
+                "run_id": run_id,
+                "reason": reason,
+                "verify_remote": verify_remote,
+                "priority": priority,
+                "status": QUEUED.value,
+                "attempts": 0,
+                "next_attempt_at": now,
+                "correlation_id": correlation_id,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for subject_id in unique[start : start + _ENQUEUE_CHUNK]
+        ]
+        statement = insert(Task).values(rows)
         new = statement.excluded
         # One atomic upsert, not "insert, else select and update": between a select and an
         # update a worker may claim the queued row, and the change would ride on a task
@@ -86,9 +110,12 @@ def enqueue(
                 "run_id": func.coalesce(Task.run_id, new.run_id),
             },
         ).returning(Task.id, Task.run_id)
-        row = session.execute(upsert).one()
-        if run_id and row.run_id == run_id:
-            attached.append(row.id)
+        if run_id:
+            attached += [row.id for row in session.execute(upsert) if row.run_id == run_id]
+        else:
+            session.execute(upsert)
+    if not unique:
+        return attached
     session.info["tasks_enqueued"] = True
     if dialect == "postgresql":
         # Delivered on commit only: workers on other hosts wake exactly when the tasks exist.
@@ -106,6 +133,30 @@ def priority_of(reason: str, run_id: str | None) -> int:
     return 2 if run_id else 1
 
 
+@dataclass(frozen=True)
+class Claimed:
+    """A task as the worker holds it: its key, its change, and the lease it was claimed with."""
+
+    id: str
+    app_id: str
+    kind: str
+    subject_id: str  # a user id, or a directory group id for ``kind="group"``
+    run_id: str | None
+    reason: str
+    priority: int
+    attempts: int
+    verify_remote: bool
+    correlation_id: str
+    created_at: datetime
+    updated_at: datetime  # when the change it carries was queued (kept by claims and retries)
+    claimed_by: str
+    claimed_at: datetime  # the lease: every write at the end checks it is still this one
+
+    @property
+    def user_id(self) -> str:
+        return self.subject_id
+
+
 def claim(
     session: Session,
     worker_id: str,
@@ -113,13 +164,43 @@ def claim(
     now: datetime | None = None,
     *,
     skip_apps: Iterable[str] = (),
-) -> list[Task]:
-    """Take up to ``limit`` due tasks whose key is not running elsewhere; marks them running.
+    room: Mapping[str, int] | None = None,
+    default_room: int | None = None,
+    urgent_only: bool = False,
+) -> list[Claimed]:
+    """Take up to ``limit`` due tasks whose key is not running elsewhere, in one statement.
 
-    Highest priority first, then oldest; ``skip_apps`` are apps this worker has no room for
-    (their concurrency is used up), so their backlog cannot starve other apps.
+    Highest priority first, then oldest. Fair across apps: ``skip_apps`` have no room at all,
+    and no app gets more than its ``room`` (``default_room`` for apps not listed) in one claim,
+    so one app's backlog neither starves the others nor fills the worker. ``urgent_only``
+    takes only lifecycle tasks (priority 0), for the capacity kept for deprovisionings.
     """
-    now = now or utcnow()
+    if limit <= 0:
+        return []
+    dialect = session.get_bind().dialect.name
+    statement = _claim_statement(dialect, urgent_only)
+    # Apps without room are left out of the candidates, not only capped: their backlog
+    # would otherwise fill the window and hide every other app's tasks.
+    skipped = sorted(set(skip_apps) | {app_id for app_id, n in (room or {}).items() if n <= 0})
+    rooms = {app_id: n for app_id, n in (room or {}).items() if n > 0}
+    parameters = {
+        "skip": skipped,
+        "now": now or utcnow(),
+        "worker_id": worker_id,
+        "limit": limit,
+        "window": limit * 4,
+        "rooms": json.dumps(rooms),
+        "default_room": default_room if default_room is not None else limit,
+    }
+    claimed = [Claimed(**row._asdict()) for row in session.execute(statement, parameters)]
+    claimed.sort(key=lambda task: (task.priority, task.created_at))
+    return claimed
+
+
+@lru_cache(maxsize=8)
+def _claim_statement(dialect: str, urgent_only: bool) -> Any:
+    """The claim, built once per dialect: its inputs are all bound parameters, so it is compiled
+    once too (building and compiling it was most of a claim's cost)."""
     running = aliased(Task)
     busy = exists().where(
         and_(
@@ -128,26 +209,76 @@ def claim(
             running.status == RUNNING,
         )
     )
-    statement = (
-        select(Task)
-        .where(Task.status == QUEUED, Task.next_attempt_at <= now, ~busy)
-        .order_by(Task.priority, Task.next_attempt_at, Task.created_at)
-        .limit(limit)
+    order = (Task.priority, Task.next_attempt_at, Task.created_at)
+    due = select(Task.id, Task.app_id, *order).where(
+        Task.status == QUEUED,
+        Task.next_attempt_at <= bindparam("now"),
+        Task.app_id.not_in(bindparam("skip", expanding=True)),
+        ~busy,
     )
-    skipped = list(skip_apps)
-    if skipped:
-        statement = statement.where(Task.app_id.not_in(skipped))
-    if session.get_bind().dialect.name == "postgresql":
-        statement = statement.with_for_update(skip_locked=True, of=Task)
-    tasks = list(session.scalars(statement))
-    for task in tasks:
-        task.status = RUNNING
-        task.claimed_by = worker_id
-        task.claimed_at = now
-        task.attempts += 1
-        # ``updated_at`` is left alone: it says when the change this task carries was queued,
-        # which a held run's cancel reads to tell its own tasks from later ones.
-    return tasks
+    if urgent_only:
+        due = due.where(Task.priority == 0)
+    # Look a little past ``limit`` so that apps capped by their room leave it to others.
+    due = due.order_by(*order).limit(bindparam("window"))
+    if dialect == "postgresql":
+        due = due.with_for_update(skip_locked=True, of=Task)
+        rooms = func.jsonb_each_text(cast(bindparam("rooms"), JSONB)).table_valued("key", "value")
+        room_value: Any = cast(rooms.c.value, Integer)
+    else:
+        rooms = func.json_each(bindparam("rooms")).table_valued("key", "value")
+        room_value = rooms.c.value
+    candidates = due.subquery("candidates")
+    rank = (
+        func.row_number()
+        .over(
+            partition_by=candidates.c.app_id,
+            order_by=(
+                candidates.c.priority,
+                candidates.c.next_attempt_at,
+                candidates.c.created_at,
+            ),
+        )
+        .label("app_rank")
+    )
+    ranked = select(candidates, rank).subquery("ranked")
+    cap = func.coalesce(
+        select(room_value).where(rooms.c.key == ranked.c.app_id).scalar_subquery(),
+        bindparam("default_room"),
+    )
+    chosen = (
+        select(ranked.c.id)
+        .where(ranked.c.app_rank <= cap)
+        .order_by(ranked.c.priority, ranked.c.next_attempt_at, ranked.c.created_at)
+        .limit(bindparam("limit"))
+    )
+    # ``updated_at`` is left alone: it says when the change this task carries was queued,
+    # which a held run's cancel reads to tell its own tasks from later ones.
+    return (
+        update(Task)
+        .where(Task.id.in_(chosen.scalar_subquery()), Task.status == QUEUED)
+        .values(
+            status=RUNNING.value,
+            claimed_by=bindparam("worker_id"),
+            claimed_at=bindparam("now"),
+            attempts=Task.attempts + 1,
+        )
+        .returning(
+            Task.id,
+            Task.app_id,
+            Task.kind,
+            Task.user_id.label("subject_id"),
+            Task.run_id,
+            Task.reason,
+            Task.priority,
+            Task.attempts,
+            Task.verify_remote,
+            Task.correlation_id,
+            Task.created_at,
+            Task.updated_at,
+            Task.claimed_by,
+            Task.claimed_at,
+        )
+    )
 
 
 def next_due(session: Session) -> datetime | None:
@@ -170,8 +301,19 @@ def release_expired_leases(session: Session, now: datetime | None = None) -> int
     return len(stale)
 
 
-def requeue(session: Session, task: Task, *, at: datetime, error: str | None) -> None:
+def _row(session: Session, task: Task | Claimed | str) -> Task:
+    if isinstance(task, Task):
+        return task
+    row = session.get(Task, task if isinstance(task, str) else task.id)
+    assert row is not None, "a claimed task is only removed with its app, under its lease"
+    return row
+
+
+def requeue(
+    session: Session, task: Task | Claimed | str, *, at: datetime, error: str | None
+) -> None:
     """Put a running task back in the queue, or fold it into a newer queued task of its key."""
+    task = _row(session, task)
     task.last_error = error  # ``updated_at`` kept: still the change it was (see ``claim``)
     newer = session.scalars(
         select(Task).where(
@@ -193,9 +335,10 @@ def requeue(session: Session, task: Task, *, at: datetime, error: str | None) ->
     task.claimed_by = None
 
 
-def defer(session: Session, task: Task, *, at: datetime) -> None:
+def defer(session: Session, task: Task | Claimed | str, *, at: datetime) -> None:
     """Put a claimed task back untouched (its attempt undone, its ``updated_at`` kept, so that
     it still reads as the change it was), or fold it into a newer queued task of its key."""
+    task = _row(session, task)
     newer = session.scalars(
         select(Task).where(
             Task.app_id == task.app_id,

@@ -105,7 +105,7 @@ def role_attributes(
     """``roles``/``entitlements`` as SCIM multi-valued attributes, for the kinds the app uses.
 
     Group roles are not attributes of the user: their holders are members of the pushed group
-    the role names (services.pushes.role_holders).
+    the role names (engine.group_members.role_holders).
     """
     chosen = list(roles)
     out: dict[str, list[dict[str, Any]]] = {}

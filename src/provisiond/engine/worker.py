@@ -1,8 +1,23 @@
-"""The worker: claims due tasks and reconciles them, event-driven, any number per database.
+"""The worker: claims due tasks in batches and reconciles them, any number per database.
 
-``serve`` runs one in a thread beside the API, woken the moment a transaction that queued tasks
-commits; ``provisiond worker`` runs one on its own, woken by PostgreSQL ``NOTIFY``. A short poll
-remains only as a floor for retries that come due and for notifications lost with a connection.
+A pipeline with I/O only at its ends (docs/architecture.md, "The reconcile pipeline"):
+
+1. **claim** a batch in one statement, lifecycle tasks first, fair across apps;
+2. **read** the inputs of the whole batch with a handful of Core statements per app
+   (engine.reader) and the app's context, cached per version (engine.context);
+3. **decide** purely, per key (engine.decide): apply, skip, defer, drop or fail;
+4. **apply** concurrently through the connector, under the app's gate;
+5. **write** the outcomes of many tasks in one short transaction (engine.writer), flushed
+   every few milliseconds, and at once when a deprovisioning is among them.
+
+Reads and writes run on a database thread of their own, so no transaction blocks the event
+loop while requests are in flight. ``serve`` runs one worker in a thread beside the API, woken
+the moment a transaction that queued tasks commits; ``provisiond worker`` runs one on its own,
+woken by PostgreSQL ``NOTIFY``. A short poll remains only as a floor for retries coming due.
+
+**No app holds another's work hostage**: an app gets at most ``share`` of the worker's slots
+whatever its concurrency setting, ``reserved`` slots are kept for lifecycle tasks (a leaver's
+deprovisionings), and every request has a total deadline (connectors.scim).
 """
 
 from __future__ import annotations
@@ -14,204 +29,54 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from sqlalchemy import event as sa_event
+from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from provisiond.config import Settings
 from provisiond.connectors.base import Connector
 from provisiond.connectors.registry import build_connector
-from provisiond.domain.apps import (
-    Deprovision,
-    DeprovisionAction,
-    ProvisioningSettings,
-    ScimConnectorSettings,
-)
-from provisiond.domain.directory import UserStatus
 from provisiond.engine import queue
-from provisiond.engine.desired import DesiredAccount, DirectoryUser, evaluate
+from provisiond.engine.context import AppContext, read_context
+from provisiond.engine.decide import Snapshot, decide, snapshot, with_holds
 from provisiond.engine.executor import Result, reconcile
-from provisiond.engine.fingerprint import fingerprint, policy_key
-from provisiond.engine.group_worker import (
-    GroupSnapshot,
-    execute_group,
-    fail_group,
-    group_snapshot,
+from provisiond.engine.outcomes import (
+    Outcome,
+    RetryPolicy,
+    Transition,
+    account_failure,
+    applied,
+    failure,
+    not_applied,
 )
-from provisiond.engine.mapping import CompiledPolicy
-from provisiond.engine.planner import AccountStatus, ActualAccount, Operation, OperationKind, plan
+from provisiond.engine.planner import DEPROVISIONS, OperationKind
+from provisiond.engine.pushed_groups import GroupSnapshot, execute_group, fail_group, group_snapshot
+from provisiond.engine.reader import has_accounts, read_holds, read_inputs
+from provisiond.engine.writer import count_outcomes, write_outcomes
 from provisiond.errors import ConnectorError, RateLimited
-from provisiond.expressions import EvaluationError
-from provisiond.services import activity, policies, pushes, runs
-from provisiond.services.apps import provisioning_of, settings_of
-from provisiond.services.context import Actor
-from provisiond.services.planning import DEPROVISIONS
-from provisiond.services.secrets import Vault
-from provisiond.services.sources import role_settings, sources_of_user
 from provisiond.store.db import Database
-from provisiond.store.tables import Account, App, Task, User, utcnow
+from provisiond.store.secrets import Vault
+from provisiond.store.tables import Event, Task, utcnow
 
 log = logging.getLogger("provisiond.worker")
-ENGINE_ACTOR = "provisiond"
 IDLE_POLL_SECONDS = 5.0
 HOUSEKEEPING_SECONDS = 300.0
-HELD_RECHECK = timedelta(minutes=10)  # approve/cancel make deferred tasks due at once
-
-EVENT_ACTION = {
-    OperationKind.CREATE: "app.user.provision",
-    OperationKind.UPDATE: "app.user.update",
-    OperationKind.REACTIVATE: "app.user.reactivate",
-    OperationKind.DEACTIVATE: "app.user.deprovision",
-    OperationKind.DELETE: "app.user.deprovision",
-}
-
-
-@dataclass
-class Snapshot:
-    """Everything a reconcile needs, read in one short transaction."""
-
-    app_id: str
-    app_name: str
-    app_version: str
-    connector: ScimConnectorSettings
-    provisioning: ProvisioningSettings
-    policy: CompiledPolicy
-    user_label: str
-    desired: DesiredAccount | None
-    actual: ActualAccount | None
-    reason: str  # why the user has (or has not) an account, for the trace
-    error: str | None = None  # the policy failed for this user
-    # A held run that defers this user's deprovisioning, or a cancelled one that drops it.
-    held_by: tuple[str, str] | None = None
-    fingerprint: str | None = None  # of the inputs, kept on the account once reconciled
-
-    @property
-    def deprovision(self) -> Deprovision:
-        return self.policy.deprovisioning(self.provisioning)
-
-    def pending(self) -> Operation | None:
-        """What the records say must happen (before any read of the app)."""
-        if self.error is not None:
-            return None
-        return plan(self.desired, self.actual, self.provisioning, self.deprovision, now=utcnow())
-
-
-def snapshot(
-    session: Session, vault: Vault, app_id: str, user_id: str, queued_at: datetime | None = None
-) -> Snapshot | None:
-    app = session.get(App, app_id)
-    if app is None:
-        return None
-    policy = policies.compiled(session, app_id)
-    user = session.get(User, user_id)
-    provisioning, connector = _app_inputs(app, vault)
-    desired, reason, error, inputs = None, "removed from the directory", None, None
-    if user is not None:
-        roles = role_settings(session, app_id, provisioning)
-        # An app without roles has no role-granting assignment to read.
-        granted_by = sources_of_user(session, app_id, user_id, with_roles=bool(roles.kinds))
-        key = policy_key(policy.document, provisioning, roles)
-        inputs = fingerprint(key, user.id, user.status, user.profile, granted_by)
-        directory_user = DirectoryUser(user.id, UserStatus(user.status), user.profile)
-        try:
-            evaluation = evaluate(directory_user, granted_by, policy, roles)
-            desired, reason = evaluation.desired, evaluation.reason
-        except EvaluationError as exc:
-            reason, error = "the policy failed for this user", exc.detail
-    record = session.query(Account).filter_by(app_id=app_id, user_id=user_id).one_or_none()
-    actual = (
-        None
-        if record is None
-        else ActualAccount(
-            record.remote_id, record.applied, AccountStatus(record.status), record.deactivated_at
-        )
-    )
-    snap = Snapshot(
-        app_id=app.id,
-        app_name=app.name,
-        app_version=app.updated_at.isoformat(),
-        connector=connector,
-        provisioning=provisioning,
-        policy=policy,
-        user_label=user.login if user else user_id,
-        desired=desired,
-        actual=actual,
-        reason=reason,
-        error=error,
-        fingerprint=inputs,
-    )
-    pending = snap.pending()
-    if pending is not None and pending.kind in DEPROVISIONS:  # only a deprovision is held
-        snap.held_by = runs.holding(session, app_id, user_id, queued_at)
-    return snap
-
-
-# An app's settings as the worker uses them, per app and version (``updated_at`` changes with
-# every change of connector, credentials or provisioning settings): validating them and
-# decrypting the credentials for every task was a measurable share of the worker's time.
-_APP_INPUTS: dict[tuple[str, int], tuple[str, ProvisioningSettings, ScimConnectorSettings]] = {}
-
-
-def _app_inputs(app: App, vault: Vault) -> tuple[ProvisioningSettings, ScimConnectorSettings]:
-    key, version = (app.id, id(vault)), f"{app.updated_at.isoformat()}|{app.credentials}"
-    hit = _APP_INPUTS.get(key)
-    if hit is not None and hit[0] == version:
-        return hit[1], hit[2]
-    if len(_APP_INPUTS) > 1024:
-        _APP_INPUTS.clear()
-    inputs = provisioning_of(app), settings_of(app, vault)
-    _APP_INPUTS[key] = (version, *inputs)
-    return inputs
-
-
-def _state(account: ActualAccount | None) -> tuple[str | None, str | None]:
-    return (None, None) if account is None else (account.remote_id, account.status.value)
-
-
-def _blocked_deprovision(snap: Snapshot) -> str | None:
-    """Why an account that should go is kept, when the settings, not the planner, keep it."""
-    actual = snap.actual
-    if snap.desired is not None or actual is None or not actual.exists:
-        return None
-    if actual.status is not AccountStatus.ACTIVE:
-        return None
-    if not snap.provisioning.features.deactivate_users:
-        return "the app's deactivate_users feature is off"
-    if snap.deprovision.action is DeprovisionAction.NONE:
-        return "the deprovisioning action is none"
-    return None
-
-
-def store_account(
-    session: Session, app_id: str, user_id: str, result: Result, inputs: str | None = None
-) -> None:
-    account = result.account
-    if account is None:
-        return
-    record = session.query(Account).filter_by(app_id=app_id, user_id=user_id).one_or_none()
-    if record is None:
-        record = Account(app_id=app_id, user_id=user_id, applied={}, status="active")
-        session.add(record)
-    record.remote_id = account.remote_id
-    if account.status is AccountStatus.DEACTIVATED and record.status != account.status.value:
-        record.deactivated_at = utcnow()
-    elif account.status is not AccountStatus.DEACTIVATED:
-        record.deactivated_at = None
-    record.status = account.status.value
-    record.applied = _managed(account.attributes)
-    record.last_synced_at = utcnow()
-    record.last_error = None
-    record.fingerprint = inputs
-
-
-def _managed(attributes: Any) -> dict[str, Any]:
-    return {k: v for k, v in dict(attributes).items() if k not in ("meta", "schemas", "password")}
+FLUSH_SECONDS = 0.02  # outcomes wait at most this long to share a write transaction
+FLUSH_MAX = 256  # ... or until this many are waiting
+DEFAULT_APP_ROOM = 8  # claimed at once for an app whose concurrency is not known yet
+# How long an app seen empty is trusted to hold only the accounts this worker creates in it:
+# its creates skip the lookup (a duplicate userName is answered 409 and linked, RFC 7644 §3.3).
+KNOWN_EMPTY_SECONDS = 300.0
+T = TypeVar("T")
 
 
 class ConnectorPool:
@@ -221,12 +86,14 @@ class ConnectorPool:
         self._items: dict[str, tuple[str, Connector]] = {}
         self._transport = transport
 
-    async def get(self, snap: Snapshot | GroupSnapshot) -> Connector:
-        current = self._items.get(snap.app_id)
-        if current is not None and current[0] == snap.app_version:
+    async def get(self, snap: AppContext | GroupSnapshot) -> Connector:
+        app_id = snap.app_id
+        version = snap.version if isinstance(snap, AppContext) else snap.app_version
+        current = self._items.get(app_id)
+        if current is not None and current[0] == version:
             return current[1]
         connector = build_connector(snap.connector, snap.provisioning, self._transport)
-        self._items[snap.app_id] = (snap.app_version, connector)
+        self._items[app_id] = (version, connector)
         if current is not None:
             await current[1].aclose()
         return connector
@@ -237,6 +104,17 @@ class ConnectorPool:
         self._items.clear()
 
 
+@dataclass
+class _Prepared:
+    """A batch of one app's account tasks, read and decided."""
+
+    ctx: AppContext | None
+    apply: list[tuple[queue.Claimed, Snapshot]]
+    done: list[Outcome]
+    # Creates are planned and provisiond has no account in the app: is the app empty?
+    probe_empty: bool = False
+
+
 class Worker:
     def __init__(
         self,
@@ -245,21 +123,36 @@ class Worker:
         vault: Vault,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
-        capacity: int = 32,
+        capacity: int = 64,
     ) -> None:
         self.db = db
         self.settings = settings
         self.vault = vault
-        self.capacity = capacity
+        self.capacity = max(2, capacity)
+        # The most one app may hold of this worker, whatever its concurrency setting, and the
+        # slots only lifecycle tasks may take: a slow or hostile target cannot delay a leaver.
+        self.share = max(1, self.capacity // 2)
+        self.reserved = max(1, self.capacity // 4)
         self.id = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.pool = ConnectorPool(transport)
+        self.retry_policy = RetryPolicy(
+            settings.task_max_attempts, settings.retry_base_seconds, settings.retry_max_seconds
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._gates: dict[str, asyncio.Semaphore] = {}
-        self._inflight: set[asyncio.Task[None]] = set()
-        self._claim_batch = max(1, capacity // 4)
-        self._per_app: dict[str, int] = {}  # tasks in flight per app
+        self._jobs: set[asyncio.Task[Any]] = set()
+        self._slots: dict[str, tuple[str, bool]] = {}  # task id -> (app id, urgent)
+        self._per_app: Counter[str] = Counter()
+        self._urgent = 0
         self._concurrency: dict[str, int] = {}  # each app's limit, as last read
+        self._claim_batch = max(1, self.capacity // 8)
+        self._starved = False
+        self._database: ThreadPoolExecutor | None = None
+        self._pending: list[tuple[Outcome, asyncio.Future[bool]]] = []
+        self._known_empty: dict[str, float] = {}  # app id -> monotonic time it expires
+        self._probing: set[str] = set()
+        self._flush_now: asyncio.Event | None = None
 
     # -- waking ------------------------------------------------------------------------------
 
@@ -270,55 +163,59 @@ class Worker:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(wake.set)
 
+    # -- the database thread -----------------------------------------------------------------
+
+    async def _in_db(self, function: Callable[..., T], *args: Any) -> T:
+        """Run ``function`` on the worker's database thread, off the event loop."""
+        if self._database is None:
+            self._database = ThreadPoolExecutor(1, thread_name_prefix="provisiond-db")
+        return await asyncio.get_running_loop().run_in_executor(self._database, function, *args)
+
     # -- main loop ---------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
+        self._flush_now = asyncio.Event()
+        writer = asyncio.create_task(self._write_loop(stop))
         next_sweep = 0.0
         try:
             while not stop.is_set():
                 if time.monotonic() >= next_sweep:
-                    self._housekeeping()
+                    await self._in_db(self._housekeeping)
                     next_sweep = time.monotonic() + HOUSEKEEPING_SECONDS
                 self._wake.clear()
                 claimed = await self._claim()
-                for task_id, app_id in claimed:
-                    self._per_app[app_id] = self._per_app.get(app_id, 0) + 1
-                    job = asyncio.create_task(self._run_one(task_id, app_id))
-                    self._inflight.add(job)
-                    job.add_done_callback(self._finished)
-                if claimed and len(self._inflight) < self.capacity:
+                self._dispatch(claimed)
+                if self._starved and len(self._slots) < self.capacity:
                     continue
                 await self._idle(stop)
         finally:
-            if self._inflight:
-                await asyncio.gather(*self._inflight, return_exceptions=True)
+            while self._jobs:
+                await asyncio.gather(*list(self._jobs), return_exceptions=True)
+            self._flush_now.set()
+            await writer
             await self.pool.aclose()
+            if self._database is not None:
+                self._database.shutdown(wait=True)
+                self._database = None
 
     def _housekeeping(self) -> None:
         """Requeue tasks of workers that died; queue accounts due for deletion."""
+        from provisiond.engine.sweep import sweep_expired
+
         try:
             with self.db.session() as session:
                 queue.release_expired_leases(session)
-                runs.sweep_expired(session)
+                sweep_expired(session)
         except Exception:  # housekeeping must never stop the worker; it is retried later
             log.exception("worker housekeeping failed")
-
-    def _finished(self, job: asyncio.Task[None]) -> None:
-        self._inflight.discard(job)
-        # A freed slot is worth a claim once a batch of them is free (a claim costs a
-        # transaction), or when nothing runs. New work wakes the worker through wake() anyway.
-        room = self.capacity - len(self._inflight)
-        if self._wake is not None and (room >= self._claim_batch or not self._inflight):
-            self._wake.set()
 
     async def _idle(self, stop: asyncio.Event) -> None:
         assert self._wake is not None
         timeout = IDLE_POLL_SECONDS
-        if len(self._inflight) < self.capacity:  # at capacity, a finished task wakes us anyway
-            with self.db.session() as session:
-                due = queue.next_due(session)
+        if len(self._slots) < self.capacity:  # at capacity, a finished task wakes us anyway
+            due = await self._in_db(self._next_due)
             if due is not None:
                 timeout = max(0.0, min(timeout, (due - utcnow()).total_seconds()))
         waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
@@ -328,267 +225,327 @@ class Worker:
         for waiter in pending:
             waiter.cancel()
 
-    async def _claim(self) -> list[tuple[str, str]]:
-        room = self.capacity - len(self._inflight)
-        if room <= 0:
+    def _next_due(self) -> datetime | None:
+        with self.db.session() as session:
+            return queue.next_due(session)
+
+    # -- claiming ----------------------------------------------------------------------------
+
+    async def _claim(self) -> list[queue.Claimed]:
+        room_total = self.capacity - len(self._slots)
+        if room_total <= 0:
             return []
-        full = [
-            app_id
-            for app_id, running in self._per_app.items()
-            if running >= self._concurrency.get(app_id, 1)
-        ]
+        room_normal = self.capacity - self.reserved - (len(self._slots) - self._urgent)
+        room = {
+            app_id: self._depth(app_id) - self._per_app.get(app_id, 0)
+            for app_id in self._concurrency
+        }
+        for app_id, running in self._per_app.items():
+            room.setdefault(app_id, min(DEFAULT_APP_ROOM, self.share) - running)
+        full = [app_id for app_id, left in room.items() if left <= 0]
+        default = min(DEFAULT_APP_ROOM, self.share)
         try:
-            with self.db.session() as session:
-                return [
-                    (t.id, t.app_id) for t in queue.claim(session, self.id, room, skip_apps=full)
-                ]
+            claimed = await self._in_db(
+                self._claim_in_db, room_total, room_normal, room, full, default
+            )
+            # Took all it could: more may be due, so freed slots are worth a claim.
+            self._starved = len(claimed) >= min(room_total, max(room_normal, 1))
+            return claimed
         except IntegrityError:
             # An on-demand run took one of these keys in the same instant (uq_tasks_running_key):
             # nothing was claimed; the next round claims what is still queued.
             return []
 
-    async def drain(self, timeout: float = 30.0) -> None:
-        """Run until no task is due or running (for tests, benchmarks and one-shot commands)."""
-        stop = asyncio.Event()
-        runner = asyncio.create_task(self.run(stop))
-        deadline = time.monotonic() + timeout
-        try:
-            while time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-                with self.db.session() as session:
-                    due = queue.next_due(session)
-                    busy = session.query(Task).filter(Task.status == queue.RUNNING).count()
-                if (
-                    not busy
-                    and not self._inflight
-                    and (due is None or due > utcnow() + timedelta(seconds=1))
-                ):
-                    return
-        finally:
-            stop.set()
-            await runner
-
-    # -- one task ----------------------------------------------------------------------------
-
-    async def _run_one(self, task_id: str, app_id: str) -> None:
-        try:
-            await self.execute(task_id)
-        except Exception as exc:  # a bug must not kill the loop; the task is marked dead below
-            log.exception("task %s of app %s crashed", task_id, app_id)
-            with self.db.session() as session:
-                task = session.get(Task, task_id)
-                if task is not None and task.status == queue.RUNNING:
-                    self._fail(
-                        session, task, None, f"internal error: {type(exc).__name__}", dead=True
-                    )
-        finally:
-            self._per_app[app_id] -= 1
-            if not self._per_app[app_id]:
-                del self._per_app[app_id]
-
-    async def execute(self, task_id: str) -> Result | None:
-        """Reconcile one claimed task; the result carries the step-by-step trace.
-
-        The snapshot is read only once the app's concurrency gate is passed, and the task's
-        lease is renewed then; every write at the end checks the lease is still this worker's.
-        A worker that overran its lease (the task was requeued and may carry a newer change)
-        still records what it did to the account, but leaves the task to its new owner.
-        """
+    def _claim_in_db(
+        self,
+        room_total: int,
+        room_normal: int,
+        room: dict[str, int],
+        full: list[str],
+        default: int,
+    ) -> list[queue.Claimed]:
         with self.db.session() as session:
-            task = session.get(Task, task_id)
-            if task is None or task.status != queue.RUNNING:
-                return None
-            app_id = task.app_id
-            if app_id not in self._concurrency:
-                app = session.get(App, app_id)
-                self._concurrency[app_id] = provisioning_of(app).concurrency if app else 1
-        concurrency = self._concurrency[app_id]
-        gate = self._gates.setdefault(f"{app_id}:{concurrency}", asyncio.Semaphore(concurrency))
-        async with gate:
-            return await self._execute_owned(task_id)
+            if room_normal <= 0:  # only the capacity kept for lifecycle tasks is left
+                return queue.claim(
+                    session, self.id, room_total, skip_apps=full, room=room,
+                    default_room=default, urgent_only=True,
+                )
+            batch = queue.claim(
+                session, self.id, min(room_normal, room_total), skip_apps=full, room=room,
+                default_room=default,
+            )
+            left = room_total - len(batch)
+            if left > 0 and len(batch) == room_normal and all(t.priority == 0 for t in batch):
+                for task in batch:
+                    room[task.app_id] = room.get(task.app_id, default) - 1
+                full = [app_id for app_id, n in room.items() if n <= 0]
+                batch += queue.claim(
+                    session, self.id, left, skip_apps=full, room=room, default_room=default,
+                    urgent_only=True,
+                )
+            return batch
 
-    async def _execute_owned(self, task_id: str) -> Result | None:
-        with self.db.session() as session:
-            task = session.get(Task, task_id)
-            if task is None or task.status != queue.RUNNING:
-                return None  # requeued while it waited for the gate: its new owner runs it
-            task.claimed_at = lease = utcnow()  # renew the lease: the work starts now
-            kind, group_snap, snap = task.kind, None, None
+    def _dispatch(self, claimed: Sequence[queue.Claimed]) -> None:
+        by_app: dict[tuple[str, str], list[queue.Claimed]] = {}
+        for task in claimed:
+            urgent = task.priority == 0
+            self._slots[task.id] = (task.app_id, urgent)
+            self._per_app[task.app_id] += 1
+            self._urgent += urgent
+            by_app.setdefault((task.app_id, task.kind), []).append(task)
+        for (app_id, kind), tasks in by_app.items():
             if kind == "group":
-                group_snap = group_snapshot(session, self.vault, task.app_id, task.user_id)
-                if group_snap is None:  # no longer pushed, or the app is gone: nothing to do
-                    self._close(session, task, queue.SUCCEEDED, "unchanged")
+                for task in tasks:
+                    self._spawn(self._run_group(task))
             else:
-                snap = snapshot(session, self.vault, task.app_id, task.user_id, task.updated_at)
-            user_id, verify, correlation = task.user_id, task.verify_remote, task.correlation_id
-            created_at, claimed_by, attempts = task.created_at, task.claimed_by, task.attempts
-        if kind == "group":
-            if group_snap is None:
-                return None
-            # A retry reads the app's group first: a write that timed out may have been applied.
-            retried = attempts > 1
-            return await execute_group(
-                self, task_id, lease, group_snap, verify=verify or retried
-            )
-        if snap is None:  # the app was deleted: its tasks go with it (cascade)
-            return None
-        self._concurrency[snap.app_id] = snap.provisioning.concurrency
+                self._spawn(self._run_accounts(app_id, tasks))
 
-        def owned(session: Session) -> Task | None:
-            task = session.get(Task, task_id)
-            if task is None or task.status != queue.RUNNING or task.claimed_by != claimed_by:
-                return None
-            return task if task.claimed_at == lease else None
+    def _spawn(self, job: Any) -> None:
+        task = asyncio.create_task(job)
+        self._jobs.add(task)
+        task.add_done_callback(self._jobs.discard)
 
-        actor = Actor(ENGINE_ACTOR, correlation_id=correlation)
-        result = Result()
-        result.step("scope", snap.reason, policy_version=snap.policy.version or 0)
-        if snap.error is not None:
-            result.step("error", snap.error)
-            with self.db.session() as session:
-                if (task := owned(session)) is not None:
-                    self._fail(session, task, snap, snap.error, dead=True)
-            result.outcome = "failed"
-            return result
-        pending = snap.pending()
-        if pending is not None and pending.kind in DEPROVISIONS and snap.held_by:
-            state, run_id = snap.held_by
-            # Held: deferred, not dropped (approving or cancelling makes it due). Cancelled:
-            # the task was part of the change the admin cancelled.
-            verdict = "deferred: held by" if state == "held" else "dropped: cancelled with"
-            with self.db.session() as session:
-                task = owned(session)
-                if task is not None and state == "held" and not runs.still_held(session, run_id):
-                    # Approved or cancelled since the snapshot (the approve or cancel did not
-                    # see this task, it was running): due again now, never parked behind a
-                    # hold that is over. The next run reads the outcome of the hold.
-                    result.step("held", f"run {run_id} was approved or cancelled meanwhile")
-                    queue.defer(session, task, at=utcnow())
-                    result.outcome = "skipped"
-                    return result
-                result.step("held", f"{verdict} run {run_id}")
-                if task is not None:
-                    activity.record(
-                        session, actor, EVENT_ACTION[pending.kind],
-                        f"{pending.kind.value} of {snap.user_label} in {snap.app_name} {verdict} run {run_id}",
-                        outcome="skipped", app_id=snap.app_id, user_id=user_id,
-                        targets={"app": snap.app_name, "user": snap.user_label, "run_id": run_id},
-                    )
-                    if task.run_id:  # its run is done with it; the held run takes it over
-                        runs.count_outcome(session, task.run_id, "skipped")
-                        task.run_id = None
-                    if state == "held":
-                        queue.defer(session, task, at=utcnow() + HELD_RECHECK)
-                    else:
-                        self._close(session, task, queue.DISMISSED, "skipped")
-            result.outcome = "skipped"
-            return result
-        if not snap.provisioning.enabled:
-            result.step("skip", "provisioning is disabled")
-            with self.db.session() as session:
-                if (task := owned(session)) is not None:
-                    if pending is not None:
-                        activity.record(
-                            session, actor, EVENT_ACTION[pending.kind],
-                            f"{pending.kind.value} of {snap.user_label} in {snap.app_name} "
-                            "skipped: provisioning is disabled",
-                            outcome="skipped", app_id=snap.app_id, user_id=user_id,
-                            targets={"app": snap.app_name, "user": snap.user_label},
-                        )
-                    self._close(session, task, queue.SUCCEEDED, "skipped")
-            result.outcome = "skipped"
-            return result
+    def _release(self, task_id: str) -> None:
+        found = self._slots.pop(task_id, None)
+        if found is None:
+            return
+        app_id, urgent = found
+        self._per_app[app_id] -= 1
+        if self._per_app[app_id] <= 0:
+            del self._per_app[app_id]
+        self._urgent -= urgent
+        # A freed slot is worth a claim (a transaction) once half of the app's depth is free,
+        # or when the last claim took all it could, or nothing runs: new work wakes the
+        # worker through wake() anyway.
+        depth = self._depth(app_id)
+        free = self.capacity - len(self._slots)
+        useful = (
+            self._per_app.get(app_id, 0) <= depth - max(1, depth // 2)
+            or (self._starved and free >= self._claim_batch)
+            or not self._slots
+            or urgent
+        )
+        if self._wake is not None and useful:
+            self._wake.set()
 
-        connector = await self.pool.get(snap)
+    def _depth(self, app_id: str) -> int:
+        """How many of the app's tasks this worker holds at most: twice what the app may run
+        at once (so the next ones are ready as soon as a request returns), within its share."""
+        return min(2 * self._concurrency.get(app_id, DEFAULT_APP_ROOM // 2), self.share)
+
+    def _gate(self, app_id: str) -> asyncio.Semaphore:
+        limit = min(self._concurrency.get(app_id, 1), self.share)
+        return self._gates.setdefault(f"{app_id}:{limit}", asyncio.Semaphore(limit))
+
+    # -- account tasks -----------------------------------------------------------------------
+
+    async def _run_accounts(self, app_id: str, tasks: list[queue.Claimed]) -> None:
         try:
-            await reconcile(
-                connector, snap.provisioning, snap.desired, snap.actual, verify_remote=verify,
-                deprovision=snap.deprovision, now=utcnow(), result=result,
-            )
+            prepared = await self._in_db(self._prepare, app_id, tasks)
+        except Exception as exc:  # a bug must not kill the loop; the tasks are marked dead
+            log.exception("reading %d tasks of app %s failed", len(tasks), app_id)
+            await asyncio.gather(*(self._crashed(task, exc) for task in tasks))
+            return
+        for outcome in prepared.done:
+            self._spawn(self._settle(outcome))
+        ctx = prepared.ctx
+        if ctx is not None:
+            self._concurrency[app_id] = ctx.provisioning.concurrency
+            if prepared.probe_empty and app_id not in self._known_empty.keys() | self._probing:
+                # Beside the creates, not before them: a slow answer delays nothing.
+                self._probing.add(app_id)
+                self._spawn(self._probe_empty(ctx))
+            for task, snap in prepared.apply:
+                self._spawn(self._apply(ctx, task, snap))
+
+    async def _probe_empty(self, ctx: AppContext) -> None:
+        """One look at an app provisiond has never written to: if it holds no user, the
+        creates of the next minutes need no lookup first (engine.executor, ``skip_lookup``)."""
+        try:
+            async with self._gate(ctx.app_id):
+                empty = await (await self.pool.get(ctx)).holds_no_users()
+        except ConnectorError:
+            return  # the creates look up as usual, and report the failure themselves
+        finally:
+            self._probing.discard(ctx.app_id)
+        if empty:
+            self._known_empty[ctx.app_id] = time.monotonic() + KNOWN_EMPTY_SECONDS
+
+    def _skips_lookup(self, ctx: AppContext) -> bool:
+        expires = self._known_empty.get(ctx.app_id)
+        if expires is None or ctx.provisioning.matching != "userName":
+            return False
+        if time.monotonic() < expires:
+            return True
+        del self._known_empty[ctx.app_id]
+        return False
+
+    def _prepare(self, app_id: str, tasks: list[queue.Claimed]) -> _Prepared:
+        """Read and decide a batch of one app's account tasks, in one short transaction."""
+        now = utcnow()
+        with self.db.session() as session:
+            ctx = read_context(session, self.vault, app_id)
+            if ctx is None:  # the app was deleted: its tasks went with it (cascade)
+                return _Prepared(None, [], [])
+            inputs = read_inputs(session, ctx, [t.subject_id for t in tasks])
+            snaps = [
+                (task, snapshot(ctx, inputs[task.subject_id], None, queued_at=task.updated_at,
+                                now=now))
+                for task in tasks
+            ]
+            kinds = {s.pending.kind for _, s in snaps if s.pending is not None}
+            if kinds & DEPROVISIONS:
+                holds = read_holds(session, app_id, now)
+                if holds:
+                    snaps = [(t, with_holds(s, holds, t.updated_at)) for t, s in snaps]
+            prepared = _Prepared(ctx, [], [])
+            if (
+                OperationKind.CREATE in kinds
+                and ctx.provisioning.matching == "userName"
+                and app_id not in self._known_empty
+            ):
+                prepared.probe_empty = not has_accounts(session, app_id)
+        for task, snap in snaps:
+            decision = decide(snap)
+            if decision.applies:
+                prepared.apply.append((task, snap))
+            else:
+                prepared.done.append(not_applied(task, snap, decision, self.retry_policy, now))
+        return prepared
+
+    async def _apply(self, ctx: AppContext, task: queue.Claimed, snap: Snapshot) -> None:
+        outcome = await self.reconcile_one(ctx, task, snap)
+        await self._settle(outcome)
+
+    async def reconcile_one(
+        self, ctx: AppContext, task: queue.Claimed, snap: Snapshot
+    ) -> Outcome:
+        result = Result()
+        result.step("scope", snap.reason, policy_version=ctx.policy.version or 0)
+        try:
+            async with self._gate(ctx.app_id):
+                connector = await self.pool.get(ctx)
+                await reconcile(
+                    connector, ctx.provisioning, snap.desired, snap.actual,
+                    verify_remote=task.verify_remote, deprovision=ctx.deprovision, now=utcnow(),
+                    result=result, skip_lookup=self._skips_lookup(ctx),
+                )
+            if any(step["step"] == "adopt" for step in result.trace):
+                self._known_empty.pop(ctx.app_id, None)  # someone else writes to it too
         except ConnectorError as exc:
             result.step("error", exc.detail, retryable=exc.retryable)
-            with self.db.session() as session:
-                if (task := owned(session)) is not None:
-                    self._fail(
-                        session, task, snap, exc.detail, dead=not exc.retryable,
-                        retry_after=exc.retry_after if isinstance(exc, RateLimited) else None,
-                    )
             result.outcome = "failed"
-            return result
+            return account_failure(
+                task, snap, exc.detail, dead=not exc.retryable,
+                retry_after=exc.retry_after if isinstance(exc, RateLimited) else None,
+                policy=self.retry_policy, now=utcnow(), result=result,
+            )
+        except Exception as exc:  # a bug must not kill the loop; the task is marked dead
+            log.exception("task %s of app %s crashed", task.id, task.app_id)
+            result.outcome = "failed"
+            return account_failure(
+                task, snap, f"internal error: {type(exc).__name__}", dead=True,
+                retry_after=None, policy=self.retry_policy, now=utcnow(), result=result,
+            )
+        return applied(task, snap, result, utcnow())
 
+    async def _crashed(self, task: queue.Claimed, exc: BaseException) -> None:
+        write, events = failure(
+            task, f"internal error: {type(exc).__name__}", dead=True, retry_after=None,
+            policy=self.retry_policy, action="app.user.sync", doing=f"sync of {task.subject_id}",
+            subject=task.subject_id, app_name=task.app_id, user_id=task.subject_id,
+            targets={"app": task.app_id, "user": task.subject_id}, operation=None, now=utcnow(),
+        )
+        await self._settle(Outcome(task, write, owned_events=events))
+
+    # -- writing -----------------------------------------------------------------------------
+
+    async def _settle(self, outcome: Outcome) -> bool:
+        """Hand the outcome to the writer; True once its task's transition is written."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._pending.append((outcome, future))
+        if self._flush_now is not None and (outcome.deprovision or len(self._pending) >= FLUSH_MAX):
+            self._flush_now.set()
+        try:
+            return await future
+        finally:
+            self._release(outcome.task.id)
+
+    async def _write_loop(self, stop: asyncio.Event) -> None:
+        assert self._flush_now is not None
+        while True:
+            if not self._pending:
+                if stop.is_set() and not self._jobs:
+                    return
+                self._flush_now.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._flush_now.wait(), FLUSH_SECONDS * 5)
+                continue
+            if not self._flush_now.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._flush_now.wait(), FLUSH_SECONDS)
+            self._flush_now.clear()
+            batch, self._pending = self._pending, []
+            owned = await self._in_db(self._write, [outcome for outcome, _ in batch])
+            for outcome, future in batch:
+                if not future.done():
+                    future.set_result(outcome.task.id in owned)
+
+    def _write(self, outcomes: list[Outcome]) -> set[str]:
+        """One transaction for the batch; if it fails, each outcome alone, so that one bad row
+        cannot lose the others. An outcome that cannot be written at all leaves its task
+        running: the lease runs out and the task is reconciled again (level-based, so it
+        finds the account as the app now has it)."""
+        try:
+            with self.db.session() as session:
+                return write_outcomes(session, outcomes, utcnow())
+        except Exception:
+            if len(outcomes) == 1:
+                log.exception("writing the outcome of task %s failed", outcomes[0].task.id)
+                return set()
+            log.exception("writing %d outcomes failed; writing them one by one", len(outcomes))
+        owned: set[str] = set()
+        for outcome in outcomes:
+            owned |= self._write([outcome])
+        return owned
+
+    # -- pushed groups ---------------------------------------------------------------------
+
+    async def _run_group(self, claimed: queue.Claimed) -> None:
+        try:
+            async with self._gate(claimed.app_id):
+                await self._execute_group(claimed.id)
+        except Exception as exc:  # a bug must not kill the loop; the task is marked dead
+            log.exception("task %s of app %s crashed", claimed.id, claimed.app_id)
+            with self.db.session() as session:
+                task = session.get(Task, claimed.id)
+                if task is not None and task.status == queue.RUNNING:
+                    fail_group(self, session, task, None, f"internal error: {type(exc).__name__}",
+                               dead=True, retry_after=None)
+        finally:
+            self._release(claimed.id)
+
+    async def _execute_group(self, task_id: str) -> Result | None:
         with self.db.session() as session:
-            store_account(session, snap.app_id, user_id, result, snap.fingerprint)
-            if _state(snap.actual) != _state(result.account):
-                # An account appeared, went or changed state: the groups pushed to the app
-                # that hold (or should hold) this user are re-checked.
-                pushes.accounts_changed(session, actor, snap.app_id, user_id, "app.account")
-            operation = result.operation
-            task = owned(session)
-            attempt = task.attempts if task is not None else None
-            if operation is not None:
-                latency_ms = round((utcnow() - created_at).total_seconds() * 1000)
-                activity.record(
-                    session, actor, EVENT_ACTION[operation.kind],
-                    f"{operation.kind.value} of {snap.user_label} in {snap.app_name} succeeded",
-                    app_id=snap.app_id, user_id=user_id,
-                    targets={
-                        "app": snap.app_name, "user": snap.user_label,
-                        "remote_id": result.account.remote_id if result.account else None,
-                    },
-                    details={
-                        **operation.describe(), "attempt": attempt, "latency_ms": latency_ms,
-                        "policy_version": snap.policy.version or 0, "trace": result.trace,
-                    },
-                )
-            elif blocked := _blocked_deprovision(snap):
-                activity.record(
-                    session, actor, "app.user.deprovision",
-                    f"deprovisioning of {snap.user_label} in {snap.app_name} skipped: {blocked}",
-                    outcome="skipped", app_id=snap.app_id, user_id=user_id,
-                    targets={"app": snap.app_name, "user": snap.user_label},
-                )
-            if task is not None:
-                task.operation = operation.kind.value if operation else None
-                self._close(session, task, queue.SUCCEEDED, result.outcome)
-        return result
+            task = session.get(Task, task_id)
+            if task is None or task.status != queue.RUNNING:
+                return None  # requeued meanwhile: its new owner runs it
+            task.claimed_at = lease = utcnow()  # renew the lease: the work starts now
+            snap = group_snapshot(session, self.vault, task.app_id, task.user_id)
+            if snap is None:  # no longer pushed, or the app is gone: nothing to do
+                self.close(session, task, queue.SUCCEEDED, "unchanged")
+                return None
+            self._concurrency[snap.app_id] = snap.provisioning.concurrency
+            verify, attempts = task.verify_remote, task.attempts
+        # A retry reads the app's group first: a write that timed out may have been applied.
+        return await execute_group(self, task_id, lease, snap, verify=verify or attempts > 1)
 
-    def _close(self, session: Session, task: Task, status: str, outcome: str) -> None:
+    def close(self, session: Session, task: Task, status: str, outcome: str) -> None:
         task.status = status
         task.updated_at = utcnow()
         task.last_error = None if status == queue.SUCCEEDED else task.last_error
         if task.run_id:
-            runs.count_outcome(session, task.run_id, outcome)
-
-    def _fail(
-        self,
-        session: Session,
-        task: Task,
-        snap: Snapshot | None,
-        error: str,
-        *,
-        dead: bool,
-        retry_after: float | None = None,
-    ) -> None:
-        """An account task failed (or any task crashed, ``snap`` None)."""
-        if task.kind == "group":  # a group task that crashed
-            fail_group(self, session, task, None, error, dead=dead, retry_after=retry_after)
-            return
-        pending = snap.pending() if snap else None
-        app_name = snap.app_name if snap else task.app_id
-        user_label = snap.user_label if snap else task.user_id
-        record = (
-            session.query(Account).filter_by(app_id=task.app_id, user_id=task.user_id).one_or_none()
-        )
-        if record is not None:
-            record.last_error = error
-        task.operation = pending.kind.value if pending else task.operation
-        self.retry_or_bury(
-            session, task, error, dead=dead, retry_after=retry_after,
-            action=EVENT_ACTION[pending.kind] if pending else "app.user.sync",
-            doing=f"{pending.kind.value if pending else 'sync'} of {user_label}",
-            subject=user_label, app_name=app_name, user_id=task.user_id,
-            targets={"app": app_name, "user": user_label},
-        )
+            count_outcomes(session, task.run_id, Counter({outcome: 1}), utcnow())
 
     def retry_or_bury(
         self,
@@ -605,40 +562,90 @@ class Worker:
         user_id: str | None,
         targets: dict[str, Any],
     ) -> None:
-        """Requeue a failed task with backoff, or, terminal or out of attempts, mark it dead;
-        either way the activity log says so (``doing`` in ``app_name`` failed ...)."""
-        actor = Actor(ENGINE_ACTOR, correlation_id=task.correlation_id)
-        if dead or task.attempts >= self.settings.task_max_attempts:
-            task.status, task.last_error, task.updated_at = queue.DEAD, error, utcnow()
-            activity.record(
-                session, actor, action, f"{doing} in {app_name} failed: {error}",
-                outcome="failure", app_id=task.app_id, user_id=user_id, targets=targets,
-                details={"attempt": task.attempts, "error": error},
-            )
-            activity.record(
-                session, actor, "task.dead",
-                f"task {task.id} for {subject} in {app_name} is dead after {task.attempts} "
-                f"attempt(s): {error}",
-                outcome="failure", app_id=task.app_id, user_id=user_id,
-                targets={"task_id": task.id, **targets}, details={"error": error, "terminal": dead},
-            )
+        """A group task failed: requeued with backoff, or dead (engine.outcomes.failure)."""
+        now = utcnow()
+        write, events = failure(
+            claimed_from(task), error, dead=dead, retry_after=retry_after,
+            policy=self.retry_policy, action=action, doing=doing, subject=subject,
+            app_name=app_name, user_id=user_id, targets=targets, operation=task.operation,
+            now=now,
+        )
+        session.execute(insert(Event), events)
+        if write.transition is Transition.DEAD:
+            task.status, task.last_error, task.updated_at = queue.DEAD, error, now
             if task.run_id:
-                runs.count_outcome(session, task.run_id, "failed")
+                count_outcomes(session, task.run_id, Counter({"failed": 1}), now)
             return
-        delay = queue.backoff(
-            task.attempts,
-            self.settings.retry_base_seconds,
-            self.settings.retry_max_seconds,
-            retry_after,
-        )
-        activity.record(
-            session, actor, action,
-            f"{doing} in {app_name} failed (attempt {task.attempts}), retrying in {delay:.1f} s: "
-            f"{error}",
-            outcome="retry", app_id=task.app_id, user_id=user_id, targets=targets,
-            details={"attempt": task.attempts, "error": error, "retry_in_seconds": round(delay, 3)},
-        )
-        queue.requeue(session, task, at=utcnow() + timedelta(seconds=delay), error=error)
+        assert write.at is not None
+        queue.requeue(session, task, at=write.at, error=error)
+
+    # -- one task now (provisioning on demand) ---------------------------------------------
+
+    async def execute(self, task_id: str) -> Result | None:
+        """Reconcile one claimed task now, through the same read, decide and write as every
+        batch (a batch of one), and return the result with its step-by-step trace."""
+        claimed = await self._in_db(self._load_claimed, task_id)
+        if claimed is None:
+            return None
+        if claimed.kind == "group":
+            return await self._execute_group(task_id)
+        prepared = await self._in_db(self._prepare, claimed.app_id, [claimed])
+        if prepared.ctx is None:
+            return None
+        if prepared.done:
+            (outcome,) = prepared.done
+        else:
+            ((task, snap),) = prepared.apply
+            outcome = await self.reconcile_one(prepared.ctx, task, snap)
+        await self._in_db(self._write, [outcome])
+        return outcome.result
+
+    def _load_claimed(self, task_id: str) -> queue.Claimed | None:
+        with self.db.session() as session:
+            task = session.get(Task, task_id)
+            if task is None or task.status != queue.RUNNING:
+                return None
+            return claimed_from(task)
+
+    # -- tests, benchmarks and one-shot commands -------------------------------------------
+
+    async def drain(self, timeout: float = 30.0) -> None:
+        """Run until no task is due or running (for tests, benchmarks and one-shot commands)."""
+        stop = asyncio.Event()
+        runner = asyncio.create_task(self.run(stop))
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+                due, busy = await self._in_db(self._queue_state)
+                if (
+                    not busy
+                    and not self._slots
+                    and (due is None or due > utcnow() + timedelta(seconds=1))
+                ):
+                    return
+        finally:
+            stop.set()
+            await runner
+
+    def _queue_state(self) -> tuple[datetime | None, int]:
+        with self.db.session() as session:
+            due = queue.next_due(session)
+            busy = session.scalar(
+                select(func.count()).select_from(Task).where(Task.status == queue.RUNNING)
+            )
+        return due, int(busy or 0)
+
+
+def claimed_from(task: Task) -> queue.Claimed:
+    assert task.claimed_by is not None and task.claimed_at is not None
+    return queue.Claimed(
+        id=task.id, app_id=task.app_id, kind=task.kind, subject_id=task.user_id,
+        run_id=task.run_id, reason=task.reason, priority=task.priority, attempts=task.attempts,
+        verify_remote=task.verify_remote, correlation_id=task.correlation_id,
+        created_at=task.created_at, updated_at=task.updated_at, claimed_by=task.claimed_by,
+        claimed_at=task.claimed_at,
+    )
 
 
 def wake_on_commit(db: Database, callback: Callable[[], None]) -> None:

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from provisiond.errors import Invalid
 from provisiond.services.context import Actor
+from provisiond.store.events import add_event
 from provisiond.store.tables import Event
 
 
@@ -29,19 +30,18 @@ def record(
     details: dict[str, Any] | None = None,
     correlation_id: str | None = None,
 ) -> Event:
-    event = Event(
+    return add_event(
+        session,
         actor=actor.name,
+        correlation_id=correlation_id or actor.correlation_id,
         action=action,
+        message=message,
         outcome=outcome,
         app_id=app_id,
         user_id=user_id,
-        targets=targets or {},
-        message=message,
-        details=details or {},
-        correlation_id=correlation_id or actor.correlation_id,
+        targets=targets,
+        details=details,
     )
-    session.add(event)
-    return event
 
 
 @dataclass(frozen=True)

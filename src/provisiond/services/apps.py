@@ -14,7 +14,7 @@ from provisiond.domain.apps import ProvisioningSettings, ScimConnectorSettings
 from provisiond.errors import Conflict, Invalid, NotFound
 from provisiond.services import activity
 from provisiond.services.context import Actor
-from provisiond.services.secrets import Vault, split_secrets
+from provisiond.store.secrets import Vault, split_secrets
 from provisiond.store.tables import App, utcnow
 
 

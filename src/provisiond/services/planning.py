@@ -22,17 +22,16 @@ from provisiond.engine.desired import DirectoryUser, evaluate
 from provisiond.engine.fingerprint import fingerprint, policy_key
 from provisiond.engine.mapping import CompiledPolicy
 from provisiond.engine.planner import (
+    DEPROVISIONS,
     AccountStatus,
     ActualAccount,
     Operation,
-    OperationKind,
     plan,
 )
 from provisiond.expressions import EvaluationError
 from provisiond.services import reach, sources
 from provisiond.store.tables import Account, Assignment, User
 
-DEPROVISIONS = frozenset({OperationKind.DEACTIVATE, OperationKind.DELETE})
 _CHUNK = 900  # below SQLite's bound-parameter limit
 
 

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import re
-from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from provisiond.domain.policy import PolicyDocument
-from provisiond.engine.mapping import CompiledPolicy, compile_policy, default_policy
+from provisiond.engine.context import policy_in_force
+from provisiond.engine.mapping import CompiledPolicy, compile_policy
 from provisiond.expressions import STANDARD_ATTRIBUTES
 from provisiond.services import activity
 from provisiond.services.context import Actor
 from provisiond.store.tables import App, Policy, User
-
-_READS = re.compile(r"user\s*(?:\.\s*([A-Za-z_][A-Za-z0-9_]*)|\[\s*[\"']([^\"']+)[\"']\s*\])")
 
 
 def current(session: Session, app_id: str) -> tuple[int, PolicyDocument]:
@@ -30,20 +27,7 @@ def current(session: Session, app_id: str) -> tuple[int, PolicyDocument]:
 
 
 def compiled(session: Session, app_id: str) -> CompiledPolicy:
-    version, document = current(session, app_id)
-    if version == 0:
-        return default_policy()
-    return _compiled(app_id, version, document.model_dump_json())
-
-
-@lru_cache(maxsize=256)
-def _compiled(app_id: str, version: int, document_json: str) -> CompiledPolicy:
-    # At run time every attribute the saved policy reads is accepted: a custom attribute that
-    # no profile has any more is simply unset for everyone, not a reason to stop provisioning.
-    document = PolicyDocument.model_validate_json(document_json)
-    sources = [document.scope or "", *document.mappings.values()]
-    reads = {a or b for source in sources for a, b in _READS.findall(source)}
-    return compile_policy(document, version=version, known_attributes=reads)
+    return policy_in_force(session, app_id)
 
 
 def custom_attributes(session: Session) -> set[str]:
@@ -110,11 +94,3 @@ def policy_diff(before: PolicyDocument, after: PolicyDocument) -> list[dict[str,
                 }
             )
     return changes
-
-
-def versions(session: Session, app_id: str) -> list[Policy]:
-    return list(
-        session.scalars(
-            select(Policy).where(Policy.app_id == app_id).order_by(Policy.version.desc())
-        )
-    )

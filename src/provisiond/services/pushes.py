@@ -20,20 +20,18 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from provisiond.domain.roles import RoleKind
 from provisiond.engine import queue
-from provisiond.engine.roles import resolve
+from provisiond.engine.group_members import PUSHED as PUSHED
+from provisiond.engine.group_members import UNPUSHING as UNPUSHING
 from provisiond.errors import Conflict, NotFound
 from provisiond.services import activity, reach
 from provisiond.services.apps import get_app, provisioning_of
 from provisiond.services.context import Actor
-from provisiond.services.sources import sources_of_user
 from provisiond.store.tables import (
-    Account,
-    App,
     AppRole,
     Group,
     PushedGroup,
@@ -43,7 +41,6 @@ from provisiond.store.tables import (
 )
 
 UnpushAction = Literal["leave", "delete"]
-PUSHED, UNPUSHING = "pushed", "unpushing"
 _CHUNK = 900
 
 
@@ -315,90 +312,6 @@ def _role_group_names(session: Session, app_id: str) -> set[str]:
     return {
         str(e["value"]).casefold() for e in expressions if e.get("kind") == RoleKind.GROUP.value
     }
-
-
-def role_holders(session: Session, app: App, group_name: str) -> set[str]:
-    """Users whose resolved roles in the app include a ``group`` role naming ``group_name``."""
-    key = group_name.casefold()
-    roles = [
-        row
-        for row in session.scalars(select(AppRole).where(AppRole.app_id == app.id))
-        if row.expression.get("kind") == RoleKind.GROUP.value
-        and str(row.expression.get("value", "")).casefold() == key
-    ]
-    if not roles:
-        return set()
-    from provisiond.services.roles import holders
-
-    mode = provisioning_of(app).role_mode
-    candidates: set[str] = set()
-    for role in roles:
-        candidates |= set(holders(session, role.id))
-    return {
-        user_id
-        for user_id in candidates
-        if any(
-            r.kind is RoleKind.GROUP and r.value.casefold() == key
-            for r in resolve(sources_of_user(session, app.id, user_id), mode)
-        )
-    }
-
-
-def desired_members(session: Session, app: App, group: Group | None) -> dict[str, str]:
-    """account remote id -> user id: who the app's group should hold, now."""
-    users: set[str] = set()
-    if group is not None:
-        users = reach.effective_members(session, [group.id])[group.id]
-        users |= role_holders(session, app, group.name)
-    ordered = sorted(users)
-    out: dict[str, str] = {}
-    for start in range(0, len(ordered), _CHUNK):
-        rows = session.execute(
-            select(Account.remote_id, Account.user_id).where(
-                Account.app_id == app.id,
-                Account.status == "active",
-                Account.remote_id.is_not(None),
-                Account.user_id.in_(ordered[start : start + _CHUNK]),
-            )
-        )
-        for remote_id, user_id in rows:
-            if remote_id:
-                out[remote_id] = user_id
-    return out
-
-
-def applied(session: Session, pushed_id: str) -> dict[str, str | None]:
-    """remote id -> user id of what provisiond last applied to the app's group."""
-    rows = session.execute(
-        select(PushedGroupMember.remote_id, PushedGroupMember.user_id).where(
-            PushedGroupMember.pushed_group_id == pushed_id
-        )
-    )
-    return {remote_id: user_id for remote_id, user_id in rows}
-
-
-def store_members(
-    session: Session,
-    pushed_id: str,
-    before: dict[str, str | None],
-    after: dict[str, str | None],
-) -> None:
-    """Record ``after`` as what the app's group holds, writing only the difference."""
-    gone = sorted(set(before) - set(after))
-    for start in range(0, len(gone), _CHUNK):
-        session.execute(
-            delete(PushedGroupMember).where(
-                PushedGroupMember.pushed_group_id == pushed_id,
-                PushedGroupMember.remote_id.in_(gone[start : start + _CHUNK]),
-            )
-        )
-    new = [
-        {"pushed_group_id": pushed_id, "remote_id": remote_id, "user_id": user_id}
-        for remote_id, user_id in sorted(after.items())
-        if remote_id not in before
-    ]
-    if new:
-        session.execute(insert(PushedGroupMember), new)
 
 
 def _group_by_ref(session: Session, ref: str) -> Group | None:

@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import CTE, Select, literal, select
+from sqlalchemy import CTE, Select, select
 from sqlalchemy.orm import Session
 
 from provisiond.engine.planner import AccountStatus
@@ -179,15 +179,6 @@ def ancestors_of(session: Session, group_ids: Iterable[str]) -> set[str]:
         start = select(Group.id.label("id")).where(Group.id.in_(chunk))
         found |= set(chunk) | set(session.scalars(select(_up(start).c.id)))
     return found
-
-
-def descendants_of(session: Session, group_id: str) -> set[str]:
-    """The group and every group below it."""
-    down = select(literal(group_id).label("id")).cte("below", recursive=True)
-    down = down.union(
-        select(GroupChild.child_id).join_from(down, GroupChild, GroupChild.parent_id == down.c.id)
-    )
-    return set(session.scalars(select(down.c.id)))
 
 
 def _up(start: Select[Any]) -> CTE:

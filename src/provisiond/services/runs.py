@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -14,8 +13,8 @@ from provisiond.engine import queue
 from provisiond.errors import Conflict, NotFound
 from provisiond.services import activity, planning, policies, pushes, reach
 from provisiond.services.apps import get_app, provisioning_of
-from provisiond.services.context import Actor, new_correlation_id
-from provisiond.store.tables import Account, App, Run, Task, utcnow
+from provisiond.services.context import Actor
+from provisiond.store.tables import App, Run, Task, utcnow
 
 OUTCOMES = (
     "created",
@@ -263,102 +262,3 @@ def cancel(session: Session, actor: Actor, run_id: str) -> Run:
         details={"dropped_tasks": dropped},
     )
     return run
-
-
-def still_held(session: Session, run_id: str) -> bool:
-    """Whether the run is held, read under a row lock on PostgreSQL: an approve or a cancel
-    (which update the run) either commits first and is seen here, or waits for the caller's
-    transaction and then sees what the caller wrote (a deferred task it makes due)."""
-    statement = select(Run.status).where(Run.id == run_id)
-    if session.get_bind().dialect.name == "postgresql":
-        statement = statement.with_for_update()
-    return session.scalar(statement) == "held"
-
-
-def holding(
-    session: Session, app_id: str, user_id: str, queued_at: datetime | None = None
-) -> tuple[str, str] | None:
-    """The run that keeps back this user's deprovisioning in this app, as (status, run id).
-
-    A ``held`` run defers it. A run ``cancelled`` in the last hour also drops it when the task
-    was queued before that run was held: such a task belongs to the cancelled change, even if a
-    worker claimed it just before the cancel and reads the directory just after.
-    """
-    recent = utcnow() - timedelta(hours=1)
-    candidates = session.scalars(
-        select(Run).where(
-            Run.app_id == app_id,
-            (Run.status == "held") | ((Run.status == "cancelled") & (Run.finished_at >= recent)),
-        )
-    )
-    for run in candidates:
-        if not run.held or user_id not in run.held.get("user_ids", ()):
-            continue
-        if run.status == "held":
-            return ("held", run.id)
-        if queued_at is not None and queued_at <= run.started_at:
-            return ("cancelled", run.id)
-    return None
-
-
-def count_outcome(session: Session, run_id: str, outcome: str) -> None:
-    """Add one task's outcome to its run, closing the run when every task has an outcome."""
-    statement = select(Run).where(Run.id == run_id)
-    if session.get_bind().dialect.name == "postgresql":
-        statement = statement.with_for_update()  # parallel workers update the same counts
-    run = session.scalar(statement)
-    if run is None:
-        return
-    counts = dict(run.counts)
-    counts[outcome] = counts.get(outcome, 0) + 1
-    run.counts = counts
-    if run.status == "running" and sum(counts.values()) >= run.total:
-        run.status = "failed" if counts.get("failed") else "succeeded"
-        run.finished_at = utcnow()
-        app = session.get(App, run.app_id)
-        summary = ", ".join(f"{value} {key}" for key, value in counts.items() if value)
-        activity.record(
-            session,
-            Actor(run.actor),
-            "app.run.finish",
-            f"full sync of {app.name if app else run.app_id} {run.status}: {summary or 'nothing to do'}",
-            outcome="success" if run.status == "succeeded" else "failure",
-            app_id=run.app_id,
-            targets={"run_id": run.id},
-            details={"counts": counts},
-        )
-
-
-def sweep_expired(session: Session, now: datetime | None = None) -> int:
-    """Queue the accounts whose "delete after N days deactivated" period has run out.
-
-    Nothing else would touch them (their users no longer change), so the worker calls this
-    now and then; the planner itself decides, from the same rule, that they are deleted.
-    """
-    now = now or utcnow()
-    queued = 0
-    for app in session.scalars(select(App)):
-        if not provisioning_of(app).enabled:
-            continue
-        days = policies.compiled(session, app.id).document.deprovisioning.delete_after_days
-        if not days:
-            continue
-        expired = list(
-            session.scalars(
-                select(Account.user_id).where(
-                    Account.app_id == app.id,
-                    Account.status == "deactivated",
-                    Account.deactivated_at <= now - timedelta(days=days),
-                )
-            )
-        )
-        if expired:
-            queue.enqueue(
-                session,
-                app.id,
-                expired,
-                reason="policy.delete_after",
-                correlation_id=new_correlation_id(),
-            )
-            queued += len(expired)
-    return queued

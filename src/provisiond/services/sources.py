@@ -8,69 +8,15 @@ that grants none never takes part in role resolution (engine.roles), so only tho
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
-
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from provisiond.domain.apps import ProvisioningSettings
-from provisiond.domain.roles import RoleExpression, RoleKind
-from provisiond.engine.roles import Role, RoleSettings, Source
+from provisiond.engine.context import role_settings_of
+from provisiond.engine.roles import RoleSettings, Source
+from provisiond.engine.sources import SourceIndex, engine_role, index
 from provisiond.services import reach
-from provisiond.store.tables import AppRole, Assignment, AssignmentRole
 
-_Key = tuple[str, str]  # (principal_type, principal_id)
-
-
-@dataclass(frozen=True)
-class SourceIndex:
-    """The role-granting assignments of one app, by principal."""
-
-    granting: dict[_Key, Source]
-
-    def of(self, user_id: str, labels: Iterable[str]) -> list[Source]:
-        """The Sources of the user that ``labels`` (``user``, ``group:<id>``) describe."""
-        out = []
-        for label in labels:
-            key = ("user", user_id) if label == "user" else ("group", label.partition(":")[2])
-            out.append(self.granting.get(key) or Source(label))
-        return out
-
-
-def index(session: Session, app_id: str, principals: Iterable[_Key] | None = None) -> SourceIndex:
-    """The app's role-granting assignments (of ``principals`` only, when given)."""
-    statement = (
-        select(Assignment, AppRole)
-        .join(AssignmentRole, AssignmentRole.assignment_id == Assignment.id)
-        .join(AppRole, AppRole.id == AssignmentRole.role_id)
-        .where(Assignment.app_id == app_id)
-        .order_by(Assignment.id, AppRole.name_key)
-    )
-    if principals is not None:
-        wanted = list(principals)
-        if not wanted:
-            return SourceIndex({})
-        ids = sorted({pid for _, pid in wanted})
-        statement = statement.where(Assignment.principal_id.in_(ids))
-    granting: dict[_Key, Source] = {}
-    for assignment, role in session.execute(statement).all():
-        key = (assignment.principal_type, assignment.principal_id)
-        label = (
-            "user" if assignment.principal_type == "user" else f"group:{assignment.principal_id}"
-        )
-        current = granting.get(key) or Source(
-            label, assignment.id, assignment.priority, assignment.created_at
-        )
-        granting[key] = Source(
-            current.label,
-            current.assignment_id,
-            current.priority,
-            current.created_at,
-            (*current.roles, engine_role(role)),
-        )
-    return SourceIndex(granting)
-
+__all__ = ["SourceIndex", "engine_role", "index", "role_settings", "sources_of_user"]
 
 def sources_of_user(
     session: Session, app_id: str, user_id: str, *, with_roles: bool = True
@@ -87,13 +33,6 @@ def sources_of_user(
     return index(session, app_id, principals).of(user_id, labels)
 
 
-def engine_role(row: AppRole) -> Role:
-    expression = RoleExpression.model_validate(row.expression)
-    return Role(row.name, expression.kind, expression.value)
-
-
 def role_settings(session: Session, app_id: str, settings: ProvisioningSettings) -> RoleSettings:
     """The app-wide role inputs of the engine: the mode and the kinds the app defines."""
-    expressions = session.scalars(select(AppRole.expression).where(AppRole.app_id == app_id))
-    kinds = frozenset(RoleKind(expression["kind"]) for expression in expressions)
-    return RoleSettings(settings.role_mode, kinds)
+    return role_settings_of(session, app_id, settings)

@@ -1,0 +1,228 @@
+"""Write the outcomes of many tasks in one short transaction.
+
+Account upserts, events and task closes are multi-row statements; run counters are added once
+per run per batch. Every task transition is guarded by the lease: a task that is no longer
+this worker's (its lease expired and another worker took it, or it was requeued) keeps what
+happened to the account and the events of what was sent, but its transition is left to its
+new owner. Retries and deferrals, which may fold into a newer queued task of the key, are
+rare and written one by one (engine.queue).
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from provisiond.engine import queue
+from provisiond.engine.outcomes import ENGINE_ACTOR, Outcome, Transition
+from provisiond.engine.reader import groups_to_recheck
+from provisiond.store.tables import Account, App, Event, Run, Task, new_id
+
+_CLOSED = {
+    Transition.CLOSE: queue.SUCCEEDED,
+    Transition.DISMISS: queue.DISMISSED,
+    Transition.DEAD: queue.DEAD,
+}
+
+
+def owned_ids(session: Session, outcomes: Sequence[Outcome]) -> set[str]:
+    """The tasks still running under the lease they were claimed with (locked on PostgreSQL,
+    so a lease release cannot slip in between this check and the write)."""
+    leases = {o.task.id: (o.task.claimed_by, o.task.claimed_at) for o in outcomes}
+    statement = select(Task.id, Task.status, Task.claimed_by, Task.claimed_at).where(
+        Task.id.in_(sorted(leases))
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        statement = statement.with_for_update()
+    return {
+        row.id
+        for row in session.execute(statement)
+        if row.status == queue.RUNNING and (row.claimed_by, row.claimed_at) == leases[row.id]
+    }
+
+
+def write_outcomes(session: Session, outcomes: Sequence[Outcome], now: datetime) -> set[str]:
+    """Write a batch; returns the ids of the tasks whose transition was written."""
+    if not outcomes:
+        return set()
+    owned = owned_ids(session, outcomes)
+    _upsert_accounts(session, [o for o in outcomes if o.account is not None], now)
+    errors = [o for o in outcomes if o.account_error is not None and o.task.id in owned]
+    if errors:
+        session.connection().execute(
+            update(Account)
+            .where(Account.app_id == bindparam("a"), Account.user_id == bindparam("u"))
+            .values(last_error=bindparam("e")),
+            [{"a": o.task.app_id, "u": o.task.subject_id, "e": o.account_error} for o in errors],
+        )
+    events = [row for o in outcomes for row in o.events]
+    events += [row for o in outcomes if o.task.id in owned for row in o.owned_events]
+    if events:
+        session.execute(insert(Event), events)
+    closes = [o for o in outcomes if o.task.id in owned and o.write.transition in _CLOSED]
+    if closes:
+        session.connection().execute(
+            update(Task)
+            .where(Task.id == bindparam("tid"))
+            .values(
+                status=bindparam("st"),
+                updated_at=now,
+                last_error=bindparam("err"),
+                operation=bindparam("op"),
+            ),
+            [
+                {
+                    "tid": o.task.id,
+                    "st": _CLOSED[o.write.transition].value,
+                    "err": None if o.write.transition is Transition.CLOSE else o.write.error,
+                    # A close without an operation keeps the one last planned.
+                    "op": o.write.operation,
+                }
+                for o in closes
+            ],
+        )
+    counts: dict[str, Counter[str]] = defaultdict(Counter)
+    for outcome in outcomes:
+        if outcome.task.id not in owned:
+            continue
+        write, task = outcome.write, outcome.task
+        if write.transition is Transition.RETRY:
+            assert write.at is not None
+            queue.requeue(session, task, at=write.at, error=write.error)
+            _set_operation(session, task.id, write.operation)
+        elif write.transition is Transition.DEFER:
+            assert write.at is not None
+            if write.held_run is not None and not still_held(session, write.held_run):
+                # Approved or cancelled since the snapshot (that approve or cancel did not see
+                # this task, it was running): due again now, never parked behind a hold that
+                # is over. The next run reads the outcome of the hold.
+                queue.defer(session, task, at=now)
+                if outcome.result is not None:
+                    outcome.result.trace[-1] = {
+                        "step": "held",
+                        "detail": f"run {write.held_run} was approved or cancelled meanwhile",
+                    }
+                continue
+            queue.defer(session, task, at=write.at)
+        if write.outcome is not None and task.run_id:
+            counts[task.run_id][write.outcome] += 1
+            if write.release_run:
+                session.connection().execute(
+                    update(Task).where(Task.id == task.id).values(run_id=None)
+                )
+    for run_id, counted in sorted(counts.items()):
+        count_outcomes(session, run_id, counted, now)
+    changed: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for outcome in outcomes:
+        if outcome.state_changed:
+            changed[(outcome.task.app_id, outcome.task.correlation_id)].add(
+                outcome.task.subject_id
+            )
+    for (app_id, correlation_id), user_ids in sorted(changed.items()):
+        # The groups pushed to the app that hold (or should hold) these users re-check.
+        groups = groups_to_recheck(session, app_id, user_ids)
+        if groups:
+            queue.enqueue(
+                session, app_id, sorted(groups), reason="app.account",
+                correlation_id=correlation_id, kind="group",
+            )
+    return owned
+
+
+def _set_operation(session: Session, task_id: str, operation: str | None) -> None:
+    if operation is not None:
+        session.connection().execute(
+            update(Task).where(Task.id == task_id).values(operation=operation)
+        )
+
+
+def _upsert_accounts(session: Session, outcomes: Sequence[Outcome], now: datetime) -> None:
+    if not outcomes:
+        return
+    dialect = session.get_bind().dialect.name
+    insert_ = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for outcome in outcomes:
+        account = outcome.account
+        assert account is not None
+        rows[(outcome.task.app_id, outcome.task.subject_id)] = {
+            "id": new_id(),
+            "app_id": outcome.task.app_id,
+            "user_id": outcome.task.subject_id,
+            "remote_id": account.remote_id,
+            "status": account.status,
+            "applied": account.applied,
+            "deactivated_at": account.deactivated_at,
+            "fingerprint": account.fingerprint,
+            "last_synced_at": now,
+            "last_error": None,
+            "created_at": now,
+        }
+    statement = insert_(Account).values(list(rows.values()))
+    new = statement.excluded
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["app_id", "user_id"],
+            set_={
+                "remote_id": new.remote_id,
+                "status": new.status,
+                "applied": new.applied,
+                "deactivated_at": new.deactivated_at,
+                "fingerprint": new.fingerprint,
+                "last_synced_at": new.last_synced_at,
+                "last_error": None,
+            },
+        )
+    )
+
+
+def still_held(session: Session, run_id: str) -> bool:
+    """Whether the run is held, read under a row lock on PostgreSQL: an approve or a cancel
+    (which update the run) either commits first and is seen here, or waits for the caller's
+    transaction and then sees what the caller wrote (a deferred task it makes due)."""
+    statement = select(Run.status).where(Run.id == run_id)
+    if session.get_bind().dialect.name == "postgresql":
+        statement = statement.with_for_update()
+    return session.scalar(statement) == "held"
+
+
+def count_outcomes(
+    session: Session, run_id: str, counted: Counter[str], now: datetime
+) -> None:
+    """Add tasks' outcomes to their run, closing the run when every task has an outcome."""
+    statement = select(Run).where(Run.id == run_id)
+    if session.get_bind().dialect.name == "postgresql":
+        statement = statement.with_for_update()  # parallel workers update the same counts
+    run = session.scalar(statement)
+    if run is None:
+        return
+    counts = dict(run.counts)
+    for outcome, number in counted.items():
+        counts[outcome] = counts.get(outcome, 0) + number
+    run.counts = counts
+    if run.status == "running" and sum(counts.values()) >= run.total:
+        run.status = "failed" if counts.get("failed") else "succeeded"
+        run.finished_at = now
+        app_name = session.scalar(select(App.name).where(App.id == run.app_id))
+        summary = ", ".join(f"{value} {key}" for key, value in counts.items() if value)
+        session.add(
+            Event(
+                time=now,
+                actor=run.actor or ENGINE_ACTOR,
+                action="app.run.finish",
+                outcome="success" if run.status == "succeeded" else "failure",
+                app_id=run.app_id,
+                user_id=None,
+                targets={"run_id": run.id},
+                message=f"full sync of {app_name or run.app_id} {run.status}: "
+                f"{summary or 'nothing to do'}",
+                details={"counts": counts},
+                correlation_id=run.id,
+            )
+        )
