@@ -7,7 +7,10 @@ Set-up (not timed): N active users, one group holding them all, an app with prov
 enabled at concurrency C, all through the service layer on a fresh database.
 
 Timed, provisiond: from assigning the group to the app (one transaction that enqueues N tasks)
-until ``Worker.drain()`` finds nothing left to do, the worker running in this process.
+until ``Worker.drain()`` finds nothing left to do, the worker running in this process. Twice,
+each on a fresh database and target: once with one stranger's account already in the target
+(the app is not empty, so every create looks its account up first: lookup + POST), once with
+an empty target (the worker sees it empty and its creates skip the lookup: POST only).
 
 Timed, baselines (each against its own fresh target process, same payloads as
 ``provisiond.engine.desired.default_mapping`` builds, same concurrency C, one pooled
@@ -16,7 +19,8 @@ Timed, baselines (each against its own fresh target process, same payloads as
   * bare lookup + POST: ``GET /Users?filter=userName eq ...`` then ``POST /Users``, the same
     two round trips the executor makes for a create (it looks for an existing account first).
 
-Every target is checked to hold exactly N users afterwards.
+Every target is checked to hold exactly N users afterwards (plus the stranger). The figures
+issue 9 asks for are printed as ratios at the end.
 """
 
 from __future__ import annotations
@@ -63,7 +67,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--users", type=int, default=2000, help="N, users to provision")
     parser.add_argument("--concurrency", type=int, default=8, help="C, the app's concurrency")
     parser.add_argument(
-        "--capacity", type=int, default=32, help="the worker's capacity (its default: 32)"
+        "--capacity", type=int, default=64, help="the worker's capacity (its default: 64)"
     )
     parser.add_argument(
         "--database-url",
@@ -182,6 +186,38 @@ def run_bare(users: list[BenchUser], args: argparse.Namespace, *, lookup: bool) 
 # -- main --------------------------------------------------------------------------------------------
 
 
+def seed_other_account(base: str) -> None:
+    """One account that belongs to nobody in the directory: the app is not empty, so every
+    create looks its account up first (the executor's ordinary path)."""
+    response = httpx.post(
+        base + "/Users",
+        json={"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "stranger"},
+        headers={"Authorization": f"Bearer {TARGET_TOKEN}", "Content-Type": SCIM_JSON},
+    )
+    response.raise_for_status()
+
+
+def run_mode(args: argparse.Namespace, *, known_empty: bool) -> tuple[dict[str, float], int, dict[str, int], list[BenchUser]]:
+    """provisiond against a fresh target: one holding a stranger (lookups), or empty."""
+    n = args.users
+    with workdir() as wd, bench_database(args.database_url, wd) as url:
+        runtime = make_runtime(url, wd)
+        try:
+            t = time.perf_counter()
+            group_id, users = create_directory(runtime, n, "bench-throughput")
+            print(f"# set-up: {n} users + group in {time.perf_counter() - t:.1f} s (not timed)")
+            with scim_target() as base:
+                if not known_empty:
+                    seed_other_account(base)
+                pvd = run_provisiond(runtime, base, group_id, args)
+                in_target = count_users(base) - (0 if known_empty else 1)
+            tasks = task_counts(runtime)
+        finally:
+            runtime.stop()
+            runtime.db.dispose()
+    return pvd, in_target, tasks, users
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     n, c = args.users, args.concurrency
@@ -193,31 +229,19 @@ def main(argv: list[str] | None = None) -> int:
         database=args.database_url or "sqlite (temp dir)",
     )
     ok = True
-    with workdir() as wd, bench_database(args.database_url, wd) as url:
-        runtime = make_runtime(url, wd)
-        try:
-            t = time.perf_counter()
-            group_id, users = create_directory(runtime, n, "bench-throughput")
-            print(f"# set-up: {n} users + group in {time.perf_counter() - t:.1f} s (not timed)")
-
-            with scim_target() as base:
-                pvd = run_provisiond(runtime, base, group_id, args)
-                in_target = count_users(base)
-            tasks = task_counts(runtime)
-        finally:
-            runtime.stop()
-            runtime.db.dispose()
-
+    pvd, in_target, tasks, users = run_mode(args, known_empty=False)
+    empty, empty_in_target, empty_tasks, _ = run_mode(args, known_empty=True)
     bare = run_bare(users, args, lookup=False)
     lookup = run_bare(users, args, lookup=True)
 
     rows = [
+        ("provisiond, lookup + POST", pvd["elapsed"], in_target, pvd["cpu_self"], pvd["cpu_target"]),
         (
-            "provisiond (assign->drain)",
-            pvd["elapsed"],
-            in_target,
-            pvd["cpu_self"],
-            pvd["cpu_target"],
+            "provisiond, app known empty",
+            empty["elapsed"],
+            empty_in_target,
+            empty["cpu_self"],
+            empty["cpu_target"],
         ),
         ("bare POST", bare["elapsed"], int(bare["count"]), bare["cpu_self"], bare["cpu_target"]),
         (
@@ -239,42 +263,46 @@ def main(argv: list[str] | None = None) -> int:
             f" {cpu_client * 1000 / n:15.2f} {cpu_target * 1000 / n:15.2f}"
         )
     print()
-    pvd_rate, bare_rate, lookup_rate = (
-        n / pvd["elapsed"],
-        n / bare["elapsed"],
-        n / lookup["elapsed"],
-    )
-    print(f"ratio provisiond / bare POST:          {pvd_rate / bare_rate:.3f}")
-    print(f"ratio provisiond / bare lookup + POST: {pvd_rate / lookup_rate:.3f}")
+    rate = {label: n / elapsed for label, elapsed, *_ in rows}
     print(
-        f"# provisiond detail: enqueue {pvd['enqueue'] * 1000:.0f} ms, last task committed "
-        f"{pvd['last_task_done']:.2f} s after the assignment started, drain returned at "
-        f"{pvd['elapsed']:.2f} s; tasks {tasks}; accounts {int(pvd['accounts'])}"
+        "ratio provisiond (lookup + POST) / bare lookup + POST, users/s:  "
+        f"{rate['provisiond, lookup + POST'] / rate['bare lookup + POST']:.3f}   (issue 9: >= 0.9)"
     )
+    print(
+        "ratio provisiond (app known empty) / bare POST, users/s:         "
+        f"{rate['provisiond, app known empty'] / rate['bare POST']:.3f}   (issue 9: >= 0.8)"
+    )
+    print(
+        "ratio worker CPU per user (lookup + POST) / bare lookup + POST:  "
+        f"{pvd['cpu_self'] / lookup['cpu_self']:.3f}   (issue 9: <= 1.5)"
+    )
+    for label, detail, counted in (("lookup + POST", pvd, tasks), ("known empty", empty, empty_tasks)):
+        print(
+            f"# provisiond {label}: enqueue {detail['enqueue'] * 1000:.0f} ms, last task committed "
+            f"{detail['last_task_done']:.2f} s after the assignment started, drain returned at "
+            f"{detail['elapsed']:.2f} s; tasks {counted}; accounts {int(detail['accounts'])}"
+        )
     print(
         "# client CPU = this process (provisiond worker + drain, or the bare client); "
         "target CPU = the scim2-server process"
     )
-    print(
-        f"# CPU-bound ceiling of the client alone (1000 / client ms per user): provisiond "
-        f"{n / pvd['cpu_self']:.0f} users/s, bare POST {n / bare['cpu_self']:.0f}, "
-        f"bare lookup + POST {n / lookup['cpu_self']:.0f}; load average now {load_average()}"
-    )
+    print(f"# load average now {load_average()}")
 
-    bare_count, lookup_count = int(bare["count"]), int(lookup["count"])
     for label, count in (
-        ("provisiond", in_target),
-        ("bare POST", bare_count),
-        ("bare lookup + POST", lookup_count),
+        ("provisiond (lookup + POST)", in_target),
+        ("provisiond (known empty)", empty_in_target),
+        ("bare POST", int(bare["count"])),
+        ("bare lookup + POST", int(lookup["count"])),
     ):
         if count != n:
             print(f"FAIL: the {label} target holds {count} users, expected {n}")
             ok = False
-    if tasks.get("succeeded", 0) != n or int(pvd["accounts"]) != n:
-        print(
-            f"FAIL: expected {n} succeeded tasks and accounts, got {tasks} / {int(pvd['accounts'])}"
-        )
-        ok = False
+    for counted, detail in ((tasks, pvd), (empty_tasks, empty)):
+        if counted.get("succeeded", 0) != n or int(detail["accounts"]) != n:
+            print(
+                f"FAIL: expected {n} succeeded tasks and accounts, got {counted} / {int(detail['accounts'])}"
+            )
+            ok = False
     print("correctness: OK" if ok else "correctness: FAILED")
     return 0 if ok else 1
 

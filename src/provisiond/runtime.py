@@ -7,7 +7,8 @@ import logging
 import httpx
 
 from provisiond.config import Settings
-from provisiond.engine.worker import Worker, WorkerThread, libpq_url, wake_on_commit
+from provisiond.engine.threads import WorkerThread, libpq_url, wake_on_commit
+from provisiond.engine.worker import Worker
 from provisiond.store import migrate
 from provisiond.store.db import Database
 from provisiond.store.secrets import Vault

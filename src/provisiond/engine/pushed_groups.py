@@ -7,11 +7,12 @@ Read the desired members and the record in one short transaction, send the diffe
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import delete, literal
+from sqlalchemy import delete, insert, literal
 from sqlalchemy.orm import Session
 
 from provisiond.domain.apps import ProvisioningSettings, ScimConnectorSettings
@@ -20,29 +21,24 @@ from provisiond.engine.context import read_context
 from provisiond.engine.executor import Result
 from provisiond.engine.group_members import PUSHED, UNPUSHING
 from provisiond.engine.groups import GroupActual, GroupOutcome, reconcile_group
-from provisiond.engine.outcomes import ENGINE_ACTOR
+from provisiond.engine.outcomes import ENGINE_ACTOR, RetryPolicy, Transition, failure
+from provisiond.engine.writer import count_outcomes
 from provisiond.errors import ConnectorError, RateLimited
 from provisiond.store.db import Database
 from provisiond.store.events import add_event
 from provisiond.store.secrets import Vault
-from provisiond.store.tables import Group, PushedGroup, Task, User, utcnow
+from provisiond.store.tables import Event, Group, PushedGroup, Task, User, utcnow
 
 
 class Worker(Protocol):
     """What a group reconcile needs of the worker running it (engine.worker.Worker)."""
 
     db: Database
+    retry_policy: RetryPolicy
 
     @property
     def pool(self) -> Any: ...
 
-    def close(self, session: Session, task: Task, status: str, outcome: str) -> None: ...
-
-    def retry_or_bury(
-        self, session: Session, task: Task, error: str, *, dead: bool,
-        retry_after: float | None, action: str, doing: str, subject: str, app_name: str,
-        user_id: str | None, targets: dict[str, Any],
-    ) -> None: ...
 
 LISTED = 100  # logins named in one membership event; the counts are always complete
 
@@ -126,7 +122,7 @@ async def execute_group(
 
     def close(session: Session, outcome: str) -> None:
         if (task := owned(session)) is not None:
-            worker.close(session, task, queue.SUCCEEDED, outcome)
+            close_task(session, task, queue.SUCCEEDED, outcome)
 
     if not snap.provisioning.enabled or not snap.provisioning.features.push_groups:
         why = (
@@ -326,9 +322,49 @@ def fail_group(
     name = snap.name if snap else (pushed.group_name if pushed else task.user_id)
     app_name = snap.app_name if snap else task.app_id
     task.operation = "unpush" if snap and snap.leaving else "push"
-    worker.retry_or_bury(
-        session, task, error, dead=dead, retry_after=retry_after,
+    retry_or_bury(
+        session, task, worker.retry_policy, error, dead=dead, retry_after=retry_after,
         action="app.group.sync", doing=f"reconciling group {name}", subject=f"group {name}",
         app_name=app_name, user_id=None,
         targets={"app": app_name, "group": name, "group_id": task.user_id},
     )
+
+
+def close_task(session: Session, task: Task, status: str, outcome: str) -> None:
+    task.status = status
+    task.updated_at = utcnow()
+    task.last_error = None if status == queue.SUCCEEDED else task.last_error
+    if task.run_id:
+        count_outcomes(session, task.run_id, Counter({outcome: 1}), utcnow())
+
+
+def retry_or_bury(
+    session: Session,
+    task: Task,
+    policy: RetryPolicy,
+    error: str,
+    *,
+    dead: bool,
+    retry_after: float | None,
+    action: str,
+    doing: str,
+    subject: str,
+    app_name: str,
+    user_id: str | None,
+    targets: dict[str, Any],
+) -> None:
+    """A group task failed: requeued with backoff, or dead (engine.outcomes.failure)."""
+    now = utcnow()
+    write, events = failure(
+        queue.Claimed.of(task), error, dead=dead, retry_after=retry_after, policy=policy,
+        action=action, doing=doing, subject=subject, app_name=app_name, user_id=user_id,
+        targets=targets, operation=task.operation, now=now,
+    )
+    session.execute(insert(Event), events)
+    if write.transition is Transition.DEAD:
+        task.status, task.last_error, task.updated_at = queue.DEAD, error, now
+        if task.run_id:
+            count_outcomes(session, task.run_id, Counter({"failed": 1}), now)
+        return
+    assert write.at is not None
+    queue.requeue(session, task, at=write.at, error=error)

@@ -43,7 +43,7 @@ QUEUED, RUNNING, SUCCEEDED, DEAD, DISMISSED, SUPERSEDED = (
 )
 NOTIFY_CHANNEL = "provisiond_tasks"
 LEASE = timedelta(minutes=5)
-_ENQUEUE_CHUNK = 500  # rows per INSERT: well below SQLite's and PostgreSQL's parameter limits
+_ENQUEUE_CHUNK = 1000  # rows per executemany; the driver sends them as a few multi-row INSERTs
 
 
 def enqueue(
@@ -64,63 +64,69 @@ def enqueue(
 
     An existing queued task for the same key is made due now instead of queuing a second one.
     Many keys cost a few multi-row statements, not one each: a group of 10,000 assigned to an
-    app queues its tasks in 20 statements.
+    app queues its tasks in a handful of multi-row statements, compiled once.
     """
     now = utcnow()
     priority = priority_of(reason, run_id)
-    attached: list[str] = []
     dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     # One row per key: PostgreSQL refuses an upsert that touches a row twice.
     unique = list(dict.fromkeys(subject_ids))
-    for start in range(0, len(unique), _ENQUEUE_CHUNK):
-        rows = [
-            {
-                "id": new_id(),
-                "app_id": app_id,
-                "kind": kind,
-                "user_id": subject_id,
-                "run_id": run_id,
-                "reason": reason,
-                "verify_remote": verify_remote,
-                "priority": priority,
-                "status": QUEUED.value,
-                "attempts": 0,
-                "next_attempt_at": now,
-                "correlation_id": correlation_id,
-                "created_at": now,
-                "updated_at": now,
-            }
-            for subject_id in unique[start : start + _ENQUEUE_CHUNK]
-        ]
-        statement = insert(Task).values(rows)
-        new = statement.excluded
-        # One atomic upsert, not "insert, else select and update": between a select and an
-        # update a worker may claim the queued row, and the change would ride on a task
-        # whose snapshot was taken before it (PostgreSQL re-checks the conflict instead).
-        upsert = statement.on_conflict_do_update(
-            index_elements=["app_id", "user_id"],
-            index_where=text("status = 'queued'"),
-            set_={
-                "next_attempt_at": new.next_attempt_at,
-                "reason": new.reason,
-                "updated_at": new.updated_at,
-                "verify_remote": Task.verify_remote | new.verify_remote,
-                "priority": case((Task.priority < new.priority, Task.priority), else_=new.priority),
-                "run_id": func.coalesce(Task.run_id, new.run_id),
-            },
-        ).returning(Task.id, Task.run_id)
-        if run_id:
-            attached += [row.id for row in session.execute(upsert) if row.run_id == run_id]
-        else:
-            session.execute(upsert)
     if not unique:
-        return attached
+        return []
+    rows = [
+        {
+            "id": new_id(),
+            "app_id": app_id,
+            "kind": kind,
+            "user_id": subject_id,
+            "run_id": run_id,
+            "reason": reason,
+            "verify_remote": verify_remote,
+            "priority": priority,
+            "status": QUEUED.value,
+            "attempts": 0,
+            "next_attempt_at": now,
+            "correlation_id": correlation_id,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for subject_id in unique
+    ]
+    attached: list[str] = []
+    connection = session.connection()
+    for start in range(0, len(rows), _ENQUEUE_CHUNK):
+        result = connection.execute(_upsert(dialect), rows[start : start + _ENQUEUE_CHUNK])
+        if run_id:
+            attached += [row.id for row in result if row.run_id == run_id]
     session.info["tasks_enqueued"] = True
     if dialect == "postgresql":
         # Delivered on commit only: workers on other hosts wake exactly when the tasks exist.
         session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
     return attached
+
+
+@lru_cache(maxsize=4)
+def _upsert(dialect: str) -> Any:
+    """The enqueue upsert, built once: executed with many rows at a time (executemany), it is
+    compiled once, where a multi-row VALUES of 10,000 keys took seconds to build."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(Task)
+    new = statement.excluded
+    # One atomic upsert, not "insert, else select and update": between a select and an update
+    # a worker may claim the queued row, and the change would ride on a task whose snapshot was
+    # taken before it (PostgreSQL re-checks the conflict instead).
+    return statement.on_conflict_do_update(
+        index_elements=["app_id", "user_id"],
+        index_where=text("status = 'queued'"),
+        set_={
+            "next_attempt_at": new.next_attempt_at,
+            "reason": new.reason,
+            "updated_at": new.updated_at,
+            "verify_remote": Task.verify_remote | new.verify_remote,
+            "priority": case((Task.priority < new.priority, Task.priority), else_=new.priority),
+            "run_id": func.coalesce(Task.run_id, new.run_id),
+        },
+    ).returning(Task.id, Task.run_id, sort_by_parameter_order=True)
 
 
 LIFECYCLE_REASONS = ("user.lifecycle.", "user.delete")
@@ -155,6 +161,18 @@ class Claimed:
     @property
     def user_id(self) -> str:
         return self.subject_id
+
+    @classmethod
+    def of(cls, task: Task) -> Claimed:
+        """The claimed task an ORM row holds (provisioning on demand, group tasks)."""
+        assert task.claimed_by is not None and task.claimed_at is not None
+        return cls(
+            id=task.id, app_id=task.app_id, kind=task.kind, subject_id=task.user_id,
+            run_id=task.run_id, reason=task.reason, priority=task.priority,
+            attempts=task.attempts, verify_remote=task.verify_remote,
+            correlation_id=task.correlation_id, created_at=task.created_at,
+            updated_at=task.updated_at, claimed_by=task.claimed_by, claimed_at=task.claimed_at,
+        )
 
 
 def claim(
@@ -281,13 +299,12 @@ def _claim_statement(dialect: str, urgent_only: bool) -> Any:
     )
 
 
-def next_due(session: Session) -> datetime | None:
-    return session.scalar(
-        select(Task.next_attempt_at)
-        .where(Task.status == QUEUED)
-        .order_by(Task.next_attempt_at)
-        .limit(1)
-    )
+def next_due(session: Session, after: datetime | None = None) -> datetime | None:
+    """When the next queued task is due (of those due after ``after``, when given)."""
+    statement = select(Task.next_attempt_at).where(Task.status == QUEUED)
+    if after is not None:
+        statement = statement.where(Task.next_attempt_at > after)
+    return session.scalar(statement.order_by(Task.next_attempt_at).limit(1))
 
 
 def release_expired_leases(session: Session, now: datetime | None = None) -> int:
@@ -357,7 +374,7 @@ def defer(session: Session, task: Task | Claimed | str, *, at: datetime) -> None
 def backoff(attempts: int, base: float, ceiling: float, retry_after: float | None = None) -> float:
     """Exponential backoff with full jitter; a target's Retry-After is a floor, never ignored."""
     delay = random.uniform(0, min(ceiling, base * 2 ** max(0, attempts - 1)))
-    delay = max(delay, base / 2)
+    delay = min(max(delay, base / 2), ceiling)  # the floor never lifts it past the ceiling
     if retry_after is not None:
         delay = max(delay, min(retry_after, ceiling))
     return delay

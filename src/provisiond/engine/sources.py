@@ -16,6 +16,7 @@ from provisiond.domain.roles import RoleExpression
 from provisiond.engine.roles import Role, Source
 from provisiond.store.tables import AppRole, Assignment, AssignmentRole
 
+_CHUNK = 900  # below SQLite's bound-parameter limit
 _Key = tuple[str, str]  # (principal_type, principal_id)
 
 
@@ -43,14 +44,17 @@ def index(session: Session, app_id: str, principals: Iterable[_Key] | None = Non
         .where(Assignment.app_id == app_id)
         .order_by(Assignment.id, AppRole.name_key)
     )
-    if principals is not None:
-        wanted = list(principals)
-        if not wanted:
-            return SourceIndex({})
-        ids = sorted({pid for _, pid in wanted})
-        statement = statement.where(Assignment.principal_id.in_(ids))
+    if principals is None:
+        rows = list(session.execute(statement).all())
+    else:
+        # Chunked like every read of the engine: a role holder list may be the whole directory.
+        ids = sorted({pid for _, pid in principals})
+        rows = []
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start : start + _CHUNK]
+            rows += session.execute(statement.where(Assignment.principal_id.in_(chunk))).all()
     granting: dict[_Key, Source] = {}
-    for assignment, role in session.execute(statement).all():
+    for assignment, role in rows:
         key = (assignment.principal_type, assignment.principal_id)
         label = (
             "user" if assignment.principal_type == "user" else f"group:{assignment.principal_id}"

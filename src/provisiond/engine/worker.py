@@ -18,6 +18,10 @@ woken by PostgreSQL ``NOTIFY``. A short poll remains only as a floor for retries
 **No app holds another's work hostage**: an app gets at most ``share`` of the worker's slots
 whatever its concurrency setting, ``reserved`` slots are kept for lifecycle tasks (a leaver's
 deprovisionings), and every request has a total deadline (connectors.scim).
+
+Longer than most modules: it is the one place where the stages meet (the stages themselves
+are engine.reader, decide, outcomes, writer and connections), plus the batch of one that
+provisioning on demand runs and the drain tests use.
 """
 
 from __future__ import annotations
@@ -27,7 +31,6 @@ import contextlib
 import logging
 import os
 import socket
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -37,35 +40,36 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import httpx
-from sqlalchemy import event as sa_event
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from provisiond.config import Settings
-from provisiond.connectors.base import Connector
-from provisiond.connectors.registry import build_connector
 from provisiond.engine import queue
+from provisiond.engine.connections import ConnectorPool, Gate
 from provisiond.engine.context import AppContext, read_context
 from provisiond.engine.decide import Snapshot, decide, snapshot, with_holds
 from provisiond.engine.executor import Result, reconcile
 from provisiond.engine.outcomes import (
     Outcome,
     RetryPolicy,
-    Transition,
     account_failure,
     applied,
     failure,
     not_applied,
 )
 from provisiond.engine.planner import DEPROVISIONS, OperationKind
-from provisiond.engine.pushed_groups import GroupSnapshot, execute_group, fail_group, group_snapshot
+from provisiond.engine.pushed_groups import (
+    close_task,
+    execute_group,
+    fail_group,
+    group_snapshot,
+)
 from provisiond.engine.reader import has_accounts, read_holds, read_inputs
-from provisiond.engine.writer import count_outcomes, write_outcomes
+from provisiond.engine.writer import successors_queued, write_outcomes
 from provisiond.errors import ConnectorError, RateLimited
 from provisiond.store.db import Database
 from provisiond.store.secrets import Vault
-from provisiond.store.tables import Event, Task, utcnow
+from provisiond.store.tables import Task, utcnow
 
 log = logging.getLogger("provisiond.worker")
 IDLE_POLL_SECONDS = 5.0
@@ -77,31 +81,6 @@ DEFAULT_APP_ROOM = 8  # claimed at once for an app whose concurrency is not know
 # its creates skip the lookup (a duplicate userName is answered 409 and linked, RFC 7644 §3.3).
 KNOWN_EMPTY_SECONDS = 300.0
 T = TypeVar("T")
-
-
-class ConnectorPool:
-    """One connector per app (pooled connections), rebuilt when the app's settings change."""
-
-    def __init__(self, transport: httpx.AsyncBaseTransport | None = None) -> None:
-        self._items: dict[str, tuple[str, Connector]] = {}
-        self._transport = transport
-
-    async def get(self, snap: AppContext | GroupSnapshot) -> Connector:
-        app_id = snap.app_id
-        version = snap.version if isinstance(snap, AppContext) else snap.app_version
-        current = self._items.get(app_id)
-        if current is not None and current[0] == version:
-            return current[1]
-        connector = build_connector(snap.connector, snap.provisioning, self._transport)
-        self._items[app_id] = (version, connector)
-        if current is not None:
-            await current[1].aclose()
-        return connector
-
-    async def aclose(self) -> None:
-        for _, connector in self._items.values():
-            await connector.aclose()
-        self._items.clear()
 
 
 @dataclass
@@ -140,7 +119,7 @@ class Worker:
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
-        self._gates: dict[str, asyncio.Semaphore] = {}
+        self._gates: dict[str, Gate] = {}
         self._jobs: set[asyncio.Task[Any]] = set()
         self._slots: dict[str, tuple[str, bool]] = {}  # task id -> (app id, urgent)
         self._per_app: Counter[str] = Counter()
@@ -153,6 +132,8 @@ class Worker:
         self._known_empty: dict[str, float] = {}  # app id -> monotonic time it expires
         self._probing: set[str] = set()
         self._flush_now: asyncio.Event | None = None
+        self._arrived: asyncio.Event | None = None
+        self._writing = 0  # outcomes in the write transaction now
 
     # -- waking ------------------------------------------------------------------------------
 
@@ -177,6 +158,7 @@ class Worker:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         self._flush_now = asyncio.Event()
+        self._arrived = asyncio.Event()
         writer = asyncio.create_task(self._write_loop(stop))
         next_sweep = 0.0
         try:
@@ -194,6 +176,7 @@ class Worker:
             while self._jobs:
                 await asyncio.gather(*list(self._jobs), return_exceptions=True)
             self._flush_now.set()
+            self._arrived.set()
             await writer
             await self.pool.aclose()
             if self._database is not None:
@@ -226,8 +209,11 @@ class Worker:
             waiter.cancel()
 
     def _next_due(self) -> datetime | None:
+        """The next task coming due. Tasks due already but left by the last claim wait for
+        room (a finished task wakes the worker) or for their key to finish elsewhere (the
+        poll's floor): counting them would make the loop spin."""
         with self.db.session() as session:
-            return queue.next_due(session)
+            return queue.next_due(session, after=utcnow())
 
     # -- claiming ----------------------------------------------------------------------------
 
@@ -329,13 +315,14 @@ class Worker:
             self._wake.set()
 
     def _depth(self, app_id: str) -> int:
-        """How many of the app's tasks this worker holds at most: twice what the app may run
-        at once (so the next ones are ready as soon as a request returns), within its share."""
-        return min(2 * self._concurrency.get(app_id, DEFAULT_APP_ROOM // 2), self.share)
+        """How many of the app's tasks this worker holds at most: four times what the app may
+        run at once (so the next ones are read and decided before a request returns), within
+        its share."""
+        return min(4 * self._concurrency.get(app_id, DEFAULT_APP_ROOM // 4), self.share)
 
-    def _gate(self, app_id: str) -> asyncio.Semaphore:
+    def _gate(self, app_id: str) -> Gate:
         limit = min(self._concurrency.get(app_id, 1), self.share)
-        return self._gates.setdefault(f"{app_id}:{limit}", asyncio.Semaphore(limit))
+        return self._gates.setdefault(f"{app_id}:{limit}", Gate(limit))
 
     # -- account tasks -----------------------------------------------------------------------
 
@@ -362,7 +349,7 @@ class Worker:
         """One look at an app provisiond has never written to: if it holds no user, the
         creates of the next minutes need no lookup first (engine.executor, ``skip_lookup``)."""
         try:
-            async with self._gate(ctx.app_id):
+            async with self._gate(ctx.app_id).slot():
                 empty = await (await self.pool.get(ctx)).holds_no_users()
         except ConnectorError:
             return  # the creates look up as usual, and report the failure themselves
@@ -423,7 +410,7 @@ class Worker:
         result = Result()
         result.step("scope", snap.reason, policy_version=ctx.policy.version or 0)
         try:
-            async with self._gate(ctx.app_id):
+            async with self._gate(ctx.app_id).slot(urgent=task.priority == 0):
                 connector = await self.pool.get(ctx)
                 await reconcile(
                     connector, ctx.provisioning, snap.desired, snap.actual,
@@ -464,29 +451,36 @@ class Worker:
         """Hand the outcome to the writer; True once its task's transition is written."""
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._pending.append((outcome, future))
+        if self._arrived is not None:
+            self._arrived.set()
         if self._flush_now is not None and (outcome.deprovision or len(self._pending) >= FLUSH_MAX):
             self._flush_now.set()
-        try:
-            return await future
-        finally:
-            self._release(outcome.task.id)
+        # The slot is free once the app has answered: the key stays running in the database
+        # until the write, so no claim can take it meanwhile.
+        self._release(outcome.task.id)
+        return await future
 
     async def _write_loop(self, stop: asyncio.Event) -> None:
         assert self._flush_now is not None
+        assert self._arrived is not None
         while True:
             if not self._pending:
                 if stop.is_set() and not self._jobs:
                     return
-                self._flush_now.clear()
+                self._arrived.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._flush_now.wait(), FLUSH_SECONDS * 5)
+                    await asyncio.wait_for(self._arrived.wait(), IDLE_POLL_SECONDS)
                 continue
             if not self._flush_now.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._flush_now.wait(), FLUSH_SECONDS)
             self._flush_now.clear()
             batch, self._pending = self._pending, []
-            owned = await self._in_db(self._write, [outcome for outcome, _ in batch])
+            self._writing = len(batch)
+            try:
+                owned = await self._in_db(self._write, [outcome for outcome, _ in batch])
+            finally:
+                self._writing = 0
             for outcome, future in batch:
                 if not future.done():
                     future.set_result(outcome.task.id in owned)
@@ -498,22 +492,26 @@ class Worker:
         finds the account as the app now has it)."""
         try:
             with self.db.session() as session:
-                return write_outcomes(session, outcomes, utcnow())
+                owned = write_outcomes(session, outcomes, utcnow())
+                again = successors_queued(session, outcomes)
+            if again:
+                self.wake()
+            return owned
         except Exception:
             if len(outcomes) == 1:
                 log.exception("writing the outcome of task %s failed", outcomes[0].task.id)
                 return set()
             log.exception("writing %d outcomes failed; writing them one by one", len(outcomes))
-        owned: set[str] = set()
+        written: set[str] = set()
         for outcome in outcomes:
-            owned |= self._write([outcome])
-        return owned
+            written |= self._write([outcome])
+        return written
 
     # -- pushed groups ---------------------------------------------------------------------
 
     async def _run_group(self, claimed: queue.Claimed) -> None:
         try:
-            async with self._gate(claimed.app_id):
+            async with self._gate(claimed.app_id).slot(urgent=claimed.priority == 0):
                 await self._execute_group(claimed.id)
         except Exception as exc:  # a bug must not kill the loop; the task is marked dead
             log.exception("task %s of app %s crashed", claimed.id, claimed.app_id)
@@ -533,51 +531,12 @@ class Worker:
             task.claimed_at = lease = utcnow()  # renew the lease: the work starts now
             snap = group_snapshot(session, self.vault, task.app_id, task.user_id)
             if snap is None:  # no longer pushed, or the app is gone: nothing to do
-                self.close(session, task, queue.SUCCEEDED, "unchanged")
+                close_task(session, task, queue.SUCCEEDED, "unchanged")
                 return None
             self._concurrency[snap.app_id] = snap.provisioning.concurrency
             verify, attempts = task.verify_remote, task.attempts
         # A retry reads the app's group first: a write that timed out may have been applied.
         return await execute_group(self, task_id, lease, snap, verify=verify or attempts > 1)
-
-    def close(self, session: Session, task: Task, status: str, outcome: str) -> None:
-        task.status = status
-        task.updated_at = utcnow()
-        task.last_error = None if status == queue.SUCCEEDED else task.last_error
-        if task.run_id:
-            count_outcomes(session, task.run_id, Counter({outcome: 1}), utcnow())
-
-    def retry_or_bury(
-        self,
-        session: Session,
-        task: Task,
-        error: str,
-        *,
-        dead: bool,
-        retry_after: float | None,
-        action: str,
-        doing: str,
-        subject: str,
-        app_name: str,
-        user_id: str | None,
-        targets: dict[str, Any],
-    ) -> None:
-        """A group task failed: requeued with backoff, or dead (engine.outcomes.failure)."""
-        now = utcnow()
-        write, events = failure(
-            claimed_from(task), error, dead=dead, retry_after=retry_after,
-            policy=self.retry_policy, action=action, doing=doing, subject=subject,
-            app_name=app_name, user_id=user_id, targets=targets, operation=task.operation,
-            now=now,
-        )
-        session.execute(insert(Event), events)
-        if write.transition is Transition.DEAD:
-            task.status, task.last_error, task.updated_at = queue.DEAD, error, now
-            if task.run_id:
-                count_outcomes(session, task.run_id, Counter({"failed": 1}), now)
-            return
-        assert write.at is not None
-        queue.requeue(session, task, at=write.at, error=error)
 
     # -- one task now (provisioning on demand) ---------------------------------------------
 
@@ -605,7 +564,7 @@ class Worker:
             task = session.get(Task, task_id)
             if task is None or task.status != queue.RUNNING:
                 return None
-            return claimed_from(task)
+            return queue.Claimed.of(task)
 
     # -- tests, benchmarks and one-shot commands -------------------------------------------
 
@@ -617,6 +576,8 @@ class Worker:
         try:
             while time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
+                if self._slots or self._pending or self._writing:  # still working
+                    continue
                 due, busy = await self._in_db(self._queue_state)
                 if (
                     not busy
@@ -635,88 +596,3 @@ class Worker:
                 select(func.count()).select_from(Task).where(Task.status == queue.RUNNING)
             )
         return due, int(busy or 0)
-
-
-def claimed_from(task: Task) -> queue.Claimed:
-    assert task.claimed_by is not None and task.claimed_at is not None
-    return queue.Claimed(
-        id=task.id, app_id=task.app_id, kind=task.kind, subject_id=task.user_id,
-        run_id=task.run_id, reason=task.reason, priority=task.priority, attempts=task.attempts,
-        verify_remote=task.verify_remote, correlation_id=task.correlation_id,
-        created_at=task.created_at, updated_at=task.updated_at, claimed_by=task.claimed_by,
-        claimed_at=task.claimed_at,
-    )
-
-
-def wake_on_commit(db: Database, callback: Callable[[], None]) -> None:
-    """Call ``callback`` after any commit that queued tasks (the in-process, event-driven path)."""
-
-    @sa_event.listens_for(db.sessions, "after_commit")
-    def _after_commit(session: Session) -> None:
-        if session.info.pop("tasks_enqueued", False):
-            callback()
-
-    @sa_event.listens_for(db.sessions, "after_rollback")
-    def _after_rollback(session: Session) -> None:
-        session.info.pop("tasks_enqueued", None)
-
-
-class WorkerThread:
-    """A worker with its own event loop in a daemon thread (``serve``, tests)."""
-
-    def __init__(self, worker: Worker, listen_url: str | None = None) -> None:
-        self.worker = worker
-        self._stop: asyncio.Event | None = None
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._main, name="provisiond-worker", daemon=True)
-        self._listen_url = listen_url
-        self._listening = True
-        self._listener: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread.start()
-        self._ready.wait(10)
-        if self._listen_url:
-            self._listener = threading.Thread(
-                target=self._listen, name="provisiond-listen", daemon=True
-            )
-            self._listener.start()
-
-    def _main(self) -> None:
-        async def main() -> None:
-            self._stop = asyncio.Event()
-            self._ready.set()
-            await self.worker.run(self._stop)
-
-        asyncio.run(main())
-
-    def _listen(self) -> None:
-        """PostgreSQL LISTEN: tasks queued by other processes wake this worker at once."""
-        import psycopg
-
-        assert self._listen_url is not None
-        while self._listening:
-            try:
-                with psycopg.connect(self._listen_url, autocommit=True) as conn:
-                    conn.execute(f"LISTEN {queue.NOTIFY_CHANNEL}")
-                    while self._listening:
-                        for _ in conn.notifies(timeout=1.0, stop_after=1):
-                            self.worker.wake()
-            except psycopg.Error:
-                if self._listening:
-                    log.warning("LISTEN connection lost; retrying in 1 s")
-                    time.sleep(1)
-
-    def stop(self) -> None:
-        self._listening = False
-        loop, stop = self.worker._loop, self._stop
-        if loop is not None and stop is not None and not loop.is_closed():
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(stop.set)
-        self._thread.join(30)
-        if self._listener is not None:
-            self._listener.join(5)
-
-
-def libpq_url(sqlalchemy_url: str) -> str:
-    return sqlalchemy_url.replace("postgresql+psycopg://", "postgresql://", 1)

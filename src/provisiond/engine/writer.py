@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
@@ -64,7 +65,7 @@ def write_outcomes(session: Session, outcomes: Sequence[Outcome], now: datetime)
     events = [row for o in outcomes for row in o.events]
     events += [row for o in outcomes if o.task.id in owned for row in o.owned_events]
     if events:
-        session.execute(insert(Event), events)
+        session.connection().execute(_INSERT_EVENT, events)
     closes = [o for o in outcomes if o.task.id in owned and o.write.transition in _CLOSED]
     if closes:
         session.connection().execute(
@@ -135,6 +136,27 @@ def write_outcomes(session: Session, outcomes: Sequence[Outcome], now: datetime)
     return owned
 
 
+def successors_queued(session: Session, outcomes: Sequence[Outcome]) -> bool:
+    """Whether a change queued a new task for any of these keys while they ran: the claim
+    skipped it (its key was running), so the worker must look again now it is written."""
+    by_app: dict[str, set[str]] = defaultdict(set)
+    for outcome in outcomes:
+        by_app[outcome.task.app_id].add(outcome.task.subject_id)
+    for app_id, subjects in by_app.items():
+        found = session.execute(
+            select(Task.id)
+            .where(
+                Task.app_id == app_id,
+                Task.user_id.in_(sorted(subjects)),
+                Task.status == queue.QUEUED,
+            )
+            .limit(1)
+        ).first()
+        if found is not None:
+            return True
+    return False
+
+
 def _set_operation(session: Session, task_id: str, operation: str | None) -> None:
     if operation is not None:
         session.connection().execute(
@@ -142,11 +164,12 @@ def _set_operation(session: Session, task_id: str, operation: str | None) -> Non
         )
 
 
+_INSERT_EVENT = insert(Event)  # executemany: compiled once, whatever the batch
+
+
 def _upsert_accounts(session: Session, outcomes: Sequence[Outcome], now: datetime) -> None:
     if not outcomes:
         return
-    dialect = session.get_bind().dialect.name
-    insert_ = postgresql.insert if dialect == "postgresql" else sqlite.insert
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     for outcome in outcomes:
         account = outcome.account
@@ -164,21 +187,27 @@ def _upsert_accounts(session: Session, outcomes: Sequence[Outcome], now: datetim
             "last_error": None,
             "created_at": now,
         }
-    statement = insert_(Account).values(list(rows.values()))
+    statement = _upsert_account(session.get_bind().dialect.name)
+    session.connection().execute(statement, list(rows.values()))
+
+
+@lru_cache(maxsize=4)
+def _upsert_account(dialect: str) -> Any:
+    """One statement for any number of rows (executemany), so it is compiled once."""
+    insert_ = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert_(Account)
     new = statement.excluded
-    session.execute(
-        statement.on_conflict_do_update(
-            index_elements=["app_id", "user_id"],
-            set_={
-                "remote_id": new.remote_id,
-                "status": new.status,
-                "applied": new.applied,
-                "deactivated_at": new.deactivated_at,
-                "fingerprint": new.fingerprint,
-                "last_synced_at": new.last_synced_at,
-                "last_error": None,
-            },
-        )
+    return statement.on_conflict_do_update(
+        index_elements=["app_id", "user_id"],
+        set_={
+            "remote_id": new.remote_id,
+            "status": new.status,
+            "applied": new.applied,
+            "deactivated_at": new.deactivated_at,
+            "fingerprint": new.fingerprint,
+            "last_synced_at": new.last_synced_at,
+            "last_error": None,
+        },
     )
 
 
