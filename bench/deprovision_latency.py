@@ -292,12 +292,12 @@ def server_side_breakdown(runtime: Any, user_ids: set[str]) -> dict[str, list[fl
         claimed = [
             (t.claimed_at - t.created_at).total_seconds() * 1000
             for t in tasks
-            if t.user_id in user_ids and t.claimed_at
+            if t.subject_id in user_ids and t.claimed_at
         ]
         ran = [
             (t.updated_at - t.claimed_at).total_seconds() * 1000
             for t in tasks
-            if t.user_id in user_ids and t.claimed_at
+            if t.subject_id in user_ids and t.claimed_at
         ]
     return {"logged": logged, "claimed": claimed, "ran": ran}
 

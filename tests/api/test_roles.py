@@ -51,7 +51,7 @@ def _app_with_records(runtime: Runtime, name: str) -> dict[str, str]:
             provisioning=ProvisioningSettings(),
         )
         run = Run(app_id=app.id, kind="full", status="succeeded", actor="t", total=0, counts={})
-        task = Task(app_id=app.id, user_id=FAKE, reason="t", status="dead", correlation_id=FAKE)
+        task = Task(app_id=app.id, subject_id=FAKE, reason="t", status="dead", correlation_id=FAKE)
         session.add_all([run, task])
         session.flush()
         return {"app_id": app.id, "run_id": run.id, "task_id": task.id}

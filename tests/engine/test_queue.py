@@ -178,7 +178,7 @@ def test_lifecycle_changes_are_claimed_before_bulk_runs(runtime: Runtime) -> Non
         queue.enqueue(session, app_id, [users[4]], reason="user.lifecycle.deactivate", correlation_id="c")
     with runtime.db.session() as session:
         first = queue.claim(session, "w", 1)
-    assert [task.user_id for task in first] == [users[4]]
+    assert [task.subject_id for task in first] == [users[4]]
 
 
 def test_apps_without_room_are_skipped(runtime: Runtime) -> None:
@@ -209,7 +209,7 @@ def test_accounts_past_their_grace_period_are_swept_into_the_queue(runtime: Runt
     with runtime.db.session() as session:
         assert sweep_expired(session) == 1
     (task,) = tasks_of(runtime, queue.QUEUED)
-    assert task.user_id == users[0]
+    assert task.subject_id == users[0]
     assert task.reason == "policy.delete_after"
 
 

@@ -158,6 +158,32 @@ def test_a_batch_reads_what_each_key_reads_alone(
     batch_equals_union()
 
 
+def test_a_batch_across_apps_reads_what_each_app_reads_alone(
+    runtime: Runtime, world: Directory
+) -> None:
+    """The worker reads the tasks of every app of a claim at once (the same users once, every
+    app's assignments and accounts in one statement each): the same as app by app."""
+    contexts = {
+        ctx.app_id: ctx
+        for ctx in (context(runtime, world.roles_app), context(runtime, world.plain_app))
+    }
+
+    @settings(max_examples=20, deadline=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(
+        roles_ids=st.lists(st.sampled_from(world.keys), max_size=len(world.keys)),
+        plain_ids=st.lists(st.sampled_from(world.keys), max_size=len(world.keys)),
+    )
+    def across_apps(roles_ids: list[str], plain_ids: list[str]) -> None:
+        wanted = {world.roles_app: roles_ids, world.plain_app: plain_ids}
+        with runtime.db.session() as session:
+            batch = reader.read_batch(session, contexts, wanted)
+        for app_id, ids in wanted.items():
+            assert batch.get(app_id, {}) == (read(runtime, contexts[app_id], ids) if ids else {})
+
+    across_apps()
+
+
 def test_the_inputs_say_what_the_records_say(runtime: Runtime, world: Directory) -> None:
     u = world.users
     ctx = context(runtime, world.roles_app)

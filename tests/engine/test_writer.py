@@ -365,7 +365,7 @@ def test_a_deprovisioning_is_written_without_waiting_for_the_slow_creates_of_its
     with runtime.db.session() as session:  # one change: four joiners and a leaver
         assign(session, app_id, joiners)
         directory.change_lifecycle(session, SYSTEM, leaver, Lifecycle.SUSPEND)
-    queued = {t.user_id: t for t in task_rows(runtime).values() if t.status == queue.QUEUED}
+    queued = {t.subject_id: t for t in task_rows(runtime).values() if t.status == queue.QUEUED}
     assert set(queued) == {leaver, *joiners}
     # No periodic flush while the batch is in flight: only the deprovisioning's own flush can
     # write it before the creates are done.
@@ -379,7 +379,7 @@ def test_a_deprovisioning_is_written_without_waiting_for_the_slow_creates_of_its
             if account is None or account.status != "deactivated":
                 return None
             ids = [queued[j].id for j in joiners]
-            return {t.user_id: t for t in session.scalars(select(Task).where(Task.id.in_(ids)))}
+            return {t.subject_id: t for t in session.scalars(select(Task).where(Task.id.in_(ids)))}
 
     async def scenario() -> None:
         worker = Worker(runtime.db, runtime.settings, runtime.vault)
@@ -396,7 +396,7 @@ def test_a_deprovisioning_is_written_without_waiting_for_the_slow_creates_of_its
             assert not set(joiners) & set(accounts_of(runtime, app_id))
             assert task_rows(runtime)[queued[leaver].id].status == queue.SUCCEEDED
             await eventually(lambda: target.held == len(joiners))  # all four at the app
-            assert {t.status for t in task_rows(runtime).values() if t.user_id in joiners} == {
+            assert {t.status for t in task_rows(runtime).values() if t.subject_id in joiners} == {
                 queue.RUNNING
             }
             monkeypatch.setattr(worker_module, "FLUSH_MAX", 1)  # each outcome flushes now

@@ -184,7 +184,7 @@ def group_tasks(session: Session) -> set[tuple[str, str, str]]:
     """(app id, group id, reason) of each queued group task."""
     session.flush()
     rows = session.scalars(select(Task).where(Task.kind == "group", Task.status == "queued"))
-    return {(task.app_id, task.user_id, task.reason) for task in rows}
+    return {(task.app_id, task.subject_id, task.reason) for task in rows}
 
 
 def forget_tasks(session: Session) -> None:

@@ -47,7 +47,7 @@ def test_role_changes_preview_exactly(
         groups = [directory.create_group(session, SYSTEM, f"rp-{n}-{g}", None) for g in range(3)]
         made = [
             assignments.create_assignment(session, SYSTEM, app.id, principal_type="group",
-                                          principal_id=group.id, roles_=group_roles[g], priority=g)
+                                          principal_id=group.id, roles_=group_roles[g], priority=g)[0]
             for g, group in enumerate(groups)
         ]
         ids = []

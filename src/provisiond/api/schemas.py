@@ -198,6 +198,11 @@ class AssignmentOut(BaseModel):
     roles: list[str]
     priority: int | None
     created_at: datetime
+    run_id: str | None = Field(
+        default=None,
+        description="When creating it reconciles 100 users or more (or is held by the safety "
+        "limits): the run that does, with live counts at /runs/{id}.",
+    )
 
     @classmethod
     def of(cls, row: tables.Assignment, roles: list[tables.AppRole]) -> AssignmentOut:
@@ -373,8 +378,8 @@ class TaskOut(BaseModel):
             id=task.id,
             app_id=task.app_id,
             kind=task.kind,
-            user_id=task.user_id if task.kind == "user" else None,
-            group_id=task.user_id if task.kind == "group" else None,
+            user_id=task.subject_id if task.kind == "user" else None,
+            group_id=task.subject_id if task.kind == "group" else None,
             run_id=task.run_id,
             reason=task.reason,
             operation=task.operation,

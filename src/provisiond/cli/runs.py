@@ -1,6 +1,7 @@
-"""Following a run (a full sync): its one-line summary, and a progress bar until it ends.
+"""Following a run (a full sync, a policy change, a bulk change): its one-line summary, and a
+progress bar until it ends.
 
-Shared by ``sync``, ``provisioning enable``, ``policy set`` and ``runs approve``.
+Shared by ``sync``, ``assign --wait``, ``provisioning enable``, ``policy set`` and ``runs approve``.
 """
 
 from __future__ import annotations
@@ -21,19 +22,25 @@ PROGRESS_COLUMNS = (
 )
 
 
+def what(run: dict[str, Any]) -> str:
+    """``full sync <id>``, ``policy run <id>``, ``change run <id>``."""
+    kind = run.get("kind", "full")
+    return f"{'full sync' if kind == 'full' else f'{kind} run'} {run['id']}"
+
+
 def summary(run: dict[str, Any]) -> str:
     if run["status"] == "held":
         held = run.get("held") or {}
         counts = held.get("counts", {})
         losing = counts.get("deactivate", 0) + counts.get("delete", 0)
         return (
-            f"full sync {run['id']} is held: it would deprovision {losing} of "
+            f"{what(run)} is held: it would deprovision {losing} of "
             f"{held.get('accounts', '?')} accounts, over the app's policy limit"
         )
     counts = ", ".join(f"{n} {outcome}" for outcome, n in run.get("counts", {}).items() if n)
     if run["status"] == "running":
-        return f"full sync {run['id']} started for {run['total']} user(s)"
-    return f"full sync {run['id']} {run['status']}: {counts or 'nothing to do'}"
+        return f"{what(run)} started for {run['total']} user(s)"
+    return f"{what(run)} {run['status']}: {counts or 'nothing to do'}"
 
 
 def follow_run(st: State, run: dict[str, Any], app: str, *, timeout: float | None = None) -> None:
@@ -42,7 +49,7 @@ def follow_run(st: State, run: dict[str, Any], app: str, *, timeout: float | Non
 
     def poll(current: dict[str, Any]) -> dict[str, Any]:
         if deadline is not None and time.monotonic() > deadline:
-            raise CliError(f"full sync {current['id']} is still running after {timeout:g} s", 1)
+            raise CliError(f"{what(current)} is still running after {timeout:g} s", 1)
         time.sleep(POLL_SECONDS)
         latest: dict[str, Any] = st.api.get(path("runs", current["id"]))
         return latest
@@ -58,7 +65,7 @@ def follow_run(st: State, run: dict[str, Any], app: str, *, timeout: float | Non
                     run = poll(run)
                     bar.update(task, total=run["total"], completed=run["done"])
     except KeyboardInterrupt:
-        st.out.note(f"stopped waiting; full sync {run['id']} goes on on the server")
+        st.out.note(f"stopped waiting; {what(run)} goes on on the server")
         raise typer.Exit(130) from None
     if st.json:
         st.out.print_json(run)
@@ -67,14 +74,14 @@ def follow_run(st: State, run: dict[str, Any], app: str, *, timeout: float | Non
     if run["status"] == "held":
         if not st.json:
             print_error(
-                f"the full sync waits for approval: POST /api/v1/runs/{run['id']}/approve "
+                f"{what(run)} waits for approval: POST /api/v1/runs/{run['id']}/approve "
                 "(or /cancel)"
             )
         raise typer.Exit(1)
     if run["status"] != "succeeded":
         if not st.json:
             print_error(
-                f"the full sync {run['status']}: see `provisiond tasks list --status dead` "
+                f"{what(run)} {run['status']}: see `provisiond tasks list --status dead` "
                 f"and `provisiond logs --app {app} --outcome failure`"
             )
         raise typer.Exit(1)

@@ -44,6 +44,9 @@ def assign(
         int | None,
         typer.Option(min=0, max=10_000, help="Group assignments: lower wins; unique per app."),
     ] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Follow the run of a large group until it is done.")
+    ] = False,
 ) -> None:
     """Give a user, or every member of a group, an account in the app."""
     if (user is None) == (group is None):
@@ -55,7 +58,13 @@ def assign(
         "priority": priority,
     }
     created = st.api.post(path("apps", app, "assignments"), body)
-    st.out.done(created, f"assigned {kind} {principal} to {app}: assignment {created['id']}")
+    run_id = created.get("run_id")
+    message = f"assigned {kind} {principal} to {app}: assignment {created['id']}"
+    if run_id:
+        message += f"; run {run_id} reconciles its users (`provisiond runs list {app}`)"
+    st.out.done(created, message)
+    if run_id and wait:
+        follow_run(st, st.api.get(path("runs", run_id)), app)
 
 
 def unassign(

@@ -30,6 +30,7 @@ class ConnectorPool:
         current = self._items.get(app_id)
         if current is not None and current[0] == version:
             return current[1]
+        assert snap.connector is not None, "a planning context sends nothing"
         connector = build_connector(snap.connector, snap.provisioning, self._transport)
         self._items[app_id] = (version, connector)
         if current is not None:

@@ -10,11 +10,12 @@ settings; a saved policy is a new version row.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from provisiond.connectors.registry import connector_settings
@@ -37,7 +38,7 @@ class AppContext:
     app_id: str
     name: str
     version: str  # changes with every change of the app's settings or credentials
-    connector: ScimConnectorSettings
+    connector: ScimConnectorSettings | None  # None: planning only (previews), nothing is sent
     provisioning: ProvisioningSettings
     policy: CompiledPolicy
     roles: RoleSettings
@@ -91,14 +92,58 @@ _SETTINGS: dict[tuple[str, int], tuple[str, ProvisioningSettings, ScimConnectorS
 
 def read_context(session: Session, vault: Vault, app_id: str) -> AppContext | None:
     """The app's context, or None when the app was deleted."""
-    row = session.execute(
-        select(App.id, App.name, App.updated_at, App.provisioning, App.connector, App.credentials)
-        .where(App.id == app_id)
-    ).one_or_none()
-    if row is None:
-        return None
+    return read_contexts(session, vault, [app_id]).get(app_id)
+
+
+def read_contexts(
+    session: Session, vault: Vault, app_ids: Iterable[str]
+) -> dict[str, AppContext]:
+    """The contexts of these apps (the deleted ones left out), in three statements whatever
+    their number: the apps, their policies' newest versions, their roles' kinds."""
+    wanted = sorted(set(app_ids))
+    if not wanted:
+        return {}
+    connection = session.connection()
+    rows = connection.execute(
+        select(
+            App.id, App.name, App.updated_at, App.provisioning, App.connector, App.credentials
+        ).where(App.id.in_(wanted))
+    ).all()
+    versions: dict[str, int] = {
+        app_id: version
+        for app_id, version in connection.execute(
+            select(Policy.app_id, func.max(Policy.version))
+            .where(Policy.app_id.in_(wanted))
+            .group_by(Policy.app_id)
+        )
+    }
+    kinds: dict[str, set[RoleKind]] = {app_id: set() for app_id in wanted}
+    for app_id, expression in connection.execute(
+        select(AppRole.app_id, AppRole.expression).where(AppRole.app_id.in_(wanted))
+    ):
+        kinds[app_id].add(RoleKind(expression["kind"]))
+    found: dict[str, AppContext] = {}
+    for row in rows:
+        provisioning, connector = _settings(row, vault)
+        version = versions.get(row.id)
+        policy = default_policy() if version is None else _compiled_version(session, row.id, version)
+        roles = RoleSettings(provisioning.role_mode, frozenset(kinds[row.id]))
+        found[row.id] = AppContext(
+            app_id=row.id,
+            name=row.name,
+            version=row.updated_at.isoformat(),
+            connector=connector,
+            provisioning=provisioning,
+            policy=policy,
+            roles=roles,
+            policy_key=_policy_key(row.id, row.updated_at.isoformat(), policy, provisioning, roles),
+        )
+    return found
+
+
+def _settings(row: Any, vault: Vault) -> tuple[ProvisioningSettings, ScimConnectorSettings]:
     version = f"{row.updated_at.isoformat()}|{row.credentials}"
-    key = (app_id, id(vault))
+    key = (row.id, id(vault))
     hit = _SETTINGS.get(key)
     if hit is None or hit[0] != version:
         if len(_SETTINGS) > 1024:
@@ -106,18 +151,40 @@ def read_context(session: Session, vault: Vault, app_id: str) -> AppContext | No
         provisioning = ProvisioningSettings.model_validate(row.provisioning)
         connector = connector_settings(row.connector, vault.open(row.credentials))
         hit = _SETTINGS[key] = (version, provisioning, connector)
-    _, provisioning, connector = hit
-    policy = policy_in_force(session, app_id)
-    roles = role_settings_of(session, app_id, provisioning)
+    return hit[1], hit[2]
+
+
+_KEYS: dict[tuple[str, str, int, frozenset[RoleKind], str], bytes] = {}
+
+
+def _policy_key(
+    app_id: str,
+    app_version: str,
+    policy: CompiledPolicy,
+    provisioning: ProvisioningSettings,
+    roles: RoleSettings,
+) -> bytes:
+    """engine.fingerprint.policy_key, cached: it dumps and hashes the whole policy."""
+    key = (app_id, app_version, policy.version or 0, roles.kinds, roles.mode)
+    hit = _KEYS.get(key)
+    if hit is None:
+        if len(_KEYS) > 1024:
+            _KEYS.clear()
+        hit = _KEYS[key] = policy_key(policy.document, provisioning, roles)
+    return hit
+
+
+def planning_context(
+    app_id: str,
+    policy: CompiledPolicy,
+    provisioning: ProvisioningSettings,
+    roles: RoleSettings,
+    key: bytes,
+) -> AppContext:
+    """A context to decide with and send nothing: previews of the saved or a draft policy."""
     return AppContext(
-        app_id=row.id,
-        name=row.name,
-        version=row.updated_at.isoformat(),
-        connector=connector,
-        provisioning=provisioning,
-        policy=policy,
-        roles=roles,
-        policy_key=policy_key(policy.document, provisioning, roles),
+        app_id=app_id, name=app_id, version="", connector=None, provisioning=provisioning,
+        policy=policy, roles=roles, policy_key=key,
     )
 
 

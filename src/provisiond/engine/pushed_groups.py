@@ -48,7 +48,7 @@ class GroupSnapshot:
     app_id: str
     app_name: str
     app_version: str
-    connector: ScimConnectorSettings
+    connector: ScimConnectorSettings | None
     provisioning: ProvisioningSettings
     pushed_id: str
     group_id: str
@@ -315,18 +315,18 @@ def fail_group(
     """A group task failed (``snap`` None: it crashed). The pushed group keeps the error, so
     its next task, whichever it is, reads the app's group back before planning."""
     pushed = session.query(PushedGroup).filter_by(
-        app_id=task.app_id, group_id=task.user_id
+        app_id=task.app_id, group_id=task.subject_id
     ).one_or_none()
     if pushed is not None:
         pushed.last_error = error
-    name = snap.name if snap else (pushed.group_name if pushed else task.user_id)
+    name = snap.name if snap else (pushed.group_name if pushed else task.subject_id)
     app_name = snap.app_name if snap else task.app_id
     task.operation = "unpush" if snap and snap.leaving else "push"
     retry_or_bury(
         session, task, worker.retry_policy, error, dead=dead, retry_after=retry_after,
         action="app.group.sync", doing=f"reconciling group {name}", subject=f"group {name}",
         app_name=app_name, user_id=None,
-        targets={"app": app_name, "group": name, "group_id": task.user_id},
+        targets={"app": app_name, "group": name, "group_id": task.subject_id},
     )
 
 

@@ -78,7 +78,7 @@ def enqueue(
             "id": new_id(),
             "app_id": app_id,
             "kind": kind,
-            "user_id": subject_id,
+            "subject_id": subject_id,
             "run_id": run_id,
             "reason": reason,
             "verify_remote": verify_remote,
@@ -116,7 +116,7 @@ def _upsert(dialect: str) -> Any:
     # a worker may claim the queued row, and the change would ride on a task whose snapshot was
     # taken before it (PostgreSQL re-checks the conflict instead).
     return statement.on_conflict_do_update(
-        index_elements=["app_id", "user_id"],
+        index_elements=["app_id", "subject_id"],
         index_where=text("status = 'queued'"),
         set_={
             "next_attempt_at": new.next_attempt_at,
@@ -158,16 +158,12 @@ class Claimed:
     claimed_by: str
     claimed_at: datetime  # the lease: every write at the end checks it is still this one
 
-    @property
-    def user_id(self) -> str:
-        return self.subject_id
-
     @classmethod
     def of(cls, task: Task) -> Claimed:
         """The claimed task an ORM row holds (provisioning on demand, group tasks)."""
         assert task.claimed_by is not None and task.claimed_at is not None
         return cls(
-            id=task.id, app_id=task.app_id, kind=task.kind, subject_id=task.user_id,
+            id=task.id, app_id=task.app_id, kind=task.kind, subject_id=task.subject_id,
             run_id=task.run_id, reason=task.reason, priority=task.priority,
             attempts=task.attempts, verify_remote=task.verify_remote,
             correlation_id=task.correlation_id, created_at=task.created_at,
@@ -223,7 +219,7 @@ def _claim_statement(dialect: str, urgent_only: bool) -> Any:
     busy = exists().where(
         and_(
             running.app_id == Task.app_id,
-            running.user_id == Task.user_id,
+            running.subject_id == Task.subject_id,
             running.status == RUNNING,
         )
     )
@@ -284,7 +280,7 @@ def _claim_statement(dialect: str, urgent_only: bool) -> Any:
             Task.id,
             Task.app_id,
             Task.kind,
-            Task.user_id.label("subject_id"),
+            Task.subject_id,
             Task.run_id,
             Task.reason,
             Task.priority,
@@ -335,7 +331,7 @@ def requeue(
     newer = session.scalars(
         select(Task).where(
             Task.app_id == task.app_id,
-            Task.user_id == task.user_id,
+            Task.subject_id == task.subject_id,
             Task.status == QUEUED,
             Task.id != task.id,
         )
@@ -359,7 +355,7 @@ def defer(session: Session, task: Task | Claimed | str, *, at: datetime) -> None
     newer = session.scalars(
         select(Task).where(
             Task.app_id == task.app_id,
-            Task.user_id == task.user_id,
+            Task.subject_id == task.subject_id,
             Task.status == QUEUED,
             Task.id != task.id,
         )

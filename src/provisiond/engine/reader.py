@@ -103,22 +103,7 @@ def read_users(session: Session, user_ids: Iterable[str]) -> dict[str, UserRecor
 def read_accounts(
     session: Session, app_id: str, user_ids: Iterable[str]
 ) -> dict[str, AccountRecord]:
-    found: dict[str, AccountRecord] = {}
-    statement = select(
-        Account.user_id,
-        Account.remote_id,
-        Account.applied,
-        Account.status,
-        Account.deactivated_at,
-        Account.fingerprint,
-    ).where(Account.app_id == app_id)
-    connection = session.connection()
-    for chunk in chunks(user_ids):
-        for row in connection.execute(statement.where(Account.user_id.in_(chunk))):
-            found[row.user_id] = AccountRecord(
-                row.remote_id, row.applied, row.status, row.deactivated_at, row.fingerprint
-            )
-    return found
+    return _accounts_many(session, {app_id: set(user_ids)})[app_id]
 
 
 def effective_groups(session: Session, user_ids: Iterable[str]) -> dict[str, set[str]]:
@@ -141,75 +126,164 @@ def effective_groups(session: Session, user_ids: Iterable[str]) -> dict[str, set
     return found
 
 
+@dataclass(frozen=True)
+class SharedInputs:
+    """What a batch reads once for all its apps: the users, and every group each is in."""
+
+    users: dict[str, UserRecord]
+    memberships: dict[str, set[str]]
+
+
+def read_shared(session: Session, user_ids: Iterable[str]) -> SharedInputs:
+    wanted = sorted(set(user_ids))
+    return SharedInputs(read_users(session, wanted), effective_groups(session, wanted))
+
+
 def assignment_labels(
-    session: Session, app_id: str, user_ids: Iterable[str]
+    session: Session,
+    app_id: str,
+    user_ids: Iterable[str],
+    memberships: Mapping[str, set[str]] | None = None,
 ) -> dict[str, list[str]]:
     """How each user is assigned to the app: ``user`` and/or ``group:<id>`` of the assigned
     groups they are in (nested groups flattened), in that order, groups sorted."""
     wanted = set(user_ids)
-    rows = session.connection().execute(
-        select(Assignment.principal_type, Assignment.principal_id).where(
-            Assignment.app_id == app_id
+    if memberships is None:
+        memberships = effective_groups(session, wanted)
+    return _labels_many(session, {app_id: wanted}, memberships).get(app_id, {})
+
+
+def _labels_many(
+    session: Session, wanted: Mapping[str, set[str]], memberships: Mapping[str, set[str]]
+) -> dict[str, dict[str, list[str]]]:
+    """``assignment_labels`` of several apps in two statements: the apps' group assignments,
+    and these users' direct ones (an app may have thousands of directly assigned users)."""
+    connection = session.connection()
+    apps = sorted(wanted)
+    groups: dict[str, set[str]] = defaultdict(set)
+    for app_id, group_id in connection.execute(
+        select(Assignment.app_id, Assignment.principal_id).where(
+            Assignment.app_id.in_(apps), Assignment.principal_type == "group"
         )
-    )
-    direct: set[str] = set()
-    assigned_groups: set[str] = set()
-    for kind, principal in rows:
-        if kind == "user":
-            if principal in wanted:
-                direct.add(principal)
+    ):
+        groups[app_id].add(group_id)
+    direct: set[tuple[str, str]] = set()
+    for chunk in chunks(set().union(*wanted.values())):
+        direct |= {
+            (app_id, user_id)
+            for app_id, user_id in connection.execute(
+                select(Assignment.app_id, Assignment.principal_id).where(
+                    Assignment.app_id.in_(apps),
+                    Assignment.principal_type == "user",
+                    Assignment.principal_id.in_(chunk),
+                )
+            )
+        }
+    found: dict[str, dict[str, list[str]]] = {}
+    for app_id, user_ids in wanted.items():
+        labels: dict[str, list[str]] = {}
+        for user_id in user_ids:
+            entry = (["user"] if (app_id, user_id) in direct else []) + [
+                f"group:{group_id}"
+                for group_id in sorted(memberships.get(user_id, set()) & groups[app_id])
+            ]
+            if entry:
+                labels[user_id] = entry
+        found[app_id] = labels
+    return found
+
+
+def _accounts_many(
+    session: Session, wanted: Mapping[str, set[str]]
+) -> dict[str, dict[str, AccountRecord]]:
+    found: dict[str, dict[str, AccountRecord]] = {app_id: {} for app_id in wanted}
+    connection = session.connection()
+    statement = select(
+        Account.app_id,
+        Account.user_id,
+        Account.remote_id,
+        Account.applied,
+        Account.status,
+        Account.deactivated_at,
+        Account.fingerprint,
+    ).where(Account.app_id.in_(sorted(wanted)))
+    for chunk in chunks(set().union(*wanted.values())):
+        for row in connection.execute(statement.where(Account.user_id.in_(chunk))):
+            if row.user_id in wanted[row.app_id]:
+                found[row.app_id][row.user_id] = AccountRecord(
+                    row.remote_id, row.applied, row.status, row.deactivated_at, row.fingerprint
+                )
+    return found
+
+
+def read_batch(
+    session: Session, contexts: Mapping[str, AppContext], wanted: Mapping[str, Iterable[str]]
+) -> dict[str, dict[str, AccountInputs]]:
+    """The records of each (app, user) key of a batch that may span many apps, in a handful
+    of statements whatever the number of apps and keys: the users and their groups once,
+    the apps' assignments, the account records (and the role-granting assignments of apps
+    that define roles). One read for N keys equals N reads for one."""
+    keys = {app_id: set(ids) for app_id, ids in wanted.items() if app_id in contexts}
+    if not keys:
+        return {}
+    shared = read_shared(session, set().union(*keys.values()))
+    labels = _labels_many(session, keys, shared.memberships)
+    accounts = _accounts_many(session, keys)
+    found: dict[str, dict[str, AccountInputs]] = {}
+    for app_id, user_ids in keys.items():
+        ctx, app_labels = contexts[app_id], labels[app_id]
+        if ctx.roles.kinds and app_labels:
+            principals = [
+                ("user", uid) if label == "user" else ("group", label.partition(":")[2])
+                for uid, entry in app_labels.items()
+                for label in entry
+            ]
+            granting = index(session, app_id, principals)
+            sources = {uid: tuple(granting.of(uid, entry)) for uid, entry in app_labels.items()}
         else:
-            assigned_groups.add(principal)
-    memberships = effective_groups(session, wanted) if assigned_groups else {}
-    labels: dict[str, list[str]] = {}
-    for user_id in wanted:
-        found = (["user"] if user_id in direct else []) + [
-            f"group:{group_id}"
-            for group_id in sorted(memberships.get(user_id, set()) & assigned_groups)
-        ]
-        if found:
-            labels[user_id] = found
-    return labels
+            sources = {
+                uid: tuple(Source(label) for label in entry) for uid, entry in app_labels.items()
+            }
+        found[app_id] = {
+            uid: AccountInputs(
+                uid, shared.users.get(uid), sources.get(uid, ()), accounts[app_id].get(uid)
+            )
+            for uid in sorted(user_ids)
+        }
+    return found
 
 
 def read_inputs(
     session: Session, ctx: AppContext, user_ids: Iterable[str]
 ) -> dict[str, AccountInputs]:
-    """The records of each (app, user) key; one read for N keys equals N reads for one."""
-    wanted = sorted(set(user_ids))
-    users = read_users(session, wanted)
-    labels = assignment_labels(session, ctx.app_id, wanted)
-    if ctx.roles.kinds and labels:
-        principals = [
-            ("user", uid) if label == "user" else ("group", label.partition(":")[2])
-            for uid, found in labels.items()
-            for label in found
-        ]
-        granting = index(session, ctx.app_id, principals)
-        sources = {uid: tuple(granting.of(uid, found)) for uid, found in labels.items()}
-    else:
-        sources = {uid: tuple(Source(label) for label in found) for uid, found in labels.items()}
-    accounts = read_accounts(session, ctx.app_id, wanted)
-    return {
-        uid: AccountInputs(uid, users.get(uid), sources.get(uid, ()), accounts.get(uid))
-        for uid in wanted
-    }
+    """The records of each (app, user) key of one app (``read_batch`` for a single app)."""
+    return read_batch(session, {ctx.app_id: ctx}, {ctx.app_id: user_ids}).get(ctx.app_id, {})
+
+
+def read_holds_many(
+    session: Session, app_ids: Iterable[str], now: datetime | None = None
+) -> dict[str, list[Hold]]:
+    """The held runs of these apps, and those cancelled within the last hour."""
+    recent = (now or utcnow()) - CANCELLED_WINDOW
+    found: dict[str, list[Hold]] = defaultdict(list)
+    rows = session.connection().execute(
+        select(Run.id, Run.app_id, Run.status, Run.started_at, Run.held).where(
+            Run.app_id.in_(sorted(set(app_ids))),
+            (Run.status == "held") | ((Run.status == "cancelled") & (Run.finished_at >= recent)),
+        )
+    )
+    for row in rows:
+        if row.held:
+            found[row.app_id].append(
+                Hold(row.id, row.status, row.started_at,
+                     frozenset(row.held.get("user_ids", ())))
+            )
+    return dict(found)
 
 
 def read_holds(session: Session, app_id: str, now: datetime | None = None) -> list[Hold]:
     """The app's held runs, and those cancelled within the last hour."""
-    recent = (now or utcnow()) - CANCELLED_WINDOW
-    rows = session.connection().execute(
-        select(Run.id, Run.status, Run.started_at, Run.held).where(
-            Run.app_id == app_id,
-            (Run.status == "held") | ((Run.status == "cancelled") & (Run.finished_at >= recent)),
-        )
-    )
-    return [
-        Hold(row.id, row.status, row.started_at, frozenset((row.held or {}).get("user_ids", ())))
-        for row in rows
-        if row.held
-    ]
+    return read_holds_many(session, [app_id], now).get(app_id, [])
 
 
 def holding(

@@ -46,7 +46,7 @@ from sqlalchemy.exc import IntegrityError
 from provisiond.config import Settings
 from provisiond.engine import queue
 from provisiond.engine.connections import ConnectorPool, Gate
-from provisiond.engine.context import AppContext, read_context
+from provisiond.engine.context import AppContext, read_contexts
 from provisiond.engine.decide import Snapshot, decide, snapshot, with_holds
 from provisiond.engine.executor import Result, reconcile
 from provisiond.engine.outcomes import (
@@ -64,7 +64,7 @@ from provisiond.engine.pushed_groups import (
     fail_group,
     group_snapshot,
 )
-from provisiond.engine.reader import has_accounts, read_holds, read_inputs
+from provisiond.engine.reader import has_accounts, read_batch, read_holds_many
 from provisiond.engine.writer import successors_queued, write_outcomes
 from provisiond.errors import ConnectorError, RateLimited
 from provisiond.store.db import Database
@@ -272,19 +272,18 @@ class Worker:
             return batch
 
     def _dispatch(self, claimed: Sequence[queue.Claimed]) -> None:
-        by_app: dict[tuple[str, str], list[queue.Claimed]] = {}
+        accounts: dict[str, list[queue.Claimed]] = {}
         for task in claimed:
             urgent = task.priority == 0
             self._slots[task.id] = (task.app_id, urgent)
             self._per_app[task.app_id] += 1
             self._urgent += urgent
-            by_app.setdefault((task.app_id, task.kind), []).append(task)
-        for (app_id, kind), tasks in by_app.items():
-            if kind == "group":
-                for task in tasks:
-                    self._spawn(self._run_group(task))
+            if task.kind == "group":  # pushed groups: their own reconciler, one at a time
+                self._spawn(self._run_group(task))
             else:
-                self._spawn(self._run_accounts(app_id, tasks))
+                accounts.setdefault(task.app_id, []).append(task)
+        if accounts:
+            self._spawn(self._run_accounts(accounts))
 
     def _spawn(self, job: Any) -> None:
         task = asyncio.create_task(job)
@@ -326,23 +325,27 @@ class Worker:
 
     # -- account tasks -----------------------------------------------------------------------
 
-    async def _run_accounts(self, app_id: str, tasks: list[queue.Claimed]) -> None:
+    async def _run_accounts(self, batch: dict[str, list[queue.Claimed]]) -> None:
+        """Read and decide every app's account tasks of a claim at once, then apply each."""
         try:
-            prepared = await self._in_db(self._prepare, app_id, tasks)
+            prepared = await self._in_db(self._prepare_all, batch)
         except Exception as exc:  # a bug must not kill the loop; the tasks are marked dead
-            log.exception("reading %d tasks of app %s failed", len(tasks), app_id)
+            tasks = [task for group in batch.values() for task in group]
+            log.exception("reading %d account tasks failed", len(tasks))
             await asyncio.gather(*(self._crashed(task, exc) for task in tasks))
             return
-        for outcome in prepared.done:
-            self._spawn(self._settle(outcome))
-        ctx = prepared.ctx
-        if ctx is not None:
+        for app_id, ready in prepared.items():
+            for outcome in ready.done:
+                self._spawn(self._settle(outcome))
+            ctx = ready.ctx
+            if ctx is None:
+                continue
             self._concurrency[app_id] = ctx.provisioning.concurrency
-            if prepared.probe_empty and app_id not in self._known_empty.keys() | self._probing:
+            if ready.probe_empty and app_id not in self._known_empty.keys() | self._probing:
                 # Beside the creates, not before them: a slow answer delays nothing.
                 self._probing.add(app_id)
                 self._spawn(self._probe_empty(ctx))
-            for task, snap in prepared.apply:
+            for task, snap in ready.apply:
                 self._spawn(self._apply(ctx, task, snap))
 
     async def _probe_empty(self, ctx: AppContext) -> None:
@@ -367,37 +370,51 @@ class Worker:
         del self._known_empty[ctx.app_id]
         return False
 
-    def _prepare(self, app_id: str, tasks: list[queue.Claimed]) -> _Prepared:
-        """Read and decide a batch of one app's account tasks, in one short transaction."""
+    def _prepare_all(self, batch: dict[str, list[queue.Claimed]]) -> dict[str, _Prepared]:
+        """Read and decide the account tasks of every app of a claim, in one short transaction
+        of a handful of statements: a leaver's ten deprovisionings cost what one does."""
         now = utcnow()
         with self.db.session() as session:
-            ctx = read_context(session, self.vault, app_id)
-            if ctx is None:  # the app was deleted: its tasks went with it (cascade)
-                return _Prepared(None, [], [])
-            inputs = read_inputs(session, ctx, [t.subject_id for t in tasks])
-            snaps = [
-                (task, snapshot(ctx, inputs[task.subject_id], None, queued_at=task.updated_at,
-                                now=now))
-                for task in tasks
-            ]
-            kinds = {s.pending.kind for _, s in snaps if s.pending is not None}
-            if kinds & DEPROVISIONS:
-                holds = read_holds(session, app_id, now)
-                if holds:
-                    snaps = [(t, with_holds(s, holds, t.updated_at)) for t, s in snaps]
-            prepared = _Prepared(ctx, [], [])
-            if (
-                OperationKind.CREATE in kinds
-                and ctx.provisioning.matching == "userName"
+            contexts = read_contexts(session, self.vault, batch)
+            inputs = read_batch(
+                session, contexts, {app: [t.subject_id for t in tasks] for app, tasks in batch.items()}
+            )
+            snaps = {
+                app_id: [
+                    (task, snapshot(contexts[app_id], inputs[app_id][task.subject_id], None,
+                                    queued_at=task.updated_at, now=now))
+                    for task in tasks
+                ]
+                for app_id, tasks in batch.items()
+                if app_id in contexts  # a deleted app's tasks went with it (cascade)
+            }
+            pending = {
+                app_id: {s.pending.kind for _, s in pairs if s.pending is not None}
+                for app_id, pairs in snaps.items()
+            }
+            # Only a deprovisioning can be held, so only then are the held runs read.
+            holds = read_holds_many(
+                session, [app for app, kinds in pending.items() if kinds & DEPROVISIONS], now
+            )
+            probe = {
+                app_id
+                for app_id, kinds in pending.items()
+                if OperationKind.CREATE in kinds
+                and contexts[app_id].provisioning.matching == "userName"
                 and app_id not in self._known_empty
-            ):
-                prepared.probe_empty = not has_accounts(session, app_id)
-        for task, snap in snaps:
-            decision = decide(snap)
-            if decision.applies:
-                prepared.apply.append((task, snap))
-            else:
-                prepared.done.append(not_applied(task, snap, decision, self.retry_policy, now))
+                and not has_accounts(session, app_id)
+            }
+        prepared: dict[str, _Prepared] = {app_id: _Prepared(None, [], []) for app_id in batch}
+        for app_id, pairs in snaps.items():
+            ready = prepared[app_id] = _Prepared(contexts[app_id], [], [], app_id in probe)
+            for task, snap in pairs:
+                if app_id in holds:
+                    snap = with_holds(snap, holds[app_id], task.updated_at)
+                decision = decide(snap)
+                if decision.applies:
+                    ready.apply.append((task, snap))
+                else:
+                    ready.done.append(not_applied(task, snap, decision, self.retry_policy, now))
         return prepared
 
     async def _apply(self, ctx: AppContext, task: queue.Claimed, snap: Snapshot) -> None:
@@ -529,7 +546,7 @@ class Worker:
             if task is None or task.status != queue.RUNNING:
                 return None  # requeued meanwhile: its new owner runs it
             task.claimed_at = lease = utcnow()  # renew the lease: the work starts now
-            snap = group_snapshot(session, self.vault, task.app_id, task.user_id)
+            snap = group_snapshot(session, self.vault, task.app_id, task.subject_id)
             if snap is None:  # no longer pushed, or the app is gone: nothing to do
                 close_task(session, task, queue.SUCCEEDED, "unchanged")
                 return None
@@ -548,7 +565,9 @@ class Worker:
             return None
         if claimed.kind == "group":
             return await self._execute_group(task_id)
-        prepared = await self._in_db(self._prepare, claimed.app_id, [claimed])
+        prepared = (await self._in_db(self._prepare_all, {claimed.app_id: [claimed]}))[
+            claimed.app_id
+        ]
         if prepared.ctx is None:
             return None
         if prepared.done:

@@ -147,7 +147,7 @@ def successors_queued(session: Session, outcomes: Sequence[Outcome]) -> bool:
             select(Task.id)
             .where(
                 Task.app_id == app_id,
-                Task.user_id.in_(sorted(subjects)),
+                Task.subject_id.in_(sorted(subjects)),
                 Task.status == queue.QUEUED,
             )
             .limit(1)
@@ -249,8 +249,8 @@ def count_outcomes(
                 app_id=run.app_id,
                 user_id=None,
                 targets={"run_id": run.id},
-                message=f"full sync of {app_name or run.app_id} {run.status}: "
-                f"{summary or 'nothing to do'}",
+                message=f"{'full sync' if run.kind == 'full' else f'{run.kind} run'} of "
+                f"{app_name or run.app_id} {run.status}: {summary or 'nothing to do'}",
                 details={"counts": counts},
                 correlation_id=run.id,
             )

@@ -18,7 +18,7 @@ from provisiond.services import activity, reach, roles, runs
 from provisiond.services.apps import get_app
 from provisiond.services.context import Actor
 from provisiond.services.directory import get_group, get_user
-from provisiond.store.tables import App, AppRole, Assignment, AssignmentRole
+from provisiond.store.tables import App, AppRole, Assignment, AssignmentRole, Run
 
 
 def list_assignments(session: Session, app_id: str) -> Sequence[Assignment]:
@@ -85,8 +85,11 @@ def create_assignment(
     role: str | None = None,
     priority: int | None = None,
     roles_: Sequence[str] = (),
-) -> Assignment:
-    """Assign; ``role`` and/or ``roles_`` name the app's roles (by name or id) it grants."""
+) -> tuple[Assignment, Run | None]:
+    """Assign; ``role`` and/or ``roles_`` name the app's roles (by name or id) it grants.
+
+    Returns the assignment and, for a bulk change (or one held by the safety limits), the run
+    that reconciles the users it reaches."""
     app = get_app(session, app_id)
     try:
         label, users = _principal(session, principal_type, principal_id)
@@ -130,8 +133,8 @@ def create_assignment(
             "priority": priority,
         },
     )
-    _reconcile(session, actor, app, users, "app.assignment.create")
-    return assignment
+    run = _reconcile(session, actor, app, users, "app.assignment.create")
+    return assignment, run
 
 
 def update_assignment(
@@ -197,5 +200,7 @@ def delete_assignment(session: Session, actor: Actor, app_id: str, assignment_id
     _reconcile(session, actor, app, users, "app.assignment.delete")
 
 
-def _reconcile(session: Session, actor: Actor, app: App, users: list[str], reason: str) -> None:
-    runs.reconcile_users(session, actor, app, users, reason=reason)
+def _reconcile(
+    session: Session, actor: Actor, app: App, users: list[str], reason: str
+) -> Run | None:
+    return runs.reconcile_users(session, actor, app, users, reason=reason)

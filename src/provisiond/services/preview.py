@@ -140,7 +140,7 @@ def _claim_key(session: Session, actor: Actor, app_id: str, user_id: str) -> str
     refused by the ``uq_tasks_running_key`` index.
     """
     running = session.scalar(
-        select(Task.id).where(Task.app_id == app_id, Task.user_id == user_id, Task.status == queue.RUNNING)
+        select(Task.id).where(Task.app_id == app_id, Task.subject_id == user_id, Task.status == queue.RUNNING)
     )
     if running is not None:
         raise _Busy
@@ -150,7 +150,7 @@ def _claim_key(session: Session, actor: Actor, app_id: str, user_id: str) -> str
         updated_at=now, reason="on_demand",
     )
     queued = session.scalar(
-        select(Task.id).where(Task.app_id == app_id, Task.user_id == user_id, Task.status == queue.QUEUED)
+        select(Task.id).where(Task.app_id == app_id, Task.subject_id == user_id, Task.status == queue.QUEUED)
     )
     try:
         with session.begin_nested():
@@ -165,7 +165,7 @@ def _claim_key(session: Session, actor: Actor, app_id: str, user_id: str) -> str
                     raise _Busy
                 return taken
             task = Task(
-                id=new_id(), app_id=app_id, user_id=user_id, attempts=1, next_attempt_at=now,
+                id=new_id(), app_id=app_id, subject_id=user_id, attempts=1, next_attempt_at=now,
                 correlation_id=actor.correlation_id, created_at=now, **take_over,
             )
             session.add(task)

@@ -12,10 +12,13 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import CTE, Select, select
+from sqlalchemy import CTE, Select, func, select
 from sqlalchemy.orm import Session
 
 from provisiond.engine.planner import AccountStatus
+
+# The engine's: every "who is in this group" below builds on it.
+from provisiond.engine.reader import effective_members as effective_members
 from provisiond.store.tables import Account, App, Assignment, Group, GroupChild, GroupMember
 
 _CHUNK = 900  # below SQLite's bound-parameter limit
@@ -83,6 +86,18 @@ def account_holders(session: Session, app_id: str) -> set[str]:
     )
 
 
+def account_count(session: Session, app_id: str) -> int:
+    """How many accounts the app holds that are not deleted (what percentage limits count)."""
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(Account)
+            .where(Account.app_id == app_id, Account.status != AccountStatus.DELETED.value)
+        )
+        or 0
+    )
+
+
 def apps_of_user(session: Session, user_id: str) -> set[str]:
     """Enabled apps where the user is assigned (directly or by any effective group) or holds
     an account."""
@@ -146,30 +161,6 @@ def effective_groups_of(session: Session, user_id: str) -> set[str]:
     start = select(GroupMember.group_id.label("id")).where(GroupMember.user_id == user_id)
     groups = _up(start)
     return set(session.scalars(select(groups.c.id)))
-
-
-def effective_members(session: Session, group_ids: Iterable[str]) -> dict[str, set[str]]:
-    """group id -> its effective members (direct members of it and of every group below it).
-
-    Every group given is a key, with an empty set when it has no members or does not exist.
-    """
-    found: dict[str, set[str]] = {group_id: set() for group_id in group_ids}
-    for chunk in _chunks(sorted(found)):
-        roots = select(Group.id.label("root"), Group.id.label("id")).where(Group.id.in_(chunk))
-        down = roots.cte("down", recursive=True)
-        down = down.union(
-            select(down.c.root, GroupChild.child_id).join(
-                GroupChild, GroupChild.parent_id == down.c.id
-            )
-        )
-        statement = (
-            select(down.c.root, GroupMember.user_id)
-            .join(GroupMember, GroupMember.group_id == down.c.id)
-            .distinct()
-        )
-        for root, user_id in session.execute(statement):
-            found[root].add(user_id)
-    return found
 
 
 def ancestors_of(session: Session, group_ids: Iterable[str]) -> set[str]:

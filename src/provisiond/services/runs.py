@@ -16,6 +16,7 @@ from provisiond.services.apps import get_app, provisioning_of
 from provisiond.services.context import Actor
 from provisiond.store.tables import App, Run, Task, utcnow
 
+BULK_RUN = 100  # a change reaching this many users gets a run of its own, with live counts
 OUTCOMES = (
     "created",
     "updated",
@@ -74,15 +75,17 @@ def reconcile_users(
     policy's safety limit: then nothing is queued and a ``held`` run says what would happen.
 
     ``kind="full"`` (reads each account back from the app) and ``kind="policy"`` always make a
-    run; a ``change`` makes one only when it is held. The check plans from the records in this very transaction,
-    so it sees the change that is being made.
+    run; a ``change`` makes one when it is held, or when it reaches ``BULK_RUN`` users or more
+    (a group assigned, a large group's membership), so its progress shows with live counts.
+    The check plans from the records in this very transaction, so it sees the change that is
+    being made.
     """
     settings = provisioning_of(app)
     if not user_ids or not settings.enabled:
         return _empty_run(session, actor, app, kind, reason) if kind != "change" else None
     policy = policies.compiled(session, app.id)
     limits = policy.document.limits
-    accounts = len(reach.account_holders(session, app.id))
+    accounts = reach.account_count(session, app.id)
     held: dict[str, Any] | None = None
     if not limits.allows(len(user_ids), accounts):  # only then can the limit be reached
         proposed = planning.plan_app(session, app.id, policy, settings, user_ids, now=utcnow())
@@ -101,7 +104,7 @@ def reconcile_users(
         # A change of who is assigned, or with which role, may change who a group role puts
         # in a pushed group (those users' account changes re-check it too, once applied).
         pushes.roles_changed(session, actor, app.id, reason)
-    if held is None and kind == "change":
+    if held is None and kind == "change" and len(user_ids) < BULK_RUN:
         queue.enqueue(session, app.id, user_ids, reason=reason, correlation_id=actor.correlation_id)
         return None
     run = Run(
@@ -239,7 +242,7 @@ def cancel(session: Session, actor: Actor, run_id: str) -> Run:
             select(Task).where(
                 Task.app_id == run.app_id,
                 Task.status == queue.QUEUED,
-                Task.user_id.in_(user_ids[start : start + 900]),
+                Task.subject_id.in_(user_ids[start : start + 900]),
             )
         )
         for task in pending:

@@ -42,7 +42,7 @@ def retry_task(session: Session, actor: Actor, task_id: str) -> Task:
         )
     pending = session.scalar(
         select(Task).where(
-            Task.app_id == task.app_id, Task.user_id == task.user_id, Task.status == queue.QUEUED
+            Task.app_id == task.app_id, Task.subject_id == task.subject_id, Task.status == queue.QUEUED
         )
     )
     activity.record(
@@ -51,7 +51,7 @@ def retry_task(session: Session, actor: Actor, task_id: str) -> Task:
         "task.retry",
         f"retried task {task.id} ({task.operation or task.reason})",
         app_id=task.app_id,
-        user_id=task.user_id if task.kind == "user" else None,
+        user_id=task.subject_id if task.kind == "user" else None,
         targets=_targets(task),
         correlation_id=task.correlation_id,
     )
@@ -83,7 +83,7 @@ def dismiss_task(session: Session, actor: Actor, task_id: str) -> Task:
         "task.dismiss",
         f"dismissed task {task.id} ({task.operation or task.reason}); last error: {task.last_error}",
         app_id=task.app_id,
-        user_id=task.user_id if task.kind == "user" else None,
+        user_id=task.subject_id if task.kind == "user" else None,
         targets=_targets(task),
         correlation_id=task.correlation_id,
     )
@@ -92,5 +92,5 @@ def dismiss_task(session: Session, actor: Actor, task_id: str) -> Task:
 
 def _targets(task: Task) -> dict[str, str]:
     if task.kind == "group":
-        return {"task_id": task.id, "group_id": task.user_id}
+        return {"task_id": task.id, "group_id": task.subject_id}
     return {"task_id": task.id}

@@ -252,7 +252,7 @@ class Task(Base):
         Index(
             "uq_tasks_queued_key",
             "app_id",
-            "user_id",
+            "subject_id",
             unique=True,
             sqlite_where=text("status = 'queued'"),
             postgresql_where=text("status = 'queued'"),
@@ -261,23 +261,23 @@ class Task(Base):
         Index(
             "uq_tasks_running_key",
             "app_id",
-            "user_id",
+            "subject_id",
             unique=True,
             sqlite_where=text("status = 'running'"),
             postgresql_where=text("status = 'running'"),
         ),
         Index("ix_tasks_due", "status", "priority", "next_attempt_at"),
         # The claim's "is this key running elsewhere?" probe, and per-key lookups.
-        Index("ix_tasks_key", "app_id", "user_id", "status"),
+        Index("ix_tasks_key", "app_id", "subject_id", "status"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     app_id: Mapped[str] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"))
-    # ``user``: reconcile the account of user ``user_id``; ``group``: reconcile the group pushed
-    # from directory group ``user_id``. Ids are UUID4s, unique across users and groups, so the
-    # (app_id, user_id) key indexes below hold for both kinds.
+    # ``user``: reconcile the account of user ``subject_id``; ``group``: reconcile the group
+    # pushed from directory group ``subject_id``. Ids are UUID4s, unique across users and
+    # groups, so the (app_id, subject_id) key indexes below hold for both kinds.
     kind: Mapped[str] = mapped_column(String(8), default="user", server_default=text("'user'"))
-    user_id: Mapped[str] = mapped_column(String(36), index=True)
+    subject_id: Mapped[str] = mapped_column(String(36), index=True)
     run_id: Mapped[str | None] = mapped_column(String(36), index=True)
     reason: Mapped[str] = mapped_column(String(64))
     operation: Mapped[str | None] = mapped_column(String(32))  # the last planned operation

@@ -32,7 +32,7 @@ def create_assignment(
 ) -> AssignmentOut:
     """Assign a user or a group, with the app roles it grants (``role`` or ``roles``)."""
     with rt.db.session() as session:
-        row = assignments.create_assignment(
+        row, run = assignments.create_assignment(
             session,
             actor,
             app_id,
@@ -44,7 +44,7 @@ def create_assignment(
         )
         (out,) = _out(session, [row])
     response.headers["Location"] = f"/api/v1/apps/{out.app_id}/assignments/{out.id}"
-    return out
+    return out.model_copy(update={"run_id": run.id if run is not None else None})
 
 
 @router.get("/{assignment_id}", dependencies=[requires(Action.APP_READ)])

@@ -30,10 +30,10 @@ def list_tasks(console: ConsoleDep, status: str = "dead") -> Response:
         users = {
             uid: user.login
             for uid, user in find_users_by_ids(
-                session, sorted({row.user_id for row in rows if row.kind == "user"})
+                session, sorted({row.subject_id for row in rows if row.kind == "user"})
             ).items()
         }
-        group_ids = sorted({row.user_id for row in rows if row.kind == "group"})
+        group_ids = sorted({row.subject_id for row in rows if row.kind == "group"})
         groups = {
             g.id: g.name for g in session.scalars(select(Group).where(Group.id.in_(group_ids)))
         }
