@@ -31,7 +31,9 @@ typecheck: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/provision_throughput.py
 	$(BIN)/python bench/deprovision_latency.py
+	$(BIN)/python bench/preview.py
 	$(BIN)/python bench/group_push.py
+	$(BIN)/python bench/assign_group.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .import_linter_cache .hypothesis

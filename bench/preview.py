@@ -9,7 +9,9 @@ change, then again after 1% of the profiles changed. Baseline in the same run: l
 rows (users, memberships, accounts) as ORM objects, the naive way to read them.
 Peak memory is the growth of the process's resident-set high-water mark (ru_maxrss) during
 each step, previews first (the mark only grows).
-Target (issue 4): no-change preview under 5 s and 500 MB at 100,000 users.
+Also timed: a reconcile of every user (a policy run) with nothing to change, which plans from
+the records and queues nothing. Target (issues 4 and 9): no-change preview and reconcile under
+5 s and 500 MB at 100,000 users.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 
 from provisiond.config import Settings
 from provisiond.domain.apps import ProvisioningSettings, ScimConnectorSettings
@@ -33,10 +35,10 @@ from provisiond.engine.desired import DirectoryUser, evaluate
 from provisiond.engine.fingerprint import fingerprint, policy_key
 from provisiond.engine.mapping import compile_policy
 from provisiond.runtime import Runtime
-from provisiond.services import apps, policies, preview
+from provisiond.services import apps, policies, preview, runs
 from provisiond.services.context import SYSTEM
 from provisiond.store.db import Database
-from provisiond.store.tables import Account, Assignment, Group, GroupMember, User, utcnow
+from provisiond.store.tables import Account, Assignment, Group, GroupMember, Task, User, utcnow
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 POLICY = PolicyDocument(
@@ -142,9 +144,26 @@ def main() -> None:
             with rt.db.session() as session:
                 return preview.preview(session, SYSTEM, app_id, None, limit=100)
 
+        def reconcile_everyone() -> Any:
+            """A reconcile of every user of the app (a policy run), nothing having changed:
+            planned from the records, queued only where the plan is not empty."""
+            with rt.db.session() as session:
+                app = apps.get_app(session, app_id)
+                run = runs.reconcile_users(
+                    session, SYSTEM, app, runs.everyone(session, app_id), reason="bench",
+                    kind="policy",
+                )
+                assert run is not None
+                return run.status, run.total, dict(run.counts)
+
         # Preview first: ru_maxrss only grows, so the baseline must not raise it beforehand.
         result = timed("preview, nothing to change", run_preview)
         assert result["counts"]["unchanged"] == args.users, result["counts"]
+        status, total, counts = timed("reconcile of everyone, nothing to change", reconcile_everyone)
+        with rt.db.session() as session:
+            queued = session.scalar(select(func.count()).select_from(Task))
+        print(f"  run {status}: {total} users, unchanged {counts['unchanged']}; tasks queued {queued}")
+        assert status == "succeeded" and counts["unchanged"] == args.users and queued == 0
         with rt.db.session() as session:  # 1% change title
             ids = session.scalars(select(User.id).order_by(User.login_key).limit(args.users // 100)).all()
             for start in range(0, len(ids), 900):

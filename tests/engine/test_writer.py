@@ -153,20 +153,21 @@ def test_one_unwritable_outcome_costs_only_its_own_task(runtime: Runtime) -> Non
     worker = Worker(runtime.db, runtime.settings, runtime.vault)
     owned = worker._write(batch)
 
-    assert owned == {t.id for t in claimed} - {poisoned.id}
+    assert owned == {t.id for t in claimed}
     rows = task_rows(runtime)
     for task in claimed:
-        expected = queue.RUNNING if task is poisoned else queue.SUCCEEDED
+        expected = queue.DEAD if task is poisoned else queue.SUCCEEDED
         assert rows[task.id].status == expected, task.subject_id
-    # Left running under its lease: it runs out and the key is reconciled again.
-    assert rows[poisoned.id].claimed_by == "w1"
+    # Dead with the reason, never retried in silence: an admin sees it and can retry it.
+    assert "could not be recorded" in (rows[poisoned.id].last_error or "")
+    assert engine_events(runtime, "task.dead") == Counter({poisoned.subject_id: 1})
     written = accounts_of(runtime, app_id)
     assert set(written) == set(users) - {poisoned.subject_id}
     provisioned = engine_events(runtime, "app.user.provision")
     assert provisioned == Counter({u: 1 for u in users if u != poisoned.subject_id})
     run = run_of(runtime, run_id)
-    assert run.counts["created"] == 4 and sum(run.counts.values()) == 4
-    assert run.status == "running"  # the poisoned task has no outcome yet
+    assert run.counts["created"] == 4 and run.counts["failed"] == 1
+    assert sum(run.counts.values()) == 5 and run.status == "failed"
 
 
 def test_a_batch_rolled_back_after_writing_everything_closes_each_task_once(

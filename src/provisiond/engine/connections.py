@@ -16,32 +16,42 @@ from provisiond.connectors.registry import build_connector
 from provisiond.engine.context import AppContext
 from provisiond.engine.pushed_groups import GroupSnapshot
 
+RETIRED_KEPT = 16  # replaced connectors kept open a while: a request may still be on its way
+
 
 class ConnectorPool:
     """One connector per app (pooled connections), rebuilt when the app's settings change."""
 
     def __init__(self, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self._items: dict[str, tuple[str, Connector]] = {}
+        self._retired: list[Connector] = []
         self._transport = transport
 
     async def get(self, snap: AppContext | GroupSnapshot) -> Connector:
+        """The app's connector for these settings. A task read before a change of the app's
+        settings never replaces the newer connector (it gets the newer one), and a replaced
+        connector is closed only once the requests it may still carry are over."""
         app_id = snap.app_id
         version = snap.version if isinstance(snap, AppContext) else snap.app_version
         current = self._items.get(app_id)
-        if current is not None and current[0] == version:
+        if current is not None and current[0] >= version:  # ISO timestamps order as text
             return current[1]
         assert snap.connector is not None, "a planning context sends nothing"
         connector = build_connector(snap.connector, snap.provisioning, self._transport)
         self._items[app_id] = (version, connector)
         if current is not None:
-            await current[1].aclose()
+            self._retired.append(current[1])
+            if len(self._retired) > RETIRED_KEPT:
+                await self._retired.pop(0).aclose()
         return connector
 
     async def aclose(self) -> None:
         for _, connector in self._items.values():
             await connector.aclose()
+        for connector in self._retired:
+            await connector.aclose()
         self._items.clear()
-
+        self._retired.clear()
 
 
 class Gate:

@@ -96,10 +96,17 @@ def read_context(session: Session, vault: Vault, app_id: str) -> AppContext | No
 
 
 def read_contexts(
-    session: Session, vault: Vault, app_ids: Iterable[str]
+    session: Session,
+    vault: Vault,
+    app_ids: Iterable[str],
+    errors: dict[str, str] | None = None,
 ) -> dict[str, AppContext]:
     """The contexts of these apps (the deleted ones left out), in three statements whatever
-    their number: the apps, their policies' newest versions, their roles' kinds."""
+    their number: the apps, their policies' newest versions, their roles' kinds.
+
+    An app whose settings cannot be used (its credentials cannot be decrypted, its stored
+    connector no longer validates, its policy no longer compiles) is left out too, with the
+    reason in ``errors``: one broken app never stops the others' work."""
     wanted = sorted(set(app_ids))
     if not wanted:
         return {}
@@ -124,9 +131,17 @@ def read_contexts(
         kinds[app_id].add(RoleKind(expression["kind"]))
     found: dict[str, AppContext] = {}
     for row in rows:
-        provisioning, connector = _settings(row, vault)
         version = versions.get(row.id)
-        policy = default_policy() if version is None else _compiled_version(session, row.id, version)
+        try:
+            provisioning, connector = _settings(row, vault)
+            policy = (
+                default_policy() if version is None else _compiled_version(session, row.id, version)
+            )
+        except Exception as exc:
+            if errors is None:
+                raise
+            errors[row.id] = f"the app's settings cannot be used: {exc}"
+            continue
         roles = RoleSettings(provisioning.role_mode, frozenset(kinds[row.id]))
         found[row.id] = AppContext(
             app_id=row.id,

@@ -56,6 +56,7 @@ def enqueue(
     run_id: str | None = None,
     verify_remote: bool = False,
     kind: str = "user",
+    priority: int | None = None,
 ) -> list[str]:
     """Queue a reconcile of each (app, subject); returns the ids of the tasks that carry ``run_id``.
 
@@ -67,7 +68,7 @@ def enqueue(
     app queues its tasks in a handful of multi-row statements, compiled once.
     """
     now = utcnow()
-    priority = priority_of(reason, run_id)
+    priority = priority_of(reason, run_id) if priority is None else priority
     dialect = session.get_bind().dialect.name
     # One row per key: PostgreSQL refuses an upsert that touches a row twice.
     unique = list(dict.fromkeys(subject_ids))
@@ -126,7 +127,7 @@ def _upsert(dialect: str) -> Any:
             "priority": case((Task.priority < new.priority, Task.priority), else_=new.priority),
             "run_id": func.coalesce(Task.run_id, new.run_id),
         },
-    ).returning(Task.id, Task.run_id, sort_by_parameter_order=True)
+    ).returning(Task.id, Task.run_id)  # unordered: the rows are sent in batches, not one by one
 
 
 LIFECYCLE_REASONS = ("user.lifecycle.", "user.delete")
@@ -293,6 +294,23 @@ def _claim_statement(dialect: str, urgent_only: bool) -> Any:
             Task.claimed_at,
         )
     )
+
+
+def pending_subjects(session: Session, app_id: str, subject_ids: Iterable[str]) -> set[str]:
+    """The subjects of these that have a task queued or running in the app."""
+    found: set[str] = set()
+    ordered = sorted(set(subject_ids))
+    for start in range(0, len(ordered), 900):
+        found |= set(
+            session.scalars(
+                select(Task.subject_id).where(
+                    Task.app_id == app_id,
+                    Task.status.in_([QUEUED.value, RUNNING.value]),
+                    Task.subject_id.in_(ordered[start : start + 900]),
+                )
+            )
+        )
+    return found
 
 
 def next_due(session: Session, after: datetime | None = None) -> datetime | None:

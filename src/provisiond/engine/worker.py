@@ -35,7 +35,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -80,6 +80,8 @@ DEFAULT_APP_ROOM = 8  # claimed at once for an app whose concurrency is not know
 # How long an app seen empty is trusted to hold only the accounts this worker creates in it:
 # its creates skip the lookup (a duplicate userName is answered 409 and linked, RFC 7644 §3.3).
 KNOWN_EMPTY_SECONDS = 300.0
+# A task that waited this long for its app's gate checks its lease and its key before sending.
+RECHECK_AFTER = timedelta(seconds=1)
 T = TypeVar("T")
 
 
@@ -121,7 +123,9 @@ class Worker:
         self._wake: asyncio.Event | None = None
         self._gates: dict[str, Gate] = {}
         self._jobs: set[asyncio.Task[Any]] = set()
-        self._slots: dict[str, tuple[str, bool]] = {}  # task id -> (app id, urgent)
+        # (task id, lease) -> (app id, urgent): the same task claimed again (its lease ran out)
+        # is another slot, released on its own.
+        self._slots: dict[tuple[str, datetime], tuple[str, bool]] = {}
         self._per_app: Counter[str] = Counter()
         self._urgent = 0
         self._concurrency: dict[str, int] = {}  # each app's limit, as last read
@@ -129,7 +133,8 @@ class Worker:
         self._starved = False
         self._database: ThreadPoolExecutor | None = None
         self._pending: list[tuple[Outcome, asyncio.Future[bool]]] = []
-        self._known_empty: dict[str, float] = {}  # app id -> monotonic time it expires
+        # app id -> (monotonic time it expires, the app's settings version it was seen with)
+        self._known_empty: dict[str, tuple[float, str]] = {}
         self._probing: set[str] = set()
         self._flush_now: asyncio.Event | None = None
         self._arrived: asyncio.Event | None = None
@@ -250,32 +255,45 @@ class Worker:
         full: list[str],
         default: int,
     ) -> list[queue.Claimed]:
+        """Up to ``room_total`` tasks, of which at most ``room_normal`` not lifecycle ones.
+
+        A claim looks at a window of the due tasks: when an app reached its room in it, the
+        claim is made again without that app, so that its older backlog cannot hide the tasks
+        of apps behind it (at most twice more)."""
+        batch: list[queue.Claimed] = []
+        skip = set(full)
         with self.db.session() as session:
-            if room_normal <= 0:  # only the capacity kept for lifecycle tasks is left
-                return queue.claim(
-                    session, self.id, room_total, skip_apps=full, room=room,
-                    default_room=default, urgent_only=True,
+            for _ in range(3):
+                urgent_only = room_normal - sum(t.priority != 0 for t in batch) <= 0
+                limit = room_total - len(batch)
+                if not urgent_only:
+                    limit = min(limit, room_normal - sum(t.priority != 0 for t in batch))
+                if limit <= 0:
+                    break
+                got = queue.claim(
+                    session, self.id, limit, skip_apps=sorted(skip), room=room,
+                    default_room=default, urgent_only=urgent_only,
                 )
-            batch = queue.claim(
-                session, self.id, min(room_normal, room_total), skip_apps=full, room=room,
-                default_room=default,
-            )
-            left = room_total - len(batch)
-            if left > 0 and len(batch) == room_normal and all(t.priority == 0 for t in batch):
-                for task in batch:
-                    room[task.app_id] = room.get(task.app_id, default) - 1
-                full = [app_id for app_id, n in room.items() if n <= 0]
-                batch += queue.claim(
-                    session, self.id, left, skip_apps=full, room=room, default_room=default,
-                    urgent_only=True,
-                )
-            return batch
+                batch += got
+                taken = Counter(task.app_id for task in got)
+                for app_id, n in taken.items():
+                    room[app_id] = room.get(app_id, default) - n
+                capped = {app_id for app_id in taken if room[app_id] <= 0}
+                if len(got) >= limit and not urgent_only and room_total > len(batch):
+                    # Filled the normal room: what is left is for lifecycle tasks only.
+                    room_normal = sum(t.priority != 0 for t in batch)
+                    skip |= capped
+                    continue
+                if len(got) >= limit or not capped:
+                    break  # took all it may, or nobody was hidden behind a capped app
+                skip |= capped
+        return batch
 
     def _dispatch(self, claimed: Sequence[queue.Claimed]) -> None:
         accounts: dict[str, list[queue.Claimed]] = {}
         for task in claimed:
             urgent = task.priority == 0
-            self._slots[task.id] = (task.app_id, urgent)
+            self._slots[(task.id, task.claimed_at)] = (task.app_id, urgent)
             self._per_app[task.app_id] += 1
             self._urgent += urgent
             if task.kind == "group":  # pushed groups: their own reconciler, one at a time
@@ -290,8 +308,8 @@ class Worker:
         self._jobs.add(task)
         task.add_done_callback(self._jobs.discard)
 
-    def _release(self, task_id: str) -> None:
-        found = self._slots.pop(task_id, None)
+    def _release(self, task: queue.Claimed) -> None:
+        found = self._slots.pop((task.id, task.claimed_at), None)
         if found is None:
             return
         app_id, urgent = found
@@ -338,7 +356,9 @@ class Worker:
             for outcome in ready.done:
                 self._spawn(self._settle(outcome))
             ctx = ready.ctx
-            if ctx is None:
+            if ctx is None:  # the app was deleted since the claim: its tasks went with it
+                for task in batch[app_id]:
+                    self._release(task)
                 continue
             self._concurrency[app_id] = ctx.provisioning.concurrency
             if ready.probe_empty and app_id not in self._known_empty.keys() | self._probing:
@@ -359,35 +379,44 @@ class Worker:
         finally:
             self._probing.discard(ctx.app_id)
         if empty:
-            self._known_empty[ctx.app_id] = time.monotonic() + KNOWN_EMPTY_SECONDS
+            self._known_empty[ctx.app_id] = (time.monotonic() + KNOWN_EMPTY_SECONDS, ctx.version)
 
     def _skips_lookup(self, ctx: AppContext) -> bool:
-        expires = self._known_empty.get(ctx.app_id)
-        if expires is None or ctx.provisioning.matching != "userName":
+        seen = self._known_empty.get(ctx.app_id)
+        if seen is None or ctx.provisioning.matching != "userName":
             return False
-        if time.monotonic() < expires:
+        expires, version = seen
+        if time.monotonic() < expires and version == ctx.version:
             return True
-        del self._known_empty[ctx.app_id]
+        del self._known_empty[ctx.app_id]  # expired, or the app (its URL, say) changed
         return False
 
     def _prepare_all(self, batch: dict[str, list[queue.Claimed]]) -> dict[str, _Prepared]:
         """Read and decide the account tasks of every app of a claim, in one short transaction
         of a handful of statements: a leaver's ten deprovisionings cost what one does."""
         now = utcnow()
+        broken: dict[str, str] = {}
         with self.db.session() as session:
-            contexts = read_contexts(session, self.vault, batch)
+            contexts = read_contexts(session, self.vault, batch, broken)
             inputs = read_batch(
                 session, contexts, {app: [t.subject_id for t in tasks] for app, tasks in batch.items()}
             )
-            snaps = {
-                app_id: [
-                    (task, snapshot(contexts[app_id], inputs[app_id][task.subject_id], None,
-                                    queued_at=task.updated_at, now=now))
-                    for task in tasks
-                ]
-                for app_id, tasks in batch.items()
-                if app_id in contexts  # a deleted app's tasks went with it (cascade)
-            }
+            snaps: dict[str, list[tuple[queue.Claimed, Snapshot]]] = {}
+            crashed: list[tuple[queue.Claimed, str]] = []
+            for app_id, tasks in batch.items():
+                if app_id not in contexts:  # deleted (its tasks went with it), or broken
+                    crashed += [(task, broken[app_id]) for task in tasks if app_id in broken]
+                    continue
+                snaps[app_id] = []
+                for task in tasks:
+                    try:
+                        snaps[app_id].append((task, snapshot(
+                            contexts[app_id], inputs[app_id][task.subject_id], None,
+                            queued_at=task.updated_at, now=now,
+                        )))
+                    except Exception as exc:  # a bug for one user must not stop the others
+                        log.exception("planning task %s of app %s crashed", task.id, app_id)
+                        crashed.append((task, f"internal error: {type(exc).__name__}"))
             pending = {
                 app_id: {s.pending.kind for _, s in pairs if s.pending is not None}
                 for app_id, pairs in snaps.items()
@@ -415,24 +444,38 @@ class Worker:
                     ready.apply.append((task, snap))
                 else:
                     ready.done.append(not_applied(task, snap, decision, self.retry_policy, now))
+        for task, error in crashed:
+            prepared[task.app_id].done.append(self._failed(task, error, now))
         return prepared
 
     async def _apply(self, ctx: AppContext, task: queue.Claimed, snap: Snapshot) -> None:
         outcome = await self.reconcile_one(ctx, task, snap)
-        await self._settle(outcome)
+        if outcome is None:  # no longer this worker's, or a newer change took it over
+            self._release(task)
+            return
+        await self._settle(outcome, slot=task)
 
     async def reconcile_one(
         self, ctx: AppContext, task: queue.Claimed, snap: Snapshot
-    ) -> Outcome:
+    ) -> Outcome | None:
+        """Apply one decided key; None when, after a long wait for the app's gate, the task
+        turned out to be no longer this worker's or a newer change was queued for its key
+        (nothing is sent: the plan is stale, the newer task reconciles the key)."""
         result = Result()
         result.step("scope", snap.reason, policy_version=ctx.policy.version or 0)
         try:
             async with self._gate(ctx.app_id).slot(urgent=task.priority == 0):
+                if utcnow() - task.claimed_at > RECHECK_AFTER:
+                    renewed = await self._in_db(self._renew, task)
+                    if renewed is None:
+                        return None
+                    task = renewed
                 connector = await self.pool.get(ctx)
+                skip_lookup = self._skips_lookup(ctx) and task.attempts == 1
                 await reconcile(
                     connector, ctx.provisioning, snap.desired, snap.actual,
                     verify_remote=task.verify_remote, deprovision=ctx.deprovision, now=utcnow(),
-                    result=result, skip_lookup=self._skips_lookup(ctx),
+                    result=result, skip_lookup=skip_lookup and not task.verify_remote,
                 )
             if any(step["step"] == "adopt" for step in result.trace):
                 self._known_empty.pop(ctx.app_id, None)  # someone else writes to it too
@@ -453,19 +496,53 @@ class Worker:
             )
         return applied(task, snap, result, utcnow())
 
-    async def _crashed(self, task: queue.Claimed, exc: BaseException) -> None:
+    def _renew(self, task: queue.Claimed) -> queue.Claimed | None:
+        """Before sending what was planned a while ago: the task must still be this worker's
+        (its lease is renewed from now) and no newer change may be queued for its key (then
+        this task folds into it, superseded, and sends nothing)."""
+        now = utcnow()
+        with self.db.session() as session:
+            row = session.get(Task, task.id)
+            if (
+                row is None
+                or row.status != queue.RUNNING
+                or (row.claimed_by, row.claimed_at) != (task.claimed_by, task.claimed_at)
+            ):
+                return None
+            newer = session.scalar(
+                select(Task.id).where(
+                    Task.app_id == task.app_id,
+                    Task.subject_id == task.subject_id,
+                    Task.status == queue.QUEUED,
+                ).limit(1)
+            )
+            if newer is not None:
+                queue.requeue(session, row, at=now, error=None)  # superseded by the newer one
+                session.info["tasks_enqueued"] = True
+                return None
+            row.claimed_at = now
+        return replace(task, claimed_at=now)
+
+    def _failed(self, task: queue.Claimed, error: str, now: datetime) -> Outcome:
+        """A task that could not even be planned: retried with backoff, dead once out of
+        attempts (a database that was briefly away recovers; a bug shows as a dead task)."""
         write, events = failure(
-            task, f"internal error: {type(exc).__name__}", dead=True, retry_after=None,
-            policy=self.retry_policy, action="app.user.sync", doing=f"sync of {task.subject_id}",
-            subject=task.subject_id, app_name=task.app_id, user_id=task.subject_id,
-            targets={"app": task.app_id, "user": task.subject_id}, operation=None, now=utcnow(),
+            task, error, dead=False, retry_after=None, policy=self.retry_policy,
+            action="app.user.sync", doing=f"sync of {task.subject_id}", subject=task.subject_id,
+            app_name=task.app_id, user_id=task.subject_id,
+            targets={"app": task.app_id, "user": task.subject_id}, operation=None, now=now,
         )
-        await self._settle(Outcome(task, write, owned_events=events))
+        return Outcome(task, write, owned_events=events)
+
+    async def _crashed(self, task: queue.Claimed, exc: BaseException) -> None:
+        await self._settle(self._failed(task, f"internal error: {type(exc).__name__}", utcnow()))
 
     # -- writing -----------------------------------------------------------------------------
 
-    async def _settle(self, outcome: Outcome) -> bool:
-        """Hand the outcome to the writer; True once its task's transition is written."""
+    async def _settle(self, outcome: Outcome, slot: queue.Claimed | None = None) -> bool:
+        """Hand the outcome to the writer; True once its task's transition is written.
+
+        ``slot``: the task as claimed, when its lease was renewed since (the slot's key)."""
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._pending.append((outcome, future))
         if self._arrived is not None:
@@ -474,7 +551,7 @@ class Worker:
             self._flush_now.set()
         # The slot is free once the app has answered: the key stays running in the database
         # until the write, so no claim can take it meanwhile.
-        self._release(outcome.task.id)
+        self._release(slot or outcome.task)
         return await future
 
     async def _write_loop(self, stop: asyncio.Event) -> None:
@@ -496,6 +573,9 @@ class Worker:
             self._writing = len(batch)
             try:
                 owned = await self._in_db(self._write, [outcome for outcome, _ in batch])
+            except Exception:  # never leave a future unresolved: the leases run out instead
+                log.exception("the write loop failed on %d outcomes", len(batch))
+                owned = set()
             finally:
                 self._writing = 0
             for outcome, future in batch:
@@ -514,15 +594,35 @@ class Worker:
             if again:
                 self.wake()
             return owned
-        except Exception:
+        except Exception as exc:
             if len(outcomes) == 1:
                 log.exception("writing the outcome of task %s failed", outcomes[0].task.id)
-                return set()
+                return self._write_unrecordable(outcomes[0], exc)
             log.exception("writing %d outcomes failed; writing them one by one", len(outcomes))
         written: set[str] = set()
         for outcome in outcomes:
             written |= self._write([outcome])
         return written
+
+    def _write_unrecordable(self, outcome: Outcome, exc: Exception) -> set[str]:
+        """An outcome that cannot be written (a target answered a value the database refuses,
+        say): its task is dead with the reason, so it is seen, never retried in silence. What
+        was sent stays sent; the account's next reconcile reads it back where it can."""
+        task = outcome.task
+        error = f"the outcome could not be recorded: {type(exc).__name__}: {exc}"[:500]
+        write, events = failure(
+            task, error, dead=True, retry_after=None, policy=self.retry_policy,
+            action="app.user.sync", doing=f"sync of {task.subject_id}", subject=task.subject_id,
+            app_name=task.app_id, user_id=task.subject_id,
+            targets={"app": task.app_id, "user": task.subject_id}, operation=None, now=utcnow(),
+        )
+        try:
+            with self.db.session() as session:
+                return write_outcomes(session, [Outcome(task, write, owned_events=events)], utcnow())
+        except Exception:
+            # The database itself is away: the lease runs out and the task runs again.
+            log.exception("recording the failure of task %s failed too", task.id)
+            return set()
 
     # -- pushed groups ---------------------------------------------------------------------
 
@@ -538,7 +638,7 @@ class Worker:
                     fail_group(self, session, task, None, f"internal error: {type(exc).__name__}",
                                dead=True, retry_after=None)
         finally:
-            self._release(claimed.id)
+            self._release(claimed)
 
     async def _execute_group(self, task_id: str) -> Result | None:
         with self.db.session() as session:
@@ -574,9 +674,19 @@ class Worker:
             (outcome,) = prepared.done
         else:
             ((task, snap),) = prepared.apply
-            outcome = await self.reconcile_one(prepared.ctx, task, snap)
+            applied_now = await self.reconcile_one(prepared.ctx, task, snap)
+            if applied_now is None:
+                return None
+            outcome = applied_now
         await self._in_db(self._write, [outcome])
         return outcome.result
+
+    async def aclose(self) -> None:
+        """Release what a worker that was never ``run`` holds (provisioning on demand)."""
+        await self.pool.aclose()
+        if self._database is not None:
+            self._database.shutdown(wait=True)
+            self._database = None
 
     def _load_claimed(self, task_id: str) -> queue.Claimed | None:
         with self.db.session() as session:

@@ -82,7 +82,7 @@ def write_outcomes(session: Session, outcomes: Sequence[Outcome], now: datetime)
                     "tid": o.task.id,
                     "st": _CLOSED[o.write.transition].value,
                     "err": None if o.write.transition is Transition.CLOSE else o.write.error,
-                    # A close without an operation keeps the one last planned.
+                    # The operation it sent; none when it found the account in sync.
                     "op": o.write.operation,
                 }
                 for o in closes

@@ -109,7 +109,7 @@ async def provision_now(rt: Runtime, actor: Actor, app_id: str, user_id: str) ->
     try:
         result = await worker.execute(task_id)
     finally:
-        await worker.pool.aclose()
+        await worker.aclose()
     assert result is not None
     with rt.db.session() as session:
         task = session.get(Task, task_id)

@@ -87,6 +87,7 @@ def reconcile_users(
     limits = policy.document.limits
     accounts = reach.account_count(session, app.id)
     held: dict[str, Any] | None = None
+    proposed: planning.AppPlan | None = None
     if not limits.allows(len(user_ids), accounts):  # only then can the limit be reached
         proposed = planning.plan_app(session, app.id, policy, settings, user_ids, now=utcnow())
         deprovisions = proposed.deprovisions
@@ -107,6 +108,21 @@ def reconcile_users(
     if held is None and kind == "change" and len(user_ids) < BULK_RUN:
         queue.enqueue(session, app.id, user_ids, reason=reason, correlation_id=actor.correlation_id)
         return None
+    unchanged: set[str] = set()
+    if held is None and kind != "full" and len(user_ids) >= BULK_RUN and 2 * accounts >= len(user_ids):
+        # Most of these users hold accounts already (a policy saved, a large group re-checked):
+        # plan from the records first, as a preview does, and queue only the users whose plan
+        # is not empty. The worker would find the others in sync from the same records; a user
+        # with a task queued or running keeps it (its records may be about to change).
+        if proposed is None:
+            proposed = planning.plan_app(session, app.id, policy, settings, user_ids, now=utcnow())
+        busy = queue.pending_subjects(session, app.id, user_ids)
+        unchanged = {
+            planned.user_id
+            for planned in proposed.users
+            if planned.operation is None and planned.error is None and planned.user_id not in busy
+        }
+        user_ids = [user_id for user_id in user_ids if user_id not in unchanged]
     run = Run(
         app_id=app.id,
         kind=kind,
@@ -139,13 +155,21 @@ def reconcile_users(
             },
         )
         return run
-    _start(session, actor, app, run, sorted(user_ids), reason)
+    _start(session, actor, app, run, sorted(user_ids), reason, unchanged=len(unchanged))
     return run
 
 
 def _start(
-    session: Session, actor: Actor, app: App, run: Run, user_ids: list[str], reason: str
+    session: Session,
+    actor: Actor,
+    app: App,
+    run: Run,
+    user_ids: list[str],
+    reason: str,
+    *,
+    unchanged: int = 0,
 ) -> None:
+    """Queue the run's tasks; ``unchanged`` users were planned in sync and counted at once."""
     attached = queue.enqueue(
         session,
         app.id,
@@ -154,21 +178,27 @@ def _start(
         correlation_id=actor.correlation_id,
         run_id=run.id,
         verify_remote=run.kind == "full",
+        # A change keeps a change's priority (a large group unassigned is access removed);
+        # only syncs and policy runs wait behind everything else.
+        priority=queue.priority_of(reason, None) if run.kind == "change" else None,
     )
     # Whoever holds which role may change with these users: the groups roles name are re-checked.
     pushes.roles_changed(session, actor, app.id, reason)
     run.status = "running"
-    run.total = len(attached)
-    if run.total == 0:
+    run.total = len(attached) + unchanged
+    if unchanged:
+        run.counts = {**run.counts, "unchanged": run.counts.get("unchanged", 0) + unchanged}
+    if not attached:
         run.status, run.finished_at = "succeeded", utcnow()
     activity.record(
         session,
         actor,
         "app.run.start",
-        f"{run.kind} run of {app.name} started: {run.total} users",
+        f"{run.kind} run of {app.name} started: {run.total} users"
+        + (f", {unchanged} of them already in sync" if unchanged else ""),
         app_id=app.id,
         targets={"app": app.name, "run_id": run.id},
-        details={"policy_version": run.policy_version},
+        details={"policy_version": run.policy_version, "unchanged": unchanged},
     )
 
 

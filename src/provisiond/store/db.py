@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,6 +45,12 @@ class Database:
         self.url = url
         self.engine = make_engine(url, **kwargs)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite takes one writer at a time, and every transaction here is BEGIN IMMEDIATE.
+        # Threads of one process (the API's and the worker's) queue on this lock instead of
+        # on SQLite's busy handler, whose back-off sleeps (up to 100 ms a try) made a leaver's
+        # lifecycle call wait most of a second behind a busy worker. Other processes on the
+        # same file still meet the busy handler.
+        self._writer = threading.RLock() if url.startswith("sqlite") else None
 
     @property
     def is_postgres(self) -> bool:
@@ -52,8 +59,16 @@ class Database:
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A unit of work: commits on success, rolls back on any error."""
-        with self.sessions() as session, session.begin():
+        with self._serialised(), self.sessions() as session, session.begin():
             yield session
+
+    @contextmanager
+    def _serialised(self) -> Iterator[None]:
+        if self._writer is None:
+            yield
+            return
+        with self._writer:
+            yield
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -1,0 +1,71 @@
+"""A task that waited long at its app's gate checks, before sending, that it is still this
+worker's and that no newer change was queued for its key (then it sends nothing)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from provisiond.engine import queue
+from provisiond.engine.worker import Worker
+from provisiond.runtime import Runtime
+from provisiond.store.tables import Task, utcnow
+from tests.engine.test_queue import make_app, make_users
+
+
+def _claim_one(runtime: Runtime, worker: Worker) -> queue.Claimed:
+    with runtime.db.session() as session:
+        (claimed,) = queue.claim(session, worker.id, 1)
+    return claimed
+
+
+def test_a_task_still_owned_is_renewed_from_now(runtime: Runtime) -> None:
+    app_id = make_app(runtime)
+    (user_id,) = make_users(runtime, 1)
+    with runtime.db.session() as session:
+        queue.enqueue(session, app_id, [user_id], reason="r", correlation_id="c")
+    worker = Worker(runtime.db, runtime.settings, runtime.vault)
+    claimed = _claim_one(runtime, worker)
+    renewed = worker._renew(claimed)
+    assert renewed is not None and renewed.claimed_at > claimed.claimed_at
+    with runtime.db.session() as session:
+        row = session.get(Task, claimed.id)
+        assert row is not None and row.status == queue.RUNNING
+        assert row.claimed_at == renewed.claimed_at
+
+
+def test_a_newer_change_for_the_key_takes_over_and_nothing_is_sent(runtime: Runtime) -> None:
+    app_id = make_app(runtime)
+    (user_id,) = make_users(runtime, 1)
+    with runtime.db.session() as session:
+        queue.enqueue(session, app_id, [user_id], reason="app.assignment.create", correlation_id="c")
+    worker = Worker(runtime.db, runtime.settings, runtime.vault)
+    claimed = _claim_one(runtime, worker)
+    with runtime.db.session() as session:  # the user leaves while the create waits at the gate
+        queue.enqueue(session, app_id, [user_id], reason="user.lifecycle.deactivate",
+                      correlation_id="c2")
+    assert worker._renew(claimed) is None
+    with runtime.db.session() as session:
+        rows = {t.reason: t.status for t in session.scalars(select(Task))}
+    assert rows == {"app.assignment.create": queue.SUPERSEDED,
+                    "user.lifecycle.deactivate": queue.QUEUED}
+
+
+def test_a_task_whose_lease_was_taken_over_sends_nothing(runtime: Runtime) -> None:
+    app_id = make_app(runtime)
+    (user_id,) = make_users(runtime, 1)
+    with runtime.db.session() as session:
+        queue.enqueue(session, app_id, [user_id], reason="r", correlation_id="c")
+    worker = Worker(runtime.db, runtime.settings, runtime.vault)
+    claimed = _claim_one(runtime, worker)
+    later = utcnow() + queue.LEASE + timedelta(seconds=1)
+    with runtime.db.session() as session:  # it waited past its lease: another worker has it
+        assert queue.release_expired_leases(session, now=later) == 1
+    with runtime.db.session() as session:
+        (other,) = queue.claim(session, "another-worker", 1, now=later)
+    assert other.id == claimed.id
+    assert worker._renew(claimed) is None
+    with runtime.db.session() as session:
+        row = session.get(Task, claimed.id)
+        assert row is not None and row.claimed_by == "another-worker"
