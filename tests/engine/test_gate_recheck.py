@@ -14,19 +14,20 @@ from provisiond.store.tables import Task, utcnow
 from tests.engine.test_queue import make_app, make_users
 
 
-def _claim_one(runtime: Runtime, worker: Worker) -> queue.Claimed:
-    with runtime.db.session() as session:
-        (claimed,) = queue.claim(session, worker.id, 1)
-    return claimed
-
-
-def test_a_task_still_owned_is_renewed_from_now(runtime: Runtime) -> None:
+def _claimed(runtime: Runtime, reason: str = "r") -> tuple[Worker, queue.Claimed, str, str]:
+    """One user's task in one app, claimed by a worker: (worker, task, app id, user id)."""
     app_id = make_app(runtime)
     (user_id,) = make_users(runtime, 1)
     with runtime.db.session() as session:
-        queue.enqueue(session, app_id, [user_id], reason="r", correlation_id="c")
+        queue.enqueue(session, app_id, [user_id], reason=reason, correlation_id="c")
     worker = Worker(runtime.db, runtime.settings, runtime.vault)
-    claimed = _claim_one(runtime, worker)
+    with runtime.db.session() as session:
+        (claimed,) = queue.claim(session, worker.id, 1)
+    return worker, claimed, app_id, user_id
+
+
+def test_a_task_still_owned_is_renewed_from_now(runtime: Runtime) -> None:
+    worker, claimed, _, _ = _claimed(runtime)
     renewed = worker._renew(claimed)
     assert renewed is not None and renewed.claimed_at > claimed.claimed_at
     with runtime.db.session() as session:
@@ -36,12 +37,7 @@ def test_a_task_still_owned_is_renewed_from_now(runtime: Runtime) -> None:
 
 
 def test_a_newer_change_for_the_key_takes_over_and_nothing_is_sent(runtime: Runtime) -> None:
-    app_id = make_app(runtime)
-    (user_id,) = make_users(runtime, 1)
-    with runtime.db.session() as session:
-        queue.enqueue(session, app_id, [user_id], reason="app.assignment.create", correlation_id="c")
-    worker = Worker(runtime.db, runtime.settings, runtime.vault)
-    claimed = _claim_one(runtime, worker)
+    worker, claimed, app_id, user_id = _claimed(runtime, "app.assignment.create")
     with runtime.db.session() as session:  # the user leaves while the create waits at the gate
         queue.enqueue(session, app_id, [user_id], reason="user.lifecycle.deactivate",
                       correlation_id="c2")
@@ -53,12 +49,7 @@ def test_a_newer_change_for_the_key_takes_over_and_nothing_is_sent(runtime: Runt
 
 
 def test_a_task_whose_lease_was_taken_over_sends_nothing(runtime: Runtime) -> None:
-    app_id = make_app(runtime)
-    (user_id,) = make_users(runtime, 1)
-    with runtime.db.session() as session:
-        queue.enqueue(session, app_id, [user_id], reason="r", correlation_id="c")
-    worker = Worker(runtime.db, runtime.settings, runtime.vault)
-    claimed = _claim_one(runtime, worker)
+    worker, claimed, _, _ = _claimed(runtime)
     later = utcnow() + queue.LEASE + timedelta(seconds=1)
     with runtime.db.session() as session:  # it waited past its lease: another worker has it
         assert queue.release_expired_leases(session, now=later) == 1
