@@ -14,6 +14,7 @@ import threading
 import time
 
 import httpx
+from sqlalchemy import select
 
 from provisiond.domain.apps import ProvisioningSettings, ScimConnectorSettings
 from provisiond.domain.directory import Lifecycle, Profile
@@ -21,6 +22,7 @@ from provisiond.engine.worker import Worker
 from provisiond.runtime import Runtime
 from provisiond.services import apps, assignments, directory
 from provisiond.services.context import SYSTEM
+from provisiond.store.tables import Task
 from tests.support.drip import dripping_target
 from tests.support.servers import scim_target
 
@@ -117,6 +119,48 @@ def test_a_leaver_is_deprovisioned_while_another_apps_target_drips(runtime: Runt
             assert drip.in_flight <= worker.share
         finally:
             drip.close()  # the dripping answers end, their tasks fail and are retried later
+            loop.call_soon_threadsafe(stop.set)
+            thread.join(120)
+            loop.close()
+        assert not thread.is_alive()
+
+
+def test_a_leaver_in_an_app_busy_with_its_own_backlog_is_taken_at_once(runtime: Runtime) -> None:
+    """The app holds all the tasks it may (its depth) and they drip: the leaver's task is
+    claimed at once anyway, into the capacity kept for lifecycle tasks, and waits first in
+    line at the app's gate, instead of waiting for the backlog."""
+    users_only = dripping_target(delay=0, drips=lambda request: "/Users" in request.path)
+    with users_only as drip:
+        busy = _app(runtime, "busy", drip.base_url, concurrency=2, deadline=60)
+        (ada,) = _users(runtime, "ada", 1)
+        _assign(runtime, busy, [ada])
+        asyncio.run(Worker(runtime.db, runtime.settings, runtime.vault).drain(timeout=60))
+
+        drip.delay = 1.0
+        worker = Worker(runtime.db, runtime.settings, runtime.vault)
+        stop = asyncio.Event()
+        loop = asyncio.new_event_loop()
+        thread = threading.Thread(target=loop.run_until_complete, args=(worker.run(stop),))
+        thread.start()
+        try:
+            _assign(runtime, busy, _users(runtime, "crowd", 40))
+            _wait(lambda: worker._per_app.get(busy, 0) >= worker._depth(busy), 60,
+                  "the busy app at its depth")
+            with runtime.db.session() as session:
+                directory.change_lifecycle(session, SYSTEM, ada, Lifecycle.DEACTIVATE)
+            worker.wake()  # as the API's commit does
+
+            def leaver_claimed() -> bool:
+                with runtime.db.session() as session:
+                    return any(
+                        task.reason == "user.lifecycle.deactivate" and task.status == "running"
+                        for task in session.scalars(select(Task).where(Task.subject_id == ada))
+                    )
+
+            # Without the lifecycle claim it waits for the backlog's 60 s deadlines.
+            _wait(leaver_claimed, 10, "the leaver's task claimed")
+        finally:
+            drip.close()
             loop.call_soon_threadsafe(stop.set)
             thread.join(120)
             loop.close()

@@ -131,6 +131,7 @@ class Worker:
         self._concurrency: dict[str, int] = {}  # each app's limit, as last read
         self._claim_batch = max(1, self.capacity // 8)
         self._starved = False
+        self._news = False  # wake() was called since the last claim
         self._database: ThreadPoolExecutor | None = None
         self._pending: list[tuple[Outcome, asyncio.Future[bool]]] = []
         # app id -> (monotonic time it expires, the app's settings version it was seen with)
@@ -143,7 +144,8 @@ class Worker:
     # -- waking ------------------------------------------------------------------------------
 
     def wake(self) -> None:
-        """Thread-safe: have the worker look for due tasks now."""
+        """Thread-safe: have the worker look for due tasks now (new work was committed)."""
+        self._news = True
         loop, wake = self._loop, self._wake
         if loop is not None and wake is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):
@@ -235,9 +237,14 @@ class Worker:
             room.setdefault(app_id, min(DEFAULT_APP_ROOM, self.share) - running)
         full = [app_id for app_id, left in room.items() if left <= 0]
         default = min(DEFAULT_APP_ROOM, self.share)
+        # New work was committed: a leaver's task in an app that is at its depth (a backlog
+        # of its own) is taken at once, into the capacity kept for lifecycle tasks, and goes
+        # first at the app's gate, instead of waiting for half that backlog to drain.
+        urgent_anywhere = self._news and bool(full)
+        self._news = False
         try:
             claimed = await self._in_db(
-                self._claim_in_db, room_total, room_normal, room, full, default
+                self._claim_in_db, room_total, room_normal, room, full, default, urgent_anywhere
             )
             # Took all it could: more may be due, so freed slots are worth a claim.
             self._starved = len(claimed) >= min(room_total, max(room_normal, 1))
@@ -254,6 +261,7 @@ class Worker:
         room: dict[str, int],
         full: list[str],
         default: int,
+        urgent_anywhere: bool = False,
     ) -> list[queue.Claimed]:
         """Up to ``room_total`` tasks, of which at most ``room_normal`` not lifecycle ones.
 
@@ -287,6 +295,10 @@ class Worker:
                 if len(got) >= limit or not capped:
                     break  # took all it may, or nobody was hidden behind a capped app
                 skip |= capped
+            left = room_total - len(batch)
+            if urgent_anywhere and left > 0:
+                # Lifecycle tasks of apps without room: bounded by the worker's capacity only.
+                batch += queue.claim(session, self.id, min(left, self.reserved), urgent_only=True)
         return batch
 
     def _dispatch(self, claimed: Sequence[queue.Claimed]) -> None:
