@@ -23,11 +23,16 @@ from provisiond.engine.decide import snapshot
 from provisiond.engine.fingerprint import fingerprint, policy_key
 from provisiond.engine.mapping import CompiledPolicy
 from provisiond.engine.planner import DEPROVISIONS, AccountStatus, Operation
-from provisiond.engine.reader import AccountInputs, AccountRecord, UserRecord, effective_members
+from provisiond.engine.reader import (
+    CHUNK,
+    AccountInputs,
+    AccountRecord,
+    UserRecord,
+    chunks,
+    effective_members,
+)
 from provisiond.engine.sources import index
 from provisiond.store.tables import Account, Assignment, User, utcnow
-
-_CHUNK = 900  # below SQLite's bound-parameter limit
 
 
 @dataclass(frozen=True)
@@ -182,7 +187,7 @@ def _accounts(session: Session, app_id: str, user_ids: set[str] | None) -> dict[
     if user_ids is None:
         return {row.user_id: row for row in session.connection().execute(statement)}
     found: dict[str, Any] = {}
-    for chunk in _chunks(sorted(user_ids)):
+    for chunk in chunks(user_ids):
         found.update(
             {
                 row.user_id: row
@@ -196,7 +201,7 @@ def _applied(session: Session, app_id: str, user_ids: list[str]) -> dict[str, di
     """The last applied attributes, read only for the users that need planning."""
     found: dict[str, dict[str, Any]] = {}
     statement = select(Account.user_id, Account.applied).where(Account.app_id == app_id)
-    for chunk in _chunks(sorted(user_ids)):
+    for chunk in chunks(user_ids):
         found.update(
             {
                 uid: applied
@@ -210,12 +215,12 @@ def _applied(session: Session, app_id: str, user_ids: list[str]) -> dict[str, di
 
 def _users(session: Session, user_ids: set[str]) -> dict[str, Any]:
     statement = select(User.id, User.login, User.login_key, User.status, User.profile)
-    if len(user_ids) > 20 * _CHUNK:  # most of the directory: one scan beats many IN lists
+    if len(user_ids) > 20 * CHUNK:  # most of the directory: one scan beats many IN lists
         return {
             row.id: row for row in session.connection().execute(statement) if row.id in user_ids
         }
     found: dict[str, Any] = {}
-    for chunk in _chunks(sorted(user_ids)):
+    for chunk in chunks(user_ids):
         found.update(
             {
                 row.id: row
@@ -225,6 +230,3 @@ def _users(session: Session, user_ids: set[str]) -> dict[str, Any]:
     return found
 
 
-def _chunks(items: list[str]) -> Iterable[list[str]]:
-    for start in range(0, len(items), _CHUNK):
-        yield items[start : start + _CHUNK]

@@ -535,11 +535,14 @@ class Worker:
             row.claimed_at = now
         return replace(task, claimed_at=now)
 
-    def _failed(self, task: queue.Claimed, error: str, now: datetime) -> Outcome:
-        """A task that could not even be planned: retried with backoff, dead once out of
-        attempts (a database that was briefly away recovers; a bug shows as a dead task)."""
+    def _failed(
+        self, task: queue.Claimed, error: str, now: datetime, *, dead: bool = False
+    ) -> Outcome:
+        """A task that could not be planned (retried with backoff, dead once out of attempts:
+        a database that was briefly away recovers, a bug shows as a dead task), or whose
+        outcome could not be recorded (``dead``)."""
         write, events = failure(
-            task, error, dead=False, retry_after=None, policy=self.retry_policy,
+            task, error, dead=dead, retry_after=None, policy=self.retry_policy,
             action="app.user.sync", doing=f"sync of {task.subject_id}", subject=task.subject_id,
             app_name=task.app_id, user_id=task.subject_id,
             targets={"app": task.app_id, "user": task.subject_id}, operation=None, now=now,
@@ -622,15 +625,10 @@ class Worker:
         was sent stays sent; the account's next reconcile reads it back where it can."""
         task = outcome.task
         error = f"the outcome could not be recorded: {type(exc).__name__}: {exc}"[:500]
-        write, events = failure(
-            task, error, dead=True, retry_after=None, policy=self.retry_policy,
-            action="app.user.sync", doing=f"sync of {task.subject_id}", subject=task.subject_id,
-            app_name=task.app_id, user_id=task.subject_id,
-            targets={"app": task.app_id, "user": task.subject_id}, operation=None, now=utcnow(),
-        )
         try:
             with self.db.session() as session:
-                return write_outcomes(session, [Outcome(task, write, owned_events=events)], utcnow())
+                dead = self._failed(task, error, utcnow(), dead=True)
+                return write_outcomes(session, [dead], utcnow())
         except Exception:
             # The database itself is away: the lease runs out and the task runs again.
             log.exception("recording the failure of task %s failed too", task.id)

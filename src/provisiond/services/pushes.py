@@ -27,6 +27,7 @@ from provisiond.domain.roles import RoleKind
 from provisiond.engine import queue
 from provisiond.engine.group_members import PUSHED as PUSHED
 from provisiond.engine.group_members import UNPUSHING as UNPUSHING
+from provisiond.engine.reader import groups_to_recheck
 from provisiond.errors import Conflict, NotFound
 from provisiond.services import activity, reach
 from provisiond.services.apps import get_app, provisioning_of
@@ -246,21 +247,8 @@ def group_renamed(session: Session, actor: Actor, group_id: str) -> None:
 
 def accounts_changed(session: Session, actor: Actor, app_id: str, user_id: str, reason: str) -> None:
     """A user's account in the app appeared, went or changed state: re-check the groups the
-    user is or was in there (and the groups that express roles)."""
-    pushed = session.scalars(select(PushedGroup).where(PushedGroup.app_id == app_id)).all()
-    if not pushed:  # the common case: nothing to re-check, and no closure to compute
-        return
-    groups = reach.effective_groups_of(session, user_id)
-    rows = [row for row in pushed if row.group_id in groups]
-    held = set(
-        session.scalars(
-            select(PushedGroup.group_id)
-            .join(PushedGroupMember, PushedGroupMember.pushed_group_id == PushedGroup.id)
-            .where(PushedGroup.app_id == app_id, PushedGroupMember.user_id == user_id)
-        )
-    )
-    ids = {row.group_id for row in rows} | held | set(role_group_ids(session, app_id))
-    enqueue(session, actor, app_id, ids, reason=reason)
+    user is or was in there (and the groups that express roles), as the worker's writer does."""
+    enqueue(session, actor, app_id, groups_to_recheck(session, app_id, [user_id]), reason=reason)
 
 
 def roles_changed(session: Session, actor: Actor, app_id: str, reason: str) -> None:
