@@ -46,7 +46,7 @@ def test_transient_errors_are_retried_until_they_pass(
     with httpx.Client(
         base_url=base + "/", headers={"Authorization": f"Bearer {TARGET_TOKEN}"}
     ) as scim:
-        eventually(lambda: remote_user(scim, "retry.me"), timeout=15)
+        eventually(lambda: remote_user(scim, "retry.me"), timeout=60)
 
     def provision_events() -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = api.get(
@@ -77,7 +77,7 @@ def test_429_honours_retry_after(api: httpx.Client, faulty: tuple[FaultyTarget, 
         lambda: [e for e in api.get("/logs", params={"outcome": "retry"}).json()["items"]]
     )
     assert retry[0]["details"]["retry_in_seconds"] >= 0.5  # the test settings cap backoff at 0.5 s
-    eventually(lambda: api.get(f"/apps/{app['id']}/accounts").json()["items"], timeout=10)
+    eventually(lambda: api.get(f"/apps/{app['id']}/accounts").json()["items"], timeout=60)
 
 
 def test_terminal_errors_end_as_dead_tasks_that_can_be_retried(
@@ -113,7 +113,7 @@ def test_terminal_errors_end_as_dead_tasks_that_can_be_retried(
 
     retried = api.post(f"/tasks/{dead[0]['id']}/retry")
     assert retried.status_code == 200, retried.text
-    eventually(lambda: api.get(f"/apps/{app['id']}/accounts").json()["items"], timeout=10)
+    eventually(lambda: api.get(f"/apps/{app['id']}/accounts").json()["items"], timeout=60)
     assert api.post(f"/tasks/{dead[0]['id']}/dismiss").status_code == 409  # no longer dead
 
 
