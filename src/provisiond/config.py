@@ -30,6 +30,14 @@ class Settings(BaseSettings):
     retry_base_seconds: float = Field(default=2.0, gt=0)
     retry_max_seconds: float = Field(default=900.0, gt=0)
     http_timeout_seconds: float = Field(default=10.0, gt=0)
+    worker_timeout_seconds: float = Field(
+        default=30.0, ge=1, le=3600,
+        description="A worker silent this long is taken for dead: its tasks go back to the queue.",
+    )
+    worker_drain_seconds: float = Field(
+        default=20.0, ge=0, le=3600,
+        description="On SIGTERM, how long a worker finishes its tasks before giving them back.",
+    )
     # Ports of connector targets that are reached without TLS verification are never
     # configured here: TLS is always verified.
 

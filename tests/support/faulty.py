@@ -39,8 +39,8 @@ class FaultyTarget:
             )
             if fault is not None:
                 fault.times -= 1
-                if fault.delay:
-                    await asyncio.sleep(fault.delay)
+                if fault.delay and await _client_left_within(receive, fault.delay):
+                    return  # the client went away (killed, timed out): nothing to answer
                 body = json.dumps(
                     fault.body
                     or {
@@ -58,3 +58,17 @@ class FaultyTarget:
                 await send({"type": "http.response.body", "body": body})
                 return
         await self.inner(scope, receive, send)
+
+
+async def _client_left_within(receive: Any, seconds: float) -> bool:
+    """Hold the request for ``seconds``, or until its client disconnects (True then)."""
+
+    async def disconnected() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    try:
+        await asyncio.wait_for(disconnected(), seconds)
+    except TimeoutError:
+        return False
+    return True

@@ -25,6 +25,7 @@ from provisiond.api.routers import (
     sync,
     tasks,
     users,
+    workers,
 )
 from provisiond.authz import Action
 from provisiond.config import Settings
@@ -70,7 +71,7 @@ def create_app(
 
     v1 = APIRouter(prefix="/api/v1", dependencies=[Depends(admin), Depends(require_declared)])
     for module in (
-        users, groups, apps, roles, assignments, push_groups, policy, sync, tasks, logs
+        users, groups, apps, roles, assignments, push_groups, policy, sync, tasks, logs, workers
     ):
         v1.include_router(module.router)
     app.include_router(v1)
@@ -89,6 +90,9 @@ def create_app(
         except Exception:  # any database failure means not ready
             response.status_code = 503
             return {"status": "unavailable", "database": "unreachable"}
+        if rt.worker is not None and not rt.worker.beating():
+            response.status_code = 503  # this process's worker stopped beating: not ready
+            return {"status": "unavailable", "database": "ok", "worker": "not beating"}
         return {"status": "ok", "database": "ok", "worker": rt.worker is not None}
 
     @app.get(

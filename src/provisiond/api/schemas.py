@@ -355,6 +355,16 @@ class RunOut(BaseModel):
         )
 
 
+class WorkerOut(BaseModel):
+    id: str
+    host: str
+    pid: int
+    state: str = Field(description="running | draining (stopping) | lost (stopped beating)")
+    in_flight: int = Field(description="Tasks it held at its last heartbeat")
+    started_at: datetime
+    beat_at: datetime
+
+
 class TaskOut(BaseModel):
     id: str
     app_id: str

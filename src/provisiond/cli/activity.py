@@ -202,6 +202,28 @@ def dismiss_task(ctx: typer.Context, task_id: TaskId) -> None:
     st.out.done(task, f"task {task['id']} is now {task['status']}")
 
 
+# -- workers ----------------------------------------------------------------------------------
+
+
+def workers(ctx: typer.Context) -> None:
+    """List the worker processes sharing the server's database, and how each is doing.
+
+    A lost worker stopped beating (killed, or cut off from the database): the tasks it held
+    went back to the queue for the others.
+    """
+    st = state(ctx)
+    page = st.api.get("/workers")
+    columns = (
+        Column("ID", "id"),
+        Column("STATE", "state"),
+        Column("IN FLIGHT", "in_flight"),
+        Column("STARTED", lambda w: when(w.get("started_at"))),
+        Column("LAST BEAT", lambda w: when(w.get("beat_at"))),
+    )
+    st.out.page(page, columns, empty="no workers: start one with `provisiond worker` (or `serve`)")
+
+
 def register(app: typer.Typer) -> None:
     app.command(rich_help_panel=PANEL)(logs)
+    app.command(rich_help_panel=PANEL)(workers)
     app.add_typer(tasks, name="tasks", rich_help_panel=PANEL)

@@ -22,8 +22,10 @@ from rich.text import Text
 
 STYLES = {
     "green": ("active", "success", "succeeded", "ok", "enabled", "yes"),
-    "yellow": ("suspended", "retry", "queued", "running", "pending", "unpushing"),
-    "red": ("failure", "failed", "dead", "deprovisioned", "deactivated", "deleted"),
+    "yellow": ("suspended", "retry", "queued", "running", "pending", "unpushing",
+               "draining"),
+    "red": ("failure", "failed", "dead", "deprovisioned", "deactivated", "deleted",
+            "lost"),
     "dim": ("staged", "skipped", "dismissed", "superseded", "disabled", "no", "never", "-"),
 }
 STYLE_OF = {word: style for style, words in STYLES.items() for word in words}

@@ -103,8 +103,8 @@ class ScimConnectorSettings(BaseModel):
     # starts it again.
     timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     # Bounds a whole request, answer read to its last byte (and a token fetch or 401 re-send
-    # on the way), so no target holds a worker slot longer. At most 5 minutes: the worker's
-    # lease on a task (engine/queue.py LEASE) must outlast any one request it sends.
+    # on the way), so no target holds a worker slot longer. At most 5 minutes: the lease of a
+    # claim on demand (engine/queue.py LEASE) must outlast any one request it sends.
     request_deadline_seconds: float = Field(default=30.0, ge=1, le=300)
 
     @field_validator("base_url")

@@ -42,6 +42,9 @@ QUEUED, RUNNING, SUCCEEDED, DEAD, DISMISSED, SUPERSEDED = (
     TaskStatus.SUPERSEDED,
 )
 NOTIFY_CHANNEL = "provisiond_tasks"
+# How long a claim by something without a heartbeat row (provisioning on demand) is kept
+# before the task is taken for abandoned; a worker's claims last while it beats
+# (engine.liveness).
 LEASE = timedelta(minutes=5)
 _ENQUEUE_CHUNK = 1000  # rows per executemany; the driver sends them as a few multi-row INSERTs
 
@@ -319,17 +322,6 @@ def next_due(session: Session, after: datetime | None = None) -> datetime | None
     if after is not None:
         statement = statement.where(Task.next_attempt_at > after)
     return session.scalar(statement.order_by(Task.next_attempt_at).limit(1))
-
-
-def release_expired_leases(session: Session, now: datetime | None = None) -> int:
-    """Requeue tasks whose worker died mid-run (no heartbeat within the lease)."""
-    now = now or utcnow()
-    stale = list(
-        session.scalars(select(Task).where(Task.status == RUNNING, Task.claimed_at < now - LEASE))
-    )
-    for task in stale:
-        requeue(session, task, at=now, error="the worker running this task stopped")
-    return len(stale)
 
 
 def _row(session: Session, task: Task | Claimed | str) -> Task:

@@ -41,10 +41,10 @@ from typing import Any, TypeVar
 
 import httpx
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from provisiond.config import Settings
-from provisiond.engine import queue
+from provisiond.engine import liveness, queue
 from provisiond.engine.connections import ConnectorPool, Gate
 from provisiond.engine.context import AppContext, read_contexts
 from provisiond.engine.decide import Snapshot, decide, snapshot, with_holds
@@ -140,6 +140,7 @@ class Worker:
         self._flush_now: asyncio.Event | None = None
         self._arrived: asyncio.Event | None = None
         self._writing = 0  # outcomes in the write transaction now
+        self._beaten: float | None = None  # monotonic time of the last heartbeat written
 
     # -- waking ------------------------------------------------------------------------------
 
@@ -167,36 +168,120 @@ class Worker:
         self._flush_now = asyncio.Event()
         self._arrived = asyncio.Event()
         writer = asyncio.create_task(self._write_loop(stop))
+        heart = asyncio.create_task(self._heartbeat(stop))
         next_sweep = 0.0
+        outage = 0  # rounds in a row the database did not answer
         try:
             while not stop.is_set():
-                if time.monotonic() >= next_sweep:
-                    await self._in_db(self._housekeeping)
-                    next_sweep = time.monotonic() + HOUSEKEEPING_SECONDS
-                self._wake.clear()
-                claimed = await self._claim()
-                self._dispatch(claimed)
-                if self._starved and len(self._slots) < self.capacity:
-                    continue
-                await self._idle(stop)
+                try:
+                    if time.monotonic() >= next_sweep:
+                        await self._in_db(self._housekeeping)
+                        next_sweep = time.monotonic() + HOUSEKEEPING_SECONDS
+                    self._wake.clear()
+                    claimed = await self._claim()
+                    self._dispatch(claimed)
+                    if outage:
+                        log.info("the database answers again: claiming")
+                    outage = 0
+                    if self._starved and len(self._slots) < self.capacity:
+                        continue
+                    await self._idle(stop)
+                except SQLAlchemyError:
+                    # The database is away (restarting, a network cut): keep what runs, claim
+                    # nothing, ask again with backoff. Workers that still reach it take over
+                    # this one's tasks once its heartbeat is older than the worker timeout.
+                    if not outage:
+                        log.warning("the database does not answer; not claiming until it does",
+                                    exc_info=True)
+                    outage += 1
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), min(5.0, 0.2 * 2 ** min(outage, 5)))
         finally:
-            while self._jobs:
-                await asyncio.gather(*list(self._jobs), return_exceptions=True)
+            await self._finish_jobs()
             self._flush_now.set()
             self._arrived.set()
             await writer
+            heart.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heart
+            with contextlib.suppress(SQLAlchemyError):
+                given_back = await self._in_db(self._retire)
+                if given_back:
+                    log.warning("gave %d unfinished tasks back to the queue", given_back)
             await self.pool.aclose()
             if self._database is not None:
                 self._database.shutdown(wait=True)
                 self._database = None
 
+    async def _finish_jobs(self) -> None:
+        """Stopping: the tasks in flight get ``worker_drain_seconds`` to finish; what is still
+        running then is cancelled and given back to the queue (``_retire``), to run again
+        elsewhere, reading the app first."""
+        deadline = time.monotonic() + self.settings.worker_drain_seconds
+        warned = False
+        while self._jobs:  # jobs spawn jobs (a batch's read spawns its requests): look again
+            left = deadline - time.monotonic()
+            if left > 0:
+                await asyncio.wait(list(self._jobs), timeout=left,
+                                   return_when=asyncio.FIRST_COMPLETED)
+                continue
+            if not warned:
+                log.warning("%d jobs still running after the drain period: cancelling them",
+                            len(self._jobs))
+                warned = True
+            for job in list(self._jobs):
+                job.cancel()
+            await asyncio.gather(*list(self._jobs), return_exceptions=True)
+
+    # -- liveness ------------------------------------------------------------------------------
+
+    async def _heartbeat(self, stop: asyncio.Event) -> None:
+        """Beat the worker's row, and give back the tasks of workers that stopped beating."""
+        every = liveness.heartbeat_every(self.settings.worker_timeout_seconds)
+        while True:
+            try:
+                await self._in_db(self._beat, stop.is_set())
+                self._beaten = time.monotonic()
+            except SQLAlchemyError:
+                log.debug("heartbeat failed", exc_info=True)
+            await asyncio.sleep(every)
+
+    def _beat(self, draining: bool) -> None:
+        timeout = timedelta(seconds=self.settings.worker_timeout_seconds)
+        with self.db.session() as session:
+            liveness.beat(session, self.id, len(self._slots), draining=draining)
+        with self.db.session() as session:
+            released = liveness.release_orphans(session, timeout)
+        if released:
+            log.warning("gave %d tasks of stopped workers back to the queue", released)
+            self.wake()
+
+    def _retire(self) -> int:
+        with self.db.session() as session:
+            return liveness.retire(session, self.id)
+
+    def beating(self) -> bool:
+        """Has this worker written its heartbeat within the worker timeout (/readyz)?"""
+        beaten = self._beaten
+        return beaten is not None and (
+            time.monotonic() - beaten < self.settings.worker_timeout_seconds
+        )
+
+    async def _registered(self) -> bool:
+        """May this worker claim? Its row must exist first (claims by a worker without one
+        would be taken for abandoned), and not while its heartbeat is failing: past half the
+        timeout, other workers may be about to take its tasks back, and would take these too."""
+        if self._beaten is None:
+            await self._in_db(self._beat, False)
+            self._beaten = time.monotonic()
+        return time.monotonic() - self._beaten < self.settings.worker_timeout_seconds / 2
+
     def _housekeeping(self) -> None:
-        """Requeue tasks of workers that died; queue accounts due for deletion."""
+        """Queue accounts due for deletion."""
         from provisiond.engine.sweep import sweep_expired
 
         try:
             with self.db.session() as session:
-                queue.release_expired_leases(session)
                 sweep_expired(session)
         except Exception:  # housekeeping must never stop the worker; it is retried later
             log.exception("worker housekeeping failed")
@@ -226,7 +311,7 @@ class Worker:
 
     async def _claim(self) -> list[queue.Claimed]:
         room_total = self.capacity - len(self._slots)
-        if room_total <= 0:
+        if room_total <= 0 or not await self._registered():
             return []
         room_normal = self.capacity - self.reserved - (len(self._slots) - self._urgent)
         room = {

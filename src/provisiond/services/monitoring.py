@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
+from provisiond.engine import liveness
 from provisiond.store.tables import Account, App, Event, Run, Task, utcnow
 
 DEPROVISION = "app.user.deprovision"
@@ -180,3 +181,9 @@ def dashboard(session: Session, app_ids: Sequence[str] | None = None) -> list[Ap
             )
         )
     return figures
+
+
+def workers(session: Session, timeout_seconds: float) -> list[liveness.WorkerState]:
+    """The worker processes the database knows: running, draining or lost (silent longer
+    than the worker timeout, their tasks given back to the queue)."""
+    return liveness.workers(session, timedelta(seconds=timeout_seconds))

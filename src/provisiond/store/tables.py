@@ -295,6 +295,22 @@ class Task(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class WorkerProcess(Base):
+    """A worker's heartbeat: the tasks of a worker silent for longer than the worker timeout
+    are given back to the queue (engine.liveness), so a killed process delays nobody long."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    beat_at: Mapped[datetime] = mapped_column(default=utcnow)
+    in_flight: Mapped[int] = mapped_column(Integer, default=0)
+    # Set on SIGTERM: the worker claims nothing more and finishes or gives back what it holds.
+    draining: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
 class PushedGroup(Base):
     """A directory group pushed to an app: the app holds a group of the same name whose members
     are the group's effective members who have an active account there (services.pushes)."""
