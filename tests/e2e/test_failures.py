@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import TARGET_TOKEN, eventually, person, remote_user, scim_app
+from tests.e2e.conftest import TARGET_TOKEN, assign, eventually, person, remote_user, scim_app
 from tests.support.faulty import Fault, FaultyTarget
 from tests.support.servers import serve_app
 
@@ -74,10 +74,32 @@ def test_429_honours_retry_after(api: httpx.Client, faulty: tuple[FaultyTarget, 
         json={"principal_type": "user", "principal_id": user["id"]},
     )
     retry = eventually(
-        lambda: [e for e in api.get("/logs", params={"outcome": "retry"}).json()["items"]]
+        lambda: api.get("/logs", params={"outcome": "retry", "action": "app.user"}).json()[
+            "items"
+        ]
     )
     assert retry[0]["details"]["retry_in_seconds"] >= 0.5  # the test settings cap backoff at 0.5 s
     eventually(lambda: api.get(f"/apps/{app['id']}/accounts").json()["items"], timeout=60)
+
+
+def test_429_with_retry_after_pauses_the_whole_app(
+    api: httpx.Client, faulty: tuple[FaultyTarget, str]
+) -> None:
+    target, base = faulty
+    app = enabled_app(api, "throttled", base, concurrency=1)
+    target.inject(Fault("POST", 429, times=1, headers={"Retry-After": "2"}))
+    logins = [f"patient.{n}" for n in range(4)]
+    for login in logins:
+        user = api.post("/users", json=person(login)).json()
+        assign(api, app["id"], "user", user["id"])
+    eventually(lambda: len(api.get(f"/apps/{app['id']}/accounts").json()["items"]) == 4, 120)
+    refused = target.requests.index(("POST", "/v2/Users"))
+    after = target.arrivals[refused + 1 :]
+    # Not one request to the app until its Retry-After had passed: the other tasks waited.
+    assert after and min(after) >= target.arrivals[refused] + 2 - 0.05
+    events = api.get("/logs", params={"app": app["id"], "action": "app.provisioning"}).json()
+    actions = [e["action"] for e in events["items"]][:2]  # newest first
+    assert actions == ["app.provisioning.resume", "app.provisioning.pause"], actions
 
 
 def test_terminal_errors_end_as_dead_tasks_that_can_be_retried(

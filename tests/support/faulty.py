@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,7 @@ class FaultyTarget:
         self.inner = build([token])
         self.faults: list[Fault] = []
         self.requests: list[tuple[str, str]] = []
+        self.arrivals: list[float] = []  # time.monotonic() of each request, as ``requests``
 
     def inject(self, fault: Fault) -> None:
         self.faults.append(fault)
@@ -34,6 +36,7 @@ class FaultyTarget:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http":
             self.requests.append((scope["method"], scope["path"]))
+            self.arrivals.append(time.monotonic())
             fault = next(
                 (f for f in self.faults if f.method == scope["method"] and f.times > 0), None
             )

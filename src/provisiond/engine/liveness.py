@@ -83,11 +83,11 @@ def release_orphans(session: Session, timeout: timedelta, now: datetime | None =
             .with_for_update(skip_locked=True)
         )
     )
-    beating = set(session.scalars(alive))
+    known = set(session.scalars(select(WorkerProcess.id)))
     for task in orphans:
         why = (
             f"worker {task.claimed_by} stopped beating"
-            if task.claimed_by not in beating and session.get(WorkerProcess, task.claimed_by)
+            if task.claimed_by in known  # a row, not beating: it is silent
             else f"the claim by {task.claimed_by} outlived its lease"
         )
         _give_back(session, task, now, why)

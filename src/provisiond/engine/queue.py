@@ -21,7 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session, aliased
 
-from provisiond.store.tables import Task, new_id, utcnow
+from provisiond.store.tables import AppPause, Task, new_id, utcnow
 
 
 class TaskStatus(StrEnum):
@@ -232,6 +232,8 @@ def _claim_statement(dialect: str, urgent_only: bool) -> Any:
         Task.status == QUEUED,
         Task.next_attempt_at <= bindparam("now"),
         Task.app_id.not_in(bindparam("skip", expanding=True)),
+        # An app that asked to slow down (429) is paused for every worker (engine.throttle).
+        Task.app_id.not_in(select(AppPause.app_id).where(AppPause.until > bindparam("now"))),
         ~busy,
     )
     if urgent_only:

@@ -44,7 +44,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from provisiond.config import Settings
-from provisiond.engine import liveness, queue
+from provisiond.engine import liveness, queue, throttle
 from provisiond.engine.connections import ConnectorPool, Gate
 from provisiond.engine.context import AppContext, read_contexts
 from provisiond.engine.decide import Snapshot, decide, snapshot, with_holds
@@ -56,6 +56,7 @@ from provisiond.engine.outcomes import (
     applied,
     failure,
     not_applied,
+    waits_for_pause,
 )
 from provisiond.engine.planner import DEPROVISIONS, OperationKind
 from provisiond.engine.pushed_groups import (
@@ -141,6 +142,9 @@ class Worker:
         self._arrived: asyncio.Event | None = None
         self._writing = 0  # outcomes in the write transaction now
         self._beaten: float | None = None  # monotonic time of the last heartbeat written
+        # app id -> when its pause ends (engine.throttle): read on every heartbeat, and set at
+        # once by this worker's own 429s, so the tasks it holds wait too.
+        self._paused: dict[str, datetime] = {}
 
     # -- waking ------------------------------------------------------------------------------
 
@@ -252,8 +256,12 @@ class Worker:
             liveness.beat(session, self.id, len(self._slots), draining=draining)
         with self.db.session() as session:
             released = liveness.release_orphans(session, timeout)
+        with self.db.session() as session:
+            resumed = throttle.resume_expired(session, correlation_id=f"worker:{self.id}"[:36])
+            self._paused = throttle.paused(session)
         if released:
             log.warning("gave %d tasks of stopped workers back to the queue", released)
+        if released or resumed:
             self.wake()
 
     def _retire(self) -> int:
@@ -470,6 +478,9 @@ class Worker:
         creates of the next minutes need no lookup first (engine.executor, ``skip_lookup``)."""
         try:
             async with self._gate(ctx.app_id).slot():
+                until = self._paused.get(ctx.app_id)
+                if until is not None and until > utcnow():
+                    return  # it asked to slow down: the creates look up as usual
                 empty = await (await self.pool.get(ctx)).holds_no_users()
         except ConnectorError:
             return  # the creates look up as usual, and report the failure themselves
@@ -562,6 +573,9 @@ class Worker:
         result.step("scope", snap.reason, policy_version=ctx.policy.version or 0)
         try:
             async with self._gate(ctx.app_id).slot(urgent=task.priority == 0):
+                until = self._paused.get(ctx.app_id)
+                if until is not None and until > utcnow():
+                    return waits_for_pause(task, until)
                 if utcnow() - task.claimed_at > RECHECK_AFTER:
                     renewed = await self._in_db(self._renew, task)
                     if renewed is None:
@@ -579,11 +593,16 @@ class Worker:
         except ConnectorError as exc:
             result.step("error", exc.detail, retryable=exc.retryable)
             result.outcome = "failed"
-            return account_failure(
-                task, snap, exc.detail, dead=not exc.retryable,
-                retry_after=exc.retry_after if isinstance(exc, RateLimited) else None,
+            retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
+            outcome = account_failure(
+                task, snap, exc.detail, dead=not exc.retryable, retry_after=retry_after,
                 policy=self.retry_policy, now=utcnow(), result=result,
             )
+            if retry_after is not None:  # the app's answer to every task: pause it
+                outcome.pause = (retry_after, f"HTTP 429, Retry-After {retry_after:.1f} s")
+                until = utcnow() + min(timedelta(seconds=retry_after), throttle.MAX_PAUSE)
+                self._paused[ctx.app_id] = max(until, self._paused.get(ctx.app_id, until))
+            return outcome
         except Exception as exc:  # a bug must not kill the loop; the task is marked dead
             log.exception("task %s of app %s crashed", task.id, task.app_id)
             result.outcome = "failed"

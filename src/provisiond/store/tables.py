@@ -311,6 +311,20 @@ class WorkerProcess(Base):
     draining: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
+class AppPause(Base):
+    """An app told provisiond to wait (HTTP 429 with Retry-After): no worker in the cluster
+    claims its tasks until ``until`` (engine.throttle)."""
+
+    __tablename__ = "app_pauses"
+
+    app_id: Mapped[str] = mapped_column(
+        ForeignKey("apps.id", ondelete="CASCADE"), primary_key=True
+    )
+    since: Mapped[datetime] = mapped_column(default=utcnow)
+    until: Mapped[datetime]
+    reason: Mapped[str] = mapped_column(Text)
+
+
 class PushedGroup(Base):
     """A directory group pushed to an app: the app holds a group of the same name whose members
     are the group's effective members who have an active account there (services.pushes)."""
