@@ -640,6 +640,21 @@ def test_oauth2_fetches_a_new_token_when_the_api_rejects_the_old_one(serve: Any)
     assert scim_auth == ["Bearer token-1", "Bearer token-1", "Bearer token-2"]
 
 
+def test_oauth2_requests_refused_together_share_one_new_token(serve: Any) -> None:
+    app = OAuthApp("provisiond", "client-secret")
+    server = serve(app)
+
+    async def scenario(connector: ScimConnector) -> Any:
+        await connector.get_user("u-1")
+        app.revoke_all()
+        return await asyncio.gather(*(connector.get_user("u-1") for _ in range(8)))
+
+    users = run(oauth_settings(server, "client-secret"), scenario)
+
+    assert all(user is not None for user in users)
+    assert len(app.grants) == 2  # not one new token for each refused request
+
+
 def test_oauth2_with_a_wrong_client_secret_is_terminal_and_names_the_token_endpoint(
     serve: Any,
 ) -> None:
