@@ -39,9 +39,15 @@ def settings_of(app: App, vault: Vault) -> ScimConnectorSettings:
 
 
 def _seal(connector: ScimConnectorSettings, vault: Vault) -> tuple[dict[str, Any], str | None]:
-    dumped = connector.model_dump(mode="python")
-    public_auth, secret = split_secrets(dumped.pop("auth"))
-    public = {**connector.model_dump(mode="json", exclude={"auth"}), "auth": public_auth}
+    # The python dump tells the secrets (SecretStr) apart; the stored public half is the JSON
+    # dump, since a python one keeps types a JSON column cannot hold (an OAuth token_url is
+    # an HttpUrl).
+    names, secret = split_secrets(connector.auth.model_dump(mode="python"))
+    shown = connector.auth.model_dump(mode="json")
+    public = {
+        **connector.model_dump(mode="json", exclude={"auth"}),
+        "auth": {name: shown[name] for name in names},
+    }
     return public, (vault.seal(secret) if secret else None)
 
 
