@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from provisiond.connectors.base import ConnectionReport, Quirks
-from provisiond.connectors.scim import ScimConnector
+from provisiond.connectors.scim import TOKEN_RESPONSE_MAX_BYTES, ScimConnector
 from provisiond.domain.apps import (
     BasicAuth,
     BearerAuth,
@@ -675,6 +675,28 @@ def test_oauth2_with_a_wrong_client_secret_is_terminal_and_names_the_token_endpo
     assert "token endpoint" in report.reason
     assert not app.grants
     assert all(request.path == "/oauth/token" for request in server.requests)
+
+
+def test_oauth2_token_answers_are_read_only_up_to_a_cap(serve: Any) -> None:
+    huge = json.dumps({"access_token": "t" * 2_000_000, "token_type": "Bearer"}).encode()
+    server = serve(lambda request: reply(200, huge, "application/json"))
+
+    with pytest.raises(TerminalError) as caught:
+        run(oauth_settings(server, "client-secret"), lambda connector: connector.get_user("u-1"))
+
+    assert f"answered more than {TOKEN_RESPONSE_MAX_BYTES} bytes" in caught.value.detail
+    assert all(request.path == "/oauth/token" for request in server.requests)
+
+
+def test_oauth2_error_descriptions_never_echo_the_secret(serve: Any) -> None:
+    said = {"error": "invalid_client", "error_description": "bad secret client-secret"}
+    server = serve(lambda request: reply(401, json.dumps(said).encode(), "application/json"))
+
+    with pytest.raises(TerminalError) as caught:
+        run(oauth_settings(server, "client-secret"), lambda connector: connector.get_user("u-1"))
+
+    assert "401 invalid_client bad secret [redacted]" in caught.value.detail
+    assert "client-secret" not in caught.value.detail
 
 
 def test_no_auth_sends_no_authorization_header(serve: Any) -> None:

@@ -77,6 +77,8 @@ ScimUser = User[EnterpriseUser]
 UserPatchOp = PatchOp[ScimUser]
 UserPatchOperation = PatchOperation[ScimUser]
 UserListResponse = ListResponse[ScimUser]
+# A token response is a few hundred bytes (RFC 6749 §5.1); a larger one is not read into memory.
+TOKEN_RESPONSE_MAX_BYTES = 64 * 1024
 
 
 class ScimConnector:
@@ -701,14 +703,22 @@ class _ClientCredentials(httpx.Auth):
         try:
             # Its own client: the app's default headers (and its auth) are not for this host,
             # and a redirect is not followed, so the secret goes to the configured URL only.
-            async with httpx.AsyncClient(timeout=self._timeout, transport=self._transport) as client:
-                response = await client.post(url, data=data, headers=headers)
+            async with (
+                httpx.AsyncClient(timeout=self._timeout, transport=self._transport) as client,
+                client.stream("POST", url, data=data, headers=headers) as response,
+            ):
+                raw = await _read_capped(response, TOKEN_RESPONSE_MAX_BYTES)
         except httpx.HTTPError as exc:
             raise TransientError(f"cannot reach the token endpoint {url}: {exc}") from exc
         if response.status_code >= 500 or response.status_code == 429:
             raise TransientError(f"token endpoint {url} answered {response.status_code}")
+        if raw is None:
+            raise TerminalError(
+                f"token endpoint {url} answered more than {TOKEN_RESPONSE_MAX_BYTES} bytes",
+                http_status=response.status_code,
+            )
         try:
-            payload = response.json()
+            payload = json.loads(raw)
         except ValueError:
             payload = None
         if not isinstance(payload, dict):
@@ -751,6 +761,16 @@ class _ClientCredentials(httpx.Auth):
             # one new token and one retry; a second 401 is the app's answer.
             request.headers["Authorization"] = f"Bearer {await self._fresh_token(refused=token)}"
             yield request
+
+
+async def _read_capped(response: httpx.Response, limit: int) -> bytes | None:
+    """The body, decompressed, or None past ``limit`` bytes (read no further)."""
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
 
 
 def _redacted(text: str, secret: str) -> str:
