@@ -104,10 +104,18 @@ def test_a_bearer_app_says_only_its_token_is_set(console: httpx.Client) -> None:
     created = post_form(console, "/apps/new", "/apps/new", form)
     assert created.status_code == 303, created.text
 
-    shown = console.get(str(created.headers["location"])).text
+    page = str(created.headers["location"])
+    shown = console.get(page).text
 
     assert hint(shown, "token") == "Set — leave empty to keep it."
     assert hint(shown, "password") == hint(shown, "client_secret") == "Not set."
+    # Moving it to http with the token left empty would send the token in clear: refused.
+    connector = page.replace("/provisioning", "/connector")
+    downgraded = {**form, "base_url": "http://crm.example.org/scim/v2", "token": ""}
+    refused = post_form(console, page, connector, downgraded)
+    assert refused.status_code == 422, refused.text
+    error = re.search(r'<p class="error" id="auth_type-error">([^<]+)</p>', refused.text)
+    assert error and "send connector.auth with its secret" in error.group(1), refused.text
 
 
 def test_an_oauth2_form_without_a_token_url_says_so_and_keeps_no_secret(

@@ -157,8 +157,8 @@ def update_app(
 
 
 def _destinations(settings: ScimConnectorSettings) -> tuple[str | None, ...]:
-    """Where credentials are sent, scheme and host: the SCIM service's and, for OAuth, the
-    token endpoint's."""
+    """Where credentials are sent, as origins (scheme, host, port): the SCIM service's and,
+    for OAuth, the token endpoint's."""
     token_url = getattr(settings.auth, "token_url", None)
     return (_origin(settings.base_url), _origin(str(token_url)) if token_url else None)
 
