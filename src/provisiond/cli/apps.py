@@ -37,6 +37,13 @@ class Auth(enum.StrEnum):
     none = "none"
 
 
+class TokenEndpointAuth(enum.StrEnum):
+    """RFC 6749 §2.3.1, named as in RFC 7591."""
+
+    basic = "client_secret_basic"
+    post = "client_secret_post"
+
+
 class DeprovisionAction(enum.StrEnum):
     deactivate = "deactivate"
     delete = "delete"
@@ -82,7 +89,7 @@ def render_app(app: dict[str, Any]) -> list[tuple[str, Any]]:
     ]
     rows += [
         (key.replace("_", " "), auth[key])
-        for key in ("username", "token_url", "client_id", "scope")
+        for key in ("username", "token_url", "client_id", "scope", "token_endpoint_auth_method")
         if auth.get(key)
     ]
     rows += [
@@ -158,7 +165,10 @@ def read_secret(what: str, flag: str, *, from_stdin: bool, env: str | None, auth
 AUTH_OPTIONS = {
     Auth.bearer: {"token_stdin", "token_env"},
     Auth.basic: {"username", "password_stdin", "password_env"},
-    Auth.oauth2: {"token_url", "client_id", "client_secret_stdin", "client_secret_env", "scope"},
+    Auth.oauth2: {
+        "token_url", "client_id", "client_secret_stdin", "client_secret_env", "scope",
+        "token_endpoint_auth_method",
+    },
     Auth.none: set(),
 }
 
@@ -202,6 +212,9 @@ def connector_auth(auth: Auth, given: dict[str, Any]) -> dict[str, Any]:
         return {
             "type": "oauth2_client_credentials", "token_url": token_url, "client_id": client_id,
             "client_secret": secret, "scope": given["scope"],
+            "token_endpoint_auth_method": (
+                given["token_endpoint_auth_method"] or TokenEndpointAuth.basic
+            ).value,
         }
     return {"type": "none"}
 
@@ -237,6 +250,10 @@ def create_app(
     ] = False,
     client_secret_env: Annotated[str | None, ENV("oauth2: the secret, from $VAR.")] = None,
     scope: Annotated[str | None, _auth_option("oauth2: the scope to ask for.")] = None,
+    token_endpoint_auth_method: Annotated[
+        TokenEndpointAuth | None,
+        _auth_option("oauth2: how the client authenticates (default client_secret_basic)."),
+    ] = None,
 ) -> None:
     """Connect an app (provisioning starts disabled: test it, then enable it)."""
     given = dict(locals())

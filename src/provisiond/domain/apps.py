@@ -72,6 +72,9 @@ class BasicAuth(BaseModel):
     password: SecretStr
 
 
+TokenEndpointAuthMethod = Literal["client_secret_basic", "client_secret_post"]
+
+
 class OAuth2ClientCredentials(BaseModel):
     model_config = ConfigDict(extra="forbid")
     type: Literal["oauth2_client_credentials"] = "oauth2_client_credentials"
@@ -79,6 +82,9 @@ class OAuth2ClientCredentials(BaseModel):
     client_id: str = Field(min_length=1)
     client_secret: SecretStr
     scope: str | None = None
+    # How the client authenticates to the token endpoint (RFC 6749 §2.3.1; the names are RFC
+    # 7591's): HTTP Basic, which every server must support, or the two fields in the form body.
+    token_endpoint_auth_method: TokenEndpointAuthMethod = "client_secret_basic"  # noqa: S105
 
 
 class NoAuth(BaseModel):
