@@ -1,6 +1,9 @@
-"""The console's Tasks page names whom each failed task was for (user or pushed group)."""
+"""The console's Tasks page names whom each failed task was for (user or pushed group); the
+Workers page shows the worker processes."""
 
 from __future__ import annotations
+
+import os
 
 import httpx
 
@@ -10,6 +13,7 @@ from provisiond.runtime import Runtime
 from provisiond.services import apps, directory
 from provisiond.services.context import SYSTEM
 from provisiond.store.tables import Task
+from tests.e2e.conftest import eventually
 
 
 def test_a_dead_task_shows_the_login_of_its_user_and_the_name_of_its_group(
@@ -37,3 +41,13 @@ def test_a_dead_task_shows_the_login_of_its_user_and_the_name_of_its_group(
     assert page.status_code == 200
     assert f'href="/directory/users/{user_id}">grace.hopper</a>' in page.text
     assert f'href="/directory/groups/{group_id}">Compilers</a>' in page.text
+
+
+def test_the_workers_page_shows_the_servers_worker_beating(console: httpx.Client) -> None:
+    def listed() -> httpx.Response | None:
+        page = console.get("/workers")
+        return page if page.status_code == 200 and f"<td>{os.getpid()}</td>" in page.text else None
+
+    page = eventually(listed, 30)
+    assert 'badge badge-running">running<' in page.text
+    assert 'href="/workers"' in page.text  # in the navigation
