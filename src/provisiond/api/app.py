@@ -81,15 +81,24 @@ def create_app(
         """The process is up."""
         return {"status": "ok"}
 
+    head: list[str | None] = []  # the code's schema revision, read from disk once
+
     @app.get("/readyz", tags=["health"])
     def readyz(response: Response) -> dict[str, Any]:
-        """The database answers and the worker (if any) runs."""
+        """The database answers with the schema this code expects, and this process's worker
+        (if it runs one) beats."""
         try:
             with rt.db.session() as session:
-                session.execute(text("SELECT 1"))
+                current = session.scalar(text("SELECT version_num FROM alembic_version"))
         except Exception:  # any database failure means not ready
             response.status_code = 503
             return {"status": "unavailable", "database": "unreachable"}
+        if not head:
+            head.append(migrate.revisions(rt.db.engine)[1])
+        if current != head[0]:
+            response.status_code = 503  # a rolling upgrade's old or new code: not this one's
+            return {"status": "unavailable", "database": "ok",
+                    "schema": f"at {current}, expected {head[0]}"}
         if rt.worker is not None and not rt.worker.beating():
             response.status_code = 503  # this process's worker stopped beating: not ready
             return {"status": "unavailable", "database": "ok", "worker": "not beating"}
