@@ -8,6 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
+from provisiond.engine import quarantine
+from provisiond.runtime import Runtime
 from tests.e2e.conftest import TARGET_TOKEN, assign, eventually, person, remote_user, scim_app
 from tests.support.faulty import Fault, FaultyTarget
 from tests.support.servers import serve_app
@@ -164,3 +166,43 @@ def test_deprovisioning_that_keeps_failing_is_dead_and_visible(
     assert failures["items"], "a failed deprovisioning must be in the activity log"
     dismissed = api.post(f"/tasks/{dead[0]['id']}/dismiss").json()
     assert dismissed["status"] == "dismissed"
+
+
+def test_an_app_that_keeps_failing_is_quarantined_then_resumes_by_itself(
+    api: httpx.Client, faulty: tuple[FaultyTarget, str], runtime: Runtime,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    target, base = faulty
+    app = enabled_app(api, "outage", base, concurrency=1)
+    assert runtime.worker is not None
+    # Small enough for a test: 3 of 4 attempts failing, probes a second apart.
+    monkeypatch.setattr(runtime.worker, "_watch", quarantine.Watch(window=4, failing=3))
+    monkeypatch.setattr(quarantine, "SCHEDULE", (1.0,))
+    for method in ("GET", "POST", "PATCH", "PUT"):  # the app is down
+        target.inject(Fault(method, 503, times=100_000))
+    for n in range(4):
+        user = api.post("/users", json=person(f"waiting.{n}")).json()
+        assign(api, app["id"], "user", user["id"])
+
+    def quarantined() -> dict[str, Any] | None:
+        answer = api.get(f"/apps/{app['id']}/provisioning/state")
+        assert answer.status_code == 200, answer.text
+        state: dict[str, Any] = answer.json()
+        return state if state["state"] == "quarantined" else None
+
+    state = eventually(quarantined)
+    assert "of its last 4 requests failed" in state["reason"]
+    assert state["queued"] >= 1
+    eventually(lambda: api.get("/logs", params={"action": "app.provisioning.probe"}).json()[
+        "items"
+    ])  # a probe ran while it was down, and failed
+    tasks = api.get("/tasks", params={"app": app["id"]}).json()["items"]
+    assert not [t for t in tasks if t["status"] == "dead"], tasks  # waiting, not burnt
+
+    target.faults.clear()  # the app is back
+    eventually(lambda: len(api.get(f"/apps/{app['id']}/accounts").json()["items"]) == 4, 120)
+    assert api.get(f"/apps/{app['id']}/provisioning/state").json()["state"] == "flowing"
+    resumed = api.get("/logs", params={"action": "app.provisioning.resume"}).json()["items"]
+    assert "the probe passed" in resumed[0]["message"]
+    # Resuming by hand answers 409 when there is nothing to resume.
+    assert api.post(f"/apps/{app['id']}/provisioning/resume").status_code == 409

@@ -355,6 +355,16 @@ class RunOut(BaseModel):
         )
 
 
+class ProvisioningStateOut(BaseModel):
+    state: str = Field(description="flowing | paused (the app answered 429) | quarantined")
+    since: datetime | None
+    until: datetime | None = Field(description="paused: its end; quarantined: the next probe")
+    reason: str | None
+    probes_failed: int
+    queued: int = Field(description="Tasks waiting in the queue")
+    queued_deprovisions: int = Field(description="... of which lifecycle (leavers first)")
+
+
 class WorkerOut(BaseModel):
     id: str
     host: str

@@ -76,6 +76,7 @@ class Outcome:
     # The app answered 429 with Retry-After: (seconds, why). Pauses the app for the whole
     # cluster (engine.throttle), written whoever owns the task: it is the app's answer.
     pause: tuple[float, str] | None = None
+    quarantine: str | None = None  # the app is to be quarantined, for this reason
 
 
 @dataclass(frozen=True)

@@ -233,7 +233,12 @@ def _claim_statement(dialect: str, urgent_only: bool) -> Any:
         Task.next_attempt_at <= bindparam("now"),
         Task.app_id.not_in(bindparam("skip", expanding=True)),
         # An app that asked to slow down (429) is paused for every worker (engine.throttle).
-        Task.app_id.not_in(select(AppPause.app_id).where(AppPause.until > bindparam("now"))),
+        # Quarantined apps wait for a probe to pass (engine.quarantine).
+        Task.app_id.not_in(
+            select(AppPause.app_id).where(
+                (AppPause.until > bindparam("now")) | (AppPause.kind == "quarantine")
+            )
+        ),
         ~busy,
     )
     if urgent_only:

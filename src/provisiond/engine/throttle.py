@@ -31,11 +31,13 @@ def pause(
     now = now or utcnow()
     until = now + min(timedelta(seconds=max(0.0, seconds)), MAX_PAUSE)
     row = session.get(AppPause, app_id, with_for_update=True)
-    if row is not None and row.until > now:
-        row.until = max(row.until, until)
-        return row.until
+    if row is not None and (row.until > now or row.kind == "quarantine"):
+        if row.kind == "throttle":
+            row.until = max(row.until, until)
+        return row.until  # a quarantine holds it already, until a probe passes
     if row is None:
-        row = AppPause(app_id=app_id, since=now, until=until, reason=reason)
+        row = AppPause(app_id=app_id, kind="throttle", since=now, until=until, reason=reason,
+                       probes=0)
         session.add(row)
     else:
         row.since, row.until, row.reason = now, until, reason
@@ -51,10 +53,15 @@ def pause(
 
 
 def paused(session: Session, now: datetime | None = None) -> dict[str, datetime]:
-    """The apps paused now, and until when."""
+    """The apps paused or quarantined now, and until when a task held for them waits (a
+    quarantined app's next probe: resuming it makes its tasks due at once)."""
     now = now or utcnow()
-    rows = session.execute(select(AppPause.app_id, AppPause.until).where(AppPause.until > now))
-    return {app_id: until for app_id, until in rows}
+    rows = session.execute(
+        select(AppPause.app_id, AppPause.until, AppPause.kind).where(
+            (AppPause.until > now) | (AppPause.kind == "quarantine")
+        )
+    )
+    return {app_id: max(until, now + timedelta(seconds=1)) for app_id, until, _ in rows}
 
 
 def resume_expired(session: Session, correlation_id: str, now: datetime | None = None) -> int:
@@ -62,7 +69,9 @@ def resume_expired(session: Session, correlation_id: str, now: datetime | None =
     row is deleted by whichever worker gets to it first)."""
     now = now or utcnow()
     ended = session.execute(
-        delete(AppPause).where(AppPause.until <= now).returning(AppPause.app_id, AppPause.since)
+        delete(AppPause)
+        .where(AppPause.kind == "throttle", AppPause.until <= now)
+        .returning(AppPause.app_id, AppPause.since)
     ).all()
     for app_id, since in ended:
         name = session.scalar(select(App.name).where(App.id == app_id)) or app_id

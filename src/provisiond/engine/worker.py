@@ -44,9 +44,9 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from provisiond.config import Settings
-from provisiond.engine import liveness, queue, throttle
+from provisiond.engine import liveness, quarantine, queue, throttle
 from provisiond.engine.connections import ConnectorPool, Gate
-from provisiond.engine.context import AppContext, read_contexts
+from provisiond.engine.context import AppContext, read_context, read_contexts
 from provisiond.engine.decide import Snapshot, decide, snapshot, with_holds
 from provisiond.engine.executor import Result, reconcile
 from provisiond.engine.outcomes import (
@@ -145,6 +145,7 @@ class Worker:
         # app id -> when its pause ends (engine.throttle): read on every heartbeat, and set at
         # once by this worker's own 429s, so the tasks it holds wait too.
         self._paused: dict[str, datetime] = {}
+        self._watch = quarantine.Watch()  # recent attempts per app: quarantine it?
 
     # -- waking ------------------------------------------------------------------------------
 
@@ -244,13 +245,17 @@ class Worker:
         every = liveness.heartbeat_every(self.settings.worker_timeout_seconds)
         while True:
             try:
-                await self._in_db(self._beat, stop.is_set())
+                probes = await self._in_db(self._beat, stop.is_set())
                 self._beaten = time.monotonic()
+                for app_id in probes:
+                    self._spawn(self._probe_quarantined(app_id))
             except SQLAlchemyError:
                 log.debug("heartbeat failed", exc_info=True)
             await asyncio.sleep(every)
 
-    def _beat(self, draining: bool) -> None:
+    def _beat(self, draining: bool) -> list[str]:
+        """Beat; give back dead workers' tasks; end pauses that are over; read the pauses;
+        take the quarantine probes that are due (returned, to run on the loop)."""
         timeout = timedelta(seconds=self.settings.worker_timeout_seconds)
         with self.db.session() as session:
             liveness.beat(session, self.id, len(self._slots), draining=draining)
@@ -259,10 +264,43 @@ class Worker:
         with self.db.session() as session:
             resumed = throttle.resume_expired(session, correlation_id=f"worker:{self.id}"[:36])
             self._paused = throttle.paused(session)
+        probes: list[str] = []
+        if not draining:
+            with self.db.session() as session:
+                probes = quarantine.take_due_probes(session)
         if released:
             log.warning("gave %d tasks of stopped workers back to the queue", released)
         if released or resumed:
             self.wake()
+        return probes
+
+    async def _probe_quarantined(self, app_id: str) -> None:
+        """The connection test of a quarantined app: passed, the app resumes at once."""
+        correlation = f"probe:{app_id}"[:36]
+        try:
+            ctx = await self._in_db(self._context_of, app_id)
+            if ctx is None:
+                return  # deleted meanwhile: its quarantine went with it
+            report = await (await self.pool.get(ctx)).test_connection()
+            why = report.reason
+        except Exception as exc:  # a probe that cannot run failed; it runs again later
+            why = f"{type(exc).__name__}: {exc}"[:300]
+        await self._in_db(self._probed, app_id, why, correlation)
+        if why is None:
+            self._paused.pop(app_id, None)
+            self.wake()
+
+    def _probed(self, app_id: str, why: str | None, correlation: str) -> None:
+        with self.db.session() as session:
+            if why is None:
+                quarantine.resume(session, app_id, "the probe passed", actor="provisiond",
+                                  correlation_id=correlation)
+            else:
+                quarantine.probe_failed(session, app_id, why, correlation_id=correlation)
+
+    def _context_of(self, app_id: str) -> AppContext | None:
+        with self.db.session() as session:
+            return read_context(session, self.vault, app_id)
 
     def _retire(self) -> int:
         with self.db.session() as session:
@@ -588,16 +626,23 @@ class Worker:
                     verify_remote=task.verify_remote, deprovision=ctx.deprovision, now=utcnow(),
                     result=result, skip_lookup=skip_lookup and not task.verify_remote,
                 )
+            self._watch.succeeded(ctx.app_id)
             if any(step["step"] == "adopt" for step in result.trace):
                 self._known_empty.pop(ctx.app_id, None)  # someone else writes to it too
         except ConnectorError as exc:
             result.step("error", exc.detail, retryable=exc.retryable)
             result.outcome = "failed"
             retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
-            outcome = account_failure(
-                task, snap, exc.detail, dead=not exc.retryable, retry_after=retry_after,
-                policy=self.retry_policy, now=utcnow(), result=result,
+            why = None if retry_after is not None else self._watch.failed(
+                ctx.app_id, transient=exc.retryable, http_status=exc.http_status
             )
+            outcome = account_failure(
+                task, snap, exc.detail, dead=not exc.retryable and why is None,
+                retry_after=retry_after, policy=self.retry_policy, now=utcnow(), result=result,
+            )
+            if why is not None:  # the app, not this task: hold every task until a probe passes
+                outcome.quarantine = why
+                self._paused[ctx.app_id] = utcnow() + timedelta(hours=1)
             if retry_after is not None:  # the app's answer to every task: pause it
                 outcome.pause = (retry_after, f"HTTP 429, Retry-After {retry_after:.1f} s")
                 until = utcnow() + min(timedelta(seconds=retry_after), throttle.MAX_PAUSE)

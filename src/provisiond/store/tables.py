@@ -312,17 +312,20 @@ class WorkerProcess(Base):
 
 
 class AppPause(Base):
-    """An app told provisiond to wait (HTTP 429 with Retry-After): no worker in the cluster
-    claims its tasks until ``until`` (engine.throttle)."""
+    """An app no worker in the cluster claims tasks of. ``throttle``: it answered 429 with
+    Retry-After, paused until ``until`` (engine.throttle). ``quarantine``: its requests kept
+    failing; held until a probe passes, the next probe at ``until`` (engine.quarantine)."""
 
     __tablename__ = "app_pauses"
 
     app_id: Mapped[str] = mapped_column(
         ForeignKey("apps.id", ondelete="CASCADE"), primary_key=True
     )
+    kind: Mapped[str] = mapped_column(String(16), default="throttle")
     since: Mapped[datetime] = mapped_column(default=utcnow)
     until: Mapped[datetime]
     reason: Mapped[str] = mapped_column(Text)
+    probes: Mapped[int] = mapped_column(Integer, default=0)  # quarantine: probes failed so far
 
 
 class PushedGroup(Base):

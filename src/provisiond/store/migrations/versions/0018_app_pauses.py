@@ -1,4 +1,4 @@
-"""app_pauses: an app that answered 429 with Retry-After is paused for the whole cluster
+"""app_pauses: an app paused for the whole cluster (a 429 with Retry-After) or quarantined
 
 Revision ID: 0018
 Revises: 0017
@@ -23,9 +23,11 @@ def upgrade() -> None:
     op.create_table(
         "app_pauses",
         sa.Column("app_id", sa.String(length=36), nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
         sa.Column("since", moment, nullable=False),
         sa.Column("until", moment, nullable=False),
         sa.Column("reason", sa.Text(), nullable=False),
+        sa.Column("probes", sa.Integer(), nullable=False),
         sa.ForeignKeyConstraint(
             ["app_id"], ["apps.id"], name=op.f("fk_app_pauses_app_id_apps"), ondelete="CASCADE"
         ),
