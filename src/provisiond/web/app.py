@@ -23,6 +23,7 @@ from provisiond.errors import ProvisiondError
 from provisiond.runtime import Runtime
 from provisiond.web import charts
 from provisiond.web.context import SignInRequired, render, sign_in_url
+from provisiond.web.headers import SecurityHeaders
 from provisiond.web.routes import (
     activity,
     app_tabs,
@@ -71,6 +72,7 @@ def create_console(rt: Runtime, *, idle_seconds: float | None = None) -> FastAPI
     ):
         console.include_router(module.router)
     _install_errors(console)
+    console.add_middleware(SecurityHeaders)
     return console
 
 
