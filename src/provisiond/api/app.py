@@ -13,7 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from provisiond import __version__
 from provisiond.api import metrics, problems
 from provisiond.api.authorization import require_declared, requires
-from provisiond.api.deps import admin
+from provisiond.api.deps import AdminDep, admin
 from provisiond.api.routers import (
     apps,
     assignments,
@@ -111,9 +111,10 @@ def create_app(
         response_class=Response,
         responses={200: {"content": {"text/plain": {}}}},
     )
-    def prometheus_metrics() -> Response:
-        """Prometheus text format, read from the database at scrape time (needs a token)."""
-        body, content_type = metrics.exposition(rt)
+    def prometheus_metrics(actor: AdminDep) -> Response:
+        """Prometheus text format, read from the database at scrape time (needs a token);
+        an app_admin token gets its own apps' series only."""
+        body, content_type = metrics.exposition(rt, actor)
         return Response(body, media_type=content_type)
 
     # The console answers every path the API does not: it must stay the last route.

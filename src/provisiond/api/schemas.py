@@ -117,6 +117,9 @@ class GroupOut(BaseModel):
 
 
 class AppCreate(Strict):
+    # The connector's auth holds secrets: never echo the input in a ValidationError's text.
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
     name: str = Field(pattern=app_name_pattern(), description="Unique, lower-case, URL-safe.")
     label: str = Field(min_length=1, max_length=256)
     connector: ScimConnectorSettings

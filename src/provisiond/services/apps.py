@@ -106,17 +106,18 @@ def update_app(
         changes["label"] = {"old": app.label, "new": label}
         app.label = label
     if connector is not None:
+        given_auth = connector.get("auth")
+        if given_auth is not None and not isinstance(given_auth, dict):
+            raise Invalid(
+                "connector.auth: must be an object with a type (bearer, basic, none, ...)",
+                field="connector.auth",
+            )
         current = settings_of(app, vault)
-        merged_auth = dict(connector.get("auth") or {})
-        current_auth = current.auth.model_dump(mode="python")
+        merged_auth = dict(given_auth or {})
         if merged_auth.get("type", current.auth.type) == current.auth.type:
-            merged_auth = {
-                **{
-                    k: (v.get_secret_value() if hasattr(v, "get_secret_value") else v)
-                    for k, v in current_auth.items()
-                },
-                **merged_auth,
-            }
+            # The kept secrets stay SecretStr: a validation error about this dict (a missing
+            # field) must not be able to show the stored token.
+            merged_auth = {**dict(current.auth), **merged_auth}
         new = ScimConnectorSettings.model_validate(
             {**current.model_dump(mode="json", exclude={"auth"}), **connector, "auth": merged_auth}
         )

@@ -62,8 +62,14 @@ def queue_depth(session: Session) -> dict[tuple[str, str], int]:
     return {(app, status): n for app, status, n in rows}
 
 
-def oldest_queued_age_seconds(session: Session, now: datetime | None = None) -> float:
-    oldest = session.scalar(select(func.min(Task.created_at)).where(Task.status == "queued"))
+def oldest_queued_age_seconds(
+    session: Session, now: datetime | None = None, app_ids: frozenset[str] | None = None
+) -> float:
+    """Among every app's tasks, or only ``app_ids``'."""
+    statement = select(func.min(Task.created_at)).where(Task.status == "queued")
+    if app_ids is not None:
+        statement = statement.where(Task.app_id.in_(sorted(app_ids)))
+    oldest = session.scalar(statement)
     if oldest is None:
         return 0.0
     if oldest.tzinfo is None:  # func.min bypasses the column type on SQLite

@@ -21,8 +21,10 @@ from starlette.templating import Jinja2Templates
 
 from provisiond.errors import ProvisiondError
 from provisiond.runtime import Runtime
+from provisiond.services.login_throttle import LoginThrottle
 from provisiond.web import charts
 from provisiond.web.context import SignInRequired, render, sign_in_url
+from provisiond.web.headers import SecurityHeaders
 from provisiond.web.routes import (
     activity,
     app_tabs,
@@ -66,12 +68,15 @@ def create_console(rt: Runtime, *, idle_seconds: float | None = None) -> FastAPI
         SessionCodec(key, idle=idle_seconds) if idle_seconds is not None else SessionCodec(key)
     )
     console.state.templates = templates()
+    # Per process, like the sessions' codec; tests swap its clock (services/login_throttle.py).
+    console.state.login_throttle = LoginThrottle()
     console.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     for module in (
         auth, dashboard, apps, app_tabs, push_groups, directory, groups, tasks, activity, workers
     ):
         console.include_router(module.router)
     _install_errors(console)
+    console.add_middleware(SecurityHeaders)
     return console
 
 

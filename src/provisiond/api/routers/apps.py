@@ -19,7 +19,7 @@ from provisiond.api.schemas import (
 )
 from provisiond.authz import Action, may
 from provisiond.domain.apps import ProvisioningSettings
-from provisiond.errors import Invalid
+from provisiond.errors import Invalid, validation_message
 from provisiond.services import apps, connection, holds
 
 router = APIRouter(prefix="/apps", tags=["apps"])
@@ -67,9 +67,10 @@ def update_app(app_id: str, body: AppPatch, rt: RuntimeDep, actor: AdminDep) -> 
     except ValidationError as exc:
         # The connector is checked once merged with the stored one: a 422 naming the field,
         # as a schema violation in the body would be, not a 500.
-        first = exc.errors()[0]
+        # Without the input: it is the merged auth, secrets and all.
+        first = exc.errors(include_input=False, include_url=False)[0]
         field = ".".join(["connector", *(str(part) for part in first["loc"])])
-        raise Invalid(f"{field}: {first['msg']}", field=field) from None
+        raise Invalid(f"{field}: {validation_message(first)}", field=field) from None
 
 
 @router.delete("/{app_id}", status_code=204, dependencies=[requires(Action.APP_DELETE)])

@@ -6,14 +6,14 @@ from dataclasses import replace
 from urllib.parse import urlencode
 
 from fastapi import APIRouter
+from sqlalchemy.orm import Session
 from starlette.responses import Response
 
-from provisiond.authz import Action
+from provisiond.authz import Action, app_scope
 from provisiond.errors import NotFound
 from provisiond.services import activity
 from provisiond.services.apps import get_app
 from provisiond.services.monitoring import app_names
-from provisiond.store.tables import Event
 from provisiond.web.context import Console, ConsoleDep, render
 
 router = APIRouter()
@@ -37,11 +37,14 @@ def _query(
         text=q[:256] or None,
         outcome=outcome if outcome in OUTCOMES else None,
         limit=100,
+        app_ids=app_scope(console.actor),
     )
 
 
-def _visible(console: Console, events: list[Event]) -> list[Event]:
-    return [e for e in events if e.app_id is None or console.may(Action.APP_READ, e.app_id)]
+def _names(console: Console, session: Session) -> dict[str, str]:
+    """The names of the apps whose events the admin sees (its own, for an app_admin)."""
+    scope = app_scope(console.actor)
+    return {k: v for k, v in app_names(session).items() if scope is None or k in scope}
 
 
 @router.get("/activity")
@@ -58,12 +61,12 @@ def log(
     query = replace(_query(console, action, app, user, q, outcome), cursor=cursor[:64] or None)
     with console.rt.db.session() as session:
         events, next_cursor = activity.search(session, query)
-        names = app_names(session)
+        names = _names(console, session)
     filters = {"action": action, "app": app, "user": user, "q": q, "outcome": outcome}
     return render(
         console.request,
         "activity.html",
-        events=_visible(console, list(events)),
+        events=events,
         apps=names,
         filters=filters,
         outcomes=OUTCOMES,
@@ -89,8 +92,8 @@ def tail(
     query = replace(_query(console, action, app, user, q, outcome), after=max(after, 0))
     with console.rt.db.session() as session:
         events, _ = activity.search(session, query)
-        names = app_names(session)
-    rows = list(reversed(_visible(console, list(events))))
+        names = _names(console, session)
+    rows = list(reversed(events))
     newest = max([after, *(e.id for e in events)])
     response = render(console.request, "_event_rows.html", events=rows, apps=names)
     response.headers["X-Newest-Event"] = str(newest)

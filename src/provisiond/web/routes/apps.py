@@ -15,6 +15,7 @@ from provisiond.domain.apps import (
     ProvisioningSettings,
     ScimConnectorSettings,
     app_name_pattern,
+    redacted_url,
     shown_connector,
 )
 from provisiond.errors import Conflict, Invalid, ProvisiondError
@@ -158,7 +159,7 @@ def create_app(console: PostDep) -> Response:
             console.request,
             "apps/new.html",
             status_code=422,
-            values=values,
+            values={**values, "base_url": redacted_url(values["base_url"])},
             errors=errors,
             pattern=app_name_pattern(),
             secret_hints=_secret_hints(None, new=True),
@@ -237,6 +238,7 @@ def save_connector(app_id: str, console: PostDep) -> Response:
     else:
         console.flash("Connector settings saved. Test the connection again.")
         return redirect(console.request, f"/apps/{app.id}/provisioning")
+    values["base_url"] = redacted_url(values["base_url"])  # never echo a pasted secret
     return _provisioning_page(console, app, status_code=422, errors=errors, connector_values=values)
 
 

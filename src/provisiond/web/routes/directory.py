@@ -7,7 +7,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from starlette.responses import Response
 
-from provisiond.authz import Action
+from provisiond.authz import Action, app_scope
 from provisiond.domain.directory import TRANSITIONS, Lifecycle, Profile, UserStatus
 from provisiond.errors import Conflict, Invalid
 from provisiond.services import activity, directory, reach
@@ -110,7 +110,11 @@ def user(user_id: str, console: ConsoleDep) -> Response:
             if through
             else []
         )
-        events, _ = activity.search(session, activity.LogQuery(user_id=user_id, limit=25))
+        # An app_admin sees what happened to the user in its apps only (authz.app_scope).
+        events, _ = activity.search(
+            session,
+            activity.LogQuery(user_id=user_id, limit=25, app_ids=app_scope(console.actor)),
+        )
         names = app_names(session)
     current = UserStatus(row.status)
     actions = [action for action, (sources, _) in TRANSITIONS.items() if current in sources]
