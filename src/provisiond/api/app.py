@@ -52,6 +52,7 @@ def create_app(
             raise RuntimeError(
                 f"the database is at revision {current}, the code needs {head}: run `provisiond migrate`"
             )
+        rt.seal_canary()
         if start_worker if start_worker is not None else settings.run_worker:
             rt.start_worker()
         try:

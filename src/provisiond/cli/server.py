@@ -22,6 +22,7 @@ from provisiond.services.context import Actor, Role
 
 if TYPE_CHECKING:
     from provisiond.config import Settings
+    from provisiond.runtime import Runtime
     from provisiond.store.db import Database
 
 log = logging.getLogger("provisiond.cli")
@@ -130,10 +131,22 @@ def serve(
     with database(settings) as db:
         require_schema(db, state(ctx).out, empty="allow")
     configure_logging(log_level)
+    rt = runtime_of(settings)
     uvicorn.run(
-        create_app(settings, start_worker=worker), host=host, port=port,
+        create_app(runtime=rt, start_worker=worker), host=host, port=port,
         log_level=log_level.value, server_header=False,
     )
+
+
+def runtime_of(settings: Settings, db: Database | None = None) -> Runtime:
+    """The runtime; a credentials key that opens nothing stored is refused (exit code 1)."""
+    from provisiond.runtime import Runtime
+    from provisiond.store.keys import KeyMismatch
+
+    try:
+        return Runtime(settings, db=db)
+    except KeyMismatch as exc:
+        raise CliError(exc.detail, 1) from None
 
 
 def worker(ctx: typer.Context, log_level: LogLevelOption = LogLevel.info) -> None:
@@ -142,8 +155,6 @@ def worker(ctx: typer.Context, log_level: LogLevelOption = LogLevel.info) -> Non
     On PostgreSQL it wakes the moment any process queues a task (LISTEN/NOTIFY), and any number
     of workers may run. It needs the server's key: the same PROVISIOND_SECRET_KEY or data dir.
     """
-    from provisiond.runtime import Runtime
-
     settings = load_settings()
     out = state(ctx).out
     key_file = settings.data_dir / "secret.key"
@@ -151,7 +162,7 @@ def worker(ctx: typer.Context, log_level: LogLevelOption = LogLevel.info) -> Non
     with database(settings) as db:
         require_schema(db, out)
         configure_logging(log_level)
-        rt = Runtime(settings, db=db)
+        rt = runtime_of(settings, db)
         if new_key:
             log.warning(
                 "made a new credentials key at %s: the server must use the same key "

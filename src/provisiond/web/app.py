@@ -60,7 +60,8 @@ def templates() -> Jinja2Templates:
 def create_console(rt: Runtime, *, idle_seconds: float | None = None) -> FastAPI:
     console = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
     console.state.runtime = rt
-    key = rt.settings.encryption_key()
+    # Derived from the sealing key: a key rotation also ends every console session.
+    key = rt.keys.primary
     console.state.codec = (
         SessionCodec(key, idle=idle_seconds) if idle_seconds is not None else SessionCodec(key)
     )
