@@ -15,6 +15,7 @@ from provisiond.api import metrics, problems
 from provisiond.api.authorization import require_declared, requires
 from provisiond.api.deps import admin
 from provisiond.api.routers import (
+    admins,
     apps,
     assignments,
     groups,
@@ -24,6 +25,7 @@ from provisiond.api.routers import (
     roles,
     sync,
     tasks,
+    tokens,
     users,
 )
 from provisiond.authz import Action
@@ -71,7 +73,8 @@ def create_app(
 
     v1 = APIRouter(prefix="/api/v1", dependencies=[Depends(admin), Depends(require_declared)])
     for module in (
-        users, groups, apps, roles, assignments, push_groups, policy, sync, tasks, logs
+        users, groups, apps, roles, assignments, push_groups, policy, sync, tasks, logs,
+        tokens, admins,
     ):
         v1.include_router(module.router)
     app.include_router(v1)

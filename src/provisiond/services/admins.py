@@ -118,6 +118,10 @@ def sign_in(session: Session, username: str, password: str, correlation_id: str)
         _verify(_DUMMY_HASH, password)
         _failed(session, actor, None, key, "unknown username")
         raise SignInFailed("wrong username or password")
+    if admin.disabled_at is not None:
+        _verify(_DUMMY_HASH, password)
+        _failed(session, actor, admin, key, "account disabled")
+        raise SignInFailed("wrong username or password")
     if admin.locked_until is not None and admin.locked_until > now:
         minutes = max(1, round((admin.locked_until - now).total_seconds() / 60))
         _failed(session, actor, admin, key, "account locked")
@@ -164,6 +168,10 @@ def sign_out(session: Session, admin: Admin, correlation_id: str) -> None:
         f"console admin {admin.username} signed out",
         targets={"admin": admin.username, "admin_id": admin.id},
     )
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
 
 
 def _verify(password_hash: str, password: str) -> bool:
