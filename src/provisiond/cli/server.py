@@ -18,6 +18,7 @@ import typer
 
 from provisiond.cli.client import CliError, state
 from provisiond.cli.output import Output
+from provisiond.cli.tokens import list_tokens, parse_duration, revoke_token
 from provisiond.services.context import Actor, Role
 
 if TYPE_CHECKING:
@@ -214,7 +215,8 @@ def migrate_command(ctx: typer.Context) -> None:
 
 
 token_app = typer.Typer(
-    help="API tokens for the admin commands, made on the server.", no_args_is_help=True
+    help="API tokens for the admin commands: made on the server, listed and revoked over the API.",
+    no_args_is_help=True,
 )
 
 
@@ -229,17 +231,26 @@ def create_token(
         list[str] | None,
         typer.Option("--app", metavar="APP", help="app_admin: an app it manages (repeatable)."),
     ] = None,
+    expires_in: Annotated[
+        str | None,
+        typer.Option(
+            "--expires-in", metavar="DURATION", help="It stops working after 90m, 12h, 30d, ...",
+        ),
+    ] = None,
 ) -> None:
     """Create an API token and print it: only the token, on one line, shown this once."""
     from provisiond.errors import ProvisiondError
     from provisiond.services import tokens
 
+    lifetime = parse_duration(expires_in) if expires_in is not None else None
     settings = load_settings()
     with database(settings) as db:
         require_schema(db, state(ctx).out, empty="migrate")
         try:
             with db.session() as session:
-                secret = tokens.create_token(session, Actor("cli"), name, role.value, apps or ())
+                secret = tokens.create_token(
+                    session, Actor("cli"), name, role.value, apps or (), expires_in=lifetime
+                )
         except ProvisiondError as exc:
             raise CliError(exc.detail, 1) from None
     typer.echo(secret)
@@ -249,4 +260,7 @@ def register(app: typer.Typer) -> None:
     app.command(rich_help_panel=PANEL)(serve)
     app.command(rich_help_panel=PANEL)(worker)
     app.command("migrate", rich_help_panel=PANEL)(migrate_command)
+    # list and revoke talk to the API (a super_admin token); create is the server's.
+    token_app.command("list")(list_tokens)
+    token_app.command("revoke")(revoke_token)
     app.add_typer(token_app, name="token", rich_help_panel=PANEL)
