@@ -24,6 +24,7 @@ from provisiond.runtime import Runtime
 from provisiond.web import charts
 from provisiond.web.context import SignInRequired, render, sign_in_url
 from provisiond.web.routes import (
+    access,
     activity,
     app_tabs,
     apps,
@@ -68,7 +69,8 @@ def create_console(rt: Runtime, *, idle_seconds: float | None = None) -> FastAPI
     console.state.templates = templates()
     console.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     for module in (
-        auth, dashboard, apps, app_tabs, push_groups, directory, groups, tasks, activity
+        auth, dashboard, apps, app_tabs, push_groups, directory, groups, tasks, activity,
+        access,
     ):
         console.include_router(module.router)
     _install_errors(console)
