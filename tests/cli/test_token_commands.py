@@ -6,8 +6,11 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import select
 
+from provisiond.cli.tokens import parse_duration
 from provisiond.runtime import Runtime
 from provisiond.services import tokens
 from provisiond.services.context import SYSTEM
@@ -54,3 +57,9 @@ def test_token_create_with_an_expiry(tmp_path: Path) -> None:
         db.dispose()
     bad = invoke("token", "create", "--expires-in", "forever", env=env)
     assert bad.exit_code == 2 and "3600s, 90m, 12h or 30d" in bad.output
+
+
+@given(amount=st.integers(min_value=1, max_value=10**6), unit=st.sampled_from("smhd"))
+def test_a_duration_reads_as_its_amount_of_units(amount: int, unit: str) -> None:
+    names = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+    assert parse_duration(f"{amount}{unit}") == timedelta(**{names[unit]: amount})

@@ -12,6 +12,9 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+from hypothesis import given
+from hypothesis import settings as examples
+from hypothesis import strategies as st
 from sqlalchemy import text
 
 from provisiond.config import Settings
@@ -90,3 +93,12 @@ def test_an_older_world_readable_file_is_tightened(tmp_path: Path) -> None:
     path.chmod(0o644)
     Database(f"sqlite:///{path}").dispose()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+@examples(max_examples=50, deadline=None)
+@given(raw=st.binary(min_size=32, max_size=32))
+def test_every_spelling_of_32_random_bytes_derives_one_key(raw: bytes) -> None:
+    spellings = {raw.hex(), base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode()}
+    derived = {keys.derive(spelling) for spelling in spellings}
+    assert len(derived) == 1
+    assert Vault(derived.pop()).open(Vault(keys.derive(raw.hex())).seal({"a": "b"})) == {"a": "b"}
