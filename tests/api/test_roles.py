@@ -203,6 +203,13 @@ CONSOLE: dict[tuple[str, str], Action] = {
     ("POST", "/tasks/{task_id}/dismiss"): Action.TASK_DISMISS,
     ("GET", "/activity"): Action.LOG_READ,
     ("GET", "/activity/tail"): Action.LOG_READ,
+    ("GET", "/access"): Action.ADMIN_MANAGE,
+    ("POST", "/access/tokens"): Action.ADMIN_MANAGE,
+    ("POST", "/access/tokens/{token_id}/revoke"): Action.ADMIN_MANAGE,
+    **{
+        ("POST", f"/access/admins/{{admin_id}}/{form}"): Action.ADMIN_MANAGE
+        for form in ("role", "disable", "enable", "unlock", "password", "delete")
+    },
 }
 PUBLIC = {("GET", "/login"), ("POST", "/login"), ("POST", "/logout")}  # tested in tests/web
 

@@ -82,7 +82,7 @@ def test_an_expired_session_goes_back_to_sign_in(
         admin = session.scalar(select(Admin).where(Admin.username == "cy"))
         assert admin is not None
         admin_id = admin.id
-    codec = SessionCodec(runtime.settings.encryption_key())
+    codec = SessionCodec(runtime.keys.primary)
     stale = new_session(admin_id, 0, now=time.time() - 3 * 3600)  # idle for hours
     with httpx.Client(base_url=server, cookies={COOKIE: codec.dump(stale)}) as old:
         answer = old.get("/tasks")

@@ -15,6 +15,7 @@ from provisiond.api import metrics, problems
 from provisiond.api.authorization import require_declared, requires
 from provisiond.api.deps import AdminDep, admin
 from provisiond.api.routers import (
+    admins,
     apps,
     assignments,
     groups,
@@ -24,6 +25,7 @@ from provisiond.api.routers import (
     roles,
     sync,
     tasks,
+    tokens,
     users,
     workers,
 )
@@ -53,6 +55,7 @@ def create_app(
             raise RuntimeError(
                 f"the database is at revision {current}, the code needs {head}: run `provisiond migrate`"
             )
+        rt.seal_canary()
         if start_worker if start_worker is not None else settings.run_worker:
             rt.start_worker()
         try:
@@ -71,7 +74,8 @@ def create_app(
 
     v1 = APIRouter(prefix="/api/v1", dependencies=[Depends(admin), Depends(require_declared)])
     for module in (
-        users, groups, apps, roles, assignments, push_groups, policy, sync, tasks, logs, workers
+        users, groups, apps, roles, assignments, push_groups, policy, sync, tasks, logs, workers,
+        tokens, admins,
     ):
         v1.include_router(module.router)
     app.include_router(v1)

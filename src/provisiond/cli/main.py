@@ -1,6 +1,6 @@
 """The ``provisiond`` command: the root options and the command tree.
 
-Server commands (``serve``, ``worker``, ``migrate``, ``token``) work on the database that
+Server commands (``serve``, ``worker``, ``migrate``, ``token``, ``admin``, ``keys``) work on the database that
 ``PROVISIOND_*`` settings name; every other command talks to a running server over the REST API,
 like kubectl: ``--server``/``PROVISIOND_SERVER``, ``--token``/``PROVISIOND_TOKEN``, ``--json``.
 """
@@ -18,6 +18,7 @@ from provisiond.cli import (
     admin_accounts,
     apps,
     directory,
+    keys,
     policy,
     push_groups,
     roles,
@@ -124,6 +125,7 @@ def root(
 
 server.register(app)
 app.add_typer(admin_accounts.app, name="admin", rich_help_panel="Server")
+keys.register(app)
 app.add_typer(directory.users, name="users", rich_help_panel="Directory")
 app.add_typer(directory.groups, name="groups", rich_help_panel="Directory")
 app.add_typer(apps.apps, name="apps", rich_help_panel="Applications")

@@ -162,9 +162,15 @@ def _check(
         # What was typed as a name may be a password (typed in the wrong box): not recorded.
         _failed(session, Actor("anonymous", correlation_id=correlation_id), None, address)
         raise SignInFailed("wrong username or password")
+    # Whoever typed the password is not known to be the admin: failures are anonymous's.
+    anonymous = Actor("anonymous", correlation_id=correlation_id)
+    if admin.disabled_at is not None:
+        _verify(_DUMMY_HASH, password)  # as long as for anyone else: a disabled name leaks nothing
+        _failed(session, anonymous, admin, address, reason="account disabled")
+        raise SignInFailed("wrong username or password")
     if not _verify(admin.password_hash, password):
         admin.failed_logins += 1  # consecutive failures, shown to whoever manages admins
-        _failed(session, actor_of(admin, correlation_id), admin, address)
+        _failed(session, anonymous, admin, address)
         raise SignInFailed("wrong username or password")
     if _hasher.check_needs_rehash(admin.password_hash):
         admin.password_hash = _hasher.hash(password)
@@ -192,6 +198,10 @@ def sign_out(session: Session, admin: Admin, correlation_id: str) -> None:
     )
 
 
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
 def _verify(password_hash: str, password: str) -> bool:
     try:
         return _hasher.verify(password_hash, password)
@@ -199,10 +209,12 @@ def _verify(password_hash: str, password: str) -> bool:
         return False
 
 
-def _failed(session: Session, actor: Actor, admin: Admin | None, address: str) -> None:
+def _failed(
+    session: Session, actor: Actor, admin: Admin | None, address: str, reason: str | None = None
+) -> None:
     """A failed sign-in's event: the name only when it is an admin's, never the password."""
     name = admin.username if admin else "an unknown username"
-    reason = "wrong password" if admin else "unknown username"
+    reason = reason or ("wrong password" if admin else "unknown username")
     activity.record(
         session,
         actor,

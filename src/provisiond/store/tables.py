@@ -397,6 +397,8 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+    # None: the token never expires on its own (it can still be revoked).
+    expires_at: Mapped[datetime | None]
 
 
 class Admin(Base):
@@ -415,3 +417,20 @@ class Admin(Base):
     session_epoch: Mapped[int] = mapped_column(Integer, default=0)
     last_login_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # A disabled admin cannot sign in and its sessions ended when it was disabled.
+    disabled_at: Mapped[datetime | None]
+
+
+class KeyCanary(Base):
+    """A value sealed with the credentials key, so a start with another key is refused at once.
+
+    One row. ``fingerprint`` names the key that sealed it (a hash, never the key), so the refusal
+    can say which key the database expects.
+    """
+
+    __tablename__ = "key_canary"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(32))
+    sealed: Mapped[str] = mapped_column(Text)
+    sealed_at: Mapped[datetime] = mapped_column(default=utcnow)

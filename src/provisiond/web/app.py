@@ -26,6 +26,7 @@ from provisiond.web import charts
 from provisiond.web.context import SignInRequired, render, sign_in_url
 from provisiond.web.headers import SecurityHeaders
 from provisiond.web.routes import (
+    access,
     activity,
     app_tabs,
     apps,
@@ -63,7 +64,8 @@ def templates() -> Jinja2Templates:
 def create_console(rt: Runtime, *, idle_seconds: float | None = None) -> FastAPI:
     console = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
     console.state.runtime = rt
-    key = rt.settings.encryption_key()
+    # Derived from the sealing key: a key rotation also ends every console session.
+    key = rt.keys.primary
     console.state.codec = (
         SessionCodec(key, idle=idle_seconds) if idle_seconds is not None else SessionCodec(key)
     )
@@ -72,7 +74,8 @@ def create_console(rt: Runtime, *, idle_seconds: float | None = None) -> FastAPI
     console.state.login_throttle = LoginThrottle()
     console.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     for module in (
-        auth, dashboard, apps, app_tabs, push_groups, directory, groups, tasks, activity, workers
+        auth, dashboard, apps, app_tabs, push_groups, directory, groups, tasks, activity, workers,
+        access,
     ):
         console.include_router(module.router)
     _install_errors(console)

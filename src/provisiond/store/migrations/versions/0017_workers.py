@@ -1,7 +1,7 @@
 """workers: one heartbeat row per worker process, so a killed worker's tasks come back in seconds
 
 Revision ID: 0017
-Revises: 0008
+Revises: 0012
 Create Date: 2026-12-01 11:20:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import provisiond.store.tables
 
 revision: str = "0017"
-down_revision: str | None = "0008"
+down_revision: str | None = "0012"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
