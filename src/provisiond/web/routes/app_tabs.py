@@ -15,8 +15,9 @@ from starlette.responses import Response
 from provisiond.authz import Action
 from provisiond.domain.roles import RoleExpression, RoleKind
 from provisiond.errors import Conflict, Invalid, NotFound, ProvisiondError
-from provisiond.services import activity, apps, assignments, directory, roles, runs
+from provisiond.services import activity, apps, assignments, directory, impact, roles, runs
 from provisiond.store.tables import Account, App, Group, User
+from provisiond.web.confirm import Confirmation, ask, confirmed, deprovisions
 from provisiond.web.context import Console, ConsoleDep, PostDep, redirect, render
 from provisiond.web.forms import FieldErrors, service_errors, validation_errors
 from provisiond.web.routes.apps import load
@@ -197,10 +198,34 @@ def create_assignment(app_id: str, console: PostDep) -> Response:
 @router.post("/apps/{app_id}/assignments/{assignment_id}/delete")
 def delete_assignment(app_id: str, assignment_id: str, console: PostDep) -> Response:
     app = load(console, app_id, Action.APP_MANAGE)
+    if not confirmed(console):
+        return _confirm_unassign(console, app, assignment_id)
     with console.rt.db.session() as session:
         assignments.delete_assignment(session, console.actor, app.id, assignment_id)
     console.flash("Unassigned. Users left without an assignment are deprovisioned.")
     return redirect(console.request, f"/apps/{app.id}/assignments")
+
+
+def _confirm_unassign(console: Console, app: App, assignment_id: str) -> Response:
+    with console.rt.db.session() as session:
+        row = assignments.get_assignment(session, app.id, assignment_id)
+        if row.principal_type == "group":
+            who = f"group {directory.get_group(session, row.principal_id).name}"
+        else:
+            who = directory.get_user(session, row.principal_id).login
+        found = impact.of_unassign(session, app.id, assignment_id)
+    return ask(
+        console,
+        Confirmation(
+            title=f"Unassign {who} from {app.label}?",
+            summary=f"Unassigning {who} {deprovisions(found)} in {app.label}"
+            + ("." if found.count else ": its users keep access through other assignments."),
+            action=f"/apps/{app.id}/assignments/{assignment_id}/delete",
+            button=f"Unassign {who}",
+            back=f"/apps/{app.id}/assignments",
+            impact=found,
+        ),
+    )
 
 
 # -- policy --------------------------------------------------------------------------------------
