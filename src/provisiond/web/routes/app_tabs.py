@@ -20,6 +20,7 @@ from provisiond.store.tables import Account, App, Group, User
 from provisiond.web.confirm import Confirmation, ask, confirmed, deprovisions
 from provisiond.web.context import Console, ConsoleDep, PostDep, redirect, render
 from provisiond.web.forms import FieldErrors, service_errors, validation_errors
+from provisiond.web.policy_errors import MappingError, each_mapping
 from provisiond.web.routes.apps import load
 
 router = APIRouter()
@@ -320,12 +321,28 @@ def policy_post(app_id: str, console: PostDep) -> Response:
         errors = validation_errors(exc, POLICY_FIELDS)
     except ProvisiondError as exc:
         errors = service_errors(exc, "mappings", POLICY_FIELDS)
+        if str(exc.extra.get("field", "")).startswith("mappings."):
+            found = _mapping_errors(console, values["mappings"])
+            errors = {"mappings": _refused(found) if found else exc.detail}
+            return _policy_page(console, app, 422, values=values, errors=errors, mapping_errors=found)
     if errors:
         return _policy_page(console, app, 422, values=values, errors=errors)
     if preview is not None:
         return _policy_page(console, app, values=values, preview=preview)
     console.flash(f"Policy saved as version {version}." if changed else "No change to save.")
     return redirect(console.request, f"/apps/{app.id}/policy")
+
+
+def _mapping_errors(console: Console, text: str) -> list[MappingError]:
+    """Each refused mapping, compiled alone (the first refusal hides the others)."""
+    assert policies is not None
+    with console.rt.db.session() as session:
+        return each_mapping(text, lambda draft: policies.check(session, draft), _document_type())
+
+
+def _refused(found: list[MappingError]) -> str:
+    n = len(found)
+    return f"{n} mapping{'' if n == 1 else 's'} refused: see {'it' if n == 1 else 'each'} below."
 
 
 def _preview(console: Console, session: Any, app: App, draft: Any) -> dict[str, Any]:
