@@ -9,7 +9,8 @@ import time
 
 import httpx
 
-from tests.e2e.conftest import scim_app
+from provisiond.domain.policy import DEFAULT_MAPPINGS
+from tests.e2e.conftest import assign, eventually, person, scim_app
 from tests.web.conftest import post_form
 
 BAD = (
@@ -56,3 +57,30 @@ def test_each_refused_mapping_is_shown_beside_its_line_with_its_position(
     saved = post_form(console, tab, tab, _form(fixed, "save"))
     assert saved.status_code == 303
     assert api.get(f"/apps/{app['id']}/policy").json()["version"] == 1
+
+
+def test_the_preview_prints_values_as_the_cli_does(
+    console: httpx.Client, api: httpx.Client, target: str
+) -> None:
+    s = str(time.monotonic_ns())[-8:]
+    app = api.post("/apps", json=scim_app(f"pv-{s}", target)).json()
+    settings = api.get(f"/apps/{app['id']}/provisioning").json()
+    settings.pop("last_test", None)
+    api.put(f"/apps/{app['id']}/provisioning", json={**settings, "enabled": True}).raise_for_status()
+    user = api.post("/users", json=person(f"ida.p{s}", department="Ops")).json()
+    assign(api, app["id"], "user", user["id"])
+    eventually(
+        lambda: [a["status"] for a in api.get(f"/apps/{app['id']}/accounts").json()["items"]]
+        == ["active"],
+        timeout=30,
+    )
+    tab = f"/apps/{app['id']}/policy"
+    draft = "\n".join(f"{k} = {v}" for k, v in DEFAULT_MAPPINGS.items())
+    draft += '\ntitle = user.department\nemails[type eq "work"].primary = false'
+    page = post_form(console, tab, tab, _form(draft, "preview"))
+    assert page.status_code == 200, page.text
+    shown = html.unescape(page.text)
+    # JSON, as `provisiond preview` prints it: null, "Ops", true -> false (not None, True).
+    assert "<del>null</del> -> <ins>\"Ops\"</ins>" in shown
+    assert re.search(r'<del>\[\{[^<]*"primary": true[^<]*</del> -> <ins>[^<]*"primary": false', shown)
+    assert "True" not in shown and "None" not in shown
