@@ -97,6 +97,61 @@ def create_role(app_id: str, console: PostDep) -> Response:
     return redirect(console.request, f"/apps/{app.id}/roles")
 
 
+def _role_form(
+    console: Console, app: App, role: Any, status_code: int = 200, **context: Any
+) -> Response:
+    context.setdefault("errors", {})
+    context.setdefault("values", {
+        "name": role.name, "description": role.description or "",
+        "kind": role.expression["kind"], "value": role.expression["value"],
+    })
+    return render(
+        console.request, "apps/role.html", status_code=status_code, app=app, tab="roles",
+        can_manage=True, role=role, **context,
+    )
+
+
+@router.get("/apps/{app_id}/roles/{role_id}/edit")
+def edit_role(app_id: str, role_id: str, console: ConsoleDep) -> Response:
+    app = load(console, app_id, Action.APP_MANAGE)
+    with console.rt.db.session() as session:
+        role = roles.get_role(session, app.id, role_id)
+    return _role_form(console, app, role)
+
+
+@router.post("/apps/{app_id}/roles/{role_id}/edit")
+def update_role(app_id: str, role_id: str, console: PostDep) -> Response:
+    """Rename, describe or re-express a role, as the API's PATCH does: its holders are
+    re-planned (and the pushed group it named loses them) when the expression changes."""
+    app = load(console, app_id, Action.APP_MANAGE)
+    values = {key: console.field(key) for key in ROLE_FIELDS}
+    with console.rt.db.session() as session:
+        role = roles.get_role(session, app.id, role_id)
+    try:
+        if not values["name"]:
+            raise Invalid("enter a name", field="name")
+        expression = RoleExpression(
+            kind=values["kind"] or "scim_role", value=values["value"] or values["name"]
+        )
+        with console.rt.db.session() as session:
+            role = roles.update_role(
+                session, console.actor, app.id, role.id,
+                changes={
+                    "name": values["name"],
+                    "description": values["description"] or None,
+                    "expression": expression.model_dump(mode="json"),
+                },
+            )
+    except ValidationError as exc:
+        errors = validation_errors(exc, ROLE_FIELDS)
+        return _role_form(console, app, role, 422, errors=errors, values=values)
+    except (Invalid, Conflict) as exc:
+        errors = service_errors(exc, "name", ROLE_FIELDS)
+        return _role_form(console, app, role, 422, errors=errors, values=values)
+    console.flash(f"Role {role.name} saved; the users who hold it are being updated.")
+    return redirect(console.request, f"/apps/{app.id}/roles")
+
+
 @router.post("/apps/{app_id}/roles/{role_id}/delete")
 def delete_role(app_id: str, role_id: str, console: PostDep) -> Response:
     app = load(console, app_id, Action.APP_MANAGE)
