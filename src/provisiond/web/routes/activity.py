@@ -115,11 +115,12 @@ def tail(
 
 
 @router.get("/activity/{event_id}")
-def event(event_id: int, console: ConsoleDep) -> Response:
+def event(event_id: str, console: ConsoleDep) -> Response:
     """One event: every field, the reconcile's trace step by step, the events of its request."""
     console.authorize(Action.LOG_READ)
     with console.rt.db.session() as session:
-        row = session.get(Event, event_id)
+        # Any other text is a 404 like an unknown number, not a form error.
+        row = session.get(Event, int(event_id)) if event_id.isdigit() and len(event_id) < 19 else None
         if row is None or not _visible(console, [row]):
             raise NotFound(f"no event {event_id}")
         related, _ = activity.search(

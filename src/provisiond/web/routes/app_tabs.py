@@ -274,14 +274,25 @@ def _confirm_unassign(console: Console, app: App, assignment_id: str) -> Respons
         console,
         Confirmation(
             title=f"Unassign {who} from {app.label}?",
-            summary=f"Unassigning {who} {deprovisions(found)} in {app.label}"
-            + ("." if found.count else ": its users keep access through other assignments."),
+            summary=_unassign_summary(who, app, found),
             action=f"/apps/{app.id}/assignments/{assignment_id}/delete",
             button=f"Unassign {who}",
             back=f"/apps/{app.id}/assignments",
             impact=found,
         ),
     )
+
+
+def _unassign_summary(who: str, app: App, found: impact.Impact) -> str:
+    waiting = sum(a.count for a in found.apps if not a.enabled)
+    if waiting:  # provisioning off: nothing is sent now, the deprovisionings wait for it
+        return (
+            f"Provisioning of {app.label} is disabled: unassigning {who} sends nothing now, "
+            f"and deprovisions {waiting} account{'' if waiting == 1 else 's'} once it is enabled."
+        )
+    if not found.count:
+        return f"Unassigning {who} deprovisions no account in {app.label}: nobody loses access."
+    return f"Unassigning {who} {deprovisions(found)} in {app.label}."
 
 
 # -- policy --------------------------------------------------------------------------------------
