@@ -143,8 +143,8 @@ def lifecycle(user_id: str, action: Lifecycle, console: PostDep) -> Response:
             console,
             Confirmation(
                 title=f"Deactivate {login}?",
-                summary=f"Deactivating {login} {deprovisions(found)}, and {login} can no longer "
-                "sign in to any application through provisiond.",
+                summary=f"Deactivating {login} {deprovisions(found)}, as each app's "
+                "deprovisioning setting says (activating the user again provisions them again).",
                 action=f"/directory/users/{user_id}/lifecycle/deactivate",
                 button=f"Deactivate {login}",
                 back=f"/directory/users/{user_id}",
