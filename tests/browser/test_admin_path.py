@@ -117,12 +117,14 @@ def test_the_administrators_path_ends_with_an_account_deactivated(
     page.get_by_role("navigation", name="Application").get_by_role("link", name="Activity").click()
     expect(page.locator("table.events")).to_contain_text("app.user.provision")
 
-    # Directory: Ada leaves; one click on Deactivate and her account is deactivated in the app.
+    # Directory: Ada leaves; Deactivate, confirmed, and her account is deactivated in the app.
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Users").click()
     page.get_by_label("Login contains").fill(f"ada.b{suffix}")
     page.get_by_role("button", name="Search").click()
     page.get_by_role("link", name=f"ada.b{suffix}").click()
-    page.get_by_role("button", name="Deactivate").click()
+    page.get_by_role("button", name="Deactivate", exact=True).click()
+    expect(page.locator("#confirm-summary")).to_contain_text("deprovisions 1 account")
+    page.get_by_role("button", name=f"Deactivate ada.b{suffix}").click()
     expect(page.get_by_role("status").first).to_contain_text("deprovisioned")
     eventually(lambda: remote_user(scim, f"ada.b{suffix}")["active"] is False, timeout=60)
     assert remote_user(scim, f"bob.b{suffix}")["active"] is True

@@ -50,6 +50,11 @@ class DeprovisionAction(enum.StrEnum):
     none = "none"
 
 
+class RoleMode(enum.StrEnum):
+    priority = "priority"
+    combine = "combine"
+
+
 class Matching(enum.StrEnum):
     user_name = "userName"
     external_id = "externalId"
@@ -113,6 +118,7 @@ def render_provisioning(settings: dict[str, Any]) -> list[tuple[str, Any]]:
         ("push groups", features.get("push_groups")),
         ("deprovision action", settings.get("deprovision_action")),
         ("matching", settings.get("matching")),
+        ("role mode", settings.get("role_mode")),
         ("concurrency", settings.get("concurrency")),
         ("rate limit", f"{rate:g}/s" if rate else "unlimited"),
         ("last test", last_test(settings.get("last_test"))),
@@ -321,6 +327,12 @@ def set_settings(
     matching: Annotated[
         Matching | None, typer.Option(help="How existing accounts are matched.")
     ] = None,
+    role_mode: Annotated[
+        RoleMode | None,
+        typer.Option(
+            help="Roles from several group assignments: the lowest priority wins, or combine all."
+        ),
+    ] = None,
     concurrency: Annotated[
         int | None, typer.Option(min=1, max=64, help="Requests in flight at once.")
     ] = None,
@@ -337,6 +349,8 @@ def set_settings(
         changes["deprovision_action"] = deprovision_action.value
     if matching is not None:
         changes["matching"] = matching.value
+    if role_mode is not None:
+        changes["role_mode"] = role_mode.value
     if concurrency is not None:
         changes["concurrency"] = concurrency
     if rate_limit is not None:

@@ -51,6 +51,7 @@ class LogQuery:
     action: str | None = None
     app_id: str | None = None
     user_id: str | None = None
+    user_ids: tuple[str, ...] | None = None  # any of these (a login or name found several)
     text: str | None = None
     outcome: str | None = None
     correlation_id: str | None = None
@@ -92,6 +93,8 @@ def search(session: Session, query: LogQuery) -> tuple[Sequence[Event], str | No
         statement = statement.where(Event.app_id.in_(sorted(query.app_ids)))
     if query.user_id:
         statement = statement.where(Event.user_id == query.user_id)
+    if query.user_ids is not None:
+        statement = statement.where(Event.user_id.in_(query.user_ids))
     if query.outcome:
         statement = statement.where(Event.outcome == query.outcome)
     if query.correlation_id:

@@ -47,6 +47,18 @@ def _when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value else "—"
 
 
+def _json(value: object) -> str:
+    """A value as the CLI and the API print it (``true``, ``null``, ``"Ada"``), not Python's."""
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _setting(value: object) -> str:
+    """A policy field: an expression as written, anything else (limits, ``null``) as JSON."""
+    if value is None:
+        return "—"
+    return value if isinstance(value, str) else _json(value)
+
+
 def templates() -> Jinja2Templates:
     env = Environment(
         loader=FileSystemLoader(HERE / "templates"),
@@ -56,6 +68,8 @@ def templates() -> Jinja2Templates:
     )
     env.filters["when"] = _when
     env.filters["pretty"] = lambda value: json.dumps(value, indent=2, sort_keys=True, default=str)
+    env.filters["json"] = _json
+    env.filters["setting"] = _setting
     env.globals["bar_chart"] = charts.bar_chart
     env.globals["latency_chart"] = charts.latency_chart
     return Jinja2Templates(env=env)

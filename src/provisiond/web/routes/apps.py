@@ -257,6 +257,8 @@ def _settings_from(console: Console, current: ProvisioningSettings) -> dict[str,
         "features": {name: checked(console.field(f"feature_{name}")) for name in FEATURES},
         "deprovision_action": console.field("deprovision_action") or "deactivate",
         "matching": console.field("matching") or current.matching,
+        # A form without the field (an older page) keeps the setting rather than resetting it.
+        "role_mode": console.field("role_mode") or current.role_mode,
         "concurrency": console.field("concurrency") or current.concurrency,
         "rate_limit_per_second": console.field("rate_limit_per_second") or None,
     }

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 from starlette.responses import Response
 
 from provisiond.authz import Action
 from provisiond.services import tasks
 from provisiond.services.directory import find_users_by_ids
 from provisiond.services.monitoring import app_names
-from provisiond.store.tables import Group
-from provisiond.web.context import ConsoleDep, PostDep, redirect, render
+from provisiond.store.tables import Group, Task
+from provisiond.web.confirm import Confirmation, ask, confirmed
+from provisiond.web.context import Console, ConsoleDep, PostDep, redirect, render
 
 router = APIRouter()
 SHOWN = ("dead", "queued", "running", "dismissed", "succeeded")
@@ -62,7 +64,33 @@ def retry(task_id: str, console: PostDep) -> Response:
 @router.post("/tasks/{task_id}/dismiss")
 def dismiss(task_id: str, console: PostDep) -> Response:
     with console.rt.db.session() as session:
-        console.authorize(Action.TASK_DISMISS, tasks.get_task(session, task_id).app_id)
+        task = tasks.get_task(session, task_id)
+        console.authorize(Action.TASK_DISMISS, task.app_id)
+        if not confirmed(console):
+            return _confirm_dismiss(console, session, task)
         tasks.dismiss_task(session, console.actor, task_id)
     console.flash(f"Task {task_id[:8]} dismissed.")
     return redirect(console.request, "/tasks?status=dead")
+
+
+def _confirm_dismiss(console: Console, session: Session, task: Task) -> Response:
+    app = app_names(session).get(task.app_id, task.app_id)
+    if task.kind == "group":
+        group = session.get(Group, task.subject_id)
+        who = f"group {group.name if group else task.subject_id}"
+    else:
+        user = find_users_by_ids(session, [task.subject_id]).get(task.subject_id)
+        who = user.login if user else task.subject_id
+    what = task.operation or task.reason
+    return ask(
+        console,
+        Confirmation(
+            title=f"Dismiss the task for {who} in {app}?",
+            summary=f"The {what} of {who} in {app} is not retried: {app} is left as it is now, "
+            "out of step with the directory until the next change or full sync.",
+            action=f"/tasks/{task.id}/dismiss",
+            button="Dismiss task",
+            back="/tasks?status=dead",
+            details=(f"Last error: {task.last_error}",) if task.last_error else (),
+        ),
+    )
