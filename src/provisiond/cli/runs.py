@@ -10,16 +10,11 @@ import time
 from typing import Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from provisiond.cli.client import CliError, State, path
-from provisiond.cli.output import print_error
+from provisiond.cli.output import print_error, printable
 
 POLL_SECONDS = 0.25
-PROGRESS_COLUMNS = (
-    TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
-    TimeElapsedColumn(),
-)
 
 
 def what(run: dict[str, Any]) -> str:
@@ -59,8 +54,20 @@ def follow_run(st: State, run: dict[str, Any], app: str, *, timeout: float | Non
             while run["status"] == "running":
                 run = poll(run)
         else:
-            with Progress(*PROGRESS_COLUMNS, console=st.out.err) as bar:
-                task = bar.add_task(f"sync {app}", total=run["total"], completed=run["done"])
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+
+            columns = (
+                TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
+                TimeElapsedColumn(),
+            )
+            with Progress(*columns, console=st.out.err) as bar:
+                task = bar.add_task(printable(f"sync {app}"), total=run["total"], completed=run["done"])
                 while run["status"] == "running":
                     run = poll(run)
                     bar.update(task, total=run["total"], completed=run["done"])
