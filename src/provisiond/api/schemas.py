@@ -355,6 +355,10 @@ class RunOut(BaseModel):
         )
 
 
+class TasksRetry(Strict):
+    app: str = Field(min_length=1, max_length=256, description="The app's id or name.")
+
+
 class TaskOut(BaseModel):
     id: str
     app_id: str
