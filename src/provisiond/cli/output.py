@@ -16,7 +16,7 @@ import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -87,16 +87,18 @@ def dig(item: dict[str, Any], dotted: str) -> Any:
 
 
 def when(value: str | None) -> str:
-    """An API timestamp in local time, to the second."""
+    """An API timestamp in local time, to the second, with the zone it is in: a time without
+    one is ambiguous between the admin's machine, the server and UTC."""
     if not value:
         return "-"
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
         return value
-    if moment.tzinfo is not None:
-        moment = moment.astimezone()
-    return moment.strftime("%Y-%m-%d %H:%M:%S")
+    if moment.tzinfo is None:  # the API's times are UTC
+        moment = moment.replace(tzinfo=UTC)
+    local = moment.astimezone()
+    return local.strftime("%Y-%m-%d %H:%M:%S ") + (local.tzname() or local.strftime("%z"))
 
 
 def yes_no(value: Any) -> str:
