@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import httpx
 
+from provisiond.runtime import Runtime
+from provisiond.services import tokens
+from provisiond.services.context import SYSTEM
 from tests.cli.conftest import Run, ok
 from tests.e2e.conftest import eventually
 from tests.support.faulty import FaultyTarget
@@ -41,3 +44,17 @@ def test_the_bulk_retry_endpoint_refuses_bad_input_as_problems(api: httpx.Client
         answer = api.post("/tasks/retry", json=body)
         assert answer.status_code == status, answer.text
         assert answer.headers["content-type"].startswith("application/problem+json")
+
+
+def test_an_app_admin_cannot_retry_the_tasks_of_another_app(
+    server: str, api: httpx.Client, runtime: Runtime, faulty: tuple[FaultyTarget, str]  # noqa: F811
+) -> None:
+    target, base = faulty
+    app, _ = dead_tasks_after_an_outage(api, target, base, 1)
+    with runtime.db.session() as session:
+        other = tokens.create_token(session, SYSTEM, "other", "app_admin", apps=())
+    answer = httpx.post(f"{server}/api/v1/tasks/retry", json={"app": app["name"]},
+                        headers={"Authorization": f"Bearer {other}"})
+    assert answer.status_code == 403, answer.text
+    assert answer.headers["content-type"].startswith("application/problem+json")
+    assert len(api.get("/tasks", params={"status": "dead", "app": app["id"]}).json()["items"]) == 1
