@@ -205,6 +205,7 @@ CONSOLE: dict[tuple[str, str], Action] = {
     ("POST", "/directory/groups/{group_id}/children/{child_id}/remove"): Action.DIRECTORY_WRITE,
     ("GET", "/tasks"): Action.TASK_READ,
     ("POST", "/tasks/{task_id}/retry"): Action.TASK_RETRY,
+    ("POST", "/tasks/apps/{app_id}/retry"): Action.TASK_RETRY,
     ("POST", "/tasks/{task_id}/dismiss"): Action.TASK_DISMISS,
     ("GET", "/activity"): Action.LOG_READ,
     ("GET", "/activity/tail"): Action.LOG_READ,

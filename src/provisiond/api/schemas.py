@@ -378,6 +378,10 @@ class WorkerOut(BaseModel):
     beat_at: datetime
 
 
+class TasksRetry(Strict):
+    app: str = Field(min_length=1, max_length=256, description="The app's id or name.")
+
+
 class TaskOut(BaseModel):
     id: str
     app_id: str

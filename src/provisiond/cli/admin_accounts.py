@@ -14,8 +14,6 @@ import typer
 
 from provisiond.cli.client import CliError, state
 from provisiond.cli.server import database, load_settings, require_schema
-from provisiond.errors import ProvisiondError
-from provisiond.services import admins
 from provisiond.services.context import Actor, Role
 
 app = typer.Typer(help="Console administrators, made on the server.", no_args_is_help=True)
@@ -42,6 +40,10 @@ def create(
     ] = None,
 ) -> None:
     """Create a console admin account; the password comes from stdin or a prompt."""
+    # The server's modules load here, not at import: every other command starts without them.
+    from provisiond.errors import ProvisiondError
+    from provisiond.services import admins
+
     password = _password()
     settings = load_settings()
     with database(settings) as db:

@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from provisiond.cli.client import CliError, state
-from provisiond.cli.server import PANEL, database, load_settings, require_schema
+from provisiond.cli.server import database, load_settings, require_schema
 from provisiond.errors import ProvisiondError
 from provisiond.services.context import Actor
 
@@ -71,7 +71,3 @@ def rotate(
     if env:
         out.note(f"remove {keys.ENV_OLD_KEYS} from the environment now")
     out.note("restart every `provisiond serve` and `provisiond worker`: they still hold the old key")
-
-
-def register(root: typer.Typer) -> None:
-    root.add_typer(app, name="keys", rich_help_panel=PANEL)

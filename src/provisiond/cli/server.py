@@ -18,7 +18,7 @@ import typer
 
 from provisiond.cli.client import CliError, state
 from provisiond.cli.output import Output
-from provisiond.cli.tokens import list_tokens, parse_duration, revoke_token
+from provisiond.cli.tokens import parse_duration
 from provisiond.services.context import Actor, Role
 
 if TYPE_CHECKING:
@@ -254,13 +254,3 @@ def create_token(
         except ProvisiondError as exc:
             raise CliError(exc.detail, 1) from None
     typer.echo(secret)
-
-
-def register(app: typer.Typer) -> None:
-    app.command(rich_help_panel=PANEL)(serve)
-    app.command(rich_help_panel=PANEL)(worker)
-    app.command("migrate", rich_help_panel=PANEL)(migrate_command)
-    # list and revoke talk to the API (a super_admin token); create is the server's.
-    token_app.command("list")(list_tokens)
-    token_app.command("revoke")(revoke_token)
-    app.add_typer(token_app, name="token", rich_help_panel=PANEL)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from starlette.responses import Response
 
 from provisiond.authz import Action
+from provisiond.services import apps as app_service
 from provisiond.services import tasks
 from provisiond.services.directory import find_users_by_ids
 from provisiond.services.monitoring import app_names
@@ -40,6 +41,16 @@ def list_tasks(console: ConsoleDep, status: str = "dead") -> Response:
             g.id: g.name for g in session.scalars(select(Group).where(Group.id.in_(group_ids)))
         }
         apps = app_names(session)
+        # Per app, how many are dead: the "Retry all" buttons, after an outage.
+        dead = {
+            app_id: count
+            for app_id, count in session.execute(
+                select(Task.app_id, func.count())
+                .where(Task.status == "dead")
+                .group_by(Task.app_id)
+            )
+            if status == "dead" and console.may(Action.TASK_RETRY, app_id)
+        }
     return render(
         console.request,
         "tasks.html",
@@ -49,6 +60,7 @@ def list_tasks(console: ConsoleDep, status: str = "dead") -> Response:
         apps=apps,
         status=status,
         statuses=SHOWN,
+        dead=dead,
     )
 
 
@@ -58,6 +70,17 @@ def retry(task_id: str, console: PostDep) -> Response:
         console.authorize(Action.TASK_RETRY, tasks.get_task(session, task_id).app_id)
         tasks.retry_task(session, console.actor, task_id)
     console.flash(f"Task {task_id[:8]} queued again.")
+    return redirect(console.request, "/tasks?status=dead")
+
+
+@router.post("/tasks/apps/{app_id}/retry")
+def retry_app(app_id: str, console: PostDep) -> Response:
+    with console.rt.db.session() as session:
+        app = app_service.get_app(session, app_id)
+        console.authorize(Action.TASK_RETRY, app.id)
+        retried = tasks.retry_dead(session, console.actor, app)
+        name = app.name
+    console.flash(f"{len(retried)} task(s) of {name} queued again.")
     return redirect(console.request, "/tasks?status=dead")
 
 
