@@ -7,6 +7,7 @@ from pydantic import ValidationError
 
 from provisiond.api.authorization import requires
 from provisiond.api.deps import AdminDep, RuntimeDep
+from provisiond.api.problems import declare
 from provisiond.api.schemas import AppCreate, AppOut, AppPatch, Page, ProvisioningOut, RunOut
 from provisiond.authz import Action, may
 from provisiond.domain.apps import ProvisioningSettings
@@ -18,13 +19,18 @@ router = APIRouter(prefix="/apps", tags=["apps"])
 
 @router.get("", dependencies=[requires(Action.APP_READ)])
 def list_apps(rt: RuntimeDep, actor: AdminDep) -> Page[AppOut]:
+    """The apps the token may read, with their connector (secrets only as ``secret_set``)."""
     with rt.db.session() as session:
         rows = [app for app in apps.list_apps(session) if may(actor, Action.APP_READ, app.id)]
         return Page[AppOut](items=[AppOut.of(app) for app in rows])
 
 
-@router.post("", status_code=201, dependencies=[requires(Action.APP_CREATE)])
+@router.post(
+    "", status_code=201, dependencies=[requires(Action.APP_CREATE)], responses=declare(409)
+)
 def create_app(body: AppCreate, rt: RuntimeDep, actor: AdminDep, response: Response) -> AppOut:
+    """Add an app (409 if the name is taken). Provisioning starts disabled: enable it with
+    ``PUT /apps/{id}/provisioning`` once the connection test passes."""
     with rt.db.session() as session:
         app = apps.create_app(
             session,
@@ -40,14 +46,16 @@ def create_app(body: AppCreate, rt: RuntimeDep, actor: AdminDep, response: Respo
     return out
 
 
-@router.get("/{app_id}", dependencies=[requires(Action.APP_READ)])
+@router.get("/{app_id}", dependencies=[requires(Action.APP_READ)], responses=declare(404))
 def get_app(app_id: str, rt: RuntimeDep, _: AdminDep) -> AppOut:
+    """One app, by id or name."""
     with rt.db.session() as session:
         return AppOut.of(apps.get_app(session, app_id))
 
 
-@router.patch("/{app_id}", dependencies=[requires(Action.APP_MANAGE)])
+@router.patch("/{app_id}", dependencies=[requires(Action.APP_MANAGE)], responses=declare(404))
 def update_app(app_id: str, body: AppPatch, rt: RuntimeDep, actor: AdminDep) -> AppOut:
+    """Change the label or connector fields; secrets left out keep the stored ones."""
     try:
         with rt.db.session() as session:
             return AppOut.of(
@@ -63,8 +71,11 @@ def update_app(app_id: str, body: AppPatch, rt: RuntimeDep, actor: AdminDep) -> 
         raise Invalid(f"{field}: {first['msg']}", field=field) from None
 
 
-@router.delete("/{app_id}", status_code=204, dependencies=[requires(Action.APP_DELETE)])
+@router.delete(
+    "/{app_id}", status_code=204, dependencies=[requires(Action.APP_DELETE)], responses=declare(404)
+)
 def delete_app(app_id: str, rt: RuntimeDep, actor: AdminDep) -> None:
+    """Delete an app with its assignments, roles and records; nothing is sent to the app."""
     with rt.db.session() as session:
         apps.delete_app(session, actor, app_id)
 
@@ -73,14 +84,21 @@ class ProvisioningPut(ProvisioningOut):
     initial_run: RunOut | None = None
 
 
-@router.get("/{app_id}/provisioning", dependencies=[requires(Action.APP_READ)])
+@router.get(
+    "/{app_id}/provisioning", dependencies=[requires(Action.APP_READ)], responses=declare(404)
+)
 def get_provisioning(app_id: str, rt: RuntimeDep, _: AdminDep) -> ProvisioningOut:
+    """What provisiond may do in the app and how fast, with the last connection test."""
     with rt.db.session() as session:
         app = apps.get_app(session, app_id)
         return ProvisioningOut(**apps.provisioning_of(app).model_dump(), last_test=app.last_test)
 
 
-@router.put("/{app_id}/provisioning", dependencies=[requires(Action.APP_MANAGE)])
+@router.put(
+    "/{app_id}/provisioning",
+    dependencies=[requires(Action.APP_MANAGE)],
+    responses=declare(404, 409),
+)
 async def put_provisioning(
     app_id: str, body: ProvisioningOut, rt: RuntimeDep, actor: AdminDep
 ) -> ProvisioningPut:
@@ -94,7 +112,11 @@ async def put_provisioning(
     )
 
 
-@router.post("/{app_id}/provisioning/test", dependencies=[requires(Action.APP_MANAGE)])
+@router.post(
+    "/{app_id}/provisioning/test",
+    dependencies=[requires(Action.APP_MANAGE)],
+    responses=declare(404),
+)
 async def test_provisioning(app_id: str, rt: RuntimeDep, actor: AdminDep) -> dict[str, Any]:
     """A real round trip: ServiceProviderConfig discovery, then an authenticated GET /Users."""
     return await connection.test_app(rt, actor, app_id)
