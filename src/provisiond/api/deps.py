@@ -73,4 +73,4 @@ def single_query_values(request: Request) -> None:
     many = {name for name, annotation in _query_fields(route.dependant) if _takes_many(annotation)}
     for name in request.query_params:
         if name not in many and len(request.query_params.getlist(name)) > 1:
-            raise Invalid(f"give the query parameter {name} once", field=name)
+            raise Invalid(f"give the query parameter {name} once", field=f"query.{name}")
