@@ -20,7 +20,7 @@ class PolicyOut(PolicyDocument):
     version: int = Field(description="0 is the built-in default; saving makes a new version.")
 
 
-_POLICY_EXAMPLE = {
+_POLICY_EXAMPLE: dict[str, Any] = {
     "scope": 'user.department in ["Sales", "Support"]',
     "mappings": {
         "userName": "user.login",
