@@ -11,9 +11,10 @@ from sqlalchemy import text
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from provisiond import __version__
-from provisiond.api import metrics, problems
+from provisiond.api import docs, metrics, problems
 from provisiond.api.authorization import require_declared, requires
-from provisiond.api.deps import AdminDep, admin
+from provisiond.api.deps import AdminDep, admin, single_query_values
+from provisiond.api.fallback import ConsoleMount
 from provisiond.api.routers import (
     admins,
     apps,
@@ -68,11 +69,21 @@ def create_app(
         version=__version__,
         description="Identity provisioning: one directory, every application kept in sync.",
         lifespan=lifespan,
+        # Swagger UI is served from the package (api/docs.py), never a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.runtime = rt
     problems.install(app)
+    problems.document(app)
+    docs.install(app)
 
-    v1 = APIRouter(prefix="/api/v1", dependencies=[Depends(admin), Depends(require_declared)])
+    # Every /api/v1 route may answer these; a route declares its own 404, 409... (problems.py).
+    v1 = APIRouter(
+        prefix="/api/v1",
+        dependencies=[Depends(admin), Depends(require_declared), Depends(single_query_values)],
+        responses=problems.declare(401, 403, 422),
+    )
     for module in (
         users, groups, apps, roles, assignments, push_groups, policy, sync, tasks, logs, workers,
         tokens, admins,
@@ -113,7 +124,7 @@ def create_app(
         tags=["health"],
         dependencies=[requires(Action.METRICS_READ)],
         response_class=Response,
-        responses={200: {"content": {"text/plain": {}}}},
+        responses={200: {"content": {"text/plain": {}}}, **problems.declare(401, 403)},
     )
     def prometheus_metrics(actor: AdminDep) -> Response:
         """Prometheus text format, read from the database at scrape time (needs a token);
@@ -121,8 +132,9 @@ def create_app(
         body, content_type = metrics.exposition(rt, actor)
         return Response(body, media_type=content_type)
 
-    # The console answers every path the API does not: it must stay the last route.
-    app.mount("/", create_console(rt), name="console")
+    # The console answers every path the API does not: it must stay the last route, and it
+    # steps aside for /api/ paths so that the API answers its own 404s and 405s.
+    app.router.routes.append(ConsoleMount(create_console(rt), app.router.routes))
 
     @app.middleware("http")
     async def correlation(

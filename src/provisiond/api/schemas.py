@@ -24,6 +24,14 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def example(body: dict[str, Any], *, secret: bool = False) -> ConfigDict:
+    """The config of a request body shown with this example in the OpenAPI document.
+    ``secret``: the body may hold secrets, so a ValidationError never echoes its input."""
+    return ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [body]}, hide_input_in_errors=secret
+    )
+
+
 T = TypeVar("T")
 
 
@@ -36,11 +44,24 @@ class Page(BaseModel, Generic[T]):
 
 
 class UserCreate(Strict):
+    model_config = example(
+        {
+            "profile": {
+                "login": "ada.lovelace",
+                "email": "ada.lovelace@example.com",
+                "firstName": "Ada",
+                "lastName": "Lovelace",
+                "department": "Engineering",
+            },
+            "activate": True,
+        }
+    )
     profile: Profile
     activate: bool = Field(default=True, description="Create active (true) or staged (false).")
 
 
 class UserPatch(Strict):
+    model_config = example({"profile": {"title": "Principal engineer", "manager": None}})
     profile: dict[str, Any] = Field(description="Profile attributes to change; null removes one.")
 
 
@@ -71,12 +92,16 @@ RULE_DESCRIPTION = (
 
 
 class GroupCreate(Strict):
+    model_config = example(
+        {"name": "sales", "description": "Everyone in Sales", "rule": 'user.department == "Sales"'}
+    )
     name: str = Field(min_length=1, max_length=256)
     description: str | None = Field(default=None, max_length=2048)
     rule: str | None = Field(default=None, max_length=4096, description=RULE_DESCRIPTION)
 
 
 class GroupPatch(Strict):
+    model_config = example({"description": "Sales, all regions"})
     name: str | None = Field(default=None, min_length=1, max_length=256)
     description: str | None = Field(default=None, max_length=2048)
     rule: str | None = Field(
@@ -118,8 +143,18 @@ class GroupOut(BaseModel):
 
 class AppCreate(Strict):
     # The connector's auth holds secrets: never echo the input in a ValidationError's text.
-    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
-
+    model_config = example(
+        {
+            "name": "crm",
+            "label": "CRM",
+            "connector": {
+                "type": "scim2",
+                "base_url": "https://crm.example.com/scim/v2",
+                "auth": {"type": "bearer", "token": "<the app's SCIM token>"},
+            },
+        },
+        secret=True,
+    )
     name: str = Field(pattern=app_name_pattern(), description="Unique, lower-case, URL-safe.")
     label: str = Field(min_length=1, max_length=256)
     connector: ScimConnectorSettings
@@ -127,6 +162,7 @@ class AppCreate(Strict):
 
 
 class AppPatch(Strict):
+    model_config = example({"label": "CRM (EU)"})
     label: str | None = Field(default=None, min_length=1, max_length=256)
     connector: dict[str, Any] | None = Field(
         default=None,
@@ -162,10 +198,22 @@ class AppOut(BaseModel):
 
 
 class ProvisioningOut(ProvisioningSettings):
+    model_config = example(
+        {
+            "enabled": True,
+            "features": {"create_users": True, "update_users": True, "deactivate_users": True},
+            "deprovision_action": "deactivate",
+            "matching": "userName",
+            "concurrency": 4,
+        }
+    )
     last_test: dict[str, Any] | None = None
 
 
 class AssignmentCreate(Strict):
+    model_config = example(
+        {"principal_type": "group", "principal_id": "sales", "roles": ["viewer"], "priority": 10}
+    )
     principal_type: Literal["user", "group"]
     principal_id: str = Field(min_length=1, max_length=64)
     role: str | None = Field(
@@ -184,6 +232,8 @@ class AssignmentCreate(Strict):
 
 class AssignmentPatch(Strict):
     """Only the fields given change; ``roles: []`` (or ``role: null``) removes every role."""
+
+    model_config = example({"roles": ["viewer", "editor"]})
 
     role: str | None = Field(default=None, max_length=128)
     roles: list[Annotated[str, Field(min_length=1, max_length=128)]] | None = Field(
@@ -223,6 +273,13 @@ class AssignmentOut(BaseModel):
 
 
 class RoleCreate(Strict):
+    model_config = example(
+        {
+            "name": "editor",
+            "description": "May change records",
+            "expression": {"kind": "scim_role", "value": "Editor"},
+        }
+    )
     name: str = Field(min_length=1, max_length=NAME_MAX)
     description: str | None = Field(default=None, max_length=2048)
     expression: RoleExpression | None = Field(
@@ -231,6 +288,7 @@ class RoleCreate(Strict):
 
 
 class RolePatch(Strict):
+    model_config = example({"description": "May change and delete records"})
     name: str | None = Field(default=None, min_length=1, max_length=NAME_MAX)
     description: str | None = Field(default=None, max_length=2048)
     expression: RoleExpression | None = None
@@ -259,6 +317,7 @@ class RoleOut(BaseModel):
 
 
 class PushGroupCreate(Strict):
+    model_config = example({"group": "sales", "unpush_action": "leave"})
     group: str = Field(
         min_length=1, max_length=256, description="The directory group's id or name."
     )
@@ -376,10 +435,6 @@ class WorkerOut(BaseModel):
     in_flight: int = Field(description="Tasks it held at its last heartbeat")
     started_at: datetime
     beat_at: datetime
-
-
-class TasksRetry(Strict):
-    app: str = Field(min_length=1, max_length=256, description="The app's id or name.")
 
 
 class TaskOut(BaseModel):

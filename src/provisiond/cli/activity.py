@@ -216,7 +216,8 @@ def retry_task(
         task = st.api.post(path("tasks", task_id, "retry"))
         st.out.done(task, f"task {task['id']} is now {task['status']}")
         return
-    queued = st.api.post("/tasks/retry", {"app": app})
+    assert app is not None  # checked above: --app with --all
+    queued = st.api.post(path("apps", app, "tasks", "retry"))
     count = len(queued["items"])
     st.out.done(queued, f"{count} task(s) of {app} queued again" if count else f"{app} has no dead tasks")
 

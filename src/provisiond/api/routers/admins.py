@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 
 from fastapi import APIRouter, Response
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr
 
 from provisiond.api.authorization import requires
 from provisiond.api.deps import AdminDep, RuntimeDep
-from provisiond.api.schemas import Page
+from provisiond.api.problems import declare
+from provisiond.api.schemas import Page, example
 from provisiond.authz import Action
 from provisiond.services import admin_accounts, admins
 from provisiond.services.context import Role
@@ -45,7 +46,11 @@ class AdminOut(BaseModel):
 
 
 class AdminCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = example(
+        {"username": "grace", "password": "<a long passphrase>", "role": "app_admin",
+         "apps": ["crm"]},
+        secret=True,
+    )
 
     username: str = Field(min_length=2, max_length=64)
     password: SecretStr
@@ -54,14 +59,14 @@ class AdminCreate(BaseModel):
 
 
 class AdminPatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = example({"role": "help_desk"})
 
     role: Role | None = None
     apps: list[str] | None = Field(default=None, description="app_admin: the apps it manages.")
 
 
 class PasswordReset(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = example({"password": "<a new long passphrase>"}, secret=True)
 
     password: SecretStr = Field(description="The new password, chosen by the super_admin.")
 
@@ -71,12 +76,14 @@ MANAGE = [requires(Action.ADMIN_MANAGE)]
 
 @router.get("", dependencies=MANAGE)
 def list_admins(rt: RuntimeDep, _: AdminDep) -> Page[AdminOut]:
+    """Every console admin: role, apps, status (active, disabled, locked), last sign-in."""
     with rt.db.session() as session:
         return Page[AdminOut](items=[AdminOut.of(row) for row in admin_accounts.list_admins(session)])
 
 
-@router.post("", status_code=201, dependencies=MANAGE)
+@router.post("", status_code=201, dependencies=MANAGE, responses=declare(409))
 def create_admin(body: AdminCreate, rt: RuntimeDep, actor: AdminDep, response: Response) -> AdminOut:
+    """A new console admin (409 if the username is taken); the password is never returned."""
     with rt.db.session() as session:
         row = admins.create_admin(
             session,
@@ -91,13 +98,14 @@ def create_admin(body: AdminCreate, rt: RuntimeDep, actor: AdminDep, response: R
     return out
 
 
-@router.get("/{admin_id}", dependencies=MANAGE)
+@router.get("/{admin_id}", dependencies=MANAGE, responses=declare(404))
 def get_admin(admin_id: str, rt: RuntimeDep, _: AdminDep) -> AdminOut:
+    """One console admin."""
     with rt.db.session() as session:
         return AdminOut.of(admins.get_admin(session, admin_id))
 
 
-@router.patch("/{admin_id}", dependencies=MANAGE)
+@router.patch("/{admin_id}", dependencies=MANAGE, responses=declare(404, 409))
 def update_admin(admin_id: str, body: AdminPatch, rt: RuntimeDep, actor: AdminDep) -> AdminOut:
     """Change the role and/or the apps; the last active super_admin keeps its role (409)."""
     with rt.db.session() as session:
@@ -107,26 +115,28 @@ def update_admin(admin_id: str, body: AdminPatch, rt: RuntimeDep, actor: AdminDe
         return AdminOut.of(row)
 
 
-@router.post("/{admin_id}/disable", dependencies=MANAGE)
+@router.post("/{admin_id}/disable", dependencies=MANAGE, responses=declare(404, 409))
 def disable_admin(admin_id: str, rt: RuntimeDep, actor: AdminDep) -> AdminOut:
     """It can no longer sign in; its console sessions end at once."""
     with rt.db.session() as session:
         return AdminOut.of(admin_accounts.disable_admin(session, actor, admin_id))
 
 
-@router.post("/{admin_id}/enable", dependencies=MANAGE)
+@router.post("/{admin_id}/enable", dependencies=MANAGE, responses=declare(404, 409))
 def enable_admin(admin_id: str, rt: RuntimeDep, actor: AdminDep) -> AdminOut:
+    """It may sign in again (409 if it was not disabled)."""
     with rt.db.session() as session:
         return AdminOut.of(admin_accounts.enable_admin(session, actor, admin_id))
 
 
-@router.post("/{admin_id}/unlock", dependencies=MANAGE)
+@router.post("/{admin_id}/unlock", dependencies=MANAGE, responses=declare(404))
 def unlock_admin(admin_id: str, rt: RuntimeDep, actor: AdminDep) -> AdminOut:
+    """Clear its failed sign-ins."""
     with rt.db.session() as session:
         return AdminOut.of(admin_accounts.unlock_admin(session, actor, admin_id))
 
 
-@router.post("/{admin_id}/password", dependencies=MANAGE)
+@router.post("/{admin_id}/password", dependencies=MANAGE, responses=declare(404))
 def reset_password(
     admin_id: str, body: PasswordReset, rt: RuntimeDep, actor: AdminDep
 ) -> AdminOut:
@@ -138,7 +148,10 @@ def reset_password(
         return AdminOut.of(row)
 
 
-@router.delete("/{admin_id}", status_code=204, dependencies=MANAGE)
+@router.delete(
+    "/{admin_id}", status_code=204, dependencies=MANAGE, responses=declare(404, 409)
+)
 def delete_admin(admin_id: str, rt: RuntimeDep, actor: AdminDep) -> None:
+    """Delete it; its sessions end (409 for the last active super_admin)."""
     with rt.db.session() as session:
         admin_accounts.delete_admin(session, actor, admin_id)

@@ -8,6 +8,7 @@ from pydantic import ValidationError
 
 from provisiond.api.authorization import requires
 from provisiond.api.deps import AdminDep, RuntimeDep
+from provisiond.api.problems import declare
 from provisiond.api.schemas import (
     AppCreate,
     AppOut,
@@ -16,24 +17,30 @@ from provisiond.api.schemas import (
     ProvisioningOut,
     ProvisioningStateOut,
     RunOut,
+    TaskOut,
 )
 from provisiond.authz import Action, may
 from provisiond.domain.apps import ProvisioningSettings
 from provisiond.errors import Invalid, validation_message
-from provisiond.services import apps, connection, holds
+from provisiond.services import apps, connection, holds, tasks
 
 router = APIRouter(prefix="/apps", tags=["apps"])
 
 
 @router.get("", dependencies=[requires(Action.APP_READ)])
 def list_apps(rt: RuntimeDep, actor: AdminDep) -> Page[AppOut]:
+    """The apps the token may read, with their connector (secrets only as ``secret_set``)."""
     with rt.db.session() as session:
         rows = [app for app in apps.list_apps(session) if may(actor, Action.APP_READ, app.id)]
         return Page[AppOut](items=[AppOut.of(app) for app in rows])
 
 
-@router.post("", status_code=201, dependencies=[requires(Action.APP_CREATE)])
+@router.post(
+    "", status_code=201, dependencies=[requires(Action.APP_CREATE)], responses=declare(409)
+)
 def create_app(body: AppCreate, rt: RuntimeDep, actor: AdminDep, response: Response) -> AppOut:
+    """Add an app (409 if the name is taken). Provisioning starts disabled: enable it with
+    ``PUT /apps/{id}/provisioning`` once the connection test passes."""
     with rt.db.session() as session:
         app = apps.create_app(
             session,
@@ -49,14 +56,16 @@ def create_app(body: AppCreate, rt: RuntimeDep, actor: AdminDep, response: Respo
     return out
 
 
-@router.get("/{app_id}", dependencies=[requires(Action.APP_READ)])
+@router.get("/{app_id}", dependencies=[requires(Action.APP_READ)], responses=declare(404))
 def get_app(app_id: str, rt: RuntimeDep, _: AdminDep) -> AppOut:
+    """One app, by id or name."""
     with rt.db.session() as session:
         return AppOut.of(apps.get_app(session, app_id))
 
 
-@router.patch("/{app_id}", dependencies=[requires(Action.APP_MANAGE)])
+@router.patch("/{app_id}", dependencies=[requires(Action.APP_MANAGE)], responses=declare(404))
 def update_app(app_id: str, body: AppPatch, rt: RuntimeDep, actor: AdminDep) -> AppOut:
+    """Change the label or connector fields; secrets left out keep the stored ones."""
     try:
         with rt.db.session() as session:
             return AppOut.of(
@@ -73,8 +82,11 @@ def update_app(app_id: str, body: AppPatch, rt: RuntimeDep, actor: AdminDep) -> 
         raise Invalid(f"{field}: {validation_message(first)}", field=field) from None
 
 
-@router.delete("/{app_id}", status_code=204, dependencies=[requires(Action.APP_DELETE)])
+@router.delete(
+    "/{app_id}", status_code=204, dependencies=[requires(Action.APP_DELETE)], responses=declare(404)
+)
 def delete_app(app_id: str, rt: RuntimeDep, actor: AdminDep) -> None:
+    """Delete an app with its assignments, roles and records; nothing is sent to the app."""
     with rt.db.session() as session:
         apps.delete_app(session, actor, app_id)
 
@@ -83,14 +95,21 @@ class ProvisioningPut(ProvisioningOut):
     initial_run: RunOut | None = None
 
 
-@router.get("/{app_id}/provisioning", dependencies=[requires(Action.APP_READ)])
+@router.get(
+    "/{app_id}/provisioning", dependencies=[requires(Action.APP_READ)], responses=declare(404)
+)
 def get_provisioning(app_id: str, rt: RuntimeDep, _: AdminDep) -> ProvisioningOut:
+    """What provisiond may do in the app and how fast, with the last connection test."""
     with rt.db.session() as session:
         app = apps.get_app(session, app_id)
         return ProvisioningOut(**apps.provisioning_of(app).model_dump(), last_test=app.last_test)
 
 
-@router.put("/{app_id}/provisioning", dependencies=[requires(Action.APP_MANAGE)])
+@router.put(
+    "/{app_id}/provisioning",
+    dependencies=[requires(Action.APP_MANAGE)],
+    responses=declare(404, 409),
+)
 async def put_provisioning(
     app_id: str, body: ProvisioningOut, rt: RuntimeDep, actor: AdminDep
 ) -> ProvisioningPut:
@@ -104,7 +123,11 @@ async def put_provisioning(
     )
 
 
-@router.get("/{app_id}/provisioning/state", dependencies=[requires(Action.APP_READ)])
+@router.get(
+    "/{app_id}/provisioning/state",
+    dependencies=[requires(Action.APP_READ)],
+    responses=declare(404),
+)
 def get_provisioning_state(app_id: str, rt: RuntimeDep, _: AdminDep) -> ProvisioningStateOut:
     """Is provisioning flowing, paused (the app answered 429 with Retry-After) or quarantined
     (its requests kept failing: tasks wait, a probe runs on a backoff schedule), and how many
@@ -113,7 +136,11 @@ def get_provisioning_state(app_id: str, rt: RuntimeDep, _: AdminDep) -> Provisio
         return ProvisioningStateOut(**asdict(holds.state_of(session, app_id)))
 
 
-@router.post("/{app_id}/provisioning/resume", dependencies=[requires(Action.APP_MANAGE)])
+@router.post(
+    "/{app_id}/provisioning/resume",
+    dependencies=[requires(Action.APP_MANAGE)],
+    responses=declare(404, 409),
+)
 def resume_provisioning(app_id: str, rt: RuntimeDep, actor: AdminDep) -> ProvisioningStateOut:
     """End the app's quarantine now, without waiting for the next probe (409 if it is not
     quarantined); its waiting tasks are due at once."""
@@ -124,7 +151,21 @@ def resume_provisioning(app_id: str, rt: RuntimeDep, actor: AdminDep) -> Provisi
     return ProvisioningStateOut(**asdict(state))
 
 
-@router.post("/{app_id}/provisioning/test", dependencies=[requires(Action.APP_MANAGE)])
+@router.post(
+    "/{app_id}/provisioning/test",
+    dependencies=[requires(Action.APP_MANAGE)],
+    responses=declare(404),
+)
 async def test_provisioning(app_id: str, rt: RuntimeDep, actor: AdminDep) -> dict[str, Any]:
     """A real round trip: ServiceProviderConfig discovery, then an authenticated GET /Users."""
     return await connection.test_app(rt, actor, app_id)
+
+
+@router.post(
+    "/{app_id}/tasks/retry", dependencies=[requires(Action.TASK_RETRY)], responses=declare(404)
+)
+def retry_dead_tasks(app_id: str, rt: RuntimeDep, actor: AdminDep) -> Page[TaskOut]:
+    """Retry every dead task of the app at once (after an outage); the tasks now queued."""
+    with rt.db.session() as session:
+        app = apps.get_app(session, app_id)
+        return Page[TaskOut](items=[TaskOut.of(t) for t in tasks.retry_dead(session, actor, app)])

@@ -5,13 +5,17 @@ from sqlalchemy.orm import Session
 
 from provisiond.api.authorization import requires
 from provisiond.api.deps import AdminDep, RuntimeDep
+from provisiond.api.problems import declare
 from provisiond.api.schemas import AssignmentCreate, AssignmentOut, AssignmentPatch, Page
 from provisiond.authz import Action
 from provisiond.errors import Invalid
 from provisiond.services import assignments, roles
 from provisiond.store.tables import Assignment
 
-router = APIRouter(prefix="/apps/{app_id}/assignments", tags=["assignments"])
+# Every route loads the app (and most an assignment) by id: a 404 each.
+router = APIRouter(
+    prefix="/apps/{app_id}/assignments", tags=["assignments"], responses=declare(404)
+)
 
 
 def _out(session: Session, rows: list[Assignment]) -> list[AssignmentOut]:
@@ -21,12 +25,15 @@ def _out(session: Session, rows: list[Assignment]) -> list[AssignmentOut]:
 
 @router.get("", dependencies=[requires(Action.APP_READ)])
 def list_assignments(app_id: str, rt: RuntimeDep, _: AdminDep) -> Page[AssignmentOut]:
+    """The users and groups assigned to the app, with the roles each grants."""
     with rt.db.session() as session:
         rows = list(assignments.list_assignments(session, app_id))
         return Page[AssignmentOut](items=_out(session, rows))
 
 
-@router.post("", status_code=201, dependencies=[requires(Action.APP_MANAGE)])
+@router.post(
+    "", status_code=201, dependencies=[requires(Action.APP_MANAGE)], responses=declare(409)
+)
 def create_assignment(
     app_id: str, body: AssignmentCreate, rt: RuntimeDep, actor: AdminDep, response: Response
 ) -> AssignmentOut:
@@ -49,12 +56,15 @@ def create_assignment(
 
 @router.get("/{assignment_id}", dependencies=[requires(Action.APP_READ)])
 def get_assignment(app_id: str, assignment_id: str, rt: RuntimeDep, _: AdminDep) -> AssignmentOut:
+    """One assignment."""
     with rt.db.session() as session:
         (out,) = _out(session, [assignments.get_assignment(session, app_id, assignment_id)])
         return out
 
 
-@router.patch("/{assignment_id}", dependencies=[requires(Action.APP_MANAGE)])
+@router.patch(
+    "/{assignment_id}", dependencies=[requires(Action.APP_MANAGE)], responses=declare(409)
+)
 def update_assignment(
     app_id: str, assignment_id: str, body: AssignmentPatch, rt: RuntimeDep, actor: AdminDep
 ) -> AssignmentOut:

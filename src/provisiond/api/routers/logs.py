@@ -1,24 +1,43 @@
 from __future__ import annotations
 
+import re
 from datetime import datetime
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
+from pydantic import BeforeValidator
 
 from provisiond.api.authorization import requires
 from provisiond.api.deps import AdminDep, RuntimeDep
+from provisiond.api.problems import declare
 from provisiond.api.schemas import EventOut, Page
 from provisiond.authz import Action, app_scope
 from provisiond.services import activity, apps
 
 router = APIRouter(prefix="/logs", tags=["logs"])
 
+# RFC 3339 §5.6 date-time, as the OpenAPI document's `format: date-time` says: pydantic alone
+# would also take a bare date, a number of seconds or a time without an offset, and guess.
+_DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
 
-@router.get("", dependencies=[requires(Action.LOG_READ)])
+
+def _rfc3339(value: Any) -> Any:
+    if not (isinstance(value, str) and _DATE_TIME.match(value)):
+        raise ValueError("expected a date-time with an offset, e.g. 2024-05-01T12:00:00Z")
+    return value
+
+
+Moment = Annotated[datetime, BeforeValidator(_rfc3339)]
+# The largest event id a database holds (a signed 64-bit integer on both backends).
+MAX_ID = 2**63 - 1
+
+
+@router.get("", dependencies=[requires(Action.LOG_READ)], responses=declare(404))
 def list_events(
     rt: RuntimeDep,
     actor: AdminDep,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Moment | None = Query(default=None, description="Events at or after this time"),
+    until: Moment | None = Query(default=None, description="Events before this time"),
     action: str | None = Query(default=None, max_length=64, description="An action or its prefix"),
     app: str | None = Query(default=None, description="App id or name"),
     user: str | None = Query(default=None, description="User id"),
@@ -28,7 +47,7 @@ def list_events(
     limit: int = Query(default=100, ge=1, le=1000),
     cursor: str | None = Query(default=None, max_length=64),
     after: int | None = Query(
-        default=None, ge=0, description="Only events after this id, oldest first"
+        default=None, ge=0, le=MAX_ID, description="Only events after this id, oldest first"
     ),
 ) -> Page[EventOut]:
     """Newest first, with cursor pagination; ``after`` serves ``logs --follow``."""

@@ -7,6 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from provisiond.api.authorization import requires
 from provisiond.api.deps import AdminDep, RuntimeDep
+from provisiond.api.problems import declare
 from provisiond.api.schemas import RunOut
 from provisiond.authz import Action
 from provisiond.domain.policy import PolicyDocument
@@ -19,8 +20,21 @@ class PolicyOut(PolicyDocument):
     version: int = Field(description="0 is the built-in default; saving makes a new version.")
 
 
+_POLICY_EXAMPLE: dict[str, Any] = {
+    "scope": 'user.department in ["Sales", "Support"]',
+    "mappings": {
+        "userName": "user.login",
+        "name.givenName": "user.firstName",
+        "name.familyName": "user.lastName",
+        'emails[type eq "work"].value': "user.email",
+    },
+    "deprovisioning": {"action": "deactivate", "delete_after_days": 30},
+    "limits": {"max_deprovisions": 50, "max_deprovision_percent": 10},
+}
+
+
 class PolicyPut(PolicyOut):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [_POLICY_EXAMPLE]})
     version: int | None = Field(default=None, description="Read-only; ignored.")  # type: ignore[assignment]
 
 
@@ -30,7 +44,9 @@ class PolicySaved(PolicyOut):
 
 
 class PreviewRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"policy": _POLICY_EXAMPLE, "limit": 100}]}
+    )
     policy: PolicyDocument | None = Field(
         default=None, description="A draft; the saved policy if absent."
     )
@@ -39,15 +55,18 @@ class PreviewRequest(BaseModel):
     )
 
 
-@router.get("/apps/{app_id}/policy", dependencies=[requires(Action.APP_READ)])
+@router.get("/apps/{app_id}/policy", dependencies=[requires(Action.APP_READ)], responses=declare(404))
 def get_policy(app_id: str, rt: RuntimeDep, _: AdminDep) -> PolicyOut:
+    """The app's current policy (scope, matching, mappings, limits) and its version."""
     with rt.db.session() as session:
         app = apps.get_app(session, app_id)
         version, document = policies.current(session, app.id)
         return PolicyOut(version=version, **document.model_dump())
 
 
-@router.put("/apps/{app_id}/policy", dependencies=[requires(Action.APP_MANAGE)])
+@router.put(
+    "/apps/{app_id}/policy", dependencies=[requires(Action.APP_MANAGE)], responses=declare(404)
+)
 def put_policy(app_id: str, body: PolicyPut, rt: RuntimeDep, actor: AdminDep) -> PolicySaved:
     """Check, save as a new version, and reconcile every user of the app under it (held if it
     would deprovision more than the policy's limits allow)."""
@@ -73,7 +92,11 @@ def put_policy(app_id: str, body: PolicyPut, rt: RuntimeDep, actor: AdminDep) ->
         )
 
 
-@router.post("/apps/{app_id}/policy/preview", dependencies=[requires(Action.APP_MANAGE)])
+@router.post(
+    "/apps/{app_id}/policy/preview",
+    dependencies=[requires(Action.APP_MANAGE)],
+    responses=declare(404),
+)
 def preview_policy(
     app_id: str, body: PreviewRequest, rt: RuntimeDep, actor: AdminDep
 ) -> dict[str, Any]:
@@ -83,7 +106,11 @@ def preview_policy(
         return preview.preview(session, actor, app_id, body.policy, limit=body.limit)
 
 
-@router.post("/apps/{app_id}/users/{user_id}/provision", dependencies=[requires(Action.APP_MANAGE)])
+@router.post(
+    "/apps/{app_id}/users/{user_id}/provision",
+    dependencies=[requires(Action.APP_MANAGE)],
+    responses=declare(404, 409),
+)
 async def provision_user(
     app_id: str, user_id: str, rt: RuntimeDep, actor: AdminDep
 ) -> dict[str, Any]:
@@ -92,13 +119,19 @@ async def provision_user(
     return await preview.provision_now(rt, actor, app_id, user_id)
 
 
-@router.post("/runs/{run_id}/approve", dependencies=[requires(Action.APP_MANAGE)])
+@router.post(
+    "/runs/{run_id}/approve", dependencies=[requires(Action.APP_MANAGE)], responses=declare(404, 409)
+)
 def approve_run(run_id: str, rt: RuntimeDep, actor: AdminDep) -> RunOut:
+    """Let a held run go ahead (409 unless it is held)."""
     with rt.db.session() as session:
         return RunOut.of(runs.approve(session, actor, run_id))
 
 
-@router.post("/runs/{run_id}/cancel", dependencies=[requires(Action.APP_MANAGE)])
+@router.post(
+    "/runs/{run_id}/cancel", dependencies=[requires(Action.APP_MANAGE)], responses=declare(404, 409)
+)
 def cancel_run(run_id: str, rt: RuntimeDep, actor: AdminDep) -> RunOut:
+    """Cancel a held run: none of its changes are made (409 unless it is held)."""
     with rt.db.session() as session:
         return RunOut.of(runs.cancel(session, actor, run_id))

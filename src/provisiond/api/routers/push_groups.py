@@ -8,15 +8,20 @@ from fastapi import APIRouter, Query, Response
 
 from provisiond.api.authorization import requires
 from provisiond.api.deps import AdminDep, RuntimeDep
+from provisiond.api.problems import declare
 from provisiond.api.schemas import Page, PushedGroupOut, PushedMemberOut, PushGroupCreate
 from provisiond.authz import Action
 from provisiond.services import pushes
 
-router = APIRouter(prefix="/apps/{app_id}/push-groups", tags=["push groups"])
+# Every route loads the app (and most a pushed group) by id: a 404 each.
+router = APIRouter(
+    prefix="/apps/{app_id}/push-groups", tags=["push groups"], responses=declare(404)
+)
 
 
 @router.get("", dependencies=[requires(Action.APP_READ)])
 def list_pushed(app_id: str, rt: RuntimeDep, _: AdminDep) -> Page[PushedGroupOut]:
+    """The directory groups pushed to the app, with their state there."""
     with rt.db.session() as session:
         rows = pushes.list_pushed(session, app_id)
         counts = pushes.member_counts(session, [row.id for row in rows])
@@ -25,7 +30,9 @@ def list_pushed(app_id: str, rt: RuntimeDep, _: AdminDep) -> Page[PushedGroupOut
         )
 
 
-@router.post("", status_code=202, dependencies=[requires(Action.APP_MANAGE)])
+@router.post(
+    "", status_code=202, dependencies=[requires(Action.APP_MANAGE)], responses=declare(409)
+)
 def push_group(
     app_id: str, body: PushGroupCreate, rt: RuntimeDep, actor: AdminDep, response: Response
 ) -> PushedGroupOut:
@@ -51,7 +58,12 @@ def get_pushed(app_id: str, group_id: str, rt: RuntimeDep, _: AdminDep) -> Pushe
         return PushedGroupOut.of(row, len(members), members)
 
 
-@router.post("/{group_id}/sync", status_code=202, dependencies=[requires(Action.APP_MANAGE)])
+@router.post(
+    "/{group_id}/sync",
+    status_code=202,
+    dependencies=[requires(Action.APP_MANAGE)],
+    responses=declare(409),
+)
 def sync_pushed(app_id: str, group_id: str, rt: RuntimeDep, actor: AdminDep) -> PushedGroupOut:
     """Read the app's group back and correct whatever was changed there."""
     with rt.db.session() as session:

@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from fastapi import APIRouter, Query, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from provisiond.api.authorization import requires
 from provisiond.api.deps import AdminDep, RuntimeDep
-from provisiond.api.schemas import Page
+from provisiond.api.problems import declare
+from provisiond.api.schemas import Page, example
 from provisiond.authz import Action
 from provisiond.services import tokens
 from provisiond.services.context import Role
@@ -47,7 +48,9 @@ class TokenOut(BaseModel):
 
 
 class TokenCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = example(
+        {"name": "ci-deploy", "role": "app_admin", "apps": ["crm"], "expires_in_seconds": 86400}
+    )
 
     name: str = Field(min_length=1, max_length=128)
     role: Role = Role.SUPER_ADMIN
@@ -76,6 +79,7 @@ def list_tokens(
 def create_token(
     body: TokenCreate, rt: RuntimeDep, actor: AdminDep, response: Response
 ) -> TokenCreated:
+    """A new token; its secret is in this answer only (``Cache-Control: no-store``)."""
     expires_in = (
         timedelta(seconds=body.expires_in_seconds) if body.expires_in_seconds is not None else None
     )
@@ -89,13 +93,17 @@ def create_token(
     return out
 
 
-@router.get("/{token_id}", dependencies=[requires(Action.ADMIN_MANAGE)])
+@router.get("/{token_id}", dependencies=[requires(Action.ADMIN_MANAGE)], responses=declare(404))
 def get_token(token_id: str, rt: RuntimeDep, _: AdminDep) -> TokenOut:
+    """One token (never its secret)."""
     with rt.db.session() as session:
         return TokenOut.of(tokens.get_token(session, token_id))
 
 
-@router.post("/{token_id}/revoke", dependencies=[requires(Action.ADMIN_MANAGE)])
+@router.post(
+    "/{token_id}/revoke", dependencies=[requires(Action.ADMIN_MANAGE)],
+    responses=declare(404, 409),
+)
 def revoke_token(token_id: str, rt: RuntimeDep, actor: AdminDep) -> TokenOut:
     """The token answers 401 from the next request on."""
     with rt.db.session() as session:
