@@ -99,9 +99,13 @@ def test_429_with_retry_after_pauses_the_whole_app(
     after = target.arrivals[refused + 1 :]
     # Not one request to the app until its Retry-After had passed: the other tasks waited.
     assert after and min(after) >= target.arrivals[refused] + 2 - 0.05
-    events = api.get("/logs", params={"app": app["id"], "action": "app.provisioning"}).json()
-    actions = [e["action"] for e in events["items"]][:2]  # newest first
-    assert actions == ["app.provisioning.resume", "app.provisioning.pause"], actions
+    def pause_and_resume() -> list[str]:  # the end is written on a worker's next heartbeat
+        events = api.get("/logs", params={"app": app["id"], "action": "app.provisioning"}).json()
+        actions = [e["action"] for e in events["items"]]
+        return actions if "app.provisioning.resume" in actions else []
+
+    actions = eventually(pause_and_resume)
+    assert actions[:2] == ["app.provisioning.resume", "app.provisioning.pause"], actions  # newest first
 
 
 def test_terminal_errors_end_as_dead_tasks_that_can_be_retried(
@@ -176,7 +180,7 @@ def test_an_app_that_keeps_failing_is_quarantined_then_resumes_by_itself(
     app = enabled_app(api, "outage", base, concurrency=1)
     assert runtime.worker is not None
     # Small enough for a test: 3 of 4 attempts failing, probes a second apart.
-    monkeypatch.setattr(runtime.worker, "_watch", quarantine.Watch(window=4, failing=3))
+    monkeypatch.setattr(runtime.worker.upkeep, "_watch", quarantine.Watch(window=4, failing=3))
     monkeypatch.setattr(quarantine, "SCHEDULE", (1.0,))
     for method in ("GET", "POST", "PATCH", "PUT"):  # the app is down
         target.inject(Fault(method, 503, times=100_000))

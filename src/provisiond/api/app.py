@@ -114,7 +114,7 @@ def create_app(
             response.status_code = 503  # a rolling upgrade's old or new code: not this one's
             return {"status": "unavailable", "database": "ok",
                     "schema": f"at {current}, expected {head[0]}"}
-        if rt.worker is not None and not rt.worker.beating():
+        if rt.worker is not None and not rt.worker.upkeep.beating():
             response.status_code = 503  # this process's worker stopped beating: not ready
             return {"status": "unavailable", "database": "ok", "worker": "not beating"}
         return {"status": "ok", "database": "ok", "worker": rt.worker is not None}

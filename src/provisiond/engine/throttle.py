@@ -71,14 +71,15 @@ def resume_expired(session: Session, correlation_id: str, now: datetime | None =
     ended = session.execute(
         delete(AppPause)
         .where(AppPause.kind == "throttle", AppPause.until <= now)
-        .returning(AppPause.app_id, AppPause.since)
+        .returning(AppPause.app_id, AppPause.since, AppPause.until)
     ).all()
-    for app_id, since in ended:
+    for app_id, since, until in ended:
         name = session.scalar(select(App.name).where(App.id == app_id)) or app_id
         add_event(
             session, actor="provisiond", correlation_id=correlation_id,
             action="app.provisioning.resume", app_id=app_id, targets={"app": name},
-            message=f"{name}: the pause is over, provisioning resumes",
-            details={"paused_at": since.isoformat()},
+            message=f"{name}: the pause that began {since:%H:%M:%S} ended at {until:%H:%M:%S} UTC; "
+            "provisioning resumes",
+            details={"paused_at": since.isoformat(), "ended_at": until.isoformat()},
         )
     return len(ended)
