@@ -32,6 +32,7 @@ from provisiond.web.routes import (
     directory,
     groups,
     push_groups,
+    runs,
     tasks,
 )
 from provisiond.web.sessions import SessionCodec
@@ -67,7 +68,7 @@ def create_console(rt: Runtime, *, idle_seconds: float | None = None) -> FastAPI
     console.state.templates = templates()
     console.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     for module in (
-        auth, dashboard, apps, app_tabs, push_groups, directory, groups, tasks, activity
+        auth, dashboard, apps, app_tabs, push_groups, directory, groups, runs, tasks, activity
     ):
         console.include_router(module.router)
     _install_errors(console)
