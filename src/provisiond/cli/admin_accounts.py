@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from provisiond.cli.client import CliError, state
-from provisiond.cli.server import database, load_settings, require_schema
+from provisiond.cli.server import InitOption, database, load_settings, open_existing
 from provisiond.errors import ProvisiondError
 from provisiond.services import admins
 from provisiond.services.context import Actor, Role
@@ -40,12 +40,16 @@ def create(
         list[str] | None,
         typer.Option("--app", help="An app (name or id) an app_admin manages; repeat for more."),
     ] = None,
+    init: InitOption = False,
 ) -> None:
-    """Create a console admin account; the password comes from stdin or a prompt."""
-    password = _password()
+    """Create a console admin account; the password comes from stdin or a prompt.
+
+    The database used is said on stderr; a missing or empty one is refused unless --init."""
     settings = load_settings()
     with database(settings) as db:
-        require_schema(db, state(ctx).out, empty="migrate")
+        # Before the password is asked for: a wrong database is refused straight away.
+        open_existing(db, state(ctx).out, init=init)
+        password = _password()
         try:
             with db.session() as session:
                 admin = admins.create_admin(

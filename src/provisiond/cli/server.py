@@ -102,6 +102,40 @@ def require_schema(db: Database, out: Output, *, empty: str = "refuse") -> None:
         )
 
 
+InitOption = Annotated[
+    bool,
+    typer.Option(
+        "--init",
+        help="Create and migrate the database if it does not exist yet (a first install).",
+    ),
+]
+
+
+def open_existing(db: Database, out: Output, *, init: bool) -> None:
+    """Say which database a server-side command works on, and refuse a brand-new one unless
+    ``init``: run from another directory, the default SQLite file is a different, empty one,
+    and an admin or a token made there is made for no server at all."""
+    from pathlib import Path
+
+    from provisiond.store import migrate
+
+    out.note(f"using database {describe(db)}")
+    url = db.engine.url
+    # Look before connecting: connecting to a SQLite path creates the file.
+    missing = url.get_backend_name() == "sqlite" and (
+        not url.database or url.database == ":memory:" or not Path(url.database).exists()
+    )
+    if not init and (missing or migrate.is_empty(db.engine)):
+        raise CliError(
+            f"the database {describe(db)} "
+            + ("does not exist" if missing else "has no schema")
+            + ": point PROVISIOND_DATABASE_URL (or PROVISIOND_DATA_DIR) at the server's "
+            "database, or pass --init to create it",
+            2,
+        )
+    require_schema(db, out, empty="migrate" if init else "refuse")
+
+
 def configure_logging(level: LogLevel) -> None:
     logging.basicConfig(
         level=level.value.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -218,14 +252,17 @@ def create_token(
         list[str] | None,
         typer.Option("--app", metavar="APP", help="app_admin: an app it manages (repeatable)."),
     ] = None,
+    init: InitOption = False,
 ) -> None:
-    """Create an API token and print it: only the token, on one line, shown this once."""
+    """Create an API token and print it: only the token, on one line, shown this once.
+
+    The database used is said on stderr; a missing or empty one is refused unless --init."""
     from provisiond.errors import ProvisiondError
     from provisiond.services import tokens
 
     settings = load_settings()
     with database(settings) as db:
-        require_schema(db, state(ctx).out, empty="migrate")
+        open_existing(db, state(ctx).out, init=init)
         try:
             with db.session() as session:
                 secret = tokens.create_token(session, Actor("cli"), name, role.value, apps or ())
