@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -172,3 +174,26 @@ def test_server_commands_refuse_a_database_without_schema(pg_server: str) -> Non
         assert ok(invoke("token", "create", "--init", env=env)).stdout.startswith(tokens.PREFIX)
     finally:
         _drop_pg_database(pg_server, name)
+
+
+def test_make_demo_keeps_a_previous_demo_unless_reset(tmp_path: Path) -> None:
+    """``make demo`` used to delete the previous demo's database without a word."""
+    env = {"PROVISIOND_DATA_DIR": str(tmp_path), "PROVISIOND_SECRET_KEY": "cli-test-key"}
+    ok(invoke("token", "create", "--name", "earlier", "--init", env=env))
+    db_file = tmp_path / "provisiond.db"
+    before = db_file.read_bytes()
+    demo = [sys.executable, "-m", "provisiond.demo", "--data-dir", str(tmp_path), "--users", "3",
+            "--port", str(free_port()), "--target-port", str(free_port()), "--exit-after-seed"]
+    kept = subprocess.run(demo, capture_output=True, text=True, timeout=120)
+    assert kept.returncode == 2, kept.stderr
+    assert f"A previous demo's database is at {db_file} (0 users, 0 groups, 0 apps" in kept.stderr
+    assert "1 API tokens" in kept.stderr and "make demo RESET=1" in kept.stderr
+    assert "Nothing was changed." in kept.stderr
+    assert db_file.read_bytes() == before
+    reset = subprocess.run([*demo, "--reset"], capture_output=True, text=True, timeout=300)
+    assert reset.returncode == 0, reset.stderr
+    assert reset.stdout.startswith(
+        f"--reset: wiping the previous demo at {db_file}: 0 users, 0 groups, 0 apps, 0 accounts, "
+        "0 console admins, 1 API tokens,"
+    )
+    assert "provisiond demo is running." in reset.stdout
