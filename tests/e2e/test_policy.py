@@ -281,6 +281,9 @@ def test_a_cancelled_held_policy_is_never_in_force(api: httpx.Client, scim: http
     assert shown["pending"]["run_id"] == saved["run"]["id"]
     preview = api.post(f"/apps/{app['id']}/policy/preview", json={}).json()
     assert preview["policy_version"] == 1 and preview["pending"]["run_id"] == saved["run"]["id"]
+    held = api.get("/logs", params={"action": "app.run.held", "app": app["id"]}).json()["items"][0]
+    assert held["details"]["pending_policy"] == {"base_version": 1, "diff": [
+        {"field": "scope", "old": None, "new": 'user.department == "Engineering"'}]}
     api.post(f"/runs/{saved['run']['id']}/cancel").raise_for_status()
     assert api.get(f"/apps/{app['id']}/policy").json()["pending"] is None
     one = users["c0"]

@@ -170,6 +170,17 @@ def reconcile_users(
                 "limit": held["limit"],
                 "listed": count,
                 "reason": reason,
+                # Who saved what, for the audit trail: a pending save makes no app.policy.update.
+                **(
+                    {
+                        "pending_policy": {
+                            "base_version": held["base_version"],
+                            "diff": policies.policy_diff(in_force.document, policy.document),
+                        }
+                    }
+                    if "policy" in held
+                    else {}
+                ),
             },
         )
         return run
