@@ -92,7 +92,7 @@ def reconcile_users(
     if not user_ids or not settings.enabled:
         return _empty_run(session, actor, app, kind, reason) if kind != "change" else None
     in_force = policies.compiled(session, app.id)
-    policy = policy or in_force
+    policy = in_force if policy is None else policy
     limits = in_force.document.limits.tighter(policy.document.limits)
     accounts = reach.account_count(session, app.id)
     held: dict[str, Any] | None = None
