@@ -478,7 +478,7 @@ def load_average() -> str:
 
 @contextlib.contextmanager
 def provisiond_server(
-    database_url: str, data_dir: Path
+    database_url: str, data_dir: Path, startup_timeout: float = 30.0
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """provisiond (REST API + in-process worker thread) in a subprocess; yields its base URL.
 
@@ -506,7 +506,7 @@ def provisiond_server(
     base = f"http://{LOOPBACK}:{port}"
     try:
         try:
-            wait_until_up(f"{base}/readyz", process=process)
+            wait_until_up(f"{base}/readyz", timeout=startup_timeout, process=process)
         except RuntimeError:
             sys.stderr.write(log_path.read_text(errors="replace")[-6000:])
             raise

@@ -7,6 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 from provisiond.config import Settings
+from provisiond.store import keys
 
 
 def test_the_secret_key_never_shows() -> None:
@@ -16,9 +17,8 @@ def test_the_secret_key_never_shows() -> None:
 
 
 def test_a_key_file_is_made_once_and_private(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path)
-    key = settings.encryption_key()
-    assert Settings(data_dir=tmp_path).encryption_key() == key
+    key = keys.load(Settings(data_dir=tmp_path)).primary
+    assert keys.load(Settings(data_dir=tmp_path)).primary == key
     mode = stat.S_IMODE((tmp_path / "secret.key").stat().st_mode)
     assert mode == 0o600
 

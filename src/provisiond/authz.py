@@ -13,7 +13,8 @@ read_only      read everything; change nothing
 =============  ===========================================================================
 
 Reading single app resources (an app, its accounts, runs, tasks) is scoped too for an
-app_admin, so it only ever opens the apps it manages; lists are filtered the same way.
+app_admin, so it only ever opens the apps it manages; lists are filtered the same way. Its
+activity log and /metrics show its apps' events and series only (:func:`app_scope`).
 Creating and deleting apps, the directory itself and admin accounts are super_admin's.
 """
 
@@ -100,6 +101,15 @@ def authorize(actor: Actor, action: Action | str, app_id: str | None = None) -> 
 def is_scoped(actor: Actor) -> bool:
     """Whether the actor's view of apps is limited to its grants."""
     return _role(actor) is Role.APP_ADMIN
+
+
+def app_scope(actor: Actor) -> frozenset[str] | None:
+    """The apps whose figures and events ``actor`` may see, or None for all of them.
+
+    An app_admin's view of the activity log and of /metrics is its granted apps only: other
+    apps' names, counts and events (and the users they name) are not its business.
+    """
+    return actor.grants if is_scoped(actor) else None
 
 
 def visible_apps(actor: Actor, app_ids: Iterable[str]) -> list[str]:

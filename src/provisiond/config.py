@@ -5,10 +5,6 @@ Secrets are ``SecretStr`` so that they never show in a ``repr``, a log line or a
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import os
-import secrets
 from functools import cached_property
 from pathlib import Path
 
@@ -24,12 +20,25 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = Field(
         default=None, description="Key that encrypts connector credentials at rest."
     )
+    old_secret_keys: SecretStr | None = Field(
+        default=None,
+        description="Earlier keys, comma separated: they open credentials, never seal them "
+        "(while `provisiond keys rotate` moves everything to the current key).",
+    )
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     run_worker: bool = Field(default=True, description="Run a worker inside `serve`.")
     task_max_attempts: int = Field(default=6, ge=1, le=50)
     retry_base_seconds: float = Field(default=2.0, gt=0)
     retry_max_seconds: float = Field(default=900.0, gt=0)
     http_timeout_seconds: float = Field(default=10.0, gt=0)
+    worker_timeout_seconds: float = Field(
+        default=30.0, ge=1, le=3600,
+        description="A worker silent this long is taken for dead: its tasks go back to the queue.",
+    )
+    worker_drain_seconds: float = Field(
+        default=20.0, ge=0, le=3600,
+        description="On SIGTERM, how long a worker finishes its tasks before giving them back.",
+    )
     # Ports of connector targets that are reached without TLS verification are never
     # configured here: TLS is always verified.
 
@@ -47,17 +56,3 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'provisiond.db').resolve()}"
-
-    def encryption_key(self) -> bytes:
-        """The Fernet key for credentials: from the environment, else a key file made on first use."""
-        if self.secret_key is not None:
-            digest = hashlib.sha256(self.secret_key.get_secret_value().encode()).digest()
-            return base64.urlsafe_b64encode(digest)
-        path = self.data_dir / "secret.key"
-        if not path.exists():
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-            key = base64.urlsafe_b64encode(secrets.token_bytes(32))
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(key)
-        return path.read_bytes().strip()

@@ -97,3 +97,15 @@ class RemoteConflict(TerminalError):
 
 class RemoteNotFound(TerminalError):
     type = "connector-not-found"
+
+
+def validation_message(error: Any) -> str:
+    """A pydantic error's message, fit to show beside its field: never with the input.
+
+    pydantic keeps the offending value in ``input`` (callers drop it) and, for a discriminated
+    union, quotes the tag in ``msg`` itself; in a connector's auth that may be a pasted secret.
+    """
+    if error.get("type") == "union_tag_invalid":
+        expected = (error.get("ctx") or {}).get("expected_tags", "")
+        return f"not a known type; expected one of {expected}"
+    return str(error.get("msg", "invalid")).removeprefix("Value error, ")

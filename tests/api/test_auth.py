@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import httpx
+from sqlalchemy import text
 
 from provisiond.api import create_app
 from provisiond.runtime import Runtime
@@ -39,3 +40,12 @@ def test_health_needs_no_token(server: str) -> None:
     assert httpx.get(server + "/healthz").json() == {"status": "ok"}
     ready = httpx.get(server + "/readyz").json()
     assert ready["database"] == "ok" and ready["worker"] is True
+
+
+def test_ready_only_at_the_schema_this_code_expects(server: str, runtime: Runtime) -> None:
+    assert httpx.get(server + "/readyz").status_code == 200
+    with runtime.db.session() as session:  # as if another version of provisiond migrated it
+        session.execute(text("UPDATE alembic_version SET version_num = '0001'"))
+    answer = httpx.get(server + "/readyz")
+    assert answer.status_code == 503
+    assert answer.json()["schema"].startswith("at 0001, expected ")

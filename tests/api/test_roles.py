@@ -180,6 +180,8 @@ CONSOLE: dict[tuple[str, str], Action] = {
         )
     },
     ("POST", "/apps/{app_id}/roles/{role_id}/delete"): Action.APP_MANAGE,
+    ("GET", "/apps/{app_id}/roles/{role_id}/edit"): Action.APP_MANAGE,
+    ("POST", "/apps/{app_id}/roles/{role_id}/edit"): Action.APP_MANAGE,
     ("POST", "/apps/{app_id}/assignments/{assignment_id}/delete"): Action.APP_MANAGE,
     ("POST", "/apps/{app_id}/push-groups/{group_id}/sync"): Action.APP_MANAGE,
     ("POST", "/apps/{app_id}/push-groups/{group_id}/unpush"): Action.APP_MANAGE,
@@ -190,6 +192,9 @@ CONSOLE: dict[tuple[str, str], Action] = {
     ("GET", "/directory/users/new"): Action.DIRECTORY_WRITE,
     ("POST", "/directory/users/new"): Action.DIRECTORY_WRITE,
     ("POST", "/directory/users/{user_id}/lifecycle/{action}"): Action.USER_LIFECYCLE,
+    ("GET", "/directory/users/{user_id}/edit"): Action.DIRECTORY_WRITE,
+    ("POST", "/directory/users/{user_id}/edit"): Action.DIRECTORY_WRITE,
+    ("POST", "/directory/users/{user_id}/delete"): Action.DIRECTORY_WRITE,
     ("GET", "/directory/groups"): Action.DIRECTORY_READ,
     ("POST", "/directory/groups"): Action.DIRECTORY_WRITE,
     ("GET", "/directory/groups/{group_id}"): Action.DIRECTORY_READ,
@@ -204,9 +209,18 @@ CONSOLE: dict[tuple[str, str], Action] = {
     ("POST", "/runs/{run_id}/cancel"): Action.APP_MANAGE,
     ("GET", "/tasks"): Action.TASK_READ,
     ("POST", "/tasks/{task_id}/retry"): Action.TASK_RETRY,
+    ("POST", "/tasks/apps/{app_id}/retry"): Action.TASK_RETRY,
     ("POST", "/tasks/{task_id}/dismiss"): Action.TASK_DISMISS,
     ("GET", "/activity"): Action.LOG_READ,
     ("GET", "/activity/tail"): Action.LOG_READ,
+    ("GET", "/access"): Action.ADMIN_MANAGE,
+    ("POST", "/access/tokens"): Action.ADMIN_MANAGE,
+    ("POST", "/access/tokens/{token_id}/revoke"): Action.ADMIN_MANAGE,
+    **{
+        ("POST", f"/access/admins/{{admin_id}}/{form}"): Action.ADMIN_MANAGE
+        for form in ("role", "disable", "enable", "unlock", "password", "delete")
+    },
+    ("GET", "/activity/{event_id}"): Action.LOG_READ,
 }
 PUBLIC = {("GET", "/login"), ("POST", "/login"), ("POST", "/logout")}  # tested in tests/web
 

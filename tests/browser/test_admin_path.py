@@ -86,7 +86,7 @@ def test_the_administrators_path_ends_with_an_account_deactivated(
     page.get_by_role("button", name="Push group").click()
     expect(page.get_by_role("status").first).to_contain_text("Pushing Engineering")
     expect(page.get_by_role("table")).to_contain_text("Engineering")
-    engineers = eventually(lambda: remote_group(scim, "Engineering"), timeout=15)
+    engineers = eventually(lambda: remote_group(scim, "Engineering"), timeout=60)
     eventually(
         lambda: len((remote_group(scim, "Engineering") or {}).get("members") or []) == 2,
         timeout=15,
@@ -109,7 +109,7 @@ def test_the_administrators_path_ends_with_an_account_deactivated(
         expect(page.get_by_role("status").first).to_contain_text("Policy saved as version 1")
 
     # Accounts: each user's account, status and last sync.
-    eventually(lambda: remote_user(scim, f"ada.b{suffix}"), timeout=15)
+    eventually(lambda: remote_user(scim, f"ada.b{suffix}"), timeout=60)
     page.get_by_role("navigation", name="Application").get_by_role("link", name="Accounts").click()
     row = page.locator(f'tr[data-login="ada.b{suffix}"]')
     expect(row).to_contain_text("active")
@@ -117,14 +117,16 @@ def test_the_administrators_path_ends_with_an_account_deactivated(
     page.get_by_role("navigation", name="Application").get_by_role("link", name="Activity").click()
     expect(page.locator("table.events")).to_contain_text("app.user.provision")
 
-    # Directory: Ada leaves; one click on Deactivate and her account is deactivated in the app.
+    # Directory: Ada leaves; Deactivate, confirmed, and her account is deactivated in the app.
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Users").click()
     page.get_by_label("Login contains").fill(f"ada.b{suffix}")
     page.get_by_role("button", name="Search").click()
     page.get_by_role("link", name=f"ada.b{suffix}").click()
-    page.get_by_role("button", name="Deactivate").click()
+    page.get_by_role("button", name="Deactivate", exact=True).click()
+    expect(page.locator("#confirm-summary")).to_contain_text("deprovisions 1 account")
+    page.get_by_role("button", name=f"Deactivate ada.b{suffix}").click()
     expect(page.get_by_role("status").first).to_contain_text("deprovisioned")
-    eventually(lambda: remote_user(scim, f"ada.b{suffix}")["active"] is False, timeout=10)
+    eventually(lambda: remote_user(scim, f"ada.b{suffix}")["active"] is False, timeout=60)
     assert remote_user(scim, f"bob.b{suffix}")["active"] is True
     bob_id = remote_user(scim, f"bob.b{suffix}")["id"]
     eventually(  # and out of the wiki's Engineering group

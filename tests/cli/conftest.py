@@ -78,7 +78,7 @@ def process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subproc
                 child.wait()
 
 
-def wait_for(log: Path, pattern: str, child: subprocess.Popen[bytes], timeout: float = 20) -> None:
+def wait_for(log: Path, pattern: str, child: subprocess.Popen[bytes], timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while not re.search(pattern, log.read_text()):
         assert child.poll() is None, log.read_text()

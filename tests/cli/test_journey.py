@@ -126,9 +126,9 @@ def test_journey(cli: Run, cli_json: Json, target: str) -> None:
 
 def test_unknown_ids_are_exit_1_with_the_problem_detail(cli: Run) -> None:
     for args, detail in [
-        (("users", "get", "nope"), "no user with id 'nope'"),
+        (("users", "get", "nope"), "no user with id or login 'nope'"),
         (("apps", "get", "nope"), "no app with id or name 'nope'"),
-        (("groups", "members", "nope"), "no group with id 'nope'"),
+        (("groups", "members", "nope"), "no group with id or name 'nope'"),
         (("tasks", "retry", "nope"), "no task with id 'nope'"),
         (("sync", "nope"), "no app with id or name 'nope'"),
     ]:

@@ -150,7 +150,7 @@ def test_a_secret_is_never_an_argument() -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["assign", "wiki"], "give exactly one of --user USER_ID or --group GROUP_ID"),
+        (["assign", "wiki"], "give exactly one of --user USER or --group GROUP"),
         (["assign", "wiki", "--user", "u", "--group", "g"], "give exactly one of"),
         (["users", "update", "u1"], "nothing to change"),
         (["users", "create", "--login", "a", "--email", "a@x.io", "--first-name", "A",

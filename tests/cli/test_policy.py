@@ -70,7 +70,10 @@ def test_held_runs_are_approved_from_the_cli(cli: Run, api: httpx.Client, target
     assert held.exit_code == 1
     assert "held" in flat(held.stdout)
     run_id = api.get(f"/apps/{app['id']}/runs").json()["items"][0]["id"]
-    ok(cli("runs", "approve", run_id))
+    approved = ok(cli("runs", "approve", run_id))
+    # A policy run says so, labelled with the app's name (not "sync <app id>").
+    assert f"policy run {run_id} succeeded" in approved.stdout and "full sync" not in approved.output
+    assert "policy run of cli-held" in approved.stderr and app["id"] not in approved.stderr
     assert len(api.get(f"/apps/{app['id']}/accounts", params={"status": "deactivated"}).json()["items"]) == 3
     assert cli("runs", "cancel", run_id).exit_code == 1  # no longer held
     assert assignments

@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from provisiond.connectors.base import ConnectionReport, Quirks
-from provisiond.connectors.scim import ScimConnector
+from provisiond.connectors.scim import TOKEN_RESPONSE_MAX_BYTES, ScimConnector
 from provisiond.domain.apps import (
     BasicAuth,
     BearerAuth,
@@ -640,6 +640,21 @@ def test_oauth2_fetches_a_new_token_when_the_api_rejects_the_old_one(serve: Any)
     assert scim_auth == ["Bearer token-1", "Bearer token-1", "Bearer token-2"]
 
 
+def test_oauth2_requests_refused_together_share_one_new_token(serve: Any) -> None:
+    app = OAuthApp("provisiond", "client-secret")
+    server = serve(app)
+
+    async def scenario(connector: ScimConnector) -> Any:
+        await connector.get_user("u-1")
+        app.revoke_all()
+        return await asyncio.gather(*(connector.get_user("u-1") for _ in range(8)))
+
+    users = run(oauth_settings(server, "client-secret"), scenario)
+
+    assert all(user is not None for user in users)
+    assert len(app.grants) == 2  # not one new token for each refused request
+
+
 def test_oauth2_with_a_wrong_client_secret_is_terminal_and_names_the_token_endpoint(
     serve: Any,
 ) -> None:
@@ -660,6 +675,28 @@ def test_oauth2_with_a_wrong_client_secret_is_terminal_and_names_the_token_endpo
     assert "token endpoint" in report.reason
     assert not app.grants
     assert all(request.path == "/oauth/token" for request in server.requests)
+
+
+def test_oauth2_token_answers_are_read_only_up_to_a_cap(serve: Any) -> None:
+    huge = json.dumps({"access_token": "t" * 2_000_000, "token_type": "Bearer"}).encode()
+    server = serve(lambda request: reply(200, huge, "application/json"))
+
+    with pytest.raises(TerminalError) as caught:
+        run(oauth_settings(server, "client-secret"), lambda connector: connector.get_user("u-1"))
+
+    assert f"answered more than {TOKEN_RESPONSE_MAX_BYTES} bytes" in caught.value.detail
+    assert all(request.path == "/oauth/token" for request in server.requests)
+
+
+def test_oauth2_error_descriptions_never_echo_the_secret(serve: Any) -> None:
+    said = {"error": "invalid_client", "error_description": "bad secret client-secret"}
+    server = serve(lambda request: reply(401, json.dumps(said).encode(), "application/json"))
+
+    with pytest.raises(TerminalError) as caught:
+        run(oauth_settings(server, "client-secret"), lambda connector: connector.get_user("u-1"))
+
+    assert "401 invalid_client bad secret [redacted]" in caught.value.detail
+    assert "client-secret" not in caught.value.detail
 
 
 def test_no_auth_sends_no_authorization_header(serve: Any) -> None:

@@ -57,7 +57,7 @@ def scim(target: str) -> Iterator[httpx.Client]:
         yield client
 
 
-def eventually(check: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
+def eventually(check: Callable[[], Any], timeout: float = 60.0, interval: float = 0.02) -> Any:
     """Poll ``check`` until it returns a truthy value; the last failure is raised on timeout."""
     deadline = time.monotonic() + timeout
     while True:

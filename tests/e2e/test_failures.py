@@ -8,7 +8,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import TARGET_TOKEN, eventually, person, remote_user, scim_app
+from provisiond.engine import quarantine
+from provisiond.runtime import Runtime
+from tests.e2e.conftest import TARGET_TOKEN, assign, eventually, person, remote_user, scim_app
 from tests.support.faulty import Fault, FaultyTarget
 from tests.support.servers import serve_app
 
@@ -46,7 +48,7 @@ def test_transient_errors_are_retried_until_they_pass(
     with httpx.Client(
         base_url=base + "/", headers={"Authorization": f"Bearer {TARGET_TOKEN}"}
     ) as scim:
-        eventually(lambda: remote_user(scim, "retry.me"), timeout=15)
+        eventually(lambda: remote_user(scim, "retry.me"), timeout=60)
 
     def provision_events() -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = api.get(
@@ -74,10 +76,32 @@ def test_429_honours_retry_after(api: httpx.Client, faulty: tuple[FaultyTarget, 
         json={"principal_type": "user", "principal_id": user["id"]},
     )
     retry = eventually(
-        lambda: [e for e in api.get("/logs", params={"outcome": "retry"}).json()["items"]]
+        lambda: api.get("/logs", params={"outcome": "retry", "action": "app.user"}).json()[
+            "items"
+        ]
     )
     assert retry[0]["details"]["retry_in_seconds"] >= 0.5  # the test settings cap backoff at 0.5 s
-    eventually(lambda: api.get(f"/apps/{app['id']}/accounts").json()["items"], timeout=10)
+    eventually(lambda: api.get(f"/apps/{app['id']}/accounts").json()["items"], timeout=60)
+
+
+def test_429_with_retry_after_pauses_the_whole_app(
+    api: httpx.Client, faulty: tuple[FaultyTarget, str]
+) -> None:
+    target, base = faulty
+    app = enabled_app(api, "throttled", base, concurrency=1)
+    target.inject(Fault("POST", 429, times=1, headers={"Retry-After": "2"}))
+    logins = [f"patient.{n}" for n in range(4)]
+    for login in logins:
+        user = api.post("/users", json=person(login)).json()
+        assign(api, app["id"], "user", user["id"])
+    eventually(lambda: len(api.get(f"/apps/{app['id']}/accounts").json()["items"]) == 4, 120)
+    refused = target.requests.index(("POST", "/v2/Users"))
+    after = target.arrivals[refused + 1 :]
+    # Not one request to the app until its Retry-After had passed: the other tasks waited.
+    assert after and min(after) >= target.arrivals[refused] + 2 - 0.05
+    events = api.get("/logs", params={"app": app["id"], "action": "app.provisioning"}).json()
+    actions = [e["action"] for e in events["items"]][:2]  # newest first
+    assert actions == ["app.provisioning.resume", "app.provisioning.pause"], actions
 
 
 def test_terminal_errors_end_as_dead_tasks_that_can_be_retried(
@@ -113,7 +137,7 @@ def test_terminal_errors_end_as_dead_tasks_that_can_be_retried(
 
     retried = api.post(f"/tasks/{dead[0]['id']}/retry")
     assert retried.status_code == 200, retried.text
-    eventually(lambda: api.get(f"/apps/{app['id']}/accounts").json()["items"], timeout=10)
+    eventually(lambda: api.get(f"/apps/{app['id']}/accounts").json()["items"], timeout=60)
     assert api.post(f"/tasks/{dead[0]['id']}/dismiss").status_code == 409  # no longer dead
 
 
@@ -142,3 +166,43 @@ def test_deprovisioning_that_keeps_failing_is_dead_and_visible(
     assert failures["items"], "a failed deprovisioning must be in the activity log"
     dismissed = api.post(f"/tasks/{dead[0]['id']}/dismiss").json()
     assert dismissed["status"] == "dismissed"
+
+
+def test_an_app_that_keeps_failing_is_quarantined_then_resumes_by_itself(
+    api: httpx.Client, faulty: tuple[FaultyTarget, str], runtime: Runtime,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    target, base = faulty
+    app = enabled_app(api, "outage", base, concurrency=1)
+    assert runtime.worker is not None
+    # Small enough for a test: 3 of 4 attempts failing, probes a second apart.
+    monkeypatch.setattr(runtime.worker, "_watch", quarantine.Watch(window=4, failing=3))
+    monkeypatch.setattr(quarantine, "SCHEDULE", (1.0,))
+    for method in ("GET", "POST", "PATCH", "PUT"):  # the app is down
+        target.inject(Fault(method, 503, times=100_000))
+    for n in range(4):
+        user = api.post("/users", json=person(f"waiting.{n}")).json()
+        assign(api, app["id"], "user", user["id"])
+
+    def quarantined() -> dict[str, Any] | None:
+        answer = api.get(f"/apps/{app['id']}/provisioning/state")
+        assert answer.status_code == 200, answer.text
+        state: dict[str, Any] = answer.json()
+        return state if state["state"] == "quarantined" else None
+
+    state = eventually(quarantined)
+    assert "of its last 4 requests failed" in state["reason"]
+    assert state["queued"] >= 1
+    eventually(lambda: api.get("/logs", params={"action": "app.provisioning.probe"}).json()[
+        "items"
+    ])  # a probe ran while it was down, and failed
+    tasks = api.get("/tasks", params={"app": app["id"]}).json()["items"]
+    assert not [t for t in tasks if t["status"] == "dead"], tasks  # waiting, not burnt
+
+    target.faults.clear()  # the app is back
+    eventually(lambda: len(api.get(f"/apps/{app['id']}/accounts").json()["items"]) == 4, 120)
+    assert api.get(f"/apps/{app['id']}/provisioning/state").json()["state"] == "flowing"
+    resumed = api.get("/logs", params={"action": "app.provisioning.resume"}).json()["items"]
+    assert "the probe passed" in resumed[0]["message"]
+    # Resuming by hand answers 409 when there is nothing to resume.
+    assert api.post(f"/apps/{app['id']}/provisioning/resume").status_code == 409

@@ -57,7 +57,7 @@ def test_assign_update_deactivate_journey(
     # Deactivation reaches the app within a second.
     started = time.monotonic()
     api.post(f"/users/{ada['id']}/lifecycle/deactivate").raise_for_status()
-    eventually(lambda: remote_user(scim, f"ada.{suffix}")["active"] is False, timeout=5)
+    eventually(lambda: remote_user(scim, f"ada.{suffix}")["active"] is False, timeout=60)
     assert time.monotonic() - started < 1.0
 
     # Every step is in the activity log (written just after the app answered).
@@ -65,7 +65,7 @@ def test_assign_update_deactivate_journey(
         items = api.get("/logs", params={"user": ada["id"], "limit": 100}).json()["items"]
         return [e["action"] for e in items]
 
-    eventually(lambda: "app.user.deprovision" in actions(), timeout=5)
+    eventually(lambda: "app.user.deprovision" in actions(), timeout=60)
     for expected in (
         "user.lifecycle.create",
         "app.user.provision",

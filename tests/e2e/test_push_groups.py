@@ -518,7 +518,7 @@ def test_a_failed_group_write_is_retried_after_reading_the_group_back(
     target.inject(Fault("PATCH", 503, times=1))
     seen = len(target.requests)
     api.put(f"/groups/{team['id']}/users/{bob['id']}").raise_for_status()
-    eventually(lambda: pushed(api, app["id"], team["id"])["members"] == 2, timeout=20)
+    eventually(lambda: pushed(api, app["id"], team["id"])["members"] == 2, timeout=60)
     after = [r for r in target.requests[seen:] if "/Groups" in r[1]]
     patch_at = [i for i, r in enumerate(after) if r[0] == "PATCH"]
     assert len(patch_at) == 2, after  # the failed one, then the retry

@@ -7,11 +7,13 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from provisiond.engine import queue
+from provisiond.engine import liveness, queue
 from provisiond.engine.worker import Worker
 from provisiond.runtime import Runtime
 from provisiond.store.tables import Task, utcnow
 from tests.engine.test_queue import make_app, make_users
+
+WORKER_TIMEOUT = timedelta(seconds=30)
 
 
 def _claimed(runtime: Runtime, reason: str = "r") -> tuple[Worker, queue.Claimed, str, str]:
@@ -52,7 +54,7 @@ def test_a_task_whose_lease_was_taken_over_sends_nothing(runtime: Runtime) -> No
     worker, claimed, _, _ = _claimed(runtime)
     later = utcnow() + queue.LEASE + timedelta(seconds=1)
     with runtime.db.session() as session:  # it waited past its lease: another worker has it
-        assert queue.release_expired_leases(session, now=later) == 1
+        assert liveness.release_orphans(session, WORKER_TIMEOUT, now=later) == 1
     with runtime.db.session() as session:
         (other,) = queue.claim(session, "another-worker", 1, now=later)
     assert other.id == claimed.id

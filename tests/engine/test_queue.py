@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from provisiond.domain.apps import ProvisioningSettings, ScimConnectorSettings
 from provisiond.domain.directory import Lifecycle, Profile
-from provisiond.engine import queue
+from provisiond.engine import liveness, queue
 from provisiond.engine.worker import Worker
 from provisiond.errors import Conflict
 from provisiond.runtime import Runtime
@@ -19,6 +19,8 @@ from provisiond.services import apps, assignments, directory
 from provisiond.services.context import SYSTEM
 from provisiond.store.tables import Task, utcnow
 from tests.support.servers import scim_target
+
+WORKER_TIMEOUT = timedelta(seconds=30)
 
 
 def make_app(rt: Runtime, base_url: str = "http://127.0.0.1:9/v2") -> str:
@@ -104,10 +106,12 @@ def test_an_expired_lease_is_queued_again(runtime: Runtime) -> None:
     with runtime.db.session() as session:
         queue.claim(session, "dead-worker", 1)
     with runtime.db.session() as session:
-        assert queue.release_expired_leases(session, now=utcnow() + queue.LEASE + timedelta(seconds=1)) == 1
+        assert liveness.release_orphans(
+            session, WORKER_TIMEOUT, now=utcnow() + queue.LEASE + timedelta(seconds=1)
+        ) == 1
     (task,) = tasks_of(runtime)
     assert task.status == queue.QUEUED
-    assert task.last_error == "the worker running this task stopped"
+    assert task.last_error == "the claim by dead-worker outlived its lease"
 
 
 def test_backoff_grows_is_jittered_and_honours_retry_after() -> None:

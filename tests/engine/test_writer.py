@@ -13,7 +13,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import pytest
@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from provisiond.domain.apps import ProvisioningSettings, ScimConnectorSettings
 from provisiond.domain.directory import Lifecycle
-from provisiond.engine import queue, writer
+from provisiond.engine import liveness, queue, writer
 from provisiond.engine import worker as worker_module
 from provisiond.engine.context import read_context
 from provisiond.engine.decide import Snapshot, snapshot
@@ -37,6 +37,8 @@ from provisiond.services.context import SYSTEM
 from provisiond.store.tables import Account, Event, Run, Task, utcnow
 from tests.engine.test_queue import make_users
 from tests.support.servers import serve_app
+
+WORKER_TIMEOUT = timedelta(seconds=30)
 
 TOKEN = "target-token"
 T = TypeVar("T")
@@ -243,7 +245,7 @@ def test_a_task_taken_over_mid_batch_keeps_its_account_but_not_its_transition(
         assert row is not None
         row.claimed_at = utcnow() - queue.LEASE - queue.LEASE
     with runtime.db.session() as session:
-        assert queue.release_expired_leases(session) == 1
+        assert liveness.release_orphans(session, WORKER_TIMEOUT) == 1
     with runtime.db.session() as session:
         (again,) = queue.claim(session, new_owner, 10)
     assert again.id == taken.id and again.claimed_at != taken.claimed_at
@@ -336,7 +338,7 @@ def held_creates() -> Iterator[tuple[HeldCreates, str]]:
         target.released.set()
 
 
-async def eventually(check: Callable[[], T], timeout: float = 15.0) -> T:
+async def eventually(check: Callable[[], T], timeout: float = 60.0) -> T:
     """Poll ``check`` (run off the event loop) until it returns something truthy."""
     deadline = time.monotonic() + timeout
     while True:

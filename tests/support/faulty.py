@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,7 @@ class FaultyTarget:
         self.inner = build([token])
         self.faults: list[Fault] = []
         self.requests: list[tuple[str, str]] = []
+        self.arrivals: list[float] = []  # time.monotonic() of each request, as ``requests``
 
     def inject(self, fault: Fault) -> None:
         self.faults.append(fault)
@@ -34,13 +36,14 @@ class FaultyTarget:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http":
             self.requests.append((scope["method"], scope["path"]))
+            self.arrivals.append(time.monotonic())
             fault = next(
                 (f for f in self.faults if f.method == scope["method"] and f.times > 0), None
             )
             if fault is not None:
                 fault.times -= 1
-                if fault.delay:
-                    await asyncio.sleep(fault.delay)
+                if fault.delay and await _client_left_within(receive, fault.delay):
+                    return  # the client went away (killed, timed out): nothing to answer
                 body = json.dumps(
                     fault.body
                     or {
@@ -58,3 +61,17 @@ class FaultyTarget:
                 await send({"type": "http.response.body", "body": body})
                 return
         await self.inner(scope, receive, send)
+
+
+async def _client_left_within(receive: Any, seconds: float) -> bool:
+    """Hold the request for ``seconds``, or until its client disconnects (True then)."""
+
+    async def disconnected() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    try:
+        await asyncio.wait_for(disconnected(), seconds)
+    except TimeoutError:
+        return False
+    return True

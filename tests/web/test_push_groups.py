@@ -112,7 +112,13 @@ def test_push_sync_and_unpush_a_group_from_the_console(
     eventually(lambda: remote_members(scim, eng) == expected)
 
     # Unpush, deleting the app's group: gone from the app, then from the tab.
-    unpushed = post_form(console, tab, f"{tab}/{eng_id}/unpush", {"action": "delete"})
+    # Deleting the app's group asks first, with what it costs; nothing is done meanwhile.
+    asked = post_form(console, tab, f"{tab}/{eng_id}/unpush", {"action": "delete"})
+    assert asked.status_code == 200 and "its 2 members there lose that membership" in asked.text
+    assert remote_group(scim, eng) is not None and "being unpushed" not in console.get(tab).text
+    unpushed = post_form(
+        console, tab, f"{tab}/{eng_id}/unpush", {"action": "delete", "confirmed": "yes"}
+    )
     assert unpushed.status_code == 303
     assert "its group there will be deleted" in console.get(tab).text
     eventually(lambda: remote_group(scim, eng) is None)

@@ -1,6 +1,9 @@
-"""The console's Tasks page names whom each failed task was for (user or pushed group)."""
+"""The console's Tasks page names whom each failed task was for (user or pushed group); the
+Workers page shows the worker processes."""
 
 from __future__ import annotations
+
+import os
 
 import httpx
 
@@ -10,6 +13,11 @@ from provisiond.runtime import Runtime
 from provisiond.services import apps, directory
 from provisiond.services.context import SYSTEM
 from provisiond.store.tables import Task
+from tests.cli.conftest import flat
+from tests.e2e.conftest import eventually
+from tests.support.faulty import FaultyTarget
+from tests.support.outage import dead_tasks_after_an_outage, faulty  # noqa: F401 - a fixture
+from tests.web.conftest import csrf_of
 
 
 def test_a_dead_task_shows_the_login_of_its_user_and_the_name_of_its_group(
@@ -37,3 +45,27 @@ def test_a_dead_task_shows_the_login_of_its_user_and_the_name_of_its_group(
     assert page.status_code == 200
     assert f'href="/directory/users/{user_id}">grace.hopper</a>' in page.text
     assert f'href="/directory/groups/{group_id}">Compilers</a>' in page.text
+
+
+def test_the_workers_page_shows_the_servers_worker_beating(console: httpx.Client) -> None:
+    def listed() -> httpx.Response | None:
+        page = console.get("/workers")
+        return page if page.status_code == 200 and f"<td>{os.getpid()}</td>" in page.text else None
+
+    page = eventually(listed, 30)
+    assert 'badge badge-running">running<' in page.text
+    assert 'href="/workers"' in page.text  # in the navigation
+
+
+def test_the_console_retries_every_dead_task_of_an_app(
+    console: httpx.Client, api: httpx.Client, faulty: tuple[FaultyTarget, str]  # noqa: F811
+) -> None:
+    target, base = faulty
+    app, _ = dead_tasks_after_an_outage(api, target, base, 2)
+    page = console.get("/tasks", params={"status": "dead"})
+    assert f"Retry all 2 dead tasks of {app['name']}" in flat(page.text)
+    done = console.post(f"/tasks/apps/{app['id']}/retry", data={"csrf_token": csrf_of(page.text)})
+    assert done.status_code == 303, done.text
+    shown = console.get(done.headers["location"])
+    assert f"2 task(s) of {app['name']} queued again." in shown.text
+    eventually(lambda: len(api.get(f"/apps/{app['id']}/accounts").json()["items"]) == 2, timeout=60)

@@ -13,8 +13,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from provisiond import __version__
 from provisiond.api import metrics, problems
 from provisiond.api.authorization import require_declared, requires
-from provisiond.api.deps import admin
+from provisiond.api.deps import AdminDep, admin
 from provisiond.api.routers import (
+    admins,
     apps,
     assignments,
     groups,
@@ -24,7 +25,9 @@ from provisiond.api.routers import (
     roles,
     sync,
     tasks,
+    tokens,
     users,
+    workers,
 )
 from provisiond.authz import Action
 from provisiond.config import Settings
@@ -52,6 +55,7 @@ def create_app(
             raise RuntimeError(
                 f"the database is at revision {current}, the code needs {head}: run `provisiond migrate`"
             )
+        rt.seal_canary()
         if start_worker if start_worker is not None else settings.run_worker:
             rt.start_worker()
         try:
@@ -70,7 +74,8 @@ def create_app(
 
     v1 = APIRouter(prefix="/api/v1", dependencies=[Depends(admin), Depends(require_declared)])
     for module in (
-        users, groups, apps, roles, assignments, push_groups, policy, sync, tasks, logs
+        users, groups, apps, roles, assignments, push_groups, policy, sync, tasks, logs, workers,
+        tokens, admins,
     ):
         v1.include_router(module.router)
     app.include_router(v1)
@@ -80,15 +85,27 @@ def create_app(
         """The process is up."""
         return {"status": "ok"}
 
+    head: list[str | None] = []  # the code's schema revision, read from disk once
+
     @app.get("/readyz", tags=["health"])
     def readyz(response: Response) -> dict[str, Any]:
-        """The database answers and the worker (if any) runs."""
+        """The database answers with the schema this code expects, and this process's worker
+        (if it runs one) beats."""
         try:
             with rt.db.session() as session:
-                session.execute(text("SELECT 1"))
+                current = session.scalar(text("SELECT version_num FROM alembic_version"))
         except Exception:  # any database failure means not ready
             response.status_code = 503
             return {"status": "unavailable", "database": "unreachable"}
+        if not head:
+            head.append(migrate.revisions(rt.db.engine)[1])
+        if current != head[0]:
+            response.status_code = 503  # a rolling upgrade's old or new code: not this one's
+            return {"status": "unavailable", "database": "ok",
+                    "schema": f"at {current}, expected {head[0]}"}
+        if rt.worker is not None and not rt.worker.beating():
+            response.status_code = 503  # this process's worker stopped beating: not ready
+            return {"status": "unavailable", "database": "ok", "worker": "not beating"}
         return {"status": "ok", "database": "ok", "worker": rt.worker is not None}
 
     @app.get(
@@ -98,9 +115,10 @@ def create_app(
         response_class=Response,
         responses={200: {"content": {"text/plain": {}}}},
     )
-    def prometheus_metrics() -> Response:
-        """Prometheus text format, read from the database at scrape time (needs a token)."""
-        body, content_type = metrics.exposition(rt)
+    def prometheus_metrics(actor: AdminDep) -> Response:
+        """Prometheus text format, read from the database at scrape time (needs a token);
+        an app_admin token gets its own apps' series only."""
+        body, content_type = metrics.exposition(rt, actor)
         return Response(body, media_type=content_type)
 
     # The console answers every path the API does not: it must stay the last route.

@@ -3,6 +3,8 @@
 The endpoint needs a bearer API token like the REST API (any role: give Prometheus a read_only
 token through its ``authorization.credentials_file``). The figures name apps and count accounts,
 which is not for anyone on the network; a token keeps one port and one way to authenticate.
+An app_admin token sees the series of its own apps only (``authz.app_scope``), and the oldest
+queued task's age among them.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from provisiond import __version__
+from provisiond.authz import app_scope
 from provisiond.runtime import Runtime
 from provisiond.services import monitoring
+from provisiond.services.context import Actor
 from provisiond.services.monitoring import Histogram
 
 TASK_STATUSES = ("queued", "running", "dead")
@@ -33,19 +37,30 @@ def _buckets(histogram: Histogram) -> list[tuple[str, float]]:
 class DatabaseCollector(Collector):
     """Reads every figure from the database in one short transaction per scrape."""
 
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(self, rt: Runtime, scope: frozenset[str] | None = None) -> None:
         self.rt = rt
+        self.scope = scope  # None: every app; else only these apps' series
 
     def collect(self) -> Iterator[Metric]:
+        scope = self.scope
         with self.rt.db.session() as session:
             names = monitoring.app_names(session)
             operations = monitoring.operations(session)
             retries = monitoring.retries(session)
             depth = monitoring.queue_depth(session)
-            oldest = monitoring.oldest_queued_age_seconds(session)
+            oldest = monitoring.oldest_queued_age_seconds(session, app_ids=scope)
             held = monitoring.accounts(session)
             latency = monitoring.deprovision_latency(session)
             durations = monitoring.run_durations(session)
+        if scope is not None:
+            # Filtered after the (grouped, small) queries: one place decides what is shown.
+            names = {k: v for k, v in names.items() if k in scope}
+            operations = [row for row in operations if row[0] in scope]
+            retries = {k: v for k, v in retries.items() if k in scope}
+            depth = {k: v for k, v in depth.items() if k[0] in scope}
+            held = {k: v for k, v in held.items() if k[0] in scope}
+            latency = {k: v for k, v in latency.items() if k in scope}
+            durations = {k: v for k, v in durations.items() if k[0] in scope}
 
         def app(app_id: str | None) -> str:
             return names.get(app_id or "", app_id or "")
@@ -110,8 +125,8 @@ class DatabaseCollector(Collector):
         yield runs
 
 
-def exposition(rt: Runtime) -> tuple[bytes, str]:
-    """The scrape body and its content type."""
+def exposition(rt: Runtime, actor: Actor) -> tuple[bytes, str]:
+    """The scrape body and its content type, as far as ``actor`` may see."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(DatabaseCollector(rt))
+    registry.register(DatabaseCollector(rt, app_scope(actor)))
     return generate_latest(registry), CONTENT_TYPE_LATEST

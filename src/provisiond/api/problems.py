@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from provisiond.errors import ProvisiondError
+from provisiond.errors import ProvisiondError, validation_message
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "https://provisiond.dev/problems/"
@@ -31,7 +31,7 @@ def install(app: FastAPI) -> None:
         errors = [
             {
                 "field": ".".join(str(part) for part in error["loc"] if part != "body") or "body",
-                "message": error["msg"],
+                "message": validation_message(error),
                 "type": error["type"],
             }
             for error in exc.errors()

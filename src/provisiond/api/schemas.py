@@ -117,6 +117,9 @@ class GroupOut(BaseModel):
 
 
 class AppCreate(Strict):
+    # The connector's auth holds secrets: never echo the input in a ValidationError's text.
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
     name: str = Field(pattern=app_name_pattern(), description="Unique, lower-case, URL-safe.")
     label: str = Field(min_length=1, max_length=256)
     connector: ScimConnectorSettings
@@ -353,6 +356,30 @@ class RunOut(BaseModel):
             started_at=run.started_at,
             finished_at=run.finished_at,
         )
+
+
+class ProvisioningStateOut(BaseModel):
+    state: str = Field(description="flowing | paused (the app answered 429) | quarantined")
+    since: datetime | None
+    until: datetime | None = Field(description="paused: its end; quarantined: the next probe")
+    reason: str | None
+    probes_failed: int
+    queued: int = Field(description="Tasks waiting in the queue")
+    queued_deprovisions: int = Field(description="... of which lifecycle (leavers first)")
+
+
+class WorkerOut(BaseModel):
+    id: str
+    host: str
+    pid: int
+    state: str = Field(description="running | draining (stopping) | lost (stopped beating)")
+    in_flight: int = Field(description="Tasks it held at its last heartbeat")
+    started_at: datetime
+    beat_at: datetime
+
+
+class TasksRetry(Strict):
+    app: str = Field(min_length=1, max_length=256, description="The app's id or name.")
 
 
 class TaskOut(BaseModel):

@@ -13,6 +13,8 @@ import typer
 from rich.text import Text
 
 from provisiond.cli.client import MAX_PAGE, State, path, state
+from provisiond.cli.names import Names
+from provisiond.cli.names import user_id as find_user
 from provisiond.cli.output import Column, styled, when
 
 PANEL = "Activity"
@@ -82,7 +84,7 @@ def logs(
     ctx: typer.Context,
     app: Annotated[str | None, typer.Option(help="Only events of this app (id or name).")] = None,
     user: Annotated[
-        str | None, typer.Option(metavar="USER_ID", help="Only events of this user.")
+        str | None, typer.Option(metavar="USER", help="Only events of this user (login or id).")
     ] = None,
     action: Annotated[
         str | None, typer.Option(help="Only this action or its prefix, e.g. app.user.")
@@ -107,7 +109,7 @@ def logs(
     """Show the activity log, newest first (with --follow: oldest first, then as it grows)."""
     st = state(ctx)
     filters = {
-        "app": app, "user": user, "action": action, "outcome": outcome.value if outcome else None,
+        "app": app, "user": find_user(st.api, user) if user else None, "action": action, "outcome": outcome.value if outcome else None,
         "q": q, "since": parse_since(since) if since else None,
     }
     if follow:
@@ -158,6 +160,15 @@ def follow_logs(st: State, filters: dict[str, Any], backlog: int, interval: floa
 TaskId = Annotated[str, typer.Argument(metavar="TASK_ID", help="See `tasks list`.")]
 
 
+def subject(names: Names, task: dict[str, Any]) -> str | None:
+    """A user task's login, or a pushed group's ``group:<name>``."""
+    if task.get("user_id"):
+        return names.user(task["user_id"])
+    if task.get("group_id"):
+        return "group:" + names.group(task["group_id"])
+    return None
+
+
 @tasks.command("list")
 def list_tasks(
     ctx: typer.Context,
@@ -170,13 +181,11 @@ def list_tasks(
     """List provisioning tasks, with their last error."""
     st = state(ctx)
     page = st.api.get("/tasks", status=status.value if status else None, app=app, limit=limit)
-    names: dict[str, str] = {}
-    if page["items"] and not st.json:
-        names = {a["id"]: a["name"] for a in st.api.get("/apps")["items"]}
+    names = Names(st.api)
     columns = (
         Column("ID", "id"),
-        Column("APP", lambda t: names.get(t["app_id"], t["app_id"])),
-        Column("USER", "user_id"),
+        Column("APP", lambda t: names.app(t["app_id"])),
+        Column("FOR", lambda t: subject(names, t)),
         Column("OPERATION", lambda t: t.get("operation") or t.get("reason")),
         Column("STATUS", "status"),
         Column("ATTEMPTS", "attempts"),
@@ -187,11 +196,29 @@ def list_tasks(
 
 
 @tasks.command("retry")
-def retry_task(ctx: typer.Context, task_id: TaskId) -> None:
-    """Retry a dead task now."""
+def retry_task(
+    ctx: typer.Context,
+    task_id: Annotated[
+        str | None, typer.Argument(metavar="[TASK_ID]", help="See `tasks list`.", show_default=False)
+    ] = None,
+    app: Annotated[
+        str | None, typer.Option(help="With --all: the app (name or id).", show_default=False)
+    ] = None,
+    every: Annotated[
+        bool, typer.Option("--all", help="Retry every dead task of --app (after an outage).")
+    ] = False,
+) -> None:
+    """Retry a dead task now, or with --app APP --all every dead task of the app."""
+    if (task_id is None) == (not every) or (app is None) == every:
+        raise typer.BadParameter("give a TASK_ID, or --app APP --all (not both)")
     st = state(ctx)
-    task = st.api.post(path("tasks", task_id, "retry"))
-    st.out.done(task, f"task {task['id']} is now {task['status']}")
+    if task_id is not None:
+        task = st.api.post(path("tasks", task_id, "retry"))
+        st.out.done(task, f"task {task['id']} is now {task['status']}")
+        return
+    queued = st.api.post("/tasks/retry", {"app": app})
+    count = len(queued["items"])
+    st.out.done(queued, f"{count} task(s) of {app} queued again" if count else f"{app} has no dead tasks")
 
 
 @tasks.command("dismiss")
@@ -202,6 +229,22 @@ def dismiss_task(ctx: typer.Context, task_id: TaskId) -> None:
     st.out.done(task, f"task {task['id']} is now {task['status']}")
 
 
-def register(app: typer.Typer) -> None:
-    app.command(rich_help_panel=PANEL)(logs)
-    app.add_typer(tasks, name="tasks", rich_help_panel=PANEL)
+# -- workers ----------------------------------------------------------------------------------
+
+
+def workers(ctx: typer.Context) -> None:
+    """List the worker processes sharing the server's database, and how each is doing.
+
+    A lost worker stopped beating (killed, or cut off from the database): the tasks it held
+    went back to the queue for the others.
+    """
+    st = state(ctx)
+    page = st.api.get("/workers")
+    columns = (
+        Column("ID", "id"),
+        Column("STATE", "state"),
+        Column("IN FLIGHT", "in_flight"),
+        Column("STARTED", lambda w: when(w.get("started_at"))),
+        Column("LAST BEAT", lambda w: when(w.get("beat_at"))),
+    )
+    st.out.page(page, columns, empty="no workers: start one with `provisiond worker` (or `serve`)")

@@ -14,8 +14,6 @@ import typer
 
 from provisiond.cli.client import CliError, state
 from provisiond.cli.server import InitOption, database, load_settings, open_existing
-from provisiond.errors import ProvisiondError
-from provisiond.services import admins
 from provisiond.services.context import Actor, Role
 
 app = typer.Typer(help="Console administrators, made on the server.", no_args_is_help=True)
@@ -45,6 +43,10 @@ def create(
     """Create a console admin account; the password comes from stdin or a prompt.
 
     The database used is said on stderr; a missing or empty one is refused unless --init."""
+    # The server's modules load here, not at import: every other command starts without them.
+    from provisiond.errors import ProvisiondError
+    from provisiond.services import admins
+
     settings = load_settings()
     with database(settings) as db:
         # Before the password is asked for: a wrong database is refused straight away.

@@ -37,10 +37,22 @@ class Auth(enum.StrEnum):
     none = "none"
 
 
+class TokenEndpointAuth(enum.StrEnum):
+    """RFC 6749 §2.3.1, named as in RFC 7591."""
+
+    basic = "client_secret_basic"
+    post = "client_secret_post"
+
+
 class DeprovisionAction(enum.StrEnum):
     deactivate = "deactivate"
     delete = "delete"
     none = "none"
+
+
+class RoleMode(enum.StrEnum):
+    priority = "priority"
+    combine = "combine"
 
 
 class Matching(enum.StrEnum):
@@ -82,7 +94,7 @@ def render_app(app: dict[str, Any]) -> list[tuple[str, Any]]:
     ]
     rows += [
         (key.replace("_", " "), auth[key])
-        for key in ("username", "token_url", "client_id", "scope")
+        for key in ("username", "token_url", "client_id", "scope", "token_endpoint_auth_method")
         if auth.get(key)
     ]
     rows += [
@@ -106,6 +118,7 @@ def render_provisioning(settings: dict[str, Any]) -> list[tuple[str, Any]]:
         ("push groups", features.get("push_groups")),
         ("deprovision action", settings.get("deprovision_action")),
         ("matching", settings.get("matching")),
+        ("role mode", settings.get("role_mode")),
         ("concurrency", settings.get("concurrency")),
         ("rate limit", f"{rate:g}/s" if rate else "unlimited"),
         ("last test", last_test(settings.get("last_test"))),
@@ -158,12 +171,16 @@ def read_secret(what: str, flag: str, *, from_stdin: bool, env: str | None, auth
 AUTH_OPTIONS = {
     Auth.bearer: {"token_stdin", "token_env"},
     Auth.basic: {"username", "password_stdin", "password_env"},
-    Auth.oauth2: {"token_url", "client_id", "client_secret_stdin", "client_secret_env", "scope"},
+    Auth.oauth2: {
+        "token_url", "client_id", "client_secret_stdin", "client_secret_env", "scope",
+        "token_endpoint_auth_method",
+    },
     Auth.none: set(),
 }
 
 
-def connector_auth(auth: Auth, given: dict[str, Any]) -> dict[str, Any]:
+def check_applies(auth: Auth, given: dict[str, Any]) -> None:
+    """Refuse the options of another kind of authentication (--password-stdin with bearer)."""
     stray = sorted(
         name for names in AUTH_OPTIONS.values() for name in names
         if given.get(name) not in (None, False) and name not in AUTH_OPTIONS[auth]
@@ -173,6 +190,10 @@ def connector_auth(auth: Auth, given: dict[str, Any]) -> dict[str, Any]:
         raise typer.BadParameter(
             f"{flags} do not apply to --auth {auth.value}", param_hint="--auth"
         )
+
+
+def connector_auth(auth: Auth, given: dict[str, Any]) -> dict[str, Any]:
+    check_applies(auth, given)
 
     def need(name: str) -> str:
         value = given.get(name)
@@ -202,6 +223,9 @@ def connector_auth(auth: Auth, given: dict[str, Any]) -> dict[str, Any]:
         return {
             "type": "oauth2_client_credentials", "token_url": token_url, "client_id": client_id,
             "client_secret": secret, "scope": given["scope"],
+            "token_endpoint_auth_method": (
+                given["token_endpoint_auth_method"] or TokenEndpointAuth.basic
+            ).value,
         }
     return {"type": "none"}
 
@@ -237,6 +261,10 @@ def create_app(
     ] = False,
     client_secret_env: Annotated[str | None, ENV("oauth2: the secret, from $VAR.")] = None,
     scope: Annotated[str | None, _auth_option("oauth2: the scope to ask for.")] = None,
+    token_endpoint_auth_method: Annotated[
+        TokenEndpointAuth | None,
+        _auth_option("oauth2: how the client authenticates (default client_secret_basic)."),
+    ] = None,
 ) -> None:
     """Connect an app (provisioning starts disabled: test it, then enable it)."""
     given = dict(locals())
@@ -244,6 +272,93 @@ def create_app(
     connector = {"type": "scim2", "base_url": base_url, "auth": connector_auth(auth, given)}
     created = st.api.post("/apps", {"name": name, "label": label or name, "connector": connector})
     st.out.done(created, f"created app {created['name']}: {created['id']}")
+
+
+# The API's auth types, and what each takes that is not a secret.
+AUTH_TYPE = {Auth.oauth2: "oauth2_client_credentials"}
+SECRETS = {  # option prefix -> (what, flag, the API's field)
+    Auth.bearer: ("token", "token", "token"),
+    Auth.basic: ("password", "password", "password"),
+    Auth.oauth2: ("client secret", "client-secret", "client_secret"),
+}
+PLAIN = ("username", "token_url", "client_id", "scope")
+
+
+def auth_changes(auth: Auth, given: dict[str, Any]) -> dict[str, Any]:
+    """The auth fields given, for an app that keeps its kind of authentication: the server keeps
+    the stored secret unless a new one is given."""
+    check_applies(auth, given)
+    body: dict[str, Any] = {"type": AUTH_TYPE.get(auth, auth.value)}
+    body.update({name: given[name] for name in PLAIN if given.get(name) is not None})
+    if auth in SECRETS:
+        what, flag, field_name = SECRETS[auth]
+        prefix = flag.replace("-", "_")
+        if given[f"{prefix}_stdin"] or given[f"{prefix}_env"]:
+            body[field_name] = read_secret(
+                what, flag, from_stdin=given[f"{prefix}_stdin"], env=given[f"{prefix}_env"],
+                auth=auth,
+            )
+    return body
+
+
+@apps.command("update")
+def update_app(
+    ctx: typer.Context,
+    app: AppArg,
+    label: Annotated[str | None, typer.Option(help="A new display name.")] = None,
+    base_url: Annotated[str | None, typer.Option(help="A new SCIM 2.0 root.")] = None,
+    auth: Annotated[
+        Auth | None,
+        typer.Option(help="Another kind of authentication (give its secret too).", show_default=False),
+    ] = None,
+    token_stdin: Annotated[bool, STDIN("bearer: a new token, from stdin.", "--token-stdin")] = False,
+    token_env: Annotated[str | None, ENV("bearer: a new token, from $VAR.")] = None,
+    username: Annotated[str | None, _auth_option("basic: the user name.")] = None,
+    password_stdin: Annotated[
+        bool, STDIN("basic: a new password, from stdin.", "--password-stdin")
+    ] = False,
+    password_env: Annotated[str | None, ENV("basic: a new password, from $VAR.")] = None,
+    token_url: Annotated[str | None, _auth_option("oauth2: the token endpoint.")] = None,
+    client_id: Annotated[str | None, _auth_option("oauth2: the client id.")] = None,
+    client_secret_stdin: Annotated[
+        bool, STDIN("oauth2: a new secret, from stdin.", "--client-secret-stdin")
+    ] = False,
+    client_secret_env: Annotated[str | None, ENV("oauth2: a new secret, from $VAR.")] = None,
+    scope: Annotated[str | None, _auth_option("oauth2: the scope to ask for.")] = None,
+) -> None:
+    """Change an app's label or connector: base URL, authentication, a new secret.
+
+    The stored secret is kept unless a new one is given, and only while the host stays the same
+    (moving the app to another host takes its secret again). Test it after: `provisioning test`.
+    """
+    given = dict(locals())
+    auth_given = any(
+        given[name] not in (None, False) for names in AUTH_OPTIONS.values() for name in names
+    )
+    if label is None and base_url is None and auth is None and not auth_given:
+        raise typer.BadParameter("nothing to change: give --label, --base-url, --auth or a secret")
+    st = state(ctx)
+    current = st.api.get(path("apps", app))
+    kind = Auth(auth_label(current))
+    connector: dict[str, Any] = {}
+    if base_url is not None:
+        connector["base_url"] = base_url
+    if auth is not None and auth is not kind:
+        connector["auth"] = connector_auth(auth, given)  # a new kind: all of it, secret too
+    elif auth is not None or auth_given:
+        connector["auth"] = auth_changes(kind, given)
+    body: dict[str, Any] = {}
+    if label is not None:
+        body["label"] = label
+    if connector:
+        body["connector"] = connector
+    updated = st.api.patch(path("apps", current["id"]), body)
+    changed = [key.replace("_", " ") for key in ("label", "base_url") if given[key] is not None]
+    changed += [
+        f"auth {key.replace('_', ' ')}" for key in connector.get("auth", {})
+        if key != "type" or auth not in (None, kind)
+    ]
+    st.out.done(updated, f"updated app {updated['name']}: {', '.join(changed)}")
 
 
 @apps.command("delete")
@@ -304,6 +419,12 @@ def set_settings(
     matching: Annotated[
         Matching | None, typer.Option(help="How existing accounts are matched.")
     ] = None,
+    role_mode: Annotated[
+        RoleMode | None,
+        typer.Option(
+            help="Roles from several group assignments: the lowest priority wins, or combine all."
+        ),
+    ] = None,
     concurrency: Annotated[
         int | None, typer.Option(min=1, max=64, help="Requests in flight at once.")
     ] = None,
@@ -320,6 +441,8 @@ def set_settings(
         changes["deprovision_action"] = deprovision_action.value
     if matching is not None:
         changes["matching"] = matching.value
+    if role_mode is not None:
+        changes["role_mode"] = role_mode.value
     if concurrency is not None:
         changes["concurrency"] = concurrency
     if rate_limit is not None:

@@ -9,6 +9,8 @@ from typing import Annotated, Any
 import typer
 
 from provisiond.cli.client import path, state
+from provisiond.cli.names import group_id as find_group
+from provisiond.cli.names import user_id as find_user
 from provisiond.cli.output import Column, when
 
 users = typer.Typer(help="Directory users and their lifecycle.", no_args_is_help=True)
@@ -43,8 +45,8 @@ GROUP_COLUMNS = (
     Column("DESCRIPTION", "description", wrap=True),
 )
 
-UserId = Annotated[str, typer.Argument(metavar="USER_ID", help="The user's id.")]
-GroupId = Annotated[str, typer.Argument(metavar="GROUP_ID", help="The group's id.")]
+UserId = Annotated[str, typer.Argument(metavar="USER", help="The user's login or id.")]
+GroupId = Annotated[str, typer.Argument(metavar="GROUP", help="The group's name or id.")]
 Attrs = Annotated[
     list[str] | None,
     typer.Option(
@@ -132,7 +134,7 @@ def list_users(
 def get_user(ctx: typer.Context, user_id: UserId) -> None:
     """Show a user's status and profile."""
     st = state(ctx)
-    user = st.api.get(path("users", user_id))
+    user = st.api.get(path("users", find_user(st.api, user_id)))
     st.out.show(user, render_user(user))
 
 
@@ -188,14 +190,14 @@ def update_user(
     changes = {**profile_of(standard, attr), **dict.fromkeys(unset or [])}
     if not changes:
         raise typer.BadParameter("nothing to change: give --attr KEY=VALUE, --unset KEY, ...")
-    user = st.api.patch(path("users", user_id), {"profile": changes})
+    user = st.api.patch(path("users", find_user(st.api, user_id)), {"profile": changes})
     st.out.done(user, f"updated user {login_of(user)}: {', '.join(sorted(changes))}")
 
 
 def _lifecycle(action: str, doc: str) -> None:
     def command(ctx: typer.Context, user_id: UserId) -> None:
         st = state(ctx)
-        user = st.api.post(path("users", user_id, "lifecycle", action))
+        user = st.api.post(path("users", find_user(st.api, user_id), "lifecycle", action))
         st.out.done(user, f"user {login_of(user)} is now {user['status']}")
 
     command.__doc__ = doc
@@ -212,7 +214,7 @@ _lifecycle("deactivate", "Deactivate (deprovision) a user: their accounts are de
 def delete_user(ctx: typer.Context, user_id: UserId) -> None:
     """Delete a user (deprovisioned from every app first)."""
     st = state(ctx)
-    st.api.delete(path("users", user_id))
+    st.api.delete(path("users", find_user(st.api, user_id)))
     st.out.done(None, f"deleted user {user_id}")
 
 
@@ -257,7 +259,7 @@ def render_group(group: dict[str, Any]) -> list[tuple[str, Any]]:
 def get_group(ctx: typer.Context, group_id: GroupId) -> None:
     """Show a group: its rule, member count and nested groups."""
     st = state(ctx)
-    group = st.api.get(path("groups", group_id))
+    group = st.api.get(path("groups", find_group(st.api, group_id)))
     st.out.show(group, render_group(group))
 
 
@@ -301,31 +303,32 @@ def update_group(
             "nothing to change: give --name, --description, --rule or --no-rule"
         )
     st = state(ctx)
-    group = st.api.patch(path("groups", group_id), body)
+    group = st.api.patch(path("groups", find_group(st.api, group_id)), body)
     st.out.done(group, f"updated group {group['name']}: {group['member_count']} members")
 
 
 @groups.command("nest")
 def nest_group(
     ctx: typer.Context,
-    parent: Annotated[str, typer.Argument(metavar="PARENT_ID", help="The containing group.")],
-    child: Annotated[str, typer.Argument(metavar="CHILD_ID", help="The group to nest in it.")],
+    parent: Annotated[str, typer.Argument(metavar="PARENT", help="The containing group.")],
+    child: Annotated[str, typer.Argument(metavar="CHILD", help="The group to nest in it.")],
 ) -> None:
-    """Nest CHILD in PARENT: CHILD's members become members of PARENT too."""
+    """Nest CHILD in PARENT (names or ids): CHILD's members become members of PARENT too."""
     st = state(ctx)
-    st.api.put(path("groups", parent, "groups", child))
+    st.api.put(path("groups", find_group(st.api, parent), "groups", find_group(st.api, child)))
     st.out.done(None, f"nested group {child} in {parent}")
 
 
 @groups.command("unnest")
 def unnest_group(
     ctx: typer.Context,
-    parent: Annotated[str, typer.Argument(metavar="PARENT_ID", help="The containing group.")],
-    child: Annotated[str, typer.Argument(metavar="CHILD_ID", help="The nested group.")],
+    parent: Annotated[str, typer.Argument(metavar="PARENT", help="The containing group.")],
+    child: Annotated[str, typer.Argument(metavar="CHILD", help="The nested group.")],
 ) -> None:
-    """Take CHILD out of PARENT."""
+    """Take CHILD out of PARENT (names or ids)."""
     st = state(ctx)
-    st.api.delete(path("groups", parent, "groups", child))
+    parent_id, child_id = find_group(st.api, parent), find_group(st.api, child)
+    st.api.delete(path("groups", parent_id, "groups", child_id))
     st.out.done(None, f"removed group {child} from {parent}")
 
 
@@ -333,7 +336,7 @@ def unnest_group(
 def delete_group(ctx: typer.Context, group_id: GroupId) -> None:
     """Delete a group (its members lose what it assigned them)."""
     st = state(ctx)
-    st.api.delete(path("groups", group_id))
+    st.api.delete(path("groups", find_group(st.api, group_id)))
     st.out.done(None, f"deleted group {group_id}")
 
 
@@ -347,7 +350,8 @@ def list_members(
 ) -> None:
     """List a group's members."""
     st = state(ctx)
-    page = st.api.get(path("groups", group_id, "users"), effective="true" if effective else None)
+    url = path("groups", find_group(st.api, group_id), "users")
+    page = st.api.get(url, effective="true" if effective else None)
     st.out.page(page, USER_COLUMNS, empty="no members")
 
 
@@ -355,23 +359,29 @@ def list_members(
 def add_members(
     ctx: typer.Context,
     group_id: GroupId,
-    user_ids: Annotated[list[str], typer.Argument(metavar="USER_ID...", help="Users to add.")],
+    user_ids: Annotated[
+        list[str], typer.Argument(metavar="USER...", help="Users to add (logins or ids).")
+    ],
 ) -> None:
     """Add users to a group."""
     st = state(ctx)
-    for user_id in user_ids:
-        st.api.put(path("groups", group_id, "users", user_id))
-        st.out.done(None, f"added {user_id} to group {group_id}")
+    group = find_group(st.api, group_id)
+    for user in user_ids:
+        st.api.put(path("groups", group, "users", find_user(st.api, user)))
+        st.out.done(None, f"added {user} to group {group_id}")
 
 
 @groups.command("remove")
 def remove_members(
     ctx: typer.Context,
     group_id: GroupId,
-    user_ids: Annotated[list[str], typer.Argument(metavar="USER_ID...", help="Users to remove.")],
+    user_ids: Annotated[
+        list[str], typer.Argument(metavar="USER...", help="Users to remove (logins or ids).")
+    ],
 ) -> None:
     """Remove users from a group."""
     st = state(ctx)
-    for user_id in user_ids:
-        st.api.delete(path("groups", group_id, "users", user_id))
-        st.out.done(None, f"removed {user_id} from group {group_id}")
+    group = find_group(st.api, group_id)
+    for user in user_ids:
+        st.api.delete(path("groups", group, "users", find_user(st.api, user)))
+        st.out.done(None, f"removed {user} from group {group_id}")

@@ -1,35 +1,73 @@
 """Every command's output: Rich tables and fields for people, the API's JSON with ``--json``.
 
 Values from the server are always printed as plain ``Text``, never parsed as Rich markup (a
-login such as ``[bold]x`` must print as it is). When stdout is not a terminal, lines are not
-wrapped, so that ``provisiond users list | grep ada`` sees whole rows.
+login such as ``[bold]x`` must print as it is), and with their control characters taken out
+(``printable``): a last name holding ``ESC ] 52`` must not write the admin's clipboard, nor one
+holding ``ESC [ 2 J`` clear the screen. ``--json`` prints the API's values exactly (escaped by
+JSON). When stdout is not a terminal, lines are not wrapped, so that ``provisiond users list |
+grep ada`` sees whole rows.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 from rich.text import Text
+
+if TYPE_CHECKING:  # Rich's console and tables load when something is printed, not at start
+    from rich.console import Console
+    from rich.table import Table
 
 STYLES = {
     "green": ("active", "success", "succeeded", "ok", "enabled", "yes"),
-    "yellow": ("suspended", "retry", "queued", "running", "pending", "unpushing"),
-    "red": ("failure", "failed", "dead", "deprovisioned", "deactivated", "deleted"),
+    "yellow": ("suspended", "retry", "queued", "running", "pending", "unpushing",
+               "draining"),
+    "red": ("failure", "failed", "dead", "deprovisioned", "deactivated", "deleted",
+            "lost"),
     "dim": ("staged", "skipped", "dismissed", "superseded", "disabled", "no", "never", "-"),
 }
 STYLE_OF = {word: style for style, words in STYLES.items() for word in words}
 
 
+# Every C0 control (a newline in a value would forge a table row), DEL, and the C1 controls
+# (0x9b is a one-byte CSI). Without its ESC or C1 byte, the rest of a sequence is inert text.
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+RAW_IN_JSON = re.compile(r"[\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` without the control characters that a terminal would act on."""
+    return CONTROL.sub("", text)
+
+
+def printable_text(text: Text) -> Text:
+    """A ``Text`` with the control characters of its plain string taken out, styles kept."""
+    if not CONTROL.search(text.plain):
+        return text
+    # Cut at every style boundary, so that each span covers a piece whole or not at all.
+    cuts = sorted({edge for span in text.spans for edge in (span.start, span.end)})
+    clean = Text(style=text.style, end=text.end)
+    for part in text.divide(cuts):
+        piece = Text(printable(part.plain))
+        for span in part.spans:
+            piece.stylize(span.style)
+        clean.append_text(piece)
+    return clean
+
+
 def make_console(*, stderr: bool = False) -> Console:
+    from rich.console import Console
+
     stream = sys.stderr if stderr else sys.stdout
     width: int | None = None
     if not stream.isatty():
@@ -40,7 +78,7 @@ def make_console(*, stderr: bool = False) -> Console:
 
 def print_error(message: str) -> None:
     console = make_console(stderr=True)
-    console.print(Text("error: ", style="bold red") + Text(message), soft_wrap=True)
+    console.print(Text("error: ", style="bold red") + Text(printable(message)), soft_wrap=True)
 
 
 def dig(item: dict[str, Any], dotted: str) -> Any:
@@ -51,16 +89,18 @@ def dig(item: dict[str, Any], dotted: str) -> Any:
 
 
 def when(value: str | None) -> str:
-    """An API timestamp in local time, to the second."""
+    """An API timestamp in local time, to the second, with the zone it is in: a time without
+    one is ambiguous between the admin's machine, the server and UTC."""
     if not value:
         return "-"
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
         return value
-    if moment.tzinfo is not None:
-        moment = moment.astimezone()
-    return moment.strftime("%Y-%m-%d %H:%M:%S")
+    if moment.tzinfo is None:  # the API's times are UTC
+        moment = moment.replace(tzinfo=UTC)
+    local = moment.astimezone()
+    return local.strftime("%Y-%m-%d %H:%M:%S ") + (local.tzname() or local.strftime("%z"))
 
 
 def yes_no(value: Any) -> str:
@@ -69,11 +109,11 @@ def yes_no(value: Any) -> str:
 
 def styled(value: Any) -> Text:
     if isinstance(value, Text):
-        return value
+        return printable_text(value)
     if value is None or value == "":
         text = "-"
     else:
-        text = yes_no(value) if isinstance(value, bool) else str(value)
+        text = printable(yes_no(value) if isinstance(value, bool) else str(value))
     return Text(text, style=STYLE_OF.get(text, ""))
 
 
@@ -90,19 +130,35 @@ class Column:
 class Output:
     def __init__(self, json_mode: bool = False) -> None:
         self.json = json_mode
-        self.out = make_console()
-        self.err = make_console(stderr=True)
+        self._out: Console | None = None
+        self._err: Console | None = None
+
+    @property
+    def out(self) -> Console:
+        if self._out is None:
+            self._out = make_console()
+        return self._out
+
+    @property
+    def err(self) -> Console:
+        if self._err is None:
+            self._err = make_console(stderr=True)
+        return self._err
 
     def print_json(self, payload: Any, *, compact: bool = False) -> None:
         indent = None if compact else 2
-        typer.echo(json.dumps(payload, indent=indent, ensure_ascii=False))
+        text = json.dumps(payload, indent=indent, ensure_ascii=False)
+        # JSON escapes C0 controls itself; DEL and C1 (0x9b is a CSI) it leaves raw. Escaped,
+        # they are the same values to a JSON reader and inert on a terminal.
+        typer.echo(RAW_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
 
     def line(self, text: str | Text) -> None:
-        self.out.print(text if isinstance(text, Text) else Text(text), soft_wrap=True)
+        line = printable_text(text) if isinstance(text, Text) else Text(printable(text))
+        self.out.print(line, soft_wrap=True)
 
     def note(self, text: str) -> None:
         """A hint for people, on stderr: never in the way of the data on stdout."""
-        self.err.print(Text(text, style="dim"), soft_wrap=True)
+        self.err.print(Text(printable(text), style="dim"), soft_wrap=True)
 
     def done(self, payload: Any, message: str) -> None:
         """The outcome of a change: the API's answer with ``--json``, else one sentence."""
@@ -115,6 +171,8 @@ class Output:
     def table(
         self, items: Iterable[dict[str, Any]], columns: Sequence[Column], *, empty: str
     ) -> None:
+        from rich.table import Table
+
         rows = list(items)
         if not rows:
             self.note(empty)
@@ -151,11 +209,13 @@ class Output:
             self.fields(rows)
 
     def fields(self, rows: Iterable[tuple[str, Any]]) -> None:
+        from rich.table import Table
+
         grid = Table.grid(padding=(0, 2))
         grid.add_column(style="bold", no_wrap=True)
         grid.add_column(overflow="fold")
         for name, value in rows:
-            grid.add_row(Text(name), styled(value))
+            grid.add_row(Text(printable(name)), styled(value))
         self._print(grid)
 
     def _print(self, renderable: Table) -> None:

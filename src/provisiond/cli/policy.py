@@ -15,6 +15,7 @@ from rich.text import Text
 
 from provisiond.cli.apps import AppArg
 from provisiond.cli.client import CliError, path, state
+from provisiond.cli.names import Names, user_id
 from provisiond.cli.output import Column, when
 from provisiond.cli.runs import follow_run, summary
 
@@ -128,10 +129,11 @@ def preview(
     if st.json:
         st.out.print_json(result)
         return
+    names = Names(st.api)
     for change in result["changes"]:
         head = Text(f"{change['operation']:<10} ", style=_STYLE.get(change["operation"], ""))
         head.append(f"{change['login']}  ", style="bold")
-        head.append(change.get("reason", ""), style="dim")
+        head.append(names.sources(change.get("reason", "")), style="dim")
         st.out.line(head)
         if change.get("error"):
             st.out.line(Text(f"    {change['error']}", style="red"))
@@ -167,18 +169,18 @@ _STYLE = {
 def provision(
     ctx: typer.Context,
     app: AppArg,
-    user_id: Annotated[str, typer.Argument(metavar="USER_ID")],
+    user: Annotated[str, typer.Argument(metavar="USER", help="The user's login or id.")],
 ) -> None:
     """Provision one user now and print every step (exit 1 if it failed)."""
     st = state(ctx)
-    result = st.api.post(path("apps", app, "users", user_id, "provision"))
+    result = st.api.post(path("apps", app, "users", user_id(st.api, user), "provision"))
     if st.json:
         st.out.print_json(result)
     else:
+        names = Names(st.api)
         for step in result["trace"]:
-            st.out.line(
-                Text(f"{step['step']:<8} ", style="bold").append(str(step.get("detail", "")))
-            )
+            detail = names.sources(str(step.get("detail", "")))
+            st.out.line(Text(f"{step['step']:<8} ", style="bold").append(detail))
             for item in step.get("changes", []):
                 st.out.line(
                     f"         {item['attribute']}: {json.dumps(item['old'])} -> {json.dumps(item['new'])}"
@@ -205,7 +207,7 @@ def approve(
     st = state(ctx)
     run = st.api.post(path("runs", run_id, "approve"))
     if wait and not st.json:
-        follow_run(st, run, run["app_id"])
+        follow_run(st, run, Names(st.api).app(run["app_id"]))
     else:
         st.out.done(run, summary(run))
 
@@ -216,10 +218,3 @@ def cancel(ctx: typer.Context, run_id: Annotated[str, typer.Argument(metavar="RU
     st = state(ctx)
     run = st.api.post(path("runs", run_id, "cancel"))
     st.out.done(run, f"run {run_id} cancelled: nothing was deprovisioned")
-
-
-def register(app: typer.Typer) -> None:
-    app.add_typer(policy, name="policy", rich_help_panel=PANEL)
-    app.command(rich_help_panel=PANEL)(preview)
-    app.command(rich_help_panel=PANEL)(provision)
-    app.add_typer(runs, name="runs", rich_help_panel=PANEL)

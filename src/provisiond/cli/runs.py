@@ -10,22 +10,23 @@ import time
 from typing import Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from provisiond.cli.client import CliError, State, path
-from provisiond.cli.output import print_error
+from provisiond.cli.names import Names, is_id
+from provisiond.cli.output import print_error, printable
 
 POLL_SECONDS = 0.25
-PROGRESS_COLUMNS = (
-    TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
-    TimeElapsedColumn(),
-)
+
+
+def kind_of(run: dict[str, Any]) -> str:
+    """``full sync``, ``policy run``, ``change run``."""
+    kind = run.get("kind", "full")
+    return "full sync" if kind == "full" else f"{kind} run"
 
 
 def what(run: dict[str, Any]) -> str:
     """``full sync <id>``, ``policy run <id>``, ``change run <id>``."""
-    kind = run.get("kind", "full")
-    return f"{'full sync' if kind == 'full' else f'{kind} run'} {run['id']}"
+    return f"{kind_of(run)} {run['id']}"
 
 
 def summary(run: dict[str, Any]) -> str:
@@ -59,8 +60,21 @@ def follow_run(st: State, run: dict[str, Any], app: str, *, timeout: float | Non
             while run["status"] == "running":
                 run = poll(run)
         else:
-            with Progress(*PROGRESS_COLUMNS, console=st.out.err) as bar:
-                task = bar.add_task(f"sync {app}", total=run["total"], completed=run["done"])
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+
+            columns = (
+                TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
+                TimeElapsedColumn(),
+            )
+            with Progress(*columns, console=st.out.err) as bar:
+                label = printable(f"{kind_of(run)} of {Names(st.api).app(app) if is_id(app) else app}")
+                task = bar.add_task(label, total=run["total"], completed=run["done"])
                 while run["status"] == "running":
                     run = poll(run)
                     bar.update(task, total=run["total"], completed=run["done"])

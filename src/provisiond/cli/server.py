@@ -18,10 +18,12 @@ import typer
 
 from provisiond.cli.client import CliError, state
 from provisiond.cli.output import Output
+from provisiond.cli.tokens import parse_duration
 from provisiond.services.context import Actor, Role
 
 if TYPE_CHECKING:
     from provisiond.config import Settings
+    from provisiond.runtime import Runtime
     from provisiond.store.db import Database
 
 log = logging.getLogger("provisiond.cli")
@@ -164,10 +166,22 @@ def serve(
     with database(settings) as db:
         require_schema(db, state(ctx).out, empty="allow")
     configure_logging(log_level)
+    rt = runtime_of(settings)
     uvicorn.run(
-        create_app(settings, start_worker=worker), host=host, port=port,
+        create_app(runtime=rt, start_worker=worker), host=host, port=port,
         log_level=log_level.value, server_header=False,
     )
+
+
+def runtime_of(settings: Settings, db: Database | None = None) -> Runtime:
+    """The runtime; a credentials key that opens nothing stored is refused (exit code 1)."""
+    from provisiond.runtime import Runtime
+    from provisiond.store.keys import KeyMismatch
+
+    try:
+        return Runtime(settings, db=db)
+    except KeyMismatch as exc:
+        raise CliError(exc.detail, 1) from None
 
 
 def worker(ctx: typer.Context, log_level: LogLevelOption = LogLevel.info) -> None:
@@ -176,8 +190,6 @@ def worker(ctx: typer.Context, log_level: LogLevelOption = LogLevel.info) -> Non
     On PostgreSQL it wakes the moment any process queues a task (LISTEN/NOTIFY), and any number
     of workers may run. It needs the server's key: the same PROVISIOND_SECRET_KEY or data dir.
     """
-    from provisiond.runtime import Runtime
-
     settings = load_settings()
     out = state(ctx).out
     key_file = settings.data_dir / "secret.key"
@@ -185,7 +197,7 @@ def worker(ctx: typer.Context, log_level: LogLevelOption = LogLevel.info) -> Non
     with database(settings) as db:
         require_schema(db, out)
         configure_logging(log_level)
-        rt = Runtime(settings, db=db)
+        rt = runtime_of(settings, db)
         if new_key:
             log.warning(
                 "made a new credentials key at %s: the server must use the same key "
@@ -237,7 +249,8 @@ def migrate_command(ctx: typer.Context) -> None:
 
 
 token_app = typer.Typer(
-    help="API tokens for the admin commands, made on the server.", no_args_is_help=True
+    help="API tokens for the admin commands: made on the server, listed and revoked over the API.",
+    no_args_is_help=True,
 )
 
 
@@ -252,6 +265,12 @@ def create_token(
         list[str] | None,
         typer.Option("--app", metavar="APP", help="app_admin: an app it manages (repeatable)."),
     ] = None,
+    expires_in: Annotated[
+        str | None,
+        typer.Option(
+            "--expires-in", metavar="DURATION", help="It stops working after 90m, 12h, 30d, ...",
+        ),
+    ] = None,
     init: InitOption = False,
 ) -> None:
     """Create an API token and print it: only the token, on one line, shown this once.
@@ -260,19 +279,15 @@ def create_token(
     from provisiond.errors import ProvisiondError
     from provisiond.services import tokens
 
+    lifetime = parse_duration(expires_in) if expires_in is not None else None
     settings = load_settings()
     with database(settings) as db:
         open_existing(db, state(ctx).out, init=init)
         try:
             with db.session() as session:
-                secret = tokens.create_token(session, Actor("cli"), name, role.value, apps or ())
+                secret = tokens.create_token(
+                    session, Actor("cli"), name, role.value, apps or (), expires_in=lifetime
+                )
         except ProvisiondError as exc:
             raise CliError(exc.detail, 1) from None
     typer.echo(secret)
-
-
-def register(app: typer.Typer) -> None:
-    app.command(rich_help_panel=PANEL)(serve)
-    app.command(rich_help_panel=PANEL)(worker)
-    app.command("migrate", rich_help_panel=PANEL)(migrate_command)
-    app.add_typer(token_app, name="token", rich_help_panel=PANEL)

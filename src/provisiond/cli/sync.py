@@ -8,19 +8,12 @@ import typer
 
 from provisiond.cli.apps import AppArg
 from provisiond.cli.client import path, state
+from provisiond.cli.names import Names, group_id, user_id
 from provisiond.cli.output import Column, when
 from provisiond.cli.runs import follow_run, summary
 
 PANEL = "Applications"
 
-ASSIGNMENT_COLUMNS = (
-    Column("ID", "id"),
-    Column("TYPE", "principal_type"),
-    Column("PRINCIPAL", "principal_id"),
-    Column("ROLES", lambda a: ", ".join(a.get("roles") or []) or None),
-    Column("PRIORITY", "priority"),
-    Column("CREATED", lambda a: when(a.get("created_at"))),
-)
 ACCOUNT_COLUMNS = (
     Column("LOGIN", "login"),
     Column("USER ID", "user_id"),
@@ -34,8 +27,12 @@ ACCOUNT_COLUMNS = (
 def assign(
     ctx: typer.Context,
     app: AppArg,
-    user: Annotated[str | None, typer.Option(metavar="USER_ID", help="Assign a user.")] = None,
-    group: Annotated[str | None, typer.Option(metavar="GROUP_ID", help="Assign a group.")] = None,
+    user: Annotated[
+        str | None, typer.Option(metavar="USER", help="Assign a user (login or id).")
+    ] = None,
+    group: Annotated[
+        str | None, typer.Option(metavar="GROUP", help="Assign a group (name or id).")
+    ] = None,
     role: Annotated[
         list[str] | None,
         typer.Option(help="A role it grants in the app (name or id); repeat for several."),
@@ -50,16 +47,20 @@ def assign(
 ) -> None:
     """Give a user, or every member of a group, an account in the app."""
     if (user is None) == (group is None):
-        raise typer.BadParameter("give exactly one of --user USER_ID or --group GROUP_ID")
+        raise typer.BadParameter("give exactly one of --user USER or --group GROUP")
     st = state(ctx)
-    kind, principal = ("user", user) if user is not None else ("group", group)
+    if user is not None:
+        kind, shown, principal = "user", user, user_id(st.api, user)
+    else:
+        assert group is not None
+        kind, shown, principal = "group", group, group_id(st.api, group)
     body = {
         "principal_type": kind, "principal_id": principal, "roles": role or [],
         "priority": priority,
     }
     created = st.api.post(path("apps", app, "assignments"), body)
     run_id = created.get("run_id")
-    message = f"assigned {kind} {principal} to {app}: assignment {created['id']}"
+    message = f"assigned {kind} {shown} to {app}: assignment {created['id']}"
     if run_id:
         message += f"; run {run_id} reconciles its users (`provisiond runs list {app}`)"
     st.out.done(created, message)
@@ -84,7 +85,16 @@ def assignments(ctx: typer.Context, app: AppArg) -> None:
     """List the users and groups assigned to an app."""
     st = state(ctx)
     page = st.api.get(path("apps", app, "assignments"))
-    st.out.page(page, ASSIGNMENT_COLUMNS, empty="no assignments")
+    names = Names(st.api)
+    columns = (
+        Column("ID", "id"),
+        Column("TYPE", "principal_type"),
+        Column("PRINCIPAL", lambda a: names.principal(a["principal_type"], a["principal_id"])),
+        Column("ROLES", lambda a: ", ".join(a.get("roles") or []) or None),
+        Column("PRIORITY", "priority"),
+        Column("CREATED", lambda a: when(a.get("created_at"))),
+    )
+    st.out.page(page, columns, empty="no assignments")
 
 
 def accounts(
@@ -113,11 +123,3 @@ def sync(
         st.out.done(run, summary(run))
         return
     follow_run(st, run, app, timeout=timeout)
-
-
-def register(app: typer.Typer) -> None:
-    app.command(rich_help_panel=PANEL)(assign)
-    app.command(rich_help_panel=PANEL)(unassign)
-    app.command(rich_help_panel=PANEL)(assignments)
-    app.command(rich_help_panel=PANEL)(sync)
-    app.command(rich_help_panel=PANEL)(accounts)

@@ -59,30 +59,43 @@ class ProvisioningSettings(BaseModel):
     role_mode: RoleMode = "priority"
 
 
+# Validation errors of connector settings never carry the input: pydantic puts the whole
+# offending value (an auth object, with its password) into str(ValidationError), which ends up
+# in tracebacks and logs. The setting applies to the model validated at the top, so each one
+# that may be validated alone sets it.
+_SECRET_BEARING = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+
 class BearerAuth(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = _SECRET_BEARING
     type: Literal["bearer"] = "bearer"
     token: SecretStr
 
 
 class BasicAuth(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = _SECRET_BEARING
     type: Literal["basic"] = "basic"
     username: str = Field(min_length=1)
     password: SecretStr
 
 
+TokenEndpointAuthMethod = Literal["client_secret_basic", "client_secret_post"]
+
+
 class OAuth2ClientCredentials(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = _SECRET_BEARING
     type: Literal["oauth2_client_credentials"] = "oauth2_client_credentials"
     token_url: HttpUrl
     client_id: str = Field(min_length=1)
     client_secret: SecretStr
     scope: str | None = None
+    # How the client authenticates to the token endpoint (RFC 6749 §2.3.1; the names are RFC
+    # 7591's): HTTP Basic, which every server must support, or the two fields in the form body.
+    token_endpoint_auth_method: TokenEndpointAuthMethod = "client_secret_basic"  # noqa: S105
 
 
 class NoAuth(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = _SECRET_BEARING
     type: Literal["none"] = "none"
 
 
@@ -94,7 +107,7 @@ ConnectorAuth = Annotated[
 class ScimConnectorSettings(BaseModel):
     """Where the app's SCIM 2.0 service lives and how to authenticate to it."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = _SECRET_BEARING
 
     type: Literal["scim2"] = "scim2"
     base_url: str
@@ -103,19 +116,40 @@ class ScimConnectorSettings(BaseModel):
     # starts it again.
     timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     # Bounds a whole request, answer read to its last byte (and a token fetch or 401 re-send
-    # on the way), so no target holds a worker slot longer. At most 5 minutes: the worker's
-    # lease on a task (engine/queue.py LEASE) must outlast any one request it sends.
+    # on the way), so no target holds a worker slot longer. At most 5 minutes: the lease of a
+    # claim on demand (engine/queue.py LEASE) must outlast any one request it sends.
     request_deadline_seconds: float = Field(default=30.0, ge=1, le=300)
 
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
+        if any(ch.isspace() or not ch.isprintable() for ch in value.strip()):
+            raise ValueError("base_url must not contain spaces or control characters")
         parts = urlsplit(value.strip())
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("base_url must be an http:// or https:// URL with a host")
+        try:
+            parts.port  # noqa: B018 -- raises on a port that is not a number in range
+        except ValueError:
+            raise ValueError("base_url has a port that is not a number from 0 to 65535") from None
         if parts.query or parts.fragment:
             raise ValueError("base_url must not carry a query or a fragment")
+        if "@" in parts.netloc:
+            # Credentials in the URL would be stored and shown as public settings: they go
+            # in auth, which is sealed and never shown.
+            raise ValueError("base_url must not carry a user name or password: use auth")
         return value.strip().rstrip("/")
+
+
+def redacted_url(value: str) -> str:
+    """A refused base URL as a form shows it again: without a user name, password, query or
+    fragment, the parts where a secret may have been pasted (and that are refused anyway)."""
+    try:
+        parts = urlsplit(value.strip())
+        host = parts.netloc.rpartition("@")[2]
+    except ValueError:
+        return ""
+    return parts._replace(netloc=host, query="", fragment="").geturl()
 
 
 def shown_connector(stored: Mapping[str, Any]) -> dict[str, Any]:

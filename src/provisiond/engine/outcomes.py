@@ -73,6 +73,10 @@ class Outcome:
     state_changed: bool = False  # the account appeared, went or changed state
     deprovision: bool = False  # flushed at once: a leaver never waits for a batch to fill
     result: Result | None = None
+    # The app answered 429 with Retry-After: (seconds, why). Pauses the app for the whole
+    # cluster (engine.throttle), written whoever owns the task: it is the app's answer.
+    pause: tuple[float, str] | None = None
+    quarantine: str | None = None  # the app is to be quarantined, for this reason
 
 
 @dataclass(frozen=True)
@@ -213,6 +217,12 @@ def not_applied(task: Claimed, snap: Snapshot, decision: Decision, policy: Retry
         )
     return Outcome(task, TaskWrite(Transition.CLOSE, "skipped"), owned_events=events,
                    result=result)
+
+
+def waits_for_pause(task: Claimed, until: datetime) -> Outcome:
+    """Not sent: the app is paused (it answered 429); the task waits for the end of the pause,
+    its attempt undone, in no run's count yet."""
+    return Outcome(task, TaskWrite(Transition.DEFER, at=until))
 
 
 def account_failure(

@@ -16,7 +16,7 @@ from sqlalchemy import delete, insert, literal
 from sqlalchemy.orm import Session
 
 from provisiond.domain.apps import ProvisioningSettings, ScimConnectorSettings
-from provisiond.engine import group_members, queue
+from provisiond.engine import group_members, queue, throttle
 from provisiond.engine.context import read_context
 from provisiond.engine.executor import Result
 from provisiond.engine.group_members import PUSHED, UNPUSHING
@@ -152,6 +152,11 @@ async def execute_group(
         result = Result(outcome="failed")
         result.step("error", exc.detail, retryable=exc.retryable)
         with worker.db.session() as session:
+            if isinstance(exc, RateLimited) and exc.retry_after is not None:
+                # The app's answer to every task, not just this one (engine.throttle).
+                throttle.pause(session, snap.app_id, exc.retry_after,
+                               f"HTTP 429, Retry-After {exc.retry_after:.1f} s",
+                               correlation_id=correlation)
             task = owned(session)
             if task is None:  # no longer this worker's: keep the error for the next one
                 pushed = session.get(PushedGroup, snap.pushed_id)

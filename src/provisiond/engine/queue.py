@@ -21,7 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session, aliased
 
-from provisiond.store.tables import Task, new_id, utcnow
+from provisiond.store.tables import AppPause, Task, new_id, utcnow
 
 
 class TaskStatus(StrEnum):
@@ -42,6 +42,9 @@ QUEUED, RUNNING, SUCCEEDED, DEAD, DISMISSED, SUPERSEDED = (
     TaskStatus.SUPERSEDED,
 )
 NOTIFY_CHANNEL = "provisiond_tasks"
+# How long a claim by something without a heartbeat row (provisioning on demand) is kept
+# before the task is taken for abandoned; a worker's claims last while it beats
+# (engine.liveness).
 LEASE = timedelta(minutes=5)
 _ENQUEUE_CHUNK = 1000  # rows per executemany; the driver sends them as a few multi-row INSERTs
 
@@ -229,6 +232,13 @@ def _claim_statement(dialect: str, urgent_only: bool) -> Any:
         Task.status == QUEUED,
         Task.next_attempt_at <= bindparam("now"),
         Task.app_id.not_in(bindparam("skip", expanding=True)),
+        # An app that asked to slow down (429) is paused for every worker (engine.throttle).
+        # Quarantined apps wait for a probe to pass (engine.quarantine).
+        Task.app_id.not_in(
+            select(AppPause.app_id).where(
+                (AppPause.until > bindparam("now")) | (AppPause.kind == "quarantine")
+            )
+        ),
         ~busy,
     )
     if urgent_only:
@@ -319,17 +329,6 @@ def next_due(session: Session, after: datetime | None = None) -> datetime | None
     if after is not None:
         statement = statement.where(Task.next_attempt_at > after)
     return session.scalar(statement.order_by(Task.next_attempt_at).limit(1))
-
-
-def release_expired_leases(session: Session, now: datetime | None = None) -> int:
-    """Requeue tasks whose worker died mid-run (no heartbeat within the lease)."""
-    now = now or utcnow()
-    stale = list(
-        session.scalars(select(Task).where(Task.status == RUNNING, Task.claimed_at < now - LEASE))
-    )
-    for task in stale:
-        requeue(session, task, at=now, error="the worker running this task stopped")
-    return len(stale)
 
 
 def _row(session: Session, task: Task | Claimed | str) -> Task:

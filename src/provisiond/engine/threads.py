@@ -84,7 +84,8 @@ class WorkerThread:
         if loop is not None and stop is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(stop.set)
-        self._thread.join(30)
+        # The worker finishes its tasks for up to the drain period, then gives the rest back.
+        self._thread.join(self.worker.settings.worker_drain_seconds + 15)
         if self._listener is not None:
             self._listener.join(5)
 

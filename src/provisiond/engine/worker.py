@@ -41,12 +41,12 @@ from typing import Any, TypeVar
 
 import httpx
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from provisiond.config import Settings
-from provisiond.engine import queue
+from provisiond.engine import liveness, quarantine, queue, throttle
 from provisiond.engine.connections import ConnectorPool, Gate
-from provisiond.engine.context import AppContext, read_contexts
+from provisiond.engine.context import AppContext, read_context, read_contexts
 from provisiond.engine.decide import Snapshot, decide, snapshot, with_holds
 from provisiond.engine.executor import Result, reconcile
 from provisiond.engine.outcomes import (
@@ -56,6 +56,7 @@ from provisiond.engine.outcomes import (
     applied,
     failure,
     not_applied,
+    waits_for_pause,
 )
 from provisiond.engine.planner import DEPROVISIONS, OperationKind
 from provisiond.engine.pushed_groups import (
@@ -140,6 +141,11 @@ class Worker:
         self._flush_now: asyncio.Event | None = None
         self._arrived: asyncio.Event | None = None
         self._writing = 0  # outcomes in the write transaction now
+        self._beaten: float | None = None  # monotonic time of the last heartbeat written
+        # app id -> when its pause ends (engine.throttle): read on every heartbeat, and set at
+        # once by this worker's own 429s, so the tasks it holds wait too.
+        self._paused: dict[str, datetime] = {}
+        self._watch = quarantine.Watch()  # recent attempts per app: quarantine it?
 
     # -- waking ------------------------------------------------------------------------------
 
@@ -167,36 +173,161 @@ class Worker:
         self._flush_now = asyncio.Event()
         self._arrived = asyncio.Event()
         writer = asyncio.create_task(self._write_loop(stop))
+        heart = asyncio.create_task(self._heartbeat(stop))
         next_sweep = 0.0
+        outage = 0  # rounds in a row the database did not answer
         try:
             while not stop.is_set():
-                if time.monotonic() >= next_sweep:
-                    await self._in_db(self._housekeeping)
-                    next_sweep = time.monotonic() + HOUSEKEEPING_SECONDS
-                self._wake.clear()
-                claimed = await self._claim()
-                self._dispatch(claimed)
-                if self._starved and len(self._slots) < self.capacity:
-                    continue
-                await self._idle(stop)
+                try:
+                    if time.monotonic() >= next_sweep:
+                        await self._in_db(self._housekeeping)
+                        next_sweep = time.monotonic() + HOUSEKEEPING_SECONDS
+                    self._wake.clear()
+                    claimed = await self._claim()
+                    self._dispatch(claimed)
+                    if outage:
+                        log.info("the database answers again: claiming")
+                    outage = 0
+                    if self._starved and len(self._slots) < self.capacity:
+                        continue
+                    await self._idle(stop)
+                except SQLAlchemyError:
+                    # The database is away (restarting, a network cut): keep what runs, claim
+                    # nothing, ask again with backoff. Workers that still reach it take over
+                    # this one's tasks once its heartbeat is older than the worker timeout.
+                    if not outage:
+                        log.warning("the database does not answer; not claiming until it does",
+                                    exc_info=True)
+                    outage += 1
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), min(5.0, 0.2 * 2 ** min(outage, 5)))
         finally:
-            while self._jobs:
-                await asyncio.gather(*list(self._jobs), return_exceptions=True)
+            await self._finish_jobs()
             self._flush_now.set()
             self._arrived.set()
             await writer
+            heart.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heart
+            with contextlib.suppress(SQLAlchemyError):
+                given_back = await self._in_db(self._retire)
+                if given_back:
+                    log.warning("gave %d unfinished tasks back to the queue", given_back)
             await self.pool.aclose()
             if self._database is not None:
                 self._database.shutdown(wait=True)
                 self._database = None
 
+    async def _finish_jobs(self) -> None:
+        """Stopping: the tasks in flight get ``worker_drain_seconds`` to finish; what is still
+        running then is cancelled and given back to the queue (``_retire``), to run again
+        elsewhere, reading the app first."""
+        deadline = time.monotonic() + self.settings.worker_drain_seconds
+        warned = False
+        while self._jobs:  # jobs spawn jobs (a batch's read spawns its requests): look again
+            left = deadline - time.monotonic()
+            if left > 0:
+                await asyncio.wait(list(self._jobs), timeout=left,
+                                   return_when=asyncio.FIRST_COMPLETED)
+                continue
+            if not warned:
+                log.warning("%d jobs still running after the drain period: cancelling them",
+                            len(self._jobs))
+                warned = True
+            for job in list(self._jobs):
+                job.cancel()
+            await asyncio.gather(*list(self._jobs), return_exceptions=True)
+
+    # -- liveness ------------------------------------------------------------------------------
+
+    async def _heartbeat(self, stop: asyncio.Event) -> None:
+        """Beat the worker's row, and give back the tasks of workers that stopped beating."""
+        every = liveness.heartbeat_every(self.settings.worker_timeout_seconds)
+        while True:
+            try:
+                probes = await self._in_db(self._beat, stop.is_set())
+                self._beaten = time.monotonic()
+                for app_id in probes:
+                    self._spawn(self._probe_quarantined(app_id))
+            except SQLAlchemyError:
+                log.debug("heartbeat failed", exc_info=True)
+            await asyncio.sleep(every)
+
+    def _beat(self, draining: bool) -> list[str]:
+        """Beat; give back dead workers' tasks; end pauses that are over; read the pauses;
+        take the quarantine probes that are due (returned, to run on the loop)."""
+        timeout = timedelta(seconds=self.settings.worker_timeout_seconds)
+        with self.db.session() as session:
+            liveness.beat(session, self.id, len(self._slots), draining=draining)
+        with self.db.session() as session:
+            released = liveness.release_orphans(session, timeout)
+        with self.db.session() as session:
+            resumed = throttle.resume_expired(session, correlation_id=f"worker:{self.id}"[:36])
+            self._paused = throttle.paused(session)
+        probes: list[str] = []
+        if not draining:
+            with self.db.session() as session:
+                probes = quarantine.take_due_probes(session)
+        if released:
+            log.warning("gave %d tasks of stopped workers back to the queue", released)
+        if released or resumed:
+            self.wake()
+        return probes
+
+    async def _probe_quarantined(self, app_id: str) -> None:
+        """The connection test of a quarantined app: passed, the app resumes at once."""
+        correlation = f"probe:{app_id}"[:36]
+        try:
+            ctx = await self._in_db(self._context_of, app_id)
+            if ctx is None:
+                return  # deleted meanwhile: its quarantine went with it
+            report = await (await self.pool.get(ctx)).test_connection()
+            why = report.reason
+        except Exception as exc:  # a probe that cannot run failed; it runs again later
+            why = f"{type(exc).__name__}: {exc}"[:300]
+        await self._in_db(self._probed, app_id, why, correlation)
+        if why is None:
+            self._paused.pop(app_id, None)
+            self.wake()
+
+    def _probed(self, app_id: str, why: str | None, correlation: str) -> None:
+        with self.db.session() as session:
+            if why is None:
+                quarantine.resume(session, app_id, "the probe passed", actor="provisiond",
+                                  correlation_id=correlation)
+            else:
+                quarantine.probe_failed(session, app_id, why, correlation_id=correlation)
+
+    def _context_of(self, app_id: str) -> AppContext | None:
+        with self.db.session() as session:
+            return read_context(session, self.vault, app_id)
+
+    def _retire(self) -> int:
+        with self.db.session() as session:
+            return liveness.retire(session, self.id)
+
+    def beating(self) -> bool:
+        """Has this worker written its heartbeat within the worker timeout (/readyz)?"""
+        beaten = self._beaten
+        return beaten is not None and (
+            time.monotonic() - beaten < self.settings.worker_timeout_seconds
+        )
+
+    async def _registered(self) -> bool:
+        """May this worker claim? Its row must exist first (claims by a worker without one
+        would be taken for abandoned), and not while its heartbeat is failing: past half the
+        timeout, other workers may be about to take its tasks back, and would take these too."""
+        if self._beaten is None:
+            await self._in_db(self._beat, False)
+            self._beaten = time.monotonic()
+        return time.monotonic() - self._beaten < self.settings.worker_timeout_seconds / 2
+
     def _housekeeping(self) -> None:
-        """Requeue tasks of workers that died; queue accounts due for deletion."""
+        """Queue accounts due for deletion."""
         from provisiond.engine.sweep import sweep_expired
 
         try:
             with self.db.session() as session:
-                queue.release_expired_leases(session)
                 sweep_expired(session)
         except Exception:  # housekeeping must never stop the worker; it is retried later
             log.exception("worker housekeeping failed")
@@ -226,7 +357,7 @@ class Worker:
 
     async def _claim(self) -> list[queue.Claimed]:
         room_total = self.capacity - len(self._slots)
-        if room_total <= 0:
+        if room_total <= 0 or not await self._registered():
             return []
         room_normal = self.capacity - self.reserved - (len(self._slots) - self._urgent)
         room = {
@@ -385,6 +516,9 @@ class Worker:
         creates of the next minutes need no lookup first (engine.executor, ``skip_lookup``)."""
         try:
             async with self._gate(ctx.app_id).slot():
+                until = self._paused.get(ctx.app_id)
+                if until is not None and until > utcnow():
+                    return  # it asked to slow down: the creates look up as usual
                 empty = await (await self.pool.get(ctx)).holds_no_users()
         except ConnectorError:
             return  # the creates look up as usual, and report the failure themselves
@@ -477,6 +611,9 @@ class Worker:
         result.step("scope", snap.reason, policy_version=ctx.policy.version or 0)
         try:
             async with self._gate(ctx.app_id).slot(urgent=task.priority == 0):
+                until = self._paused.get(ctx.app_id)
+                if until is not None and until > utcnow():
+                    return waits_for_pause(task, until)
                 if utcnow() - task.claimed_at > RECHECK_AFTER:
                     renewed = await self._in_db(self._renew, task)
                     if renewed is None:
@@ -489,16 +626,28 @@ class Worker:
                     verify_remote=task.verify_remote, deprovision=ctx.deprovision, now=utcnow(),
                     result=result, skip_lookup=skip_lookup and not task.verify_remote,
                 )
+            self._watch.succeeded(ctx.app_id)
             if any(step["step"] == "adopt" for step in result.trace):
                 self._known_empty.pop(ctx.app_id, None)  # someone else writes to it too
         except ConnectorError as exc:
             result.step("error", exc.detail, retryable=exc.retryable)
             result.outcome = "failed"
-            return account_failure(
-                task, snap, exc.detail, dead=not exc.retryable,
-                retry_after=exc.retry_after if isinstance(exc, RateLimited) else None,
-                policy=self.retry_policy, now=utcnow(), result=result,
+            retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
+            why = None if retry_after is not None else self._watch.failed(
+                ctx.app_id, transient=exc.retryable, http_status=exc.http_status
             )
+            outcome = account_failure(
+                task, snap, exc.detail, dead=not exc.retryable and why is None,
+                retry_after=retry_after, policy=self.retry_policy, now=utcnow(), result=result,
+            )
+            if why is not None:  # the app, not this task: hold every task until a probe passes
+                outcome.quarantine = why
+                self._paused[ctx.app_id] = utcnow() + timedelta(hours=1)
+            if retry_after is not None:  # the app's answer to every task: pause it
+                outcome.pause = (retry_after, f"HTTP 429, Retry-After {retry_after:.1f} s")
+                until = utcnow() + min(timedelta(seconds=retry_after), throttle.MAX_PAUSE)
+                self._paused[ctx.app_id] = max(until, self._paused.get(ctx.app_id, until))
+            return outcome
         except Exception as exc:  # a bug must not kill the loop; the task is marked dead
             log.exception("task %s of app %s crashed", task.id, task.app_id)
             result.outcome = "failed"

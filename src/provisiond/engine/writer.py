@@ -20,7 +20,7 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from provisiond.engine import queue
+from provisiond.engine import quarantine, queue, throttle
 from provisiond.engine.outcomes import ENGINE_ACTOR, Outcome, Transition
 from provisiond.engine.reader import groups_to_recheck
 from provisiond.store.tables import Account, App, Event, Run, Task, new_id
@@ -53,6 +53,14 @@ def write_outcomes(session: Session, outcomes: Sequence[Outcome], now: datetime)
     if not outcomes:
         return set()
     owned = owned_ids(session, outcomes)
+    for outcome in outcomes:
+        if outcome.pause is not None:
+            seconds, why = outcome.pause
+            throttle.pause(session, outcome.task.app_id, seconds, why,
+                           correlation_id=outcome.task.correlation_id, now=now)
+        if outcome.quarantine is not None:
+            quarantine.enter(session, outcome.task.app_id, outcome.quarantine,
+                             correlation_id=outcome.task.correlation_id, now=now)
     _upsert_accounts(session, [o for o in outcomes if o.account is not None], now)
     errors = [o for o in outcomes if o.account_error is not None and o.task.id in owned]
     if errors:

@@ -51,12 +51,15 @@ class LogQuery:
     action: str | None = None
     app_id: str | None = None
     user_id: str | None = None
+    user_ids: tuple[str, ...] | None = None  # any of these (a login or name found several)
     text: str | None = None
     outcome: str | None = None
     correlation_id: str | None = None
     limit: int = 100
     cursor: str | None = None
     after: int | None = None  # for --follow: events newer than this id, oldest first
+    # Only events of these apps (an app_admin's view); None: every event, with or without app.
+    app_ids: frozenset[str] | None = None
 
 
 def encode_cursor(event_id: int) -> str:
@@ -85,8 +88,13 @@ def search(session: Session, query: LogQuery) -> tuple[Sequence[Event], str | No
         )
     if query.app_id:
         statement = statement.where(Event.app_id == query.app_id)
+    if query.app_ids is not None:
+        # In the query, not after it: a page is full and its cursor right whatever it hides.
+        statement = statement.where(Event.app_id.in_(sorted(query.app_ids)))
     if query.user_id:
         statement = statement.where(Event.user_id == query.user_id)
+    if query.user_ids is not None:
+        statement = statement.where(Event.user_id.in_(query.user_ids))
     if query.outcome:
         statement = statement.where(Event.outcome == query.outcome)
     if query.correlation_id:

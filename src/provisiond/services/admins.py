@@ -1,15 +1,17 @@
-"""Console administrators: local accounts, argon2 password hashes, lock-out after failures.
+"""Console administrators: local accounts, argon2 password hashes, throttled sign-ins.
 
-Sign-ins are logged with Okta's event names: ``user.session.start`` (success or failure),
-``user.account.lock`` when the fifth failure in a row locks the account for 15 minutes,
+Sign-ins are logged with Okta's event names: ``user.session.start`` (success or failure; a
+failure names the admin only when the name is one, never what was typed otherwise),
 ``user.session.end`` on sign-out and ``user.account.privilege.grant`` when an admin is made.
+Repeated failures slow down one (address, name) pair (services/login_throttle.py); no account
+is locked, so nobody can lock an admin out.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
-from datetime import timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -20,10 +22,9 @@ from provisiond.errors import Conflict, Invalid, NotFound, Unauthorized
 from provisiond.services import activity
 from provisiond.services.apps import get_app
 from provisiond.services.context import ROLES, Actor, Role
+from provisiond.services.login_throttle import LoginThrottle
 from provisiond.store.tables import Admin, utcnow
 
-MAX_FAILURES = 5
-LOCK_FOR = timedelta(minutes=15)
 MIN_PASSWORD_LENGTH = 12
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._@-]{1,63}$")
 
@@ -36,6 +37,19 @@ _DUMMY_HASH = _hasher.hash("provisiond-dummy-password")
 
 class SignInFailed(Unauthorized):
     """A refused sign-in. Not raised through a unit of work: the failure must be committed."""
+
+
+class SignInThrottled(SignInFailed):
+    """Too many failures from this address at this name: wait ``retry_after`` seconds."""
+
+    status, type, title = 429, "too-many-sign-ins", "Too many failed sign-ins"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            f"too many failed sign-ins: try again in {retry_after} second(s)",
+            retry_after=retry_after,
+        )
+        self.retry_after = retry_after
 
 
 def actor_of(admin: Admin, correlation_id: str) -> Actor:
@@ -102,54 +116,72 @@ def create_admin(
     return admin
 
 
-def sign_in(session: Session, username: str, password: str, correlation_id: str) -> Admin:
+def sign_in(
+    session: Session,
+    username: str,
+    password: str,
+    correlation_id: str,
+    *,
+    address: str = "",
+    throttle: LoginThrottle | None = None,
+) -> Admin:
     """Check a username and password; raises ``SignInFailed`` with a message fit to show.
 
-    Five failures in a row lock the account for 15 minutes, even for the right password.
-    The caller must commit even on failure: the failure count and the event are the point.
+    An unknown name and a wrong password are answered alike, at the same cost (a hash is
+    verified either way). With ``throttle``, failures from ``address`` at this name make its
+    next attempts wait (services/login_throttle.py): ``SignInThrottled`` (429) before any
+    check, for known and unknown names alike; no account is ever locked. The caller must
+    commit even on failure: the event is the point.
     """
     key = username.strip().lower()
-    # Row lock (PostgreSQL): parallel guesses are counted one after another, so no more than
-    # MAX_FAILURES get through before the lock (SQLite's BEGIN IMMEDIATE serialises already).
-    admin = session.scalar(select(Admin).where(Admin.username == key).with_for_update())
-    actor = Actor(f"admin:{key}" if admin else "anonymous", correlation_id=correlation_id)
+    if throttle is not None:
+        wait = throttle.admit(address, key)
+        if wait > 0:
+            raise SignInThrottled(math.ceil(wait))
+    ok = False
+    try:
+        admin = _check(session, key, password, correlation_id, address)
+        ok = True
+        return admin
+    finally:  # whatever happened (a database error too), the admitted attempt is released
+        if throttle is not None:
+            throttle.done(address, key, ok=ok)
+
+
+def _check(
+    session: Session,
+    key: str,
+    password: str,
+    correlation_id: str,
+    address: str,
+) -> Admin:
+    admin = session.scalar(select(Admin).where(Admin.username == key))
     now = utcnow()
     if admin is None:
         _verify(_DUMMY_HASH, password)
-        _failed(session, actor, None, key, "unknown username")
+        # What was typed as a name may be a password (typed in the wrong box): not recorded.
+        _failed(session, Actor("anonymous", correlation_id=correlation_id), None, address)
         raise SignInFailed("wrong username or password")
-    if admin.locked_until is not None and admin.locked_until > now:
-        minutes = max(1, round((admin.locked_until - now).total_seconds() / 60))
-        _failed(session, actor, admin, key, "account locked")
-        raise SignInFailed(
-            f"too many failed sign-ins: this account is locked for {minutes} more minute(s)"
-        )
+    # Whoever typed the password is not known to be the admin: failures are anonymous's.
+    anonymous = Actor("anonymous", correlation_id=correlation_id)
+    if admin.disabled_at is not None:
+        _verify(_DUMMY_HASH, password)  # as long as for anyone else: a disabled name leaks nothing
+        _failed(session, anonymous, admin, address, reason="account disabled")
+        raise SignInFailed("wrong username or password")
     if not _verify(admin.password_hash, password):
-        admin.failed_logins += 1
-        _failed(session, actor, admin, key, "wrong password")
-        if admin.failed_logins >= MAX_FAILURES:
-            admin.locked_until, admin.failed_logins = now + LOCK_FOR, 0
-            activity.record(
-                session,
-                actor,
-                "user.account.lock",
-                f"locked console admin {key} for 15 minutes after {MAX_FAILURES} failed sign-ins",
-                outcome="failure",
-                targets={"admin": key, "admin_id": admin.id},
-            )
-            raise SignInFailed(
-                f"too many failed sign-ins: this account is locked for {LOCK_FOR.seconds // 60} minutes"
-            )
+        admin.failed_logins += 1  # consecutive failures, shown to whoever manages admins
+        _failed(session, anonymous, admin, address)
         raise SignInFailed("wrong username or password")
     if _hasher.check_needs_rehash(admin.password_hash):
         admin.password_hash = _hasher.hash(password)
     admin.failed_logins, admin.locked_until, admin.last_login_at = 0, None, now
     activity.record(
         session,
-        actor,
+        actor_of(admin, correlation_id),
         "user.session.start",
         f"console admin {key} signed in",
         targets={"admin": key, "admin_id": admin.id},
+        details={"address": address} if address else None,
     )
     return admin
 
@@ -166,6 +198,10 @@ def sign_out(session: Session, admin: Admin, correlation_id: str) -> None:
     )
 
 
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
 def _verify(password_hash: str, password: str) -> bool:
     try:
         return _hasher.verify(password_hash, password)
@@ -174,14 +210,17 @@ def _verify(password_hash: str, password: str) -> bool:
 
 
 def _failed(
-    session: Session, actor: Actor, admin: Admin | None, username: str, reason: str
+    session: Session, actor: Actor, admin: Admin | None, address: str, reason: str | None = None
 ) -> None:
+    """A failed sign-in's event: the name only when it is an admin's, never the password."""
+    name = admin.username if admin else "an unknown username"
+    reason = reason or ("wrong password" if admin else "unknown username")
     activity.record(
         session,
         actor,
         "user.session.start",
-        f"console sign-in of {username!r} failed: {reason}",
+        f"console sign-in as {name} failed: {reason}",
         outcome="failure",
-        targets={"admin": username, **({"admin_id": admin.id} if admin else {})},
-        details={"reason": reason},
+        targets={"admin": admin.username, "admin_id": admin.id} if admin else None,
+        details={"reason": reason, **({"address": address} if address else {})},
     )

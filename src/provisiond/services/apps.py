@@ -39,9 +39,15 @@ def settings_of(app: App, vault: Vault) -> ScimConnectorSettings:
 
 
 def _seal(connector: ScimConnectorSettings, vault: Vault) -> tuple[dict[str, Any], str | None]:
-    dumped = connector.model_dump(mode="python")
-    public_auth, secret = split_secrets(dumped.pop("auth"))
-    public = {**connector.model_dump(mode="json", exclude={"auth"}), "auth": public_auth}
+    # The python dump tells the secrets (SecretStr) apart; the stored public half is the JSON
+    # dump, since a python one keeps types a JSON column cannot hold (an OAuth token_url is
+    # an HttpUrl).
+    names, secret = split_secrets(connector.auth.model_dump(mode="python"))
+    shown = connector.auth.model_dump(mode="json")
+    public = {
+        **connector.model_dump(mode="json", exclude={"auth"}),
+        "auth": {name: shown[name] for name in names},
+    }
     return public, (vault.seal(secret) if secret else None)
 
 
@@ -100,28 +106,30 @@ def update_app(
         changes["label"] = {"old": app.label, "new": label}
         app.label = label
     if connector is not None:
+        given_auth = connector.get("auth")
+        if given_auth is not None and not isinstance(given_auth, dict):
+            raise Invalid(
+                "connector.auth: must be an object with a type (bearer, basic, none, ...)",
+                field="connector.auth",
+            )
         current = settings_of(app, vault)
-        merged_auth = dict(connector.get("auth") or {})
-        current_auth = current.auth.model_dump(mode="python")
+        merged_auth = dict(given_auth or {})
         if merged_auth.get("type", current.auth.type) == current.auth.type:
-            merged_auth = {
-                **{
-                    k: (v.get_secret_value() if hasattr(v, "get_secret_value") else v)
-                    for k, v in current_auth.items()
-                },
-                **merged_auth,
-            }
+            # The kept secrets stay SecretStr: a validation error about this dict (a missing
+            # field) must not be able to show the stored token.
+            merged_auth = {**dict(current.auth), **merged_auth}
         new = ScimConnectorSettings.model_validate(
             {**current.model_dump(mode="json", exclude={"auth"}), **connector, "auth": merged_auth}
         )
         public, sealed = _seal(new, vault)
-        given = set(connector.get("auth") or {}) & set(vault.open(sealed))
-        if not given and app.credentials and _hosts(new) != _hosts(current):
+        kept = set(vault.open(sealed)) - set(connector.get("auth") or {})
+        if kept and _destinations(new) != _destinations(current):
             # A kept secret must not follow the app to another host: whoever may edit the URL
-            # could otherwise collect a token they are never shown.
+            # could otherwise collect a token they are never shown. Nor may it move from https
+            # to http, where anyone on the path reads it.
             raise Invalid(
-                "the stored credentials are only kept while the host stays the same: "
-                "send connector.auth with its secret to move the app to another host",
+                "the stored credentials are only kept while the scheme and host stay the same: "
+                "send connector.auth with its secret (or type none) to change where the app is",
                 field="connector.auth",
             )
         for key in sorted(set(public) | set(app.connector)):
@@ -149,13 +157,17 @@ def update_app(
     return app
 
 
-def _hosts(settings: ScimConnectorSettings) -> tuple[str | None, ...]:
-    """Where credentials are sent: the SCIM host and, for OAuth, the token endpoint's host."""
+def _destinations(settings: ScimConnectorSettings) -> tuple[str | None, ...]:
+    """Where credentials are sent, as origins (scheme, host, port): the SCIM service's and,
+    for OAuth, the token endpoint's."""
     token_url = getattr(settings.auth, "token_url", None)
-    return (
-        urlsplit(settings.base_url).netloc.lower(),
-        urlsplit(str(token_url)).netloc.lower() if token_url else None,
-    )
+    return (_origin(settings.base_url), _origin(str(token_url)) if token_url else None)
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    # The port is part of it: another port of the host may be another service.
+    return f"{parts.scheme.lower()}://{parts.netloc.lower()}"
 
 
 def delete_app(session: Session, actor: Actor, app_id: str) -> None:

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -392,3 +392,24 @@ def find_users_by_ids(session: Session, ids: Sequence[str]) -> dict[str, User]:
     if not ids:
         return {}
     return {user.id: user for user in session.scalars(select(User).where(or_(User.id.in_(ids))))}
+
+
+def find_users(session: Session, text: str, limit: int = 50) -> Sequence[User]:
+    """Users whose id is ``text``, or whose login or name (first, last, both, or display
+    name) contains it, whatever the case: how an admin who knows a person finds them."""
+    needle = text.strip().casefold()
+    if not needle:
+        return []
+    like = "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    first = func.coalesce(User.profile["firstName"].as_string(), "")
+    last = func.coalesce(User.profile["lastName"].as_string(), "")
+    display = func.coalesce(User.profile["displayName"].as_string(), "")
+    statement = select(User).where(
+        or_(
+            User.id == text.strip(),
+            User.login_key.like(like, escape="\\"),
+            func.lower(first + " " + last).like(like, escape="\\"),
+            func.lower(display).like(like, escape="\\"),
+        )
+    )
+    return session.scalars(statement.order_by(User.login_key).limit(limit)).all()

@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
+from provisiond.engine import liveness
 from provisiond.store.tables import Account, App, Event, Run, Task, utcnow
 
 DEPROVISION = "app.user.deprovision"
@@ -61,8 +62,14 @@ def queue_depth(session: Session) -> dict[tuple[str, str], int]:
     return {(app, status): n for app, status, n in rows}
 
 
-def oldest_queued_age_seconds(session: Session, now: datetime | None = None) -> float:
-    oldest = session.scalar(select(func.min(Task.created_at)).where(Task.status == "queued"))
+def oldest_queued_age_seconds(
+    session: Session, now: datetime | None = None, app_ids: frozenset[str] | None = None
+) -> float:
+    """Among every app's tasks, or only ``app_ids``'."""
+    statement = select(func.min(Task.created_at)).where(Task.status == "queued")
+    if app_ids is not None:
+        statement = statement.where(Task.app_id.in_(sorted(app_ids)))
+    oldest = session.scalar(statement)
     if oldest is None:
         return 0.0
     if oldest.tzinfo is None:  # func.min bypasses the column type on SQLite
@@ -180,3 +187,9 @@ def dashboard(session: Session, app_ids: Sequence[str] | None = None) -> list[Ap
             )
         )
     return figures
+
+
+def workers(session: Session, timeout_seconds: float) -> list[liveness.WorkerState]:
+    """The worker processes the database knows: running, draining or lost (silent longer
+    than the worker timeout, their tasks given back to the queue)."""
+    return liveness.workers(session, timedelta(seconds=timeout_seconds))

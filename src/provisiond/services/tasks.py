@@ -11,7 +11,7 @@ from provisiond.engine import queue
 from provisiond.errors import Conflict, NotFound
 from provisiond.services import activity
 from provisiond.services.context import Actor
-from provisiond.store.tables import Task, utcnow
+from provisiond.store.tables import App, Task, utcnow
 
 STATUSES = ("queued", "running", "succeeded", "dead", "dismissed", "superseded")
 
@@ -66,6 +66,54 @@ def retry_task(session: Session, actor: Actor, task_id: str) -> Task:
     queue.retry(session, [task.id])
     session.refresh(task)
     return task
+
+
+def retry_dead(session: Session, actor: Actor, app: App) -> list[Task]:
+    """Retry every dead task of an app at once, after an outage: what ``retry_task`` does to
+    each, newest first, in one transaction and one activity event. The tasks now queued (a
+    dead task whose account a newer queued task already reconciles hands over to that one)."""
+    dead = session.scalars(
+        select(Task)
+        .where(Task.app_id == app.id, Task.status == queue.DEAD)
+        .order_by(Task.updated_at.desc(), Task.id)
+    ).all()
+    if not dead:
+        return []
+    pending = {
+        task.subject_id: task
+        for task in session.scalars(
+            select(Task).where(Task.app_id == app.id, Task.status == queue.QUEUED)
+        )
+    }
+    now = utcnow()
+    again: list[Task] = []
+    queued: dict[str, Task] = {}
+    for task in dead:
+        newer = pending.get(task.subject_id)
+        if newer is not None:  # as in retry_task; an older dead task hands over to the newest
+            task.status, task.updated_at = queue.SUPERSEDED, now
+            newer.next_attempt_at = now
+            queued[newer.id] = newer
+            continue
+        task.run_id = None  # its run already counted it as failed
+        again.append(task)
+        pending[task.subject_id] = task
+        queued[task.id] = task
+    session.info["tasks_enqueued"] = True
+    if again:
+        queue.retry(session, [task.id for task in again])
+        for task in again:
+            session.refresh(task)
+    activity.record(
+        session,
+        actor,
+        "task.retry",
+        f"retried the {len(dead)} dead task(s) of {app.name} at once",
+        app_id=app.id,
+        targets={"app": app.name},
+        details={"retried": len(dead), "queued": len(queued)},
+    )
+    return list(queued.values())
 
 
 def dismiss_task(session: Session, actor: Actor, task_id: str) -> Task:

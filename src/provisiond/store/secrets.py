@@ -8,17 +8,21 @@ interface: the API shows ``"secret_set": true`` instead.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from pydantic import SecretStr
 
 from provisiond.errors import ProvisiondError
 
 
 class Vault:
-    def __init__(self, key: bytes) -> None:
-        self._fernet = Fernet(key)
+    """Seals with the first key; opens with any of them (a rotation in progress, store/keys.py)."""
+
+    def __init__(self, keys: bytes | Sequence[bytes]) -> None:
+        ring = [keys] if isinstance(keys, bytes) else list(keys)
+        self._fernet = MultiFernet([Fernet(key) for key in ring])
 
     def __repr__(self) -> str:
         return "Vault(<key hidden>)"
@@ -36,6 +40,17 @@ class Vault:
                 "stored credentials cannot be decrypted: PROVISIOND_SECRET_KEY changed?"
             ) from exc
         return data
+
+    def opens(self, sealed: str) -> bool:
+        try:
+            self._fernet.decrypt(sealed.encode())
+        except InvalidToken:
+            return False
+        return True
+
+    def reseal(self, sealed: str) -> str:
+        """The same value sealed with the first key (``InvalidToken`` if no key opens it)."""
+        return self._fernet.rotate(sealed.encode()).decode()
 
 
 def split_secrets(auth: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:

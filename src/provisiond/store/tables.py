@@ -295,6 +295,39 @@ class Task(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class WorkerProcess(Base):
+    """A worker's heartbeat: the tasks of a worker silent for longer than the worker timeout
+    are given back to the queue (engine.liveness), so a killed process delays nobody long."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    beat_at: Mapped[datetime] = mapped_column(default=utcnow)
+    in_flight: Mapped[int] = mapped_column(Integer, default=0)
+    # Set on SIGTERM: the worker claims nothing more and finishes or gives back what it holds.
+    draining: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class AppPause(Base):
+    """An app no worker in the cluster claims tasks of. ``throttle``: it answered 429 with
+    Retry-After, paused until ``until`` (engine.throttle). ``quarantine``: its requests kept
+    failing; held until a probe passes, the next probe at ``until`` (engine.quarantine)."""
+
+    __tablename__ = "app_pauses"
+
+    app_id: Mapped[str] = mapped_column(
+        ForeignKey("apps.id", ondelete="CASCADE"), primary_key=True
+    )
+    kind: Mapped[str] = mapped_column(String(16), default="throttle")
+    since: Mapped[datetime] = mapped_column(default=utcnow)
+    until: Mapped[datetime]
+    reason: Mapped[str] = mapped_column(Text)
+    probes: Mapped[int] = mapped_column(Integer, default=0)  # quarantine: probes failed so far
+
+
 class PushedGroup(Base):
     """A directory group pushed to an app: the app holds a group of the same name whose members
     are the group's effective members who have an active account there (services.pushes)."""
@@ -364,6 +397,8 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+    # None: the token never expires on its own (it can still be revoked).
+    expires_at: Mapped[datetime | None]
 
 
 class Admin(Base):
@@ -382,3 +417,20 @@ class Admin(Base):
     session_epoch: Mapped[int] = mapped_column(Integer, default=0)
     last_login_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # A disabled admin cannot sign in and its sessions ended when it was disabled.
+    disabled_at: Mapped[datetime | None]
+
+
+class KeyCanary(Base):
+    """A value sealed with the credentials key, so a start with another key is refused at once.
+
+    One row. ``fingerprint`` names the key that sealed it (a hash, never the key), so the refusal
+    can say which key the database expects.
+    """
+
+    __tablename__ = "key_canary"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(32))
+    sealed: Mapped[str] = mapped_column(Text)
+    sealed_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -21,9 +21,12 @@ from starlette.templating import Jinja2Templates
 
 from provisiond.errors import ProvisiondError
 from provisiond.runtime import Runtime
+from provisiond.services.login_throttle import LoginThrottle
 from provisiond.web import charts
 from provisiond.web.context import SignInRequired, render, sign_in_url
+from provisiond.web.headers import SecurityHeaders
 from provisiond.web.routes import (
+    access,
     activity,
     app_tabs,
     apps,
@@ -34,6 +37,7 @@ from provisiond.web.routes import (
     push_groups,
     runs,
     tasks,
+    workers,
 )
 from provisiond.web.sessions import SessionCodec
 
@@ -42,6 +46,18 @@ HERE = Path(__file__).parent
 
 def _when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value else "—"
+
+
+def _json(value: object) -> str:
+    """A value as the CLI and the API print it (``true``, ``null``, ``"Ada"``), not Python's."""
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _setting(value: object) -> str:
+    """A policy field: an expression as written, anything else (limits, ``null``) as JSON."""
+    if value is None:
+        return "—"
+    return value if isinstance(value, str) else _json(value)
 
 
 def templates() -> Jinja2Templates:
@@ -53,6 +69,8 @@ def templates() -> Jinja2Templates:
     )
     env.filters["when"] = _when
     env.filters["pretty"] = lambda value: json.dumps(value, indent=2, sort_keys=True, default=str)
+    env.filters["json"] = _json
+    env.filters["setting"] = _setting
     env.globals["bar_chart"] = charts.bar_chart
     env.globals["latency_chart"] = charts.latency_chart
     return Jinja2Templates(env=env)
@@ -61,17 +79,22 @@ def templates() -> Jinja2Templates:
 def create_console(rt: Runtime, *, idle_seconds: float | None = None) -> FastAPI:
     console = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
     console.state.runtime = rt
-    key = rt.settings.encryption_key()
+    # Derived from the sealing key: a key rotation also ends every console session.
+    key = rt.keys.primary
     console.state.codec = (
         SessionCodec(key, idle=idle_seconds) if idle_seconds is not None else SessionCodec(key)
     )
     console.state.templates = templates()
+    # Per process, like the sessions' codec; tests swap its clock (services/login_throttle.py).
+    console.state.login_throttle = LoginThrottle()
     console.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     for module in (
-        auth, dashboard, apps, app_tabs, push_groups, directory, groups, runs, tasks, activity
+        auth, dashboard, apps, app_tabs, push_groups, directory, groups, runs, tasks, activity,
+        workers, access,
     ):
         console.include_router(module.router)
     _install_errors(console)
+    console.add_middleware(SecurityHeaders)
     return console
 
 

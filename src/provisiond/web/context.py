@@ -83,8 +83,9 @@ def signed_in(request: Request) -> Console:
         raise SignInRequired(expired)
     with rt.db.session() as db:
         admin = db.get(Admin, session.admin_id)
-        if admin is None or admin.session_epoch != session.epoch:
-            raise SignInRequired(expired=True)  # signed out elsewhere, or the admin was removed
+        if admin is None or admin.session_epoch != session.epoch or admin.disabled_at:
+            # Signed out elsewhere, or the admin was disabled or removed.
+            raise SignInRequired(expired=True)
         actor = admins.actor_of(admin, current_correlation_id.get() or new_correlation_id())
         username, role = admin.username, admin.role
     session = sessions.touch(session)

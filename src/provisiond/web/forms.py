@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 from pydantic import ValidationError
 
-from provisiond.errors import ProvisiondError
+from provisiond.errors import ProvisiondError, validation_message
 
 FieldErrors = dict[str, str]
 
@@ -14,11 +14,11 @@ FieldErrors = dict[str, str]
 def validation_errors(exc: ValidationError, fields: Mapping[str, str] | None = None) -> FieldErrors:
     """``{form field: message}``; ``fields`` maps a model location ("auth.token") to a field."""
     errors: FieldErrors = {}
-    for error in exc.errors():
+    for error in exc.errors(include_input=False, include_url=False):
         parts = [str(part) for part in error["loc"]]
         path = ".".join(parts)
         name = (fields or {}).get(path) or _by_suffix(parts, fields) or (parts[-1] if parts else "")
-        message = str(error["msg"]).removeprefix("Value error, ")
+        message = validation_message(error)
         errors.setdefault(name or "form", message)
     return errors
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from fastapi import APIRouter, Response
@@ -7,11 +8,19 @@ from pydantic import ValidationError
 
 from provisiond.api.authorization import requires
 from provisiond.api.deps import AdminDep, RuntimeDep
-from provisiond.api.schemas import AppCreate, AppOut, AppPatch, Page, ProvisioningOut, RunOut
+from provisiond.api.schemas import (
+    AppCreate,
+    AppOut,
+    AppPatch,
+    Page,
+    ProvisioningOut,
+    ProvisioningStateOut,
+    RunOut,
+)
 from provisiond.authz import Action, may
 from provisiond.domain.apps import ProvisioningSettings
-from provisiond.errors import Invalid
-from provisiond.services import apps, connection
+from provisiond.errors import Invalid, validation_message
+from provisiond.services import apps, connection, holds
 
 router = APIRouter(prefix="/apps", tags=["apps"])
 
@@ -58,9 +67,10 @@ def update_app(app_id: str, body: AppPatch, rt: RuntimeDep, actor: AdminDep) -> 
     except ValidationError as exc:
         # The connector is checked once merged with the stored one: a 422 naming the field,
         # as a schema violation in the body would be, not a 500.
-        first = exc.errors()[0]
+        # Without the input: it is the merged auth, secrets and all.
+        first = exc.errors(include_input=False, include_url=False)[0]
         field = ".".join(["connector", *(str(part) for part in first["loc"])])
-        raise Invalid(f"{field}: {first['msg']}", field=field) from None
+        raise Invalid(f"{field}: {validation_message(first)}", field=field) from None
 
 
 @router.delete("/{app_id}", status_code=204, dependencies=[requires(Action.APP_DELETE)])
@@ -92,6 +102,26 @@ async def put_provisioning(
     return ProvisioningPut(
         **settings.model_dump(), last_test=last_test, initial_run=RunOut.of(run) if run else None
     )
+
+
+@router.get("/{app_id}/provisioning/state", dependencies=[requires(Action.APP_READ)])
+def get_provisioning_state(app_id: str, rt: RuntimeDep, _: AdminDep) -> ProvisioningStateOut:
+    """Is provisioning flowing, paused (the app answered 429 with Retry-After) or quarantined
+    (its requests kept failing: tasks wait, a probe runs on a backoff schedule), and how many
+    tasks (deprovisionings among them) wait."""
+    with rt.db.session() as session:
+        return ProvisioningStateOut(**asdict(holds.state_of(session, app_id)))
+
+
+@router.post("/{app_id}/provisioning/resume", dependencies=[requires(Action.APP_MANAGE)])
+def resume_provisioning(app_id: str, rt: RuntimeDep, actor: AdminDep) -> ProvisioningStateOut:
+    """End the app's quarantine now, without waiting for the next probe (409 if it is not
+    quarantined); its waiting tasks are due at once."""
+    with rt.db.session() as session:
+        state = holds.resume(session, actor, app_id)
+    if rt.worker is not None:
+        rt.worker.wake()
+    return ProvisioningStateOut(**asdict(state))
 
 
 @router.post("/{app_id}/provisioning/test", dependencies=[requires(Action.APP_MANAGE)])

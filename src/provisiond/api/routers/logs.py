@@ -7,7 +7,7 @@ from fastapi import APIRouter, Query
 from provisiond.api.authorization import requires
 from provisiond.api.deps import AdminDep, RuntimeDep
 from provisiond.api.schemas import EventOut, Page
-from provisiond.authz import Action, may
+from provisiond.authz import Action, app_scope
 from provisiond.services import activity, apps
 
 router = APIRouter(prefix="/logs", tags=["logs"])
@@ -49,8 +49,7 @@ def list_events(
                 limit=limit,
                 cursor=cursor,
                 after=after,
+                app_ids=app_scope(actor),
             ),
         )
-        # An app_admin reads directory events and its own apps' events.
-        rows = [r for r in rows if r.app_id is None or may(actor, Action.APP_READ, r.app_id)]
         return Page[EventOut](items=[EventOut.of(row) for row in rows], next_cursor=next_cursor)

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Query
 
 from provisiond.api.authorization import requires
 from provisiond.api.deps import AdminDep, RuntimeDep
-from provisiond.api.schemas import Page, TaskOut
-from provisiond.authz import Action, may
+from provisiond.api.problems import PROBLEM_JSON
+from provisiond.api.schemas import Page, TaskOut, TasksRetry
+from provisiond.authz import Action, authorize, may
 from provisiond.services import apps, tasks
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
@@ -24,6 +27,28 @@ def list_tasks(
         rows = tasks.list_tasks(session, status=status, app_id=app_id, limit=limit)
         rows = [row for row in rows if may(actor, Action.TASK_READ, row.app_id)]
         return Page[TaskOut](items=[TaskOut.of(row) for row in rows])
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {PROBLEM_JSON: {}}}
+
+
+@router.post(
+    "/retry",
+    dependencies=[requires(Action.TASK_RETRY)],
+    responses={
+        403: _problem("The token's role may not retry tasks of this app."),
+        404: _problem("No app with that id or name."),
+        422: _problem("The body is not {\"app\": \"<id or name>\"}."),
+    },
+)
+def retry_dead_tasks(body: TasksRetry, rt: RuntimeDep, actor: AdminDep) -> Page[TaskOut]:
+    """Retry every dead task of an app at once (after an outage); the tasks now queued."""
+    with rt.db.session() as session:
+        app = apps.get_app(session, body.app)
+        # The app is in the body, not the path: the scoped check is made here.
+        authorize(actor, Action.TASK_RETRY, app.id)
+        return Page[TaskOut](items=[TaskOut.of(t) for t in tasks.retry_dead(session, actor, app)])
 
 
 @router.get("/{task_id}", dependencies=[requires(Action.TASK_READ)])

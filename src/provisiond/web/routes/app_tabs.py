@@ -15,10 +15,20 @@ from starlette.responses import Response
 from provisiond.authz import Action
 from provisiond.domain.roles import RoleExpression, RoleKind
 from provisiond.errors import Conflict, Invalid, NotFound, ProvisiondError
-from provisiond.services import activity, apps, assignments, directory, policy_saves, roles
+from provisiond.services import (
+    activity,
+    apps,
+    assignments,
+    directory,
+    impact,
+    policy_saves,
+    roles,
+)
 from provisiond.store.tables import Account, App, Group, User
+from provisiond.web.confirm import Confirmation, ask, confirmed, deprovisions
 from provisiond.web.context import Console, ConsoleDep, PostDep, redirect, render
 from provisiond.web.forms import FieldErrors, service_errors, validation_errors
+from provisiond.web.policy_errors import MappingError, each_mapping
 from provisiond.web.routes.apps import load
 
 router = APIRouter()
@@ -92,6 +102,61 @@ def create_role(app_id: str, console: PostDep) -> Response:
         errors = service_errors(exc, "name", ROLE_FIELDS)
         return _roles_page(console, app, 422, errors=errors, values=values)
     console.flash(f"Role {values['name']} defined.")
+    return redirect(console.request, f"/apps/{app.id}/roles")
+
+
+def _role_form(
+    console: Console, app: App, role: Any, status_code: int = 200, **context: Any
+) -> Response:
+    context.setdefault("errors", {})
+    context.setdefault("values", {
+        "name": role.name, "description": role.description or "",
+        "kind": role.expression["kind"], "value": role.expression["value"],
+    })
+    return render(
+        console.request, "apps/role.html", status_code=status_code, app=app, tab="roles",
+        can_manage=True, role=role, **context,
+    )
+
+
+@router.get("/apps/{app_id}/roles/{role_id}/edit")
+def edit_role(app_id: str, role_id: str, console: ConsoleDep) -> Response:
+    app = load(console, app_id, Action.APP_MANAGE)
+    with console.rt.db.session() as session:
+        role = roles.get_role(session, app.id, role_id)
+    return _role_form(console, app, role)
+
+
+@router.post("/apps/{app_id}/roles/{role_id}/edit")
+def update_role(app_id: str, role_id: str, console: PostDep) -> Response:
+    """Rename, describe or re-express a role, as the API's PATCH does: its holders are
+    re-planned (and the pushed group it named loses them) when the expression changes."""
+    app = load(console, app_id, Action.APP_MANAGE)
+    values = {key: console.field(key) for key in ROLE_FIELDS}
+    with console.rt.db.session() as session:
+        role = roles.get_role(session, app.id, role_id)
+    try:
+        if not values["name"]:
+            raise Invalid("enter a name", field="name")
+        expression = RoleExpression(
+            kind=values["kind"] or "scim_role", value=values["value"] or values["name"]
+        )
+        with console.rt.db.session() as session:
+            role = roles.update_role(
+                session, console.actor, app.id, role.id,
+                changes={
+                    "name": values["name"],
+                    "description": values["description"] or None,
+                    "expression": expression.model_dump(mode="json"),
+                },
+            )
+    except ValidationError as exc:
+        errors = validation_errors(exc, ROLE_FIELDS)
+        return _role_form(console, app, role, 422, errors=errors, values=values)
+    except (Invalid, Conflict) as exc:
+        errors = service_errors(exc, "name", ROLE_FIELDS)
+        return _role_form(console, app, role, 422, errors=errors, values=values)
+    console.flash(f"Role {role.name} saved; the users who hold it are being updated.")
     return redirect(console.request, f"/apps/{app.id}/roles")
 
 
@@ -197,10 +262,45 @@ def create_assignment(app_id: str, console: PostDep) -> Response:
 @router.post("/apps/{app_id}/assignments/{assignment_id}/delete")
 def delete_assignment(app_id: str, assignment_id: str, console: PostDep) -> Response:
     app = load(console, app_id, Action.APP_MANAGE)
+    if not confirmed(console):
+        return _confirm_unassign(console, app, assignment_id)
     with console.rt.db.session() as session:
         assignments.delete_assignment(session, console.actor, app.id, assignment_id)
     console.flash("Unassigned. Users left without an assignment are deprovisioned.")
     return redirect(console.request, f"/apps/{app.id}/assignments")
+
+
+def _confirm_unassign(console: Console, app: App, assignment_id: str) -> Response:
+    with console.rt.db.session() as session:
+        row = assignments.get_assignment(session, app.id, assignment_id)
+        if row.principal_type == "group":
+            who = f"group {directory.get_group(session, row.principal_id).name}"
+        else:
+            who = directory.get_user(session, row.principal_id).login
+        found = impact.of_unassign(session, app.id, assignment_id)
+    return ask(
+        console,
+        Confirmation(
+            title=f"Unassign {who} from {app.label}?",
+            summary=_unassign_summary(who, app, found),
+            action=f"/apps/{app.id}/assignments/{assignment_id}/delete",
+            button=f"Unassign {who}",
+            back=f"/apps/{app.id}/assignments",
+            impact=found,
+        ),
+    )
+
+
+def _unassign_summary(who: str, app: App, found: impact.Impact) -> str:
+    waiting = sum(a.count for a in found.apps if not a.enabled)
+    if waiting:  # provisioning off: nothing is sent now, the deprovisionings wait for it
+        return (
+            f"Provisioning of {app.label} is disabled: unassigning {who} sends nothing now, "
+            f"and deprovisions {waiting} account{'' if waiting == 1 else 's'} once it is enabled."
+        )
+    if not found.count:
+        return f"Unassigning {who} deprovisions no account in {app.label}: nobody loses access."
+    return f"Unassigning {who} {deprovisions(found)} in {app.label}."
 
 
 # -- policy --------------------------------------------------------------------------------------
@@ -299,6 +399,10 @@ def policy_post(app_id: str, console: PostDep) -> Response:
         errors = validation_errors(exc, POLICY_FIELDS)
     except ProvisiondError as exc:
         errors = service_errors(exc, "mappings", POLICY_FIELDS)
+        if str(exc.extra.get("field", "")).startswith("mappings."):
+            found = _mapping_errors(console, values["mappings"])
+            errors = {"mappings": _refused(found) if found else exc.detail}
+            return _policy_page(console, app, 422, values=values, errors=errors, mapping_errors=found)
     if errors:
         return _policy_page(console, app, 422, values=values, errors=errors)
     if preview is not None:
@@ -308,6 +412,18 @@ def policy_post(app_id: str, console: PostDep) -> Response:
     if saved.pending is not None and saved.changed:
         return redirect(console.request, f"/runs/{saved.pending['run_id']}")
     return redirect(console.request, f"/apps/{app.id}/policy")
+
+
+def _mapping_errors(console: Console, text: str) -> list[MappingError]:
+    """Each refused mapping, compiled alone (the first refusal hides the others)."""
+    assert policies is not None
+    with console.rt.db.session() as session:
+        return each_mapping(text, lambda draft: policies.check(session, draft), _document_type())
+
+
+def _refused(found: list[MappingError]) -> str:
+    n = len(found)
+    return f"{n} mapping{'' if n == 1 else 's'} refused: see {'it' if n == 1 else 'each'} below."
 
 
 def _preview(console: Console, session: Any, app: App, draft: Any) -> dict[str, Any]:

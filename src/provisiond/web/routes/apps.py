@@ -15,6 +15,7 @@ from provisiond.domain.apps import (
     ProvisioningSettings,
     ScimConnectorSettings,
     app_name_pattern,
+    redacted_url,
     shown_connector,
 )
 from provisiond.errors import Conflict, Invalid, ProvisiondError
@@ -25,8 +26,14 @@ from provisiond.web.forms import FieldErrors, checked, service_errors, validatio
 
 router = APIRouter()
 FEATURES = ("create_users", "update_users", "deactivate_users", "push_groups", "password_on_create")
-AUTH_TYPES = ("bearer", "basic", "none")
+AUTH_TYPES = ("bearer", "basic", "oauth2_client_credentials", "none")
+OAUTH2 = "oauth2_client_credentials"
+# The form's fields for each kind's settings, secrets apart (never shown, never echoed).
+SHOWN_AUTH_FIELDS = ("username", "token_url", "client_id", "scope", "token_endpoint_auth_method")
+# Each kind's secret field: its hint says "Set" only for the kind the app has.
+SECRET_FIELDS = {"bearer": "token", "basic": "password", OAUTH2: "client_secret"}
 CONNECTOR_FIELDS = {
+    "connector.auth": "auth_type",
     "base_url": "base_url",
     "auth.bearer.token": "token",
     "auth.basic.username": "username",
@@ -65,21 +72,43 @@ def new_app(console: ConsoleDep) -> Response:
         values={"auth_type": "bearer"},
         errors={},
         pattern=app_name_pattern(),
+        secret_hints=_secret_hints(None, new=True),
     )
 
 
 def _auth(form: Console, keep_secrets: bool) -> dict[str, Any]:
     kind = form.field("auth_type") or "none"
     if kind not in AUTH_TYPES:
-        raise Invalid("choose bearer, basic or none", field="auth_type")
+        raise Invalid("choose a bearer token, HTTP basic, OAuth 2.0 or none", field="auth_type")
     auth: dict[str, Any] = {"type": kind}
-    if kind == "bearer" and (form.field("token") or not keep_secrets):
-        auth["token"] = form.field("token")
     if kind == "basic":
         auth["username"] = form.field("username")
-        if form.field("password") or not keep_secrets:
-            auth["password"] = form.field("password")
+    if kind == OAUTH2:
+        auth["token_url"] = form.field("token_url")
+        auth["client_id"] = form.field("client_id")
+        auth["scope"] = form.field("scope") or None
+        auth["token_endpoint_auth_method"] = (
+            form.field("token_endpoint_auth_method") or "client_secret_basic"
+        )
+    secret = SECRET_FIELDS.get(kind)
+    # An empty secret field on the Provisioning tab means "keep the stored one".
+    if secret and (form.field(secret) or not keep_secrets):
+        auth[secret] = form.field(secret)
     return auth
+
+
+def _shown_auth(console: Console) -> dict[str, str]:
+    """What was typed in the form's auth fields, to show again (secrets never)."""
+    return {name: console.field(name) for name in SHOWN_AUTH_FIELDS}
+
+
+def _secret_hints(stored_kind: str | None, *, new: bool = False) -> dict[str, str]:
+    if new:
+        return {field: "Stored encrypted; never shown again." for field in SECRET_FIELDS.values()}
+    return {
+        field: "Set — leave empty to keep it." if kind == stored_kind else "Not set."
+        for kind, field in SECRET_FIELDS.items()
+    }
 
 
 def _number(console: Console, name: str, default: float | None) -> float | None:
@@ -96,7 +125,7 @@ def _number(console: Console, name: str, default: float | None) -> float | None:
 def create_app(console: PostDep) -> Response:
     console.authorize(Action.APP_CREATE)
     values = {key: console.field(key) for key in ("name", "label", "base_url", "auth_type")}
-    values["username"] = console.field("username")
+    values |= _shown_auth(console)
     errors: FieldErrors = {}
     try:
         connector = ScimConnectorSettings.model_validate(
@@ -130,9 +159,10 @@ def create_app(console: PostDep) -> Response:
             console.request,
             "apps/new.html",
             status_code=422,
-            values=values,
+            values={**values, "base_url": redacted_url(values["base_url"])},
             errors=errors,
             pattern=app_name_pattern(),
+            secret_hints=_secret_hints(None, new=True),
         )
     console.flash(f"Added {values['name']}. Test the connection, then enable provisioning.")
     return redirect(console.request, f"/apps/{app_id}/provisioning")
@@ -157,10 +187,10 @@ def _provisioning_page(
         connector=connector_values
         or {
             **shown_connector(app.connector),
+            **{name: app.connector["auth"].get(name) or "" for name in SHOWN_AUTH_FIELDS},
             "auth_type": app.connector["auth"]["type"],
-            "username": app.connector["auth"].get("username", ""),
         },
-        secret_set=app.credentials is not None,
+        secret_hints=_secret_hints(app.connector["auth"]["type"] if app.credentials else None),
         settings=settings or apps.provisioning_of(app),
         last_test=test or app.last_test,
         features=FEATURES,
@@ -187,7 +217,7 @@ def save_connector(app_id: str, console: PostDep) -> Response:
     values = {
         "base_url": console.field("base_url"),
         "auth_type": console.field("auth_type"),
-        "username": console.field("username"),
+        **_shown_auth(console),
         "timeout_seconds": console.field("timeout_seconds"),
         "request_deadline_seconds": console.field("request_deadline_seconds"),
     }
@@ -208,6 +238,7 @@ def save_connector(app_id: str, console: PostDep) -> Response:
     else:
         console.flash("Connector settings saved. Test the connection again.")
         return redirect(console.request, f"/apps/{app.id}/provisioning")
+    values["base_url"] = redacted_url(values["base_url"])  # never echo a pasted secret
     return _provisioning_page(console, app, status_code=422, errors=errors, connector_values=values)
 
 
@@ -226,6 +257,8 @@ def _settings_from(console: Console, current: ProvisioningSettings) -> dict[str,
         "features": {name: checked(console.field(f"feature_{name}")) for name in FEATURES},
         "deprovision_action": console.field("deprovision_action") or "deactivate",
         "matching": console.field("matching") or current.matching,
+        # A form without the field (an older page) keeps the setting rather than resetting it.
+        "role_mode": console.field("role_mode") or current.role_mode,
         "concurrency": console.field("concurrency") or current.concurrency,
         "rate_limit_per_second": console.field("rate_limit_per_second") or None,
     }

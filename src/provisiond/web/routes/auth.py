@@ -70,15 +70,27 @@ def login(request: Request, form: Annotated[dict[str, str], Depends(_login_form)
         )
     correlation = current_correlation_id.get() or new_correlation_id()
     rt = runtime(request)
-    failure = None
-    with rt.db.session() as session:  # committed on failure too: the count and the event
+    failure: admins.SignInFailed | None = None
+    with rt.db.session() as session:  # committed on failure too: the event
         try:
-            admin = admins.sign_in(session, username, password, correlation)
+            admin = admins.sign_in(
+                session,
+                username,
+                password,
+                correlation,
+                address=request.client.host if request.client else "",
+                throttle=request.app.state.login_throttle,
+            )
             admin_id, epoch = admin.id, admin.session_epoch
         except admins.SignInFailed as exc:
-            failure = exc.detail
+            failure = exc
     if failure is not None:
-        return _login_page(request, status_code=401, error=failure, username=username)
+        response = _login_page(
+            request, status_code=failure.status, error=failure.detail, username=username
+        )
+        if isinstance(failure, admins.SignInThrottled):
+            response.headers["Retry-After"] = str(failure.retry_after)
+        return response
     request.state.console_session = new_session(admin_id, epoch)
     response = redirect(request, _safe_next(form.get("next")))
     clear_cookie(request, response, LOGIN_COOKIE)

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter
 from pydantic import ValidationError
 from sqlalchemy import select
 from starlette.responses import Response
 
-from provisiond.authz import Action
+from provisiond.authz import Action, app_scope
 from provisiond.domain.directory import TRANSITIONS, Lifecycle, Profile, UserStatus
 from provisiond.errors import Conflict, Invalid
-from provisiond.services import activity, directory, reach
+from provisiond.services import activity, directory, impact, reach
 from provisiond.services.monitoring import app_names
-from provisiond.store.tables import Account, Group, GroupMember
+from provisiond.store.tables import Account, Group, GroupMember, User
+from provisiond.web.confirm import Confirmation, ask, confirmed, deprovisions
 from provisiond.web.context import Console, ConsoleDep, PostDep, redirect, render
 from provisiond.web.forms import FieldErrors, checked, service_errors, validation_errors
 
@@ -110,7 +113,11 @@ def user(user_id: str, console: ConsoleDep) -> Response:
             if through
             else []
         )
-        events, _ = activity.search(session, activity.LogQuery(user_id=user_id, limit=25))
+        # An app_admin sees what happened to the user in its apps only (authz.app_scope).
+        events, _ = activity.search(
+            session,
+            activity.LogQuery(user_id=user_id, limit=25, app_ids=app_scope(console.actor)),
+        )
         names = app_names(session)
     current = UserStatus(row.status)
     actions = [action for action, (sources, _) in TRANSITIONS.items() if current in sources]
@@ -125,16 +132,124 @@ def user(user_id: str, console: ConsoleDep) -> Response:
         apps=names,
         actions=actions,
         can_lifecycle=console.may(Action.USER_LIFECYCLE),
+        can_write=console.may(Action.DIRECTORY_WRITE),
     )
 
 
 @router.post("/directory/users/{user_id}/lifecycle/{action}")
 def lifecycle(user_id: str, action: Lifecycle, console: PostDep) -> Response:
     console.authorize(Action.USER_LIFECYCLE)
+    if action is Lifecycle.DEACTIVATE and not confirmed(console):
+        with console.rt.db.session() as session:
+            login = directory.get_user(session, user_id).login
+            found = impact.of_deactivate(session, user_id)
+        return ask(
+            console,
+            Confirmation(
+                title=f"Deactivate {login}?",
+                summary=f"Deactivating {login} {deprovisions(found)}, as each app's "
+                "deprovisioning setting says (activating the user again provisions them again).",
+                action=f"/directory/users/{user_id}/lifecycle/deactivate",
+                button=f"Deactivate {login}",
+                back=f"/directory/users/{user_id}",
+                impact=found,
+            ),
+        )
     try:
         with console.rt.db.session() as session:
             row = directory.change_lifecycle(session, console.actor, user_id, action)
             console.flash(f"{row.login} is now {row.status}.")
     except Conflict as exc:
         console.flash(f"Not done: {exc.detail}")
+    return redirect(console.request, f"/directory/users/{user_id}")
+
+
+@router.post("/directory/users/{user_id}/delete")
+def delete(user_id: str, console: PostDep) -> Response:
+    """Delete a deprovisioned user, once confirmed (its accounts left are deprovisioned)."""
+    console.authorize(Action.DIRECTORY_WRITE)
+    with console.rt.db.session() as session:
+        login = directory.get_user(session, user_id).login
+        found = impact.of_delete(session, user_id) if not confirmed(console) else None
+    if found is not None:
+        return ask(
+            console,
+            Confirmation(
+                title=f"Delete {login}?",
+                summary=f"Deleting {login} {deprovisions(found)}; the user and its profile are "
+                "removed from the directory for good (the activity log keeps its history).",
+                action=f"/directory/users/{user_id}/delete",
+                button=f"Delete {login}",
+                back=f"/directory/users/{user_id}",
+                impact=found,
+            ),
+        )
+    try:
+        with console.rt.db.session() as session:
+            directory.delete_user(session, console.actor, user_id)
+    except Conflict as exc:
+        console.flash(f"Not done: {exc.detail}")
+        return redirect(console.request, f"/directory/users/{user_id}")
+    console.flash(f"Deleted {login}.")
+    return redirect(console.request, "/directory/users")
+
+
+# -- profile -------------------------------------------------------------------------------------
+
+EDIT_FIELDS = (
+    "login", "email", "firstName", "lastName", "displayName", "department", "title", "manager",
+    "employeeNumber", "employeeType",
+)
+REQUIRED = frozenset({"login", "email", "firstName", "lastName"})
+
+
+def _edit_page(
+    console: Console,
+    user: User,
+    status_code: int = 200,
+    values: dict[str, str] | None = None,
+    errors: FieldErrors | None = None,
+) -> Response:
+    standard = set(EDIT_FIELDS)
+    return render(
+        console.request,
+        "directory/edit_user.html",
+        status_code=status_code,
+        user=user,
+        values=values or {k: str(user.profile.get(k, "")) for k in EDIT_FIELDS},
+        errors=errors or {},
+        fields=EDIT_FIELDS,
+        required=REQUIRED,
+        custom={k: v for k, v in user.profile.items() if k not in standard},
+    )
+
+
+@router.get("/directory/users/{user_id}/edit")
+def edit_user(user_id: str, console: ConsoleDep) -> Response:
+    console.authorize(Action.DIRECTORY_WRITE)
+    with console.rt.db.session() as session:
+        row = directory.get_user(session, user_id)
+    return _edit_page(console, row)
+
+
+@router.post("/directory/users/{user_id}/edit")
+def update_user(user_id: str, console: PostDep) -> Response:
+    """Save the standard attributes as the API's PATCH does: an empty optional one is removed,
+    custom attributes are kept as they are."""
+    console.authorize(Action.DIRECTORY_WRITE)
+    values = {name: console.field(name) for name in EDIT_FIELDS}
+    changes: dict[str, Any] = {name: value or None for name, value in values.items()}
+    with console.rt.db.session() as session:
+        row = directory.get_user(session, user_id)
+    merged = {k: v for k, v in {**row.profile, **changes}.items() if v is not None}
+    try:
+        Profile.model_validate(merged)  # every message at once; the service stops at the first
+        with console.rt.db.session() as session:
+            row = directory.update_user(session, console.actor, user_id, changes)
+    except ValidationError as exc:
+        return _edit_page(console, row, 422, values, validation_errors(exc))
+    except (Invalid, Conflict) as exc:
+        fields = {f"profile.{name}": name for name in EDIT_FIELDS}
+        return _edit_page(console, row, 422, values, service_errors(exc, "login", fields))
+    console.flash(f"Saved the profile of {row.login}.")
     return redirect(console.request, f"/directory/users/{user_id}")

@@ -19,6 +19,7 @@ from provisiond.errors import Conflict, Invalid, NotFound
 from provisiond.services import apps, pushes
 from provisiond.services.pushes import UnpushAction
 from provisiond.store.tables import App, Group
+from provisiond.web.confirm import Confirmation, ask, confirmed
 from provisiond.web.context import Console, ConsoleDep, PostDep, redirect
 from provisiond.web.forms import service_errors
 from provisiond.web.routes.app_tabs import render_tab
@@ -125,7 +126,28 @@ def unpush_group(app_id: str, group_id: str, console: PostDep) -> Response:
     with console.rt.db.session() as session:
         current = pushes.get_pushed(session, app.id, group_id)
         action = UNPUSH_ACTIONS.get(chosen or current.unpush_action, "leave")
+        if action == "delete" and not confirmed(console):
+            members = pushes.member_counts(session, [current.id]).get(current.id, 0)
+            return _confirm_delete(console, app, current.group_name, group_id, members)
         name = pushes.unpush(session, console.actor, app.id, group_id, action=action).group_name
     fate = "deleted" if action == "delete" else "left as it is"
     console.flash(f"Unpushing {name} from {app.label}: its group there will be {fate}.")
     return redirect(console.request, f"/apps/{app.id}/{TAB}")
+
+
+def _confirm_delete(
+    console: Console, app: App, name: str, group_id: str, members: int
+) -> Response:
+    return ask(
+        console,
+        Confirmation(
+            title=f"Unpush {name} and delete its group in {app.label}?",
+            summary=f"The group {name} is deleted in {app.label}: its {members} "
+            f"member{'' if members == 1 else 's'} there lose that membership (and whatever "
+            f"{app.label} grants through it). Their accounts are kept.",
+            action=f"/apps/{app.id}/{TAB}/{group_id}/unpush",
+            button=f"Unpush {name}, delete its group",
+            back=f"/apps/{app.id}/{TAB}",
+            hidden={"action": "delete"},
+        ),
+    )
