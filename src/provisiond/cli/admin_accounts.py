@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from provisiond.cli.client import CliError, state
-from provisiond.cli.server import InitOption, database, load_settings, open_existing
+from provisiond.cli.server import InitOption, existing_database, load_settings
 from provisiond.services.context import Actor, Role
 
 app = typer.Typer(help="Console administrators, made on the server.", no_args_is_help=True)
@@ -48,9 +48,8 @@ def create(
     from provisiond.services import admins
 
     settings = load_settings()
-    with database(settings) as db:
-        # Before the password is asked for: a wrong database is refused straight away.
-        open_existing(db, state(ctx).out, init=init)
+    # The database is checked before the password is asked for: a wrong one is refused at once.
+    with existing_database(settings, state(ctx).out, init=init) as db:
         password = _password()
         try:
             with db.session() as session:

@@ -113,29 +113,35 @@ InitOption = Annotated[
 ]
 
 
-def open_existing(db: Database, out: Output, *, init: bool) -> None:
-    """Say which database a server-side command works on, and refuse a brand-new one unless
-    ``init``: run from another directory, the default SQLite file is a different, empty one,
-    and an admin or a token made there is made for no server at all."""
+@contextmanager
+def existing_database(settings: Settings, out: Output, *, init: bool) -> Iterator[Database]:
+    """The configured database, said on stderr, refused when missing or empty unless ``init``:
+    run from another directory, the default SQLite file is a different, empty one, and an
+    admin or a token made there is made for no server at all."""
     from pathlib import Path
+
+    from sqlalchemy.engine import make_url
 
     from provisiond.store import migrate
 
-    out.note(f"using database {describe(db)}")
-    url = db.engine.url
-    # Look before connecting: connecting to a SQLite path creates the file.
+    url = make_url(settings.effective_database_url)
+    where = url.render_as_string(hide_password=True)
+    out.note(f"using database {where}")
+    # Looked at before the engine is made: making it creates the SQLite file.
     missing = url.get_backend_name() == "sqlite" and (
         not url.database or url.database == ":memory:" or not Path(url.database).exists()
     )
-    if not init and (missing or migrate.is_empty(db.engine)):
-        raise CliError(
-            f"the database {describe(db)} "
-            + ("does not exist" if missing else "has no schema")
-            + ": point PROVISIOND_DATABASE_URL (or PROVISIOND_DATA_DIR) at the server's "
-            "database, or pass --init to create it",
-            2,
-        )
-    require_schema(db, out, empty="migrate" if init else "refuse")
+    fix = (
+        ": point PROVISIOND_DATABASE_URL (or PROVISIOND_DATA_DIR) at the server's database, "
+        "or pass --init to create it"
+    )
+    if missing and not init:
+        raise CliError(f"the database {where} does not exist{fix}", 2)
+    with database(settings) as db:
+        if not init and migrate.is_empty(db.engine):
+            raise CliError(f"the database {where} has no schema{fix}", 2)
+        require_schema(db, out, empty="migrate" if init else "refuse")
+        yield db
 
 
 def configure_logging(level: LogLevel) -> None:
@@ -281,8 +287,7 @@ def create_token(
 
     lifetime = parse_duration(expires_in) if expires_in is not None else None
     settings = load_settings()
-    with database(settings) as db:
-        open_existing(db, state(ctx).out, init=init)
+    with existing_database(settings, state(ctx).out, init=init) as db:
         try:
             with db.session() as session:
                 secret = tokens.create_token(
