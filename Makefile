@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 demo: $(STAMP)
-	$(BIN)/python -m provisiond.demo
+	$(BIN)/python -m provisiond.demo $(if $(RESET),--reset)
 
 test: $(STAMP) lint typecheck
 	@scripts/ensure-postgres.sh

@@ -203,6 +203,10 @@ CONSOLE: dict[tuple[str, str], Action] = {
     ("POST", "/directory/groups/{group_id}/rule"): Action.DIRECTORY_WRITE,
     ("POST", "/directory/groups/{group_id}/children"): Action.DIRECTORY_WRITE,
     ("POST", "/directory/groups/{group_id}/children/{child_id}/remove"): Action.DIRECTORY_WRITE,
+    ("GET", "/runs"): Action.APP_READ,
+    ("GET", "/runs/{run_id}"): Action.APP_READ,
+    ("POST", "/runs/{run_id}/approve"): Action.APP_MANAGE,
+    ("POST", "/runs/{run_id}/cancel"): Action.APP_MANAGE,
     ("GET", "/tasks"): Action.TASK_READ,
     ("POST", "/tasks/{task_id}/retry"): Action.TASK_RETRY,
     ("POST", "/tasks/apps/{app_id}/retry"): Action.TASK_RETRY,
@@ -217,6 +221,7 @@ CONSOLE: dict[tuple[str, str], Action] = {
         for form in ("role", "disable", "enable", "unlock", "password", "delete")
     },
     ("GET", "/activity/{event_id}"): Action.LOG_READ,
+    ("GET", "/workers"): Action.METRICS_READ,
 }
 PUBLIC = {("GET", "/login"), ("POST", "/login"), ("POST", "/logout")}  # tested in tests/web
 

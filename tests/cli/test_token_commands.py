@@ -44,7 +44,7 @@ def test_token_create_with_an_expiry(tmp_path: Path) -> None:
         "PROVISIOND_DATA_DIR": str(tmp_path),
         "PROVISIOND_SECRET_KEY": "cli-test-key",
     }
-    secret = ok(invoke("token", "create", "--name", "temp", "--expires-in", "12h", env=env))
+    secret = ok(invoke("token", "create", "--name", "temp", "--expires-in", "12h", "--init", env=env))
     assert secret.stdout.strip().startswith("pvd_")
     db = Database(env["PROVISIOND_DATABASE_URL"])
     try:

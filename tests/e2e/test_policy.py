@@ -264,3 +264,30 @@ def test_a_leaver_during_a_hold_is_still_deprovisioned_when_it_is_cancelled(
     eventually(lambda: remote_user(scim, keeper["profile"]["login"])["active"] is False)
     others = [u for k, u in users.items() if k != "h0"]
     assert all(remote_user(scim, u["profile"]["login"])["active"] for u in others)  # the cancelled change
+
+
+def test_a_cancelled_held_policy_is_never_in_force(api: httpx.Client, scim: httpx.Client, target: str) -> None:
+    """Issue 11: the held save was cancelled, yet one later profile edit deprovisioned at once."""
+    app, users = setup_app(api, target, {f"c{i}": "Sales" for i in range(4)})
+    api.put(f"/apps/{app['id']}/policy", json=policy_with(
+        api, app["id"], limits={"max_deprovisions": 2, "max_deprovision_percent": None})).raise_for_status()
+    saved = api.put(f"/apps/{app['id']}/policy", json=policy_with(
+        api, app["id"], scope='user.department == "Engineering"')).json()
+    assert saved["run"]["status"] == "held"
+    assert saved["version"] == 1 and saved["scope"] is None  # version 1 stays in force
+    assert saved["pending"]["document"]["scope"] == 'user.department == "Engineering"'
+    shown = api.get(f"/apps/{app['id']}/policy").json()
+    assert (shown["version"], shown["scope"]) == (1, None)
+    assert shown["pending"]["run_id"] == saved["run"]["id"]
+    preview = api.post(f"/apps/{app['id']}/policy/preview", json={}).json()
+    assert preview["policy_version"] == 1 and preview["pending"]["run_id"] == saved["run"]["id"]
+    held = api.get("/logs", params={"action": "app.run.held", "app": app["id"]}).json()["items"][0]
+    assert held["details"]["pending_policy"] == {"base_version": 1, "diff": [
+        {"field": "scope", "old": None, "new": 'user.department == "Engineering"'}]}
+    api.post(f"/runs/{saved['run']['id']}/cancel").raise_for_status()
+    assert api.get(f"/apps/{app['id']}/policy").json()["pending"] is None
+    one = users["c0"]
+    api.patch(f"/users/{one['id']}", json={"profile": {"lastName": "Renamed"}}).raise_for_status()
+    # Reconciled, under version 1: renamed, still active.
+    eventually(lambda: remote_user(scim, one["profile"]["login"])["name"]["familyName"] == "Renamed")
+    assert all(remote_user(scim, u["profile"]["login"])["active"] for u in users.values())

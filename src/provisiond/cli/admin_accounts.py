@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from provisiond.cli.client import CliError, state
-from provisiond.cli.server import database, load_settings, require_schema
+from provisiond.cli.server import InitOption, existing_database, load_settings
 from provisiond.services.context import Actor, Role
 
 app = typer.Typer(help="Console administrators, made on the server.", no_args_is_help=True)
@@ -38,16 +38,19 @@ def create(
         list[str] | None,
         typer.Option("--app", help="An app (name or id) an app_admin manages; repeat for more."),
     ] = None,
+    init: InitOption = False,
 ) -> None:
-    """Create a console admin account; the password comes from stdin or a prompt."""
+    """Create a console admin account; the password comes from stdin or a prompt.
+
+    The database used is said on stderr; a missing or empty one is refused unless --init."""
     # The server's modules load here, not at import: every other command starts without them.
     from provisiond.errors import ProvisiondError
     from provisiond.services import admins
 
-    password = _password()
     settings = load_settings()
-    with database(settings) as db:
-        require_schema(db, state(ctx).out, empty="migrate")
+    # The database is checked before the password is asked for: a wrong one is refused at once.
+    with existing_database(settings, state(ctx).out, init=init) as db:
+        password = _password()
         try:
             with db.session() as session:
                 admin = admins.create_admin(

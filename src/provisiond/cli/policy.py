@@ -88,6 +88,14 @@ def set_policy(ctx: typer.Context, app: AppArg, file: PolicyFile) -> None:
         st.out.done(saved, f"policy of {app} unchanged (version {saved['version']})")
         return
     run = saved.get("run")
+    if saved.get("pending") and run:
+        # Over the safety limit: saved, but not in force until the held run is approved.
+        st.out.done(
+            saved,
+            f"policy of {app} is pending, not in force: version {saved['version']} stays in force "
+            f"until the held run is approved; {summary(run)}",
+        )
+        raise typer.Exit(1)
     st.out.done(
         saved,
         f"policy of {app} is now version {saved['version']}" + (f"; {summary(run)}" if run else ""),

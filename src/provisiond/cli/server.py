@@ -104,6 +104,46 @@ def require_schema(db: Database, out: Output, *, empty: str = "refuse") -> None:
         )
 
 
+InitOption = Annotated[
+    bool,
+    typer.Option(
+        "--init",
+        help="Create and migrate the database if it does not exist yet (a first install).",
+    ),
+]
+
+
+@contextmanager
+def existing_database(settings: Settings, out: Output, *, init: bool) -> Iterator[Database]:
+    """The configured database, said on stderr, refused when missing or empty unless ``init``:
+    run from another directory, the default SQLite file is a different, empty one, and an
+    admin or a token made there is made for no server at all."""
+    from pathlib import Path
+
+    from sqlalchemy.engine import make_url
+
+    from provisiond.store import migrate
+
+    url = make_url(settings.effective_database_url)
+    where = url.render_as_string(hide_password=True)
+    out.note(f"using database {where}")
+    # Looked at before the engine is made: making it creates the SQLite file.
+    missing = url.get_backend_name() == "sqlite" and (
+        not url.database or url.database == ":memory:" or not Path(url.database).exists()
+    )
+    fix = (
+        ": point PROVISIOND_DATABASE_URL (or PROVISIOND_DATA_DIR) at the server's database, "
+        "or pass --init to create it"
+    )
+    if missing and not init:
+        raise CliError(f"the database {where} does not exist{fix}", 2)
+    with database(settings) as db:
+        if not init and migrate.is_empty(db.engine):
+            raise CliError(f"the database {where} has no schema{fix}", 2)
+        require_schema(db, out, empty="migrate" if init else "refuse")
+        yield db
+
+
 def configure_logging(level: LogLevel) -> None:
     logging.basicConfig(
         level=level.value.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -237,15 +277,17 @@ def create_token(
             "--expires-in", metavar="DURATION", help="It stops working after 90m, 12h, 30d, ...",
         ),
     ] = None,
+    init: InitOption = False,
 ) -> None:
-    """Create an API token and print it: only the token, on one line, shown this once."""
+    """Create an API token and print it: only the token, on one line, shown this once.
+
+    The database used is said on stderr; a missing or empty one is refused unless --init."""
     from provisiond.errors import ProvisiondError
     from provisiond.services import tokens
 
     lifetime = parse_duration(expires_in) if expires_in is not None else None
     settings = load_settings()
-    with database(settings) as db:
-        require_schema(db, state(ctx).out, empty="migrate")
+    with existing_database(settings, state(ctx).out, init=init) as db:
         try:
             with db.session() as session:
                 secret = tokens.create_token(

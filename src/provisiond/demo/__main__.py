@@ -3,6 +3,10 @@
 Starts the stock scim2-server on 127.0.0.1:8081 (a separate process), provisiond on
 127.0.0.1:8000, seeds about 50 users in 4 groups and one app with provisioning enabled and a
 group assigned through the REST API (as an admin would), runs a full sync, prints where to look.
+
+The demo SCIM app keeps its accounts in memory, so a demo cannot resume: a previous demo's
+database is wiped only when asked (``make demo RESET=1``, ``--reset``), after saying what it
+holds; otherwise nothing is touched and the demo says how to start again.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -38,6 +43,55 @@ def _wait(url: str, timeout: float = 30.0) -> None:
     raise SystemExit(f"{url} did not answer within {timeout:g} s")
 
 
+# What a previous demo's database holds, said before it is wiped: (table, what it is).
+CONTENTS = (
+    ("users", "users"),
+    ("groups", "groups"),
+    ("apps", "apps"),
+    ("accounts", "accounts"),
+    ("admins", "console admins"),
+    ("api_tokens", "API tokens"),
+    ("events", "activity log events"),
+)
+
+
+def contents(db_file: Path) -> list[str]:
+    """What the database at ``db_file`` holds, read only (a table it lacks is left out)."""
+    found: list[str] = []
+    connection = sqlite3.connect(f"{db_file.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        for table, label in CONTENTS:
+            try:
+                query = f"SELECT count(*) FROM {table}"  # noqa: S608 - the constants above
+                (count,) = connection.execute(query).fetchone()
+            except sqlite3.DatabaseError:
+                continue
+            found.append(f"{count} {label}")
+    finally:
+        connection.close()
+    return found
+
+
+def clear_previous(db_file: Path, *, reset: bool) -> None:
+    """Wipe a previous demo's database only when ``reset``, saying what goes; else exit 2."""
+    leftovers = [p for p in (db_file, Path(f"{db_file}-wal"), Path(f"{db_file}-shm")) if p.exists()]
+    if not leftovers:
+        return
+    held = ", ".join(contents(db_file)) if db_file.exists() else "no tables"
+    if not reset:
+        print(
+            f"A previous demo's database is at {db_file} ({held}).\n"
+            "The demo starts from an empty SCIM app, so it starts from an empty database too: "
+            "run `make demo RESET=1` (or `python -m provisiond.demo --reset`) to wipe it and "
+            "start a new demo, or pass --data-dir to use another directory. Nothing was changed.",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
+    print(f"--reset: wiping the previous demo at {db_file}: {held}.", flush=True)
+    for leftover in leftovers:
+        leftover.unlink()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=8000)
@@ -45,12 +99,15 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=Path("var/demo"))
     parser.add_argument("--users", type=int, default=50)
     parser.add_argument("--exit-after-seed", action="store_true", help="stop once seeded (for CI)")
+    parser.add_argument(
+        "--reset", action="store_true", help="wipe a previous demo's database (says what first)"
+    )
     args = parser.parse_args()
 
-    # A fresh demo each time: the demo app starts empty, so the directory must too.
+    # The demo app starts empty, so the directory must too: a previous demo is wiped only
+    # when asked.
     db_file = args.data_dir / "provisiond.db"
-    for leftover in (db_file, Path(f"{db_file}-wal"), Path(f"{db_file}-shm")):
-        leftover.unlink(missing_ok=True)
+    clear_previous(db_file, reset=args.reset)
     target_token = secrets.token_urlsafe(24)
     target = subprocess.Popen(
         [

@@ -70,6 +70,19 @@ class Limits(BaseModel):
             return deprovisions * 100 <= self.max_deprovision_percent * accounts
         return True
 
+    def tighter(self, other: Limits) -> Limits:
+        """The stricter of two limits, field by field (None is no limit): a save is checked
+        against both the policy in force and itself, so loosening the limit in the very save
+        that makes a mass change does not wave that change through."""
+
+        def low(a: Any, b: Any) -> Any:
+            return b if a is None else a if b is None else min(a, b)
+
+        return Limits(
+            max_deprovisions=low(self.max_deprovisions, other.max_deprovisions),
+            max_deprovision_percent=low(self.max_deprovision_percent, other.max_deprovision_percent),
+        )
+
 
 class PolicyDocument(BaseModel):
     model_config = ConfigDict(extra="forbid")

@@ -273,7 +273,10 @@ def read_holds_many(
         )
     )
     for row in rows:
-        if row.held:
+        # A run holding a pending policy keeps nothing back: that policy is not in force, so
+        # no task is planned under it, and deferring others' deprovisionings (a leaver's)
+        # behind it would only delay them.
+        if row.held and "policy" not in row.held:
             found[row.app_id].append(
                 Hold(row.id, row.status, row.started_at,
                      frozenset(row.held.get("user_ids", ())))

@@ -39,19 +39,36 @@ def custom_attributes(session: Session) -> set[str]:
     return names - STANDARD_ATTRIBUTES
 
 
-def check(session: Session, document: PolicyDocument) -> CompiledPolicy:
+def check(session: Session, document: PolicyDocument, version: int | None = None) -> CompiledPolicy:
     """Compile against the live profile schema; raises Invalid with the field and position."""
-    return compile_policy(document, known_attributes=custom_attributes(session))
+    return compile_policy(document, version=version, known_attributes=custom_attributes(session))
 
 
-def save(session: Session, actor: Actor, app: App, document: PolicyDocument) -> tuple[int, bool]:
-    """Store ``document`` as the next version; returns (version, changed)."""
-    check(session, document)
+def next_version(session: Session, app_id: str) -> int:
+    latest = session.scalar(select(func.max(Policy.version)).where(Policy.app_id == app_id))
+    return (latest or 0) + 1
+
+
+def save(
+    session: Session,
+    actor: Actor,
+    app: App,
+    document: PolicyDocument,
+    *,
+    run_id: str | None = None,
+    checked: bool = False,
+) -> tuple[int, bool]:
+    """Store ``document`` as the next version, in force at once; returns (version, changed).
+
+    Callers that reconcile go through services.policy_saves, which keeps a save over the
+    safety limit pending instead; ``run_id`` is the held run whose approval saves it, and
+    ``checked`` says the caller has just compiled it (compiling costs most of a save)."""
+    if not checked:
+        check(session, document)
     version, before = current(session, app.id)
     if before == document:
         return version, False
-    latest = session.scalar(select(func.max(Policy.version)).where(Policy.app_id == app.id)) or 0
-    new_version = latest + 1
+    new_version = next_version(session, app.id)
     session.add(
         Policy(
             app_id=app.id,
@@ -72,6 +89,7 @@ def save(session: Session, actor: Actor, app: App, document: PolicyDocument) -> 
             "from_version": version,
             "to_version": new_version,
             "diff": policy_diff(before, document),
+            **({"approved_run": run_id} if run_id else {}),
         },
     )
     return new_version, True

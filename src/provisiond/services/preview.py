@@ -15,7 +15,7 @@ from provisiond.engine import queue
 from provisiond.engine.worker import Worker
 from provisiond.errors import Conflict
 from provisiond.runtime import Runtime
-from provisiond.services import activity, planning, policies
+from provisiond.services import activity, planning, policies, policy_saves
 from provisiond.services.apps import get_app, provisioning_of
 from provisiond.services.context import Actor
 from provisiond.services.directory import get_user
@@ -47,6 +47,8 @@ def preview(
     result = planning.plan_app(session, app.id, policy, settings, now=utcnow())
     counts = result.counts
     limits = policy.document.limits
+    if draft is not None:  # saving it is checked against the limits in force too
+        limits = policies.compiled(session, app.id).document.limits.tighter(limits)
     deprovisions = counts["deactivate"] + counts["delete"]
     held = not limits.allows(deprovisions, result.accounts)
     changed = [u for u in result.users if u.operation is not None or u.error is not None]
@@ -70,6 +72,8 @@ def preview(
         "users_considered": len(result.users),
         "accounts": result.accounts,
         "would_hold": held,
+        # Previews plan the version in force; a save waiting for approval is shown beside it.
+        "pending": policy_saves.pending_of(session, app.id),
         "limits": limits.model_dump(),
         "changes": [planning.describe(u) for u in changed[:limit]],
         "truncated": len(changed) > limit,

@@ -8,8 +8,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from provisiond.domain.policy import Limits
+from provisiond.domain.policy import Limits, PolicyDocument
 from provisiond.engine import queue
+from provisiond.engine.mapping import CompiledPolicy
 from provisiond.errors import Conflict, NotFound
 from provisiond.services import activity, planning, policies, pushes, reach
 from provisiond.services.apps import get_app, provisioning_of
@@ -70,9 +71,16 @@ def reconcile_users(
     *,
     reason: str,
     kind: str = "change",
+    policy: CompiledPolicy | None = None,
 ) -> Run | None:
     """Queue a reconcile of ``user_ids`` in ``app``, unless it would deprovision more than the
     policy's safety limit: then nothing is queued and a ``held`` run says what would happen.
+
+    ``policy`` is a policy about to be saved (services.policy_saves): the users are planned
+    under it, and the limits of both it and the policy in force apply, so loosening the limit
+    in the same save as a mass change cannot wave that change through. When such a run is
+    held, the document is kept on the run as the *pending* policy, never in force until an
+    admin approves it.
 
     ``kind="full"`` (reads each account back from the app) and ``kind="policy"`` always make a
     run; a ``change`` makes one when it is held, or when it reaches ``BULK_RUN`` users or more
@@ -83,8 +91,9 @@ def reconcile_users(
     settings = provisioning_of(app)
     if not user_ids or not settings.enabled:
         return _empty_run(session, actor, app, kind, reason) if kind != "change" else None
-    policy = policies.compiled(session, app.id)
-    limits = policy.document.limits
+    in_force = policies.compiled(session, app.id)
+    policy = in_force if policy is None else policy
+    limits = in_force.document.limits.tighter(policy.document.limits)
     accounts = reach.account_count(session, app.id)
     held: dict[str, Any] | None = None
     proposed: planning.AppPlan | None = None
@@ -101,6 +110,10 @@ def reconcile_users(
                 "limit": limits.model_dump(),
                 "accounts": accounts,
             }
+            if policy is not in_force:
+                # The held change is this document: it waits on the run, not in the policies.
+                held["policy"] = policy.document.model_dump(mode="json")
+                held["base_version"] = in_force.version or 0
     if held is None:
         # A change of who is assigned, or with which role, may change who a group role puts
         # in a pushed group (those users' account changes re-check it too, once applied).
@@ -142,8 +155,13 @@ def reconcile_users(
             actor,
             "app.run.held",
             f"{kind} run of {app.name} held: it would deprovision {held['counts']['deactivate'] + held['counts']['delete']} "
-            f"of {held['accounts']} accounts, over the policy's limit ({_limit_text(limits)}); "
-            "approve or cancel it",
+            f"of {held['accounts']} accounts, over the policy's limit ({_limit_text(limits)})"
+            + (
+                f"; the saved policy is pending, version {held['base_version']} stays in force"
+                if "policy" in held
+                else ""
+            )
+            + "; approve or cancel it",
             outcome="skipped",
             app_id=app.id,
             targets={"app": app.name, "run_id": run.id},
@@ -152,6 +170,17 @@ def reconcile_users(
                 "limit": held["limit"],
                 "listed": count,
                 "reason": reason,
+                # Who saved what, for the audit trail: a pending save makes no app.policy.update.
+                **(
+                    {
+                        "pending_policy": {
+                            "base_version": held["base_version"],
+                            "diff": policies.policy_diff(in_force.document, policy.document),
+                        }
+                    }
+                    if "policy" in held
+                    else {}
+                ),
             },
         )
         return run
@@ -217,6 +246,20 @@ def _empty_run(session: Session, actor: Actor, app: App, kind: str, reason: str)
     return run
 
 
+def pending_policy(session: Session, app_id: str) -> Run | None:
+    """The held run carrying the app's pending policy, if a save is waiting for approval."""
+    for run in session.scalars(
+        select(Run).where(Run.app_id == app_id, Run.status == "held").order_by(Run.started_at)
+    ):
+        if run.held and "policy" in run.held:
+            return run
+    return None
+
+
+def is_pending_policy(run: Run) -> bool:
+    return run.held is not None and "policy" in run.held
+
+
 def _limit_text(limits: Limits) -> str:
     parts = []
     if limits.max_deprovisions is not None:
@@ -234,27 +277,37 @@ def approve(session: Session, actor: Actor, run_id: str) -> Run:
         )
     app = session.get(App, run.app_id)
     assert app is not None
+    user_ids = list(run.held["user_ids"])
+    if is_pending_policy(run):
+        # The pending policy takes effect only now, as the next version, and every user of the
+        # app (as of now, not as of the save) is reconciled under it.
+        version, _ = policies.current(session, app.id)
+        if version != run.held.get("base_version"):
+            raise Conflict(
+                f"the policy of {app.name} changed since this run was held (version "
+                f"{run.held.get('base_version')} then, {version} now): save it again",
+                current_status=run.status,
+            )
+        document = PolicyDocument.model_validate(run.held["policy"])
+        run.policy_version, _ = policies.save(session, actor, app, document, run_id=run.id)
+        user_ids = everyone(session, app.id)
     activity.record(
         session,
         actor,
         "app.run.approve",
-        f"approved held {run.kind} run of {app.name}",
+        f"approved held {run.kind} run of {app.name}"
+        + (f": policy version {run.policy_version} is now in force" if is_pending_policy(run) else ""),
         app_id=app.id,
         targets={"app": app.name, "run_id": run.id},
-        details={"counts": run.held["counts"]},
+        details={"counts": run.held["counts"], "policy_version": run.policy_version},
     )
-    _start(
-        session,
-        actor,
-        app,
-        run,
-        list(run.held["user_ids"]),
-        str(run.held.get("reason", "approved")),
-    )
+    _start(session, actor, app, run, user_ids, str(run.held.get("reason", "approved")))
     return run
 
 
-def cancel(session: Session, actor: Actor, run_id: str) -> Run:
+def cancel(session: Session, actor: Actor, run_id: str, *, superseded_by: str | None = None) -> Run:
+    """Cancel a held run: nothing it held back is deprovisioned, and a pending policy is
+    discarded (the version in force stays). ``superseded_by`` says which newer save replaced it."""
     run = get_run(session, run_id)
     if run.status != "held":
         raise Conflict(
@@ -262,6 +315,24 @@ def cancel(session: Session, actor: Actor, run_id: str) -> Run:
         )
     now = utcnow()
     run.status, run.finished_at = "cancelled", now
+    app = session.get(App, run.app_id)
+    name = app.name if app else run.app_id
+    if is_pending_policy(run):
+        # Nothing of a pending policy ever reached the queue or the worker: the tasks queued
+        # meanwhile belong to other changes, planned under the policy in force, and stay.
+        version = (run.held or {}).get("base_version")
+        activity.record(
+            session,
+            actor,
+            "app.run.cancel",
+            f"cancelled held {run.kind} run of {name}: nothing was deprovisioned; the pending "
+            f"policy was discarded and version {version} stays in force"
+            + (f" ({superseded_by})" if superseded_by else ""),
+            app_id=run.app_id,
+            targets={"run_id": run.id},
+            details={"dropped_tasks": 0, "policy_version": version, "superseded": superseded_by},
+        )
+        return run
     # Reconciles queued for these users before the hold would deprovision them the moment it
     # lifts: they go with the cancelled change. Changes made since (a leaver deactivated while
     # the run was held, say) were deferred by the worker, not dropped: they run now.
@@ -283,12 +354,11 @@ def cancel(session: Session, actor: Actor, run_id: str) -> Run:
             else:
                 task.next_attempt_at = now
                 session.info["tasks_enqueued"] = True
-    app = session.get(App, run.app_id)
     activity.record(
         session,
         actor,
         "app.run.cancel",
-        f"cancelled held {run.kind} run of {app.name if app else run.app_id}: nothing was "
+        f"cancelled held {run.kind} run of {name}: nothing was "
         f"deprovisioned ({dropped} queued reconciles of its users dropped)",
         app_id=run.app_id,
         targets={"run_id": run.id},

@@ -35,6 +35,7 @@ from provisiond.web.routes import (
     directory,
     groups,
     push_groups,
+    runs,
     tasks,
     workers,
 )
@@ -88,8 +89,8 @@ def create_console(rt: Runtime, *, idle_seconds: float | None = None) -> FastAPI
     console.state.login_throttle = LoginThrottle()
     console.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     for module in (
-        auth, dashboard, apps, app_tabs, push_groups, directory, groups, tasks, activity, workers,
-        access,
+        auth, dashboard, apps, app_tabs, push_groups, directory, groups, runs, tasks, activity,
+        workers, access,
     ):
         console.include_router(module.router)
     _install_errors(console)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter
@@ -11,13 +12,28 @@ from provisiond.api.problems import declare
 from provisiond.api.schemas import RunOut
 from provisiond.authz import Action
 from provisiond.domain.policy import PolicyDocument
-from provisiond.services import apps, policies, preview, runs
+from provisiond.services import apps, policies, policy_saves, preview, runs
 
 router = APIRouter(tags=["policy"])
 
 
+class PendingPolicy(BaseModel):
+    run_id: str = Field(description="The held run: approve it to put this policy in force.")
+    actor: str
+    saved_at: datetime
+    version: int | None = Field(description="The version it becomes when approved.")
+    base_version: int | None = Field(description="The version in force when it was saved.")
+    deprovisions: int
+    accounts: int | None
+    document: PolicyDocument
+
+
 class PolicyOut(PolicyDocument):
     version: int = Field(description="0 is the built-in default; saving makes a new version.")
+    pending: PendingPolicy | None = Field(
+        default=None,
+        description="A save over the safety limit, not in force until its held run is approved.",
+    )
 
 
 _POLICY_EXAMPLE: dict[str, Any] = {
@@ -36,6 +52,7 @@ _POLICY_EXAMPLE: dict[str, Any] = {
 class PolicyPut(PolicyOut):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [_POLICY_EXAMPLE]})
     version: int | None = Field(default=None, description="Read-only; ignored.")  # type: ignore[assignment]
+    pending: Any = Field(default=None, description="Read-only; ignored.")
 
 
 class PolicySaved(PolicyOut):
@@ -47,7 +64,8 @@ class PreviewRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"examples": [{"policy": _POLICY_EXAMPLE, "limit": 100}]}
     )
-    policy: PolicyDocument | None = Field(
+    # A PolicyPut, so that what GET returns can be sent back as a draft as it is.
+    policy: PolicyPut | None = Field(
         default=None, description="A draft; the saved policy if absent."
     )
     limit: int = Field(
@@ -61,34 +79,28 @@ def get_policy(app_id: str, rt: RuntimeDep, _: AdminDep) -> PolicyOut:
     with rt.db.session() as session:
         app = apps.get_app(session, app_id)
         version, document = policies.current(session, app.id)
-        return PolicyOut(version=version, **document.model_dump())
+        pending = policy_saves.pending_of(session, app.id)
+        return PolicyOut(version=version, pending=pending, **document.model_dump())
 
 
 @router.put(
     "/apps/{app_id}/policy", dependencies=[requires(Action.APP_MANAGE)], responses=declare(404)
 )
 def put_policy(app_id: str, body: PolicyPut, rt: RuntimeDep, actor: AdminDep) -> PolicySaved:
-    """Check, save as a new version, and reconcile every user of the app under it (held if it
-    would deprovision more than the policy's limits allow)."""
-    document = PolicyDocument.model_validate(body.model_dump(exclude={"version"}))
+    """Check, save as a new version, and reconcile every user of the app under it. A save that
+    would deprovision more than the limits allow is not put in force: it is returned as
+    ``pending`` with its held run, and takes effect only when that run is approved."""
+    document = PolicyDocument.model_validate(body.model_dump(exclude={"version", "pending"}))
     with rt.db.session() as session:
         app = apps.get_app(session, app_id)
-        version, changed = policies.save(session, actor, app, document)
-        run = None
-        if changed and apps.provisioning_of(app).enabled:
-            run = runs.reconcile_users(
-                session,
-                actor,
-                app,
-                runs.everyone(session, app.id),
-                reason="app.policy.update",
-                kind="policy",
-            )
+        saved = policy_saves.save(session, actor, app, document)
+        in_force = document if saved.pending is None else policies.current(session, app.id)[1]
         return PolicySaved(
-            version=version,
-            changed=changed,
-            run=RunOut.of(run) if run else None,
-            **document.model_dump(),
+            version=saved.version,
+            changed=saved.changed,
+            run=RunOut.of(saved.run) if saved.run else None,
+            pending=saved.pending,
+            **in_force.model_dump(),
         )
 
 
@@ -103,7 +115,12 @@ def preview_policy(
     """A dry run: the exact plan for every user, attribute by attribute, with counts. Nothing is
     changed and nothing is sent to the app."""
     with rt.db.session() as session:
-        return preview.preview(session, actor, app_id, body.policy, limit=body.limit)
+        draft = (
+            None
+            if body.policy is None
+            else PolicyDocument.model_validate(body.policy.model_dump(exclude={"version", "pending"}))
+        )
+        return preview.preview(session, actor, app_id, draft, limit=body.limit)
 
 
 @router.post(

@@ -15,7 +15,15 @@ from starlette.responses import Response
 from provisiond.authz import Action
 from provisiond.domain.roles import RoleExpression, RoleKind
 from provisiond.errors import Conflict, Invalid, NotFound, ProvisiondError
-from provisiond.services import activity, apps, assignments, directory, impact, roles, runs
+from provisiond.services import (
+    activity,
+    apps,
+    assignments,
+    directory,
+    impact,
+    policy_saves,
+    roles,
+)
 from provisiond.store.tables import Account, App, Group, User
 from provisiond.web.confirm import Confirmation, ask, confirmed, deprovisions
 from provisiond.web.context import Console, ConsoleDep, PostDep, redirect, render
@@ -355,6 +363,7 @@ def _policy_page(console: Console, app: App, status_code: int = 200, **context: 
         return render_tab(console, app, "policy", status_code, available=False)
     with console.rt.db.session() as session:
         version, document = policies.current(session, app.id)
+        context.setdefault("pending", policy_saves.pending_of(session, app.id))
     context.setdefault("values", _policy_form(document))
     context.setdefault("errors", {})
     return render_tab(
@@ -376,11 +385,14 @@ def policy_post(app_id: str, console: PostDep) -> Response:
     values = {key: console.field(key) for key in POLICY_FIELDS.values()}
     errors: FieldErrors = {}
     preview = None
+    saved: policy_saves.Saved | None = None
     try:
         draft = _draft(values)
         with console.rt.db.session() as session:
             if console.field("action") == "save":
-                version, changed = _save(console, session, apps.get_app(session, app.id), draft)
+                # As the API's PUT: in force with every user reconciled under it, or pending
+                # behind a held run when over the limits.
+                saved = policy_saves.save(session, console.actor, apps.get_app(session, app.id), draft)
             else:
                 preview = _preview(console, session, app, draft)
     except ValidationError as exc:
@@ -395,7 +407,10 @@ def policy_post(app_id: str, console: PostDep) -> Response:
         return _policy_page(console, app, 422, values=values, errors=errors)
     if preview is not None:
         return _policy_page(console, app, values=values, preview=preview)
-    console.flash(f"Policy saved as version {version}." if changed else "No change to save.")
+    assert saved is not None
+    console.flash(_saved_message(saved))
+    if saved.pending is not None and saved.changed:
+        return redirect(console.request, f"/runs/{saved.pending['run_id']}")
     return redirect(console.request, f"/apps/{app.id}/policy")
 
 
@@ -423,20 +438,16 @@ def _preview(console: Console, session: Any, app: App, draft: Any) -> dict[str, 
     return result
 
 
-def _save(console: Console, session: Any, app: App, draft: Any) -> tuple[int, bool]:
-    """Save as the API's PUT does: a new version, then every user reconciled under it."""
-    assert policies is not None
-    version, changed = policies.save(session, console.actor, app, draft)
-    if changed and apps.provisioning_of(app).enabled and hasattr(runs, "reconcile_users"):
-        runs.reconcile_users(
-            session,
-            console.actor,
-            app,
-            runs.everyone(session, app.id),
-            reason="app.policy.update",
-            kind="policy",
+def _saved_message(saved: policy_saves.Saved) -> str:
+    if not saved.changed:
+        return "No change to save."
+    if saved.pending is not None:
+        return (
+            f"Not in force yet: this policy would deprovision {saved.pending['deprovisions']} "
+            f"accounts, over the limit. Version {saved.version} stays in force until an admin "
+            "approves the held run."
         )
-    return version, changed
+    return f"Policy saved as version {saved.version}."
 
 
 # -- accounts and activity -----------------------------------------------------------------------
