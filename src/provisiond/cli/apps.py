@@ -456,6 +456,32 @@ def set_settings(
     st.out.show(updated, render_provisioning(updated))
 
 
+@provisioning.command("status")
+def status(ctx: typer.Context, app: AppArg) -> None:
+    """Is provisioning flowing, paused (the app answered 429) or quarantined, and what waits."""
+    st = state(ctx)
+    now = st.api.get(path("apps", app, "provisioning", "state"))
+    rows: list[tuple[str, Any]] = [("state", now["state"])]
+    if now["state"] != "flowing":
+        rows += [
+            ("since", when(now["since"])),
+            ("reason", now["reason"]),
+            ("next probe" if now["state"] == "quarantined" else "until", when(now["until"])),
+        ]
+        if now["state"] == "quarantined":
+            rows.append(("probes failed", now["probes_failed"]))
+    rows += [("queued tasks", now["queued"]), ("queued deprovisionings", now["queued_deprovisions"])]
+    st.out.show(now, rows)
+
+
+@provisioning.command("resume")
+def resume(ctx: typer.Context, app: AppArg) -> None:
+    """End an app's quarantine now, without waiting for its next probe."""
+    st = state(ctx)
+    now = st.api.post(path("apps", app, "provisioning", "resume"))
+    st.out.done(now, f"{app} resumes: {now['queued']} queued task(s) are due now")
+
+
 @provisioning.command("test")
 def test_connection(ctx: typer.Context, app: AppArg) -> None:
     """Test the connection: SCIM discovery, then an authenticated read (exit 1 if it fails)."""
