@@ -222,6 +222,7 @@ CONSOLE: dict[tuple[str, str], Action] = {
     },
     ("GET", "/activity/{event_id}"): Action.LOG_READ,
     ("GET", "/workers"): Action.METRICS_READ,
+    ("POST", "/apps/{app_id}/provisioning/resume"): Action.APP_MANAGE,
 }
 PUBLIC = {("GET", "/login"), ("POST", "/login"), ("POST", "/logout")}  # tested in tests/web
 

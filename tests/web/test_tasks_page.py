@@ -9,6 +9,7 @@ import httpx
 
 from provisiond.domain.apps import ProvisioningSettings, ScimConnectorSettings
 from provisiond.domain.directory import Profile
+from provisiond.engine import quarantine
 from provisiond.runtime import Runtime
 from provisiond.services import apps, directory
 from provisiond.services.context import SYSTEM
@@ -69,3 +70,26 @@ def test_the_console_retries_every_dead_task_of_an_app(
     shown = console.get(done.headers["location"])
     assert f"2 task(s) of {app['name']} queued again." in shown.text
     eventually(lambda: len(api.get(f"/apps/{app['id']}/accounts").json()["items"]) == 2, timeout=60)
+
+
+def test_a_quarantined_app_says_so_on_its_tabs_and_resumes_from_the_console(
+    console: httpx.Client, runtime: Runtime
+) -> None:
+    with runtime.db.session() as session:
+        app = apps.create_app(
+            session, SYSTEM, runtime.vault, name="held-app", label="Held app",
+            connector=ScimConnectorSettings(
+                base_url="http://127.0.0.1:9/v2", auth={"type": "bearer", "token": "t"}
+            ),
+            provisioning=ProvisioningSettings(),
+        )
+        quarantine.enter(session, app.id, "the app refused credentials that worked before",
+                         correlation_id="c")
+        app_id = app.id
+    page = console.get(f"/apps/{app_id}/assignments")
+    assert "Quarantined" in page.text and "refused credentials that worked before" in page.text
+    done = console.post(f"/apps/{app_id}/provisioning/resume",
+                        data={"csrf_token": csrf_of(page.text)})
+    assert done.status_code == 303, done.text
+    shown = console.get(done.headers["location"])
+    assert "Held app resumes" in shown.text and "Quarantined" not in shown.text

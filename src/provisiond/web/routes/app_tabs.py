@@ -20,6 +20,7 @@ from provisiond.services import (
     apps,
     assignments,
     directory,
+    holds,
     impact,
     policy_saves,
     roles,
@@ -48,7 +49,10 @@ dry_run = _optional("provisiond.services.preview")
 def render_tab(
     console: Console, app: App, tab: str, status_code: int = 200, **context: Any
 ) -> Response:
-    """An app's tab; ``can_manage`` says whether its forms are shown."""
+    """An app's tab; ``can_manage`` says whether its forms are shown. Every tab says when the
+    app's provisioning is paused or quarantined (``hold``)."""
+    with console.rt.db.session() as session:
+        hold = holds.state_of(session, app.id)
     return render(
         console.request,
         f"apps/{tab}.html",
@@ -56,8 +60,25 @@ def render_tab(
         app=app,
         tab=tab,
         can_manage=console.may(Action.APP_MANAGE, app.id),
+        hold=hold,
         **context,
     )
+
+
+@router.post("/apps/{app_id}/provisioning/resume")
+def resume(app_id: str, console: PostDep) -> Response:
+    """End the app's quarantine now, without waiting for its next probe."""
+    app = load(console, app_id, Action.APP_MANAGE)
+    try:
+        with console.rt.db.session() as session:
+            now = holds.resume(session, console.actor, app.id)
+    except Conflict as exc:
+        console.flash(exc.detail)
+        return redirect(console.request, f"/apps/{app.id}/provisioning")
+    if console.rt.worker is not None:
+        console.rt.worker.wake()
+    console.flash(f"{app.label} resumes: {now.queued} queued task(s) are due now.")
+    return redirect(console.request, f"/apps/{app.id}/provisioning")
 
 
 # -- roles ---------------------------------------------------------------------------------------
