@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from pydantic import ValidationError
@@ -31,6 +32,7 @@ from scim2_models import (
 )
 
 from provisiond import __version__
+from provisiond.config import DEFAULT_MAX_RESPONSE_BYTES
 from provisiond.connectors.base import (
     Change,
     ConnectionReport,
@@ -39,6 +41,8 @@ from provisiond.connectors.base import (
     RemoteGroup,
     RemoteUser,
 )
+from provisiond.connectors.bodies import ACCEPT_ENCODING, read_bounded
+from provisiond.connectors.destinations import DestinationPolicy, guarded_transport
 from provisiond.domain.apps import (
     BasicAuth,
     BearerAuth,
@@ -75,6 +79,8 @@ ScimUser = User[EnterpriseUser]
 UserPatchOp = PatchOp[ScimUser]
 UserPatchOperation = PatchOperation[ScimUser]
 UserListResponse = ListResponse[ScimUser]
+# A remote id is put in a URL path as one segment; longer ones are not ids any app hands out.
+REMOTE_ID_MAX = 512
 
 
 class ScimConnector:
@@ -87,15 +93,33 @@ class ScimConnector:
         concurrency: int = 4,
         rate_limit_per_second: float | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        policy: DestinationPolicy | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
+        """``transport`` replaces the network (tests' in-process targets); without it every
+        connection is checked against ``policy`` (by default: no loopback, link-local or
+        metadata addresses)."""
         self.settings = settings
+        self.max_response_bytes = max_response_bytes
+        policy = policy or DestinationPolicy()
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+
+        def network() -> httpx.AsyncBaseTransport:
+            return transport or guarded_transport(policy, limits)
+
         self._client = httpx.AsyncClient(
             base_url=settings.base_url + "/",
-            auth=_auth(settings, transport),
+            auth=_auth(settings, transport, max_response_bytes, policy),
             timeout=httpx.Timeout(settings.timeout_seconds),
-            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
-            headers={"Accept": SCIM_MEDIA_TYPE, "User-Agent": f"provisiond/{__version__}"},
-            transport=transport,
+            headers={
+                "Accept": SCIM_MEDIA_TYPE,
+                "Accept-Encoding": ACCEPT_ENCODING,
+                "User-Agent": f"provisiond/{__version__}",
+            },
+            transport=network(),
+            # Proxies from the environment would bypass the destination policy (the address
+            # connected to would be the proxy's) and could read the app's credentials.
+            trust_env=False,
         )
         self._gate = asyncio.Semaphore(concurrency)
         self._bucket = _TokenBucket(rate_limit_per_second) if rate_limit_per_second else None
@@ -200,7 +224,7 @@ class ScimConnector:
         return isinstance(total, int) and total == 0 and not body.get("Resources")
 
     async def get_user(self, remote_id: str) -> RemoteUser | None:
-        response = await self._send("GET", f"Users/{remote_id}")
+        response = await self._send("GET", f"Users/{_segment(remote_id)}")
         if response.status_code == 404:
             return None
         return _remote(_body(response, "GET /Users/{id}"), "GET /Users/{id}")
@@ -224,13 +248,13 @@ class ScimConnector:
                 for path, value in _patch_paths(changes)
             ]
             body = _dump(UserPatchOp(operations=operations), Context.RESOURCE_PATCH_REQUEST)
-            response = await self._send("PATCH", f"Users/{remote_id}", body=body)
+            response = await self._send("PATCH", f"Users/{_segment(remote_id)}", body=body)
             what = "PATCH /Users/{id}"
         else:
             # RFC 7644 §3.5.1: PUT replaces the whole resource; send all that provisiond manages.
             body = _user_payload(attributes, Context.RESOURCE_REPLACEMENT_REQUEST)
             body["id"] = remote_id
-            response = await self._send("PUT", f"Users/{remote_id}", body=body)
+            response = await self._send("PUT", f"Users/{_segment(remote_id)}", body=body)
             what = "PUT /Users/{id}"
         if response.status_code == 404:
             raise RemoteNotFound(
@@ -240,7 +264,7 @@ class ScimConnector:
         _body(response, what, allow_empty=True)
 
     async def delete_user(self, remote_id: str) -> None:
-        response = await self._send("DELETE", f"Users/{remote_id}")
+        response = await self._send("DELETE", f"Users/{_segment(remote_id)}")
         if response.status_code == 404:
             return  # already gone: the goal is reached
         _require_success(response, "DELETE /Users/{id}")
@@ -292,7 +316,7 @@ class ScimConnector:
         return found[0] if found else None
 
     async def get_group(self, remote_id: str) -> RemoteGroup | None:
-        response = await self._send("GET", f"Groups/{remote_id}")
+        response = await self._send("GET", f"Groups/{_segment(remote_id)}")
         if response.status_code == 404:
             return None
         return _group(_body(response, "GET /Groups/{id}"), "GET /Groups/{id}")
@@ -354,7 +378,7 @@ class ScimConnector:
 
     async def _patch_group(self, remote_id: str, operations: list[dict[str, Any]]) -> None:
         body = {"schemas": [PATCH_OP], "Operations": operations}
-        response = await self._send("PATCH", f"Groups/{remote_id}", body=body)
+        response = await self._send("PATCH", f"Groups/{_segment(remote_id)}", body=body)
         if response.status_code == 404:
             raise RemoteNotFound(
                 f"PATCH /Groups/{{id}}: the group {remote_id} no longer exists", http_status=404
@@ -371,7 +395,7 @@ class ScimConnector:
             "displayName": display_name,
             "members": _refs(members),
         }
-        response = await self._send("PUT", f"Groups/{remote_id}", body=body)
+        response = await self._send("PUT", f"Groups/{_segment(remote_id)}", body=body)
         if response.status_code == 404:
             raise RemoteNotFound(
                 f"PUT /Groups/{{id}}: the group {remote_id} no longer exists", http_status=404
@@ -379,7 +403,7 @@ class ScimConnector:
         _require_success(response, "PUT /Groups/{id}")
 
     async def delete_group(self, remote_id: str) -> None:
-        response = await self._send("DELETE", f"Groups/{remote_id}")
+        response = await self._send("DELETE", f"Groups/{_segment(remote_id)}")
         if response.status_code == 404:
             return  # already gone
         _require_success(response, "DELETE /Groups/{id}")
@@ -405,11 +429,19 @@ class ScimConnector:
             # time never trips them: the whole exchange (the auth flow, the send, every byte of
             # the body) gets one deadline. Waiting for the rate limit and the gate is not charged.
             timer = asyncio.timeout(deadline)
+            request = self._client.build_request(
+                method, path, params=params, content=content, headers=headers
+            )
             try:
                 async with timer:
-                    response = await self._client.request(
-                        method, path, params=params, content=content, headers=headers
-                    )
+                    # Streamed, so the size cap applies while reading, under the deadline.
+                    streamed = await self._client.send(request, stream=True)
+                    try:
+                        response = await read_bounded(
+                            streamed, self.max_response_bytes, f"{method} /{path.split('?')[0]}"
+                        )
+                    finally:
+                        await streamed.aclose()
             except TimeoutError as exc:
                 if timer.expired():
                     raise TransientError(
@@ -493,12 +525,18 @@ def _raise_for_status(response: httpx.Response, what: str) -> None:
 
 
 def _problem(response: httpx.Response, what: str) -> str:
-    """``what -> status reason: detail``, reading an RFC 7644 §3.12 error body when there is one."""
+    """``what -> status reason: detail``, reading an RFC 7644 §3.12 error body when there is one.
+
+    An excerpt of the body is quoted only from a JSON answer: an HTML page or a banner from
+    whatever listens at the URL would make the connection test a way to read other hosts."""
     head = f"{what} answered {response.status_code} {response.reason_phrase}".rstrip()
+    if _content_type(response) not in (SCIM_MEDIA_TYPE, "application/json"):
+        shown = _content_type(response) or "no content type"
+        return f"{head} ({shown}, not SCIM JSON; not shown)" if response.content else head
     try:
         error = Error.model_validate(response.json())
     except (ValueError, ValidationError):
-        text = response.text.strip().replace("\n", " ")[:200]
+        text = "".join(c for c in response.text.strip() if c.isprintable())[:200]
         return f"{head}: {text}" if text else head
     parts = [part for part in (error.scim_type, error.detail) if part]
     return f"{head}: {' - '.join(parts)}" if parts else head
@@ -509,7 +547,7 @@ def _body(response: httpx.Response, what: str, *, allow_empty: bool = False) -> 
         raise TerminalError(f"{what} answered 404 Not Found", http_status=404)
     if allow_empty and (response.status_code == 204 or not response.content):
         return {}
-    content_type = response.headers.get("Content-Type", "").split(";")[0].strip()
+    content_type = _content_type(response)
     if content_type not in (SCIM_MEDIA_TYPE, "application/json"):
         raise TerminalError(
             f"{what} answered {content_type or 'no content type'}, not SCIM JSON: "
@@ -525,11 +563,48 @@ def _body(response: httpx.Response, what: str, *, allow_empty: bool = False) -> 
     return body
 
 
+def _content_type(response: httpx.Response) -> str:
+    return str(response.headers.get("Content-Type", "")).split(";")[0].strip().lower()
+
+
 def _remote(body: Mapping[str, Any], what: str) -> RemoteUser:
     remote_id = body.get("id")
     if not isinstance(remote_id, str) or not remote_id:
         raise TerminalError(f"{what} answered a resource without an id (RFC 7643 §3.1)")
+    _check_remote_id(remote_id, what)
     return RemoteUser(remote_id=remote_id, attributes=dict(body))
+
+
+def _remote_id_flaw(remote_id: str) -> str | None:
+    """Why ``remote_id`` cannot be one path segment of a request, or None if it can."""
+    if not remote_id:
+        return "it is empty"
+    if len(remote_id) > REMOTE_ID_MAX:
+        return f"it is longer than {REMOTE_ID_MAX} characters"
+    if remote_id in (".", "..") or ".." in remote_id:
+        return "it contains '..'"
+    for mark in "/\\?#":
+        if mark in remote_id:
+            return f"it contains {mark!r}"
+    if any(not c.isprintable() for c in remote_id):
+        return "it contains control characters"
+    return None
+
+
+def _check_remote_id(remote_id: str, what: str) -> None:
+    """A target's ids become URL paths provisiond sends its credentials to: one that would
+    step out of the resource (``../../x?y``) fails the task and is never stored or sent."""
+    flaw = _remote_id_flaw(remote_id)
+    if flaw is not None:
+        shown = "".join(c if c.isprintable() else "?" for c in remote_id[:80])
+        raise TerminalError(f"{what} answered the id {shown!r}, refused: {flaw}")
+
+
+def _segment(remote_id: str) -> str:
+    """``remote_id`` as one percent-encoded path segment (RFC 3986 §3.3), checked first: an id
+    stored before the check existed is refused here too."""
+    _check_remote_id(remote_id, "the account record")
+    return quote(remote_id, safe="")
 
 
 def _refs(members: Sequence[str]) -> list[dict[str, str]]:
@@ -547,6 +622,7 @@ def _group(body: Mapping[str, Any], what: str) -> RemoteGroup:
         raise TerminalError(f"{what} answered a group without an id (RFC 7643 §3.1)")
     if not isinstance(name, str):
         raise TerminalError(f"{what} answered a group without a displayName (RFC 7643 §4.2)")
+    _check_remote_id(remote_id, what)
     members = body.get("members") or []
     if not isinstance(members, list):
         raise TerminalError(f"{what} answered members that are not a list")
@@ -628,7 +704,10 @@ def _is_tls_failure(exc: Exception) -> bool:
 
 
 def _auth(
-    settings: ScimConnectorSettings, transport: httpx.AsyncBaseTransport | None
+    settings: ScimConnectorSettings,
+    transport: httpx.AsyncBaseTransport | None,
+    max_response_bytes: int,
+    policy: DestinationPolicy,
 ) -> httpx.Auth | None:
     auth = settings.auth
     if isinstance(auth, BearerAuth):
@@ -636,7 +715,9 @@ def _auth(
     if isinstance(auth, BasicAuth):
         return httpx.BasicAuth(auth.username, auth.password.get_secret_value())
     if isinstance(auth, OAuth2ClientCredentials):
-        return _ClientCredentials(auth, settings.timeout_seconds, transport)
+        return _ClientCredentials(
+            auth, settings.timeout_seconds, transport, max_response_bytes, policy
+        )
     return None
 
 
@@ -657,10 +738,14 @@ class _ClientCredentials(httpx.Auth):
         settings: OAuth2ClientCredentials,
         timeout: float,
         transport: httpx.AsyncBaseTransport | None,
+        max_response_bytes: int,
+        policy: DestinationPolicy,
     ) -> None:
         self.settings = settings
         self._timeout = timeout
         self._transport = transport
+        self._max_response_bytes = max_response_bytes
+        self._policy = policy
         self._token: str | None = None
         self._expires_at = 0.0
         self._lock = asyncio.Lock()
@@ -673,19 +758,31 @@ class _ClientCredentials(httpx.Auth):
             if self.settings.scope:
                 data["scope"] = self.settings.scope
             url = str(self.settings.token_url)
+            # The token endpoint is a destination like the app: the same policy and size cap
+            # (and, as it runs inside the request's auth flow, the same total deadline).
+            transport = self._transport or guarded_transport(self._policy, httpx.Limits())
             try:
                 async with httpx.AsyncClient(
-                    timeout=self._timeout, transport=self._transport
+                    timeout=self._timeout,
+                    transport=transport,
+                    trust_env=False,
+                    headers={"Accept-Encoding": ACCEPT_ENCODING},
                 ) as client:
                     # RFC 6749 §2.3.1: client credentials in HTTP Basic.
-                    response = await client.post(
-                        url,
-                        data=data,
+                    streamed = await client.send(
+                        client.build_request("POST", url, data=data),
                         auth=(
                             self.settings.client_id,
                             self.settings.client_secret.get_secret_value(),
                         ),
+                        stream=True,
                     )
+                    try:
+                        response = await read_bounded(
+                            streamed, self._max_response_bytes, f"token endpoint {url}"
+                        )
+                    finally:
+                        await streamed.aclose()
             except httpx.HTTPError as exc:
                 raise TransientError(f"cannot reach the token endpoint {url}: {exc}") from exc
             if response.status_code >= 500:
