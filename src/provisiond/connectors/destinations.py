@@ -12,8 +12,10 @@ sends, not only the connection test.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import socket
+import ssl
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -46,6 +48,10 @@ LOOPBACK = (
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
+
+
+class DestinationRefused(TerminalError):
+    """The app's address is one the policy refuses: retrying cannot help until it changes."""
 
 
 def canonical(address: IPAddress) -> IPAddress:
@@ -138,7 +144,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
             why = self.policy.refusal(address)
             if why is not None:
                 shown = address if address == host else f"{host} ({address})"
-                raise TerminalError(
+                raise DestinationRefused(
                     f"refused to connect to {shown}: {why} "
                     "(the connector destination policy, docs/security.md)"
                 )
@@ -165,6 +171,13 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """One verifying TLS context for every connector: loading the CA bundle takes a noticeable
+    part of a second, and a context is safe to share between connections."""
+    return httpx.create_ssl_context()
+
+
 def guarded_transport(
     policy: DestinationPolicy, limits: httpx.Limits, resolve: Resolver = system_resolver
 ) -> httpx.AsyncHTTPTransport:
@@ -172,9 +185,9 @@ def guarded_transport(
     httpx takes no network backend, so its connection pool is replaced by an equal one that
     has it. Proxies from the environment are not used (``trust_env`` off in the connector):
     through a proxy, the address connected to would be the proxy's, not the app's."""
-    transport = httpx.AsyncHTTPTransport(limits=limits)
+    transport = httpx.AsyncHTTPTransport(verify=_tls(), limits=limits)
     transport._pool = httpcore.AsyncConnectionPool(
-        ssl_context=httpx.create_ssl_context(),
+        ssl_context=_tls(),
         max_connections=limits.max_connections,
         max_keepalive_connections=limits.max_keepalive_connections,
         keepalive_expiry=limits.keepalive_expiry,

@@ -42,7 +42,11 @@ from provisiond.connectors.base import (
     RemoteUser,
 )
 from provisiond.connectors.bodies import ACCEPT_ENCODING, read_bounded
-from provisiond.connectors.destinations import DestinationPolicy, guarded_transport
+from provisiond.connectors.destinations import (
+    DestinationPolicy,
+    DestinationRefused,
+    guarded_transport,
+)
 from provisiond.domain.apps import (
     BasicAuth,
     BearerAuth,
@@ -153,7 +157,7 @@ class ScimConnector:
         try:
             response = await self._send("GET", "ServiceProviderConfig")
         except ConnectorError as exc:
-            report.steps.append(ConnectionStep("discovery", False, exc.detail))
+            report.steps.append(_failed("discovery", exc))
             return report
         spc_missing = response.status_code == 404
         if not spc_missing:
@@ -162,7 +166,7 @@ class ScimConnector:
                     _body(response, "GET /ServiceProviderConfig")
                 )
             except ConnectorError as exc:
-                report.steps.append(ConnectionStep("discovery", False, exc.detail))
+                report.steps.append(_failed("discovery", exc))
                 return report
         try:
             response = await self._send("GET", "Users", params={"startIndex": 1, "count": 1})
@@ -176,10 +180,10 @@ class ScimConnector:
             _parse_list(listing)
         except ConnectorError as exc:
             if spc_missing:
-                report.steps.append(ConnectionStep("discovery", False, exc.detail))
+                report.steps.append(_failed("discovery", exc))
             else:
                 report.steps.append(_discovery_step(report.quirks))
-                report.steps.append(ConnectionStep("authenticated read", False, exc.detail))
+                report.steps.append(_failed("authenticated read", exc))
             return report
         if spc_missing:
             report.quirks = self._quirks = Quirks()
@@ -673,6 +677,24 @@ def _discovery_step(quirks: Quirks | None) -> ConnectionStep:
         for name, on in (("PATCH", quirks.patch), ("filter", quirks.filter))
     )
     return ConnectionStep("discovery", True, f"ServiceProviderConfig read: {features}")
+
+
+NO_SCIM_ANSWER = (
+    "no SCIM answer: the app is unreachable, not HTTP or not a SCIM service "
+    "(a super admin sees the details)"
+)
+
+
+def _failed(name: str, exc: ConnectorError) -> ConnectionStep:
+    """A failed step: the detail as it is, and a summary that does not tell a closed port from
+    an open one or from another service's answer (what any admin who reads the app sees)."""
+    if isinstance(exc, DestinationRefused):
+        summary = "refused by the connector destination policy"
+    elif exc.http_status in (401, 403):
+        summary = f"the app rejected the credentials ({exc.http_status})"
+    else:
+        summary = NO_SCIM_ANSWER
+    return ConnectionStep(name, False, exc.detail, summary)
 
 
 def _first_error(exc: ValidationError) -> str:
