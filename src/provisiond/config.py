@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import ipaddress
+import json
 import os
 import secrets
 from functools import cached_property
@@ -67,8 +68,13 @@ class Settings(BaseSettings):
     @field_validator("connector_allowed_networks", "connector_denied_networks", mode="before")
     @classmethod
     def _networks(cls, value: object) -> object:
-        if isinstance(value, str):
-            value = [part for part in (p.strip() for p in value.split(",")) if part]
+        if isinstance(value, str):  # from the environment: a JSON list or comma-separated
+            text = value.strip()
+            value = (
+                json.loads(text)
+                if text.startswith("[")
+                else [part for part in (p.strip() for p in text.split(",")) if part]
+            )
         if isinstance(value, list):
             for network in value:
                 try:

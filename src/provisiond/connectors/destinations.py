@@ -69,9 +69,10 @@ def canonical(address: IPAddress) -> IPAddress:
 
 @dataclass(frozen=True)
 class DestinationPolicy:
-    """Denied networks always win; then, if ``allowed`` is set, only addresses in it pass; the
-    built-in denials (metadata, link-local, loopback unless ``allow_loopback``) give way only to
-    an allowed network that names the address explicitly."""
+    """Denied networks always win. An address in an allowed network passes (even a built-in
+    denial gives way to a network the operator names), and so does loopback with
+    ``allow_loopback``. Beyond that, a set ``allowed`` is an allow-list; without one, every
+    address passes but metadata, link-local and loopback ones."""
 
     allow_loopback: bool = False
     allowed: tuple[IPNetwork, ...] = ()
@@ -92,10 +93,12 @@ class DestinationPolicy:
         ip = canonical(ipaddress.ip_address(address.split("%", 1)[0]))  # no IPv6 zone index
         if _within(ip, self.denied):
             return "it is in PROVISIOND_CONNECTOR_DENIED_NETWORKS"
-        if self.allowed:
-            if not _within(ip, self.allowed):
-                return "it is not in PROVISIOND_CONNECTOR_ALLOWED_NETWORKS"
+        if _within(ip, self.allowed):
             return None  # named explicitly by the operator
+        if self.allow_loopback and _within(ip, LOOPBACK):
+            return None
+        if self.allowed:
+            return "it is not in PROVISIOND_CONNECTOR_ALLOWED_NETWORKS"
         if _within(ip, METADATA):
             return "it is a cloud metadata address"
         if _within(ip, LINK_LOCAL):
