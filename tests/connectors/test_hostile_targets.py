@@ -21,12 +21,8 @@ from hypothesis import strategies as st
 
 from provisiond.config import DEFAULT_MAX_RESPONSE_BYTES
 from provisiond.connectors.bodies import TooLarge
-from provisiond.connectors.scim import (
-    REMOTE_ID_MAX,
-    ScimConnector,
-    _remote_id_flaw,
-    _segment,
-)
+from provisiond.connectors.remote_ids import REMOTE_ID_MAX, remote_id_flaw, segment
+from provisiond.connectors.scim import ScimConnector
 from provisiond.domain.apps import NoAuth, ScimConnectorSettings
 from provisiond.errors import TerminalError
 from tests.connectors.conftest import LOOPBACK, LoopbackServer, RecordedRequest, Responder
@@ -312,10 +308,10 @@ def test_an_odd_but_safe_id_is_sent_percent_encoded_as_one_segment(
 @settings(max_examples=300, deadline=None)
 @given(st.text(max_size=80))
 def test_every_id_is_refused_or_becomes_exactly_one_segment(remote_id: str) -> None:
-    if _remote_id_flaw(remote_id) is not None:
+    if remote_id_flaw(remote_id) is not None:
         with pytest.raises(TerminalError):
-            _segment(remote_id)
+            segment(remote_id)
         return
-    segment = _segment(remote_id)
-    assert unquote(segment) == remote_id
-    assert not set(segment) & set("/?#\\") and segment not in (".", "..")
+    sent = segment(remote_id)
+    assert unquote(sent) == remote_id
+    assert not set(sent) & set("/?#\\") and sent not in (".", "..")

@@ -16,7 +16,6 @@ from collections import deque
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 from pydantic import ValidationError
@@ -47,6 +46,7 @@ from provisiond.connectors.destinations import (
     DestinationRefused,
     guarded_transport,
 )
+from provisiond.connectors.remote_ids import check_remote_id, segment
 from provisiond.domain.apps import (
     BasicAuth,
     BearerAuth,
@@ -83,8 +83,6 @@ ScimUser = User[EnterpriseUser]
 UserPatchOp = PatchOp[ScimUser]
 UserPatchOperation = PatchOperation[ScimUser]
 UserListResponse = ListResponse[ScimUser]
-# A remote id is put in a URL path as one segment; longer ones are not ids any app hands out.
-REMOTE_ID_MAX = 512
 
 
 class ScimConnector:
@@ -228,7 +226,7 @@ class ScimConnector:
         return isinstance(total, int) and total == 0 and not body.get("Resources")
 
     async def get_user(self, remote_id: str) -> RemoteUser | None:
-        response = await self._send("GET", f"Users/{_segment(remote_id)}")
+        response = await self._send("GET", f"Users/{segment(remote_id)}")
         if response.status_code == 404:
             return None
         return _remote(_body(response, "GET /Users/{id}"), "GET /Users/{id}")
@@ -252,13 +250,13 @@ class ScimConnector:
                 for path, value in _patch_paths(changes)
             ]
             body = _dump(UserPatchOp(operations=operations), Context.RESOURCE_PATCH_REQUEST)
-            response = await self._send("PATCH", f"Users/{_segment(remote_id)}", body=body)
+            response = await self._send("PATCH", f"Users/{segment(remote_id)}", body=body)
             what = "PATCH /Users/{id}"
         else:
             # RFC 7644 §3.5.1: PUT replaces the whole resource; send all that provisiond manages.
             body = _user_payload(attributes, Context.RESOURCE_REPLACEMENT_REQUEST)
             body["id"] = remote_id
-            response = await self._send("PUT", f"Users/{_segment(remote_id)}", body=body)
+            response = await self._send("PUT", f"Users/{segment(remote_id)}", body=body)
             what = "PUT /Users/{id}"
         if response.status_code == 404:
             raise RemoteNotFound(
@@ -268,7 +266,7 @@ class ScimConnector:
         _body(response, what, allow_empty=True)
 
     async def delete_user(self, remote_id: str) -> None:
-        response = await self._send("DELETE", f"Users/{_segment(remote_id)}")
+        response = await self._send("DELETE", f"Users/{segment(remote_id)}")
         if response.status_code == 404:
             return  # already gone: the goal is reached
         _require_success(response, "DELETE /Users/{id}")
@@ -320,7 +318,7 @@ class ScimConnector:
         return found[0] if found else None
 
     async def get_group(self, remote_id: str) -> RemoteGroup | None:
-        response = await self._send("GET", f"Groups/{_segment(remote_id)}")
+        response = await self._send("GET", f"Groups/{segment(remote_id)}")
         if response.status_code == 404:
             return None
         return _group(_body(response, "GET /Groups/{id}"), "GET /Groups/{id}")
@@ -382,7 +380,7 @@ class ScimConnector:
 
     async def _patch_group(self, remote_id: str, operations: list[dict[str, Any]]) -> None:
         body = {"schemas": [PATCH_OP], "Operations": operations}
-        response = await self._send("PATCH", f"Groups/{_segment(remote_id)}", body=body)
+        response = await self._send("PATCH", f"Groups/{segment(remote_id)}", body=body)
         if response.status_code == 404:
             raise RemoteNotFound(
                 f"PATCH /Groups/{{id}}: the group {remote_id} no longer exists", http_status=404
@@ -399,7 +397,7 @@ class ScimConnector:
             "displayName": display_name,
             "members": _refs(members),
         }
-        response = await self._send("PUT", f"Groups/{_segment(remote_id)}", body=body)
+        response = await self._send("PUT", f"Groups/{segment(remote_id)}", body=body)
         if response.status_code == 404:
             raise RemoteNotFound(
                 f"PUT /Groups/{{id}}: the group {remote_id} no longer exists", http_status=404
@@ -407,7 +405,7 @@ class ScimConnector:
         _require_success(response, "PUT /Groups/{id}")
 
     async def delete_group(self, remote_id: str) -> None:
-        response = await self._send("DELETE", f"Groups/{_segment(remote_id)}")
+        response = await self._send("DELETE", f"Groups/{segment(remote_id)}")
         if response.status_code == 404:
             return  # already gone
         _require_success(response, "DELETE /Groups/{id}")
@@ -575,40 +573,8 @@ def _remote(body: Mapping[str, Any], what: str) -> RemoteUser:
     remote_id = body.get("id")
     if not isinstance(remote_id, str) or not remote_id:
         raise TerminalError(f"{what} answered a resource without an id (RFC 7643 §3.1)")
-    _check_remote_id(remote_id, what)
+    check_remote_id(remote_id, what)
     return RemoteUser(remote_id=remote_id, attributes=dict(body))
-
-
-def _remote_id_flaw(remote_id: str) -> str | None:
-    """Why ``remote_id`` cannot be one path segment of a request, or None if it can."""
-    if not remote_id:
-        return "it is empty"
-    if len(remote_id) > REMOTE_ID_MAX:
-        return f"it is longer than {REMOTE_ID_MAX} characters"
-    if remote_id in (".", "..") or ".." in remote_id:
-        return "it contains '..'"
-    for mark in "/\\?#":
-        if mark in remote_id:
-            return f"it contains {mark!r}"
-    if any(not c.isprintable() for c in remote_id):
-        return "it contains control characters"
-    return None
-
-
-def _check_remote_id(remote_id: str, what: str) -> None:
-    """A target's ids become URL paths provisiond sends its credentials to: one that would
-    step out of the resource (``../../x?y``) fails the task and is never stored or sent."""
-    flaw = _remote_id_flaw(remote_id)
-    if flaw is not None:
-        shown = "".join(c if c.isprintable() else "?" for c in remote_id[:80])
-        raise TerminalError(f"{what} answered the id {shown!r}, refused: {flaw}")
-
-
-def _segment(remote_id: str) -> str:
-    """``remote_id`` as one percent-encoded path segment (RFC 3986 §3.3), checked first: an id
-    stored before the check existed is refused here too."""
-    _check_remote_id(remote_id, "the account record")
-    return quote(remote_id, safe="")
 
 
 def _refs(members: Sequence[str]) -> list[dict[str, str]]:
@@ -626,7 +592,7 @@ def _group(body: Mapping[str, Any], what: str) -> RemoteGroup:
         raise TerminalError(f"{what} answered a group without an id (RFC 7643 §3.1)")
     if not isinstance(name, str):
         raise TerminalError(f"{what} answered a group without a displayName (RFC 7643 §4.2)")
-    _check_remote_id(remote_id, what)
+    check_remote_id(remote_id, what)
     members = body.get("members") or []
     if not isinstance(members, list):
         raise TerminalError(f"{what} answered members that are not a list")
