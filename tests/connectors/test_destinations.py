@@ -55,6 +55,7 @@ def run(
         ("::ffff:169.254.169.254", "cloud metadata"),  # IPv4-mapped
         ("::ffff:a9fe:a9fe", "cloud metadata"),  # the same, in hex
         ("64:ff9b::a9fe:a9fe", "cloud metadata"),  # NAT64
+        ("::169.254.169.254", "cloud metadata"),  # IPv4-compatible (deprecated)
         ("2002:a9fe:a9fe::1", "cloud metadata"),  # 6to4
         ("fd00:ec2::254", "cloud metadata"),
         ("100.100.100.200", "cloud metadata"),

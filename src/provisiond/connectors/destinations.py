@@ -46,6 +46,7 @@ LOOPBACK = (
     ipaddress.ip_network("::/128"),
 )
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
+IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated (RFC 4291), still parsed
 
 Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
 
@@ -55,14 +56,14 @@ class DestinationRefused(TerminalError):
 
 
 def canonical(address: IPAddress) -> IPAddress:
-    """The IPv4 address an IPv6 one carries (mapped, 6to4, NAT64), else the address itself: a
+    """The IPv4 address an IPv6 one carries (mapped, compatible, 6to4, NAT64), else itself: a
     metadata address written ``::ffff:169.254.169.254`` is still the metadata address."""
     if isinstance(address, ipaddress.IPv6Address):
         if address.ipv4_mapped is not None:
             return address.ipv4_mapped
         if address.sixtofour is not None:
             return address.sixtofour
-        if address in NAT64:
+        if address in NAT64 or (address in IPV4_COMPATIBLE and int(address) > 1):
             return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
     return address
 

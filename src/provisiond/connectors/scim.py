@@ -105,10 +105,6 @@ class ScimConnector:
         self.max_response_bytes = max_response_bytes
         policy = policy or DestinationPolicy()
         limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-
-        def network() -> httpx.AsyncBaseTransport:
-            return transport or guarded_transport(policy, limits)
-
         self._client = httpx.AsyncClient(
             base_url=settings.base_url + "/",
             auth=_auth(settings, transport, max_response_bytes, policy),
@@ -118,7 +114,7 @@ class ScimConnector:
                 "Accept-Encoding": ACCEPT_ENCODING,
                 "User-Agent": f"provisiond/{__version__}",
             },
-            transport=network(),
+            transport=transport or guarded_transport(policy, limits),
             # Proxies from the environment would bypass the destination policy (the address
             # connected to would be the proxy's) and could read the app's credentials.
             trust_env=False,
