@@ -23,7 +23,7 @@ from provisiond.config import DEFAULT_MAX_RESPONSE_BYTES
 from provisiond.connectors.bodies import TooLarge
 from provisiond.connectors.remote_ids import REMOTE_ID_MAX, remote_id_flaw, segment
 from provisiond.connectors.scim import ScimConnector
-from provisiond.domain.apps import NoAuth, ScimConnectorSettings
+from provisiond.domain.apps import NoAuth, OAuth2ClientCredentials, ScimConnectorSettings
 from provisiond.errors import TerminalError
 from tests.connectors.conftest import LOOPBACK, LoopbackServer, RecordedRequest, Responder
 
@@ -315,3 +315,27 @@ def test_every_id_is_refused_or_becomes_exactly_one_segment(remote_id: str) -> N
     sent = segment(remote_id)
     assert unquote(sent) == remote_id
     assert not set(sent) & set("/?#\\") and sent not in (".", "..")
+
+
+def test_the_oauth_token_answer_is_capped_too(raw_server: Any) -> None:
+    server = raw_server(head("Transfer-Encoding: chunked"), lambda: chunked(huge_json()))
+    settings = ScimConnectorSettings(
+        base_url=server.url,
+        auth=OAuth2ClientCredentials(
+            token_url=f"{server.url}/token",  # type: ignore[arg-type]
+            client_id="c",
+            client_secret="s",  # type: ignore[arg-type]
+        ),
+    )
+
+    async def main() -> None:
+        connector = ScimConnector(settings, policy=LOOPBACK)
+        try:
+            await connector.holds_no_users()
+        finally:
+            await connector.aclose()
+
+    with PeakRss() as memory, pytest.raises(TooLarge, match="token endpoint"):
+        asyncio.run(main())
+    assert memory.growth < RSS_GROWTH_MAX
+    assert server.requests == ["POST /v2/token HTTP/1.1"]  # nothing sent without a token
