@@ -307,7 +307,13 @@ def workdir() -> Iterator[Path]:
 def make_settings(database_url: str, data_dir: Path) -> Any:
     from provisiond.config import Settings
 
-    return Settings(data_dir=data_dir, database_url=database_url, secret_key=BENCH_SECRET_KEY)
+    # The bench targets listen on 127.0.0.1, which connectors may not reach by default.
+    return Settings(
+        data_dir=data_dir,
+        database_url=database_url,
+        secret_key=BENCH_SECRET_KEY,
+        connector_allow_loopback=True,
+    )
 
 
 def make_runtime(database_url: str, data_dir: Path) -> Any:

@@ -61,6 +61,8 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         retry_base_seconds=0.05,
         retry_max_seconds=0.5,
         task_max_attempts=3,
+        # The test targets listen on 127.0.0.1, which the destination policy refuses by default.
+        connector_allow_loopback=True,
     )
 
 

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
+from typing import Any
 
-from provisiond.errors import Forbidden
+from provisiond.errors import Conflict, Forbidden
 from provisiond.services.context import Actor, Role
 
 
@@ -115,3 +116,29 @@ def app_scope(actor: Actor) -> frozenset[str] | None:
 def visible_apps(actor: Actor, app_ids: Iterable[str]) -> list[str]:
     """The app ids among ``app_ids`` that ``actor`` may read."""
     return [app_id for app_id in app_ids if may(actor, Action.APP_READ, app_id)]
+
+
+def shown_test(actor: Actor, report: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A connection test's report as ``actor`` may read it. Its details quote what the app's
+    URL answered, so they are a super admin's: to anyone else the test would be a way to probe
+    which ports of which hosts answer what. The others read each step's summary."""
+    if report is None or _role(actor) is Role.SUPER_ADMIN:
+        return report
+    steps = [
+        {**step, "detail": step.get("summary") or ("ok" if step.get("ok") else "failed")}
+        for step in report.get("steps", [])
+    ]
+    failed = next((step for step in steps if not step.get("ok")), None)
+    reason = f"{failed['name']}: {failed['detail']}" if failed else report.get("reason")
+    return {**report, "steps": steps, "reason": reason}
+
+
+def shown_test_failure(actor: Actor, exc: Conflict) -> Conflict:
+    """A refusal to enable provisioning that carries the failed test (``test``), as ``actor``
+    may read it: the report and the reason quoted in the detail."""
+    report = exc.extra.get("test")
+    shown = shown_test(actor, report)
+    if report is None or shown is None or shown is report:
+        return exc
+    detail = exc.detail.replace(str(report.get("reason")), str(shown.get("reason")))
+    return Conflict(detail, **{**exc.extra, "test": shown})

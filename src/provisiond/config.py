@@ -5,11 +5,18 @@ Secrets are ``SecretStr`` so that they never show in a ``repr``, a log line or a
 
 from __future__ import annotations
 
+import ipaddress
+import json
 from functools import cached_property
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# An app's answer may hold this much (decompressed) unless the operator says otherwise: a
+# ListResponse page of 100 users with their groups is well under 1 MB.
+DEFAULT_MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 
 
 class Settings(BaseSettings):
@@ -41,6 +48,22 @@ class Settings(BaseSettings):
     )
     # Ports of connector targets that are reached without TLS verification are never
     # configured here: TLS is always verified.
+    # The connector destination policy (connectors/destinations.py, docs/security.md): which
+    # addresses app requests may connect to. Networks are CIDRs, comma-separated in the env.
+    connector_allow_loopback: bool = Field(
+        default=False, description="Let connectors reach 127.0.0.0/8 and ::1 (demo, tests)."
+    )
+    connector_allowed_networks: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="If set, connectors reach only these networks."
+    )
+    connector_denied_networks: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Networks connectors never reach, whatever else says."
+    )
+    connector_max_response_bytes: int = Field(
+        default=DEFAULT_MAX_RESPONSE_BYTES,
+        ge=65_536,
+        description="The most an app's answer may hold, counted decompressed.",
+    )
 
     @field_validator("database_url")
     @classmethod
@@ -49,6 +72,24 @@ class Settings(BaseSettings):
             raise ValueError(
                 "PROVISIOND_DATABASE_URL must be a sqlite:// or postgresql+psycopg:// URL"
             )
+        return value
+
+    @field_validator("connector_allowed_networks", "connector_denied_networks", mode="before")
+    @classmethod
+    def _networks(cls, value: object) -> object:
+        if isinstance(value, str):  # from the environment: a JSON list or comma-separated
+            text = value.strip()
+            value = (
+                json.loads(text)
+                if text.startswith("[")
+                else [part for part in (p.strip() for p in text.split(",")) if part]
+            )
+        if isinstance(value, list):
+            for network in value:
+                try:
+                    ipaddress.ip_network(str(network), strict=False)
+                except ValueError as exc:
+                    raise ValueError(f"{network!r} is not a network (CIDR): {exc}") from None
         return value
 
     @cached_property

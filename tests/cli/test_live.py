@@ -104,6 +104,8 @@ def test_a_standalone_worker_provisions(
         "PROVISIOND_DATABASE_URL": runtime.settings.effective_database_url,
         "PROVISIOND_SECRET_KEY": secret_key.get_secret_value(),
         "PROVISIOND_DATA_DIR": str(tmp_path / "worker"),
+        # The target listens on 127.0.0.1, which connectors may not reach by default.
+        "PROVISIOND_CONNECTOR_ALLOW_LOOPBACK": "true",
     }
     log = tmp_path / "worker.log"
     with process(["worker"], worker_env, log) as child:

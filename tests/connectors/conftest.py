@@ -21,11 +21,14 @@ from typing import IO
 import httpx
 import pytest
 
+from provisiond.connectors.destinations import DestinationPolicy
 from provisiond.domain.apps import BearerAuth, ScimConnectorSettings
 from tests.support.drip import drip_targets  # noqa: F401  (a fixture: a target that drips)
 
 TARGET_TOKEN = "demo-target-token"
 STARTUP_SECONDS = 20.0
+# Every peer here listens on 127.0.0.1, which the destination policy refuses unless allowed.
+LOOPBACK = DestinationPolicy(allow_loopback=True)
 
 
 def free_port() -> int:

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import pytest
 from pydantic import ValidationError
 
+from provisiond.config import Settings
 from provisiond.connectors.base import Quirks
 from provisiond.connectors.registry import build_connector
 from provisiond.connectors.scim import ScimConnector
@@ -50,7 +51,9 @@ def timed(settings: ScimConnectorSettings, scenario: Callable[[ScimConnector], A
     """Run ``scenario`` on a fresh connector built as the worker builds it, always closed."""
 
     async def main() -> T:
-        connector = build_connector(settings, ProvisioningSettings())
+        connector = build_connector(
+            settings, ProvisioningSettings(), config=Settings(connector_allow_loopback=True)
+        )
         assert isinstance(connector, ScimConnector)
         try:
             async with asyncio.timeout(GIVE_UP):

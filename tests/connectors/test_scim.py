@@ -40,6 +40,7 @@ from provisiond.errors import (
     TerminalError,
     TransientError,
 )
+from tests.connectors.conftest import LOOPBACK
 
 T = TypeVar("T")
 
@@ -58,7 +59,7 @@ def run(
     """Run ``scenario`` against a fresh connector in its own event loop, always closing it."""
 
     async def main() -> T:
-        connector = ScimConnector(settings, **options)
+        connector = ScimConnector(settings, **{"policy": LOOPBACK, **options})
         try:
             return await scenario(connector)
         finally:

@@ -27,7 +27,7 @@ from provisiond.connectors.scim import (
 from provisiond.domain.apps import NoAuth, ScimConnectorSettings
 from provisiond.engine.groups import GroupActual, reconcile_group
 from provisiond.errors import RemoteConflict, RemoteNotFound, TerminalError
-from tests.connectors.conftest import LoopbackServer, RecordedRequest, Responder
+from tests.connectors.conftest import LOOPBACK, LoopbackServer, RecordedRequest, Responder
 from tests.support.scim_asgi import Received, RecordingTarget, add_group, read_group
 
 T = TypeVar("T")
@@ -411,7 +411,7 @@ def test_a_malformed_group_is_a_terminal_error(
     settings = ScimConnectorSettings(base_url=f"{server.url}/v2", auth=NoAuth())
 
     async def scenario() -> None:
-        connector = ScimConnector(settings)
+        connector = ScimConnector(settings, policy=LOOPBACK)
         try:
             with pytest.raises(TerminalError, match=complaint) as failed:
                 await connector.get_group("g-1")
@@ -427,7 +427,7 @@ def test_a_409_on_create_is_remote_conflict(serve: Callable[[Responder], Loopbac
     settings = ScimConnectorSettings(base_url=f"{server.url}/v2", auth=NoAuth())
 
     async def scenario() -> None:
-        connector = ScimConnector(settings)
+        connector = ScimConnector(settings, policy=LOOPBACK)
         try:
             with pytest.raises(RemoteConflict, match="displayName taken") as failed:
                 await connector.create_group("Ops", ["a"])

@@ -62,6 +62,7 @@ def worker_env(runtime: Runtime, database_url: str | None = None, **extra: str) 
         "PROVISIOND_SECRET_KEY": settings.secret_key.get_secret_value(),
         "PROVISIOND_DATA_DIR": str(settings.data_dir),
         "PROVISIOND_WORKER_TIMEOUT_SECONDS": str(TIMEOUT),
+        "PROVISIOND_CONNECTOR_ALLOW_LOOPBACK": "true",  # the targets here are on 127.0.0.1
         "PROVISIOND_RETRY_BASE_SECONDS": "0.05",
         "PROVISIOND_RETRY_MAX_SECONDS": "0.5",
         **extra,

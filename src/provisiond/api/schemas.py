@@ -8,6 +8,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from provisiond.authz import shown_test
 from provisiond.domain.apps import (
     ProvisioningSettings,
     ScimConnectorSettings,
@@ -17,6 +18,7 @@ from provisiond.domain.apps import (
 from provisiond.domain.directory import Profile
 from provisiond.domain.roles import NAME_MAX, RoleExpression
 from provisiond.services import pushes
+from provisiond.services.context import Actor
 from provisiond.store import tables
 
 
@@ -181,7 +183,7 @@ class AppOut(BaseModel):
     updated_at: datetime
 
     @classmethod
-    def of(cls, app: tables.App) -> AppOut:
+    def of(cls, app: tables.App, viewer: Actor) -> AppOut:
         connector = shown_connector(app.connector)
         # Write-only credentials: only whether they are set.
         connector["auth"] = {**connector.get("auth", {}), "secret_set": app.credentials is not None}
@@ -191,7 +193,7 @@ class AppOut(BaseModel):
             label=app.label,
             connector=connector,
             provisioning=app.provisioning,
-            last_test=app.last_test,
+            last_test=shown_test(viewer, app.last_test),
             created_at=app.created_at,
             updated_at=app.updated_at,
         )

@@ -58,9 +58,14 @@ class Quirks:
 
 @dataclass
 class ConnectionStep:
+    """``detail`` is for super admins (it may quote a JSON error body); ``summary``, for every
+    other reader, says what failed without what the peer answered: the connection test must
+    not tell a read-only admin whether some host's port is closed, open or not HTTP."""
+
     name: str
     ok: bool
     detail: str
+    summary: str | None = None
 
 
 @dataclass
@@ -83,7 +88,10 @@ class ConnectionReport:
         return {
             "ok": self.ok,
             "reason": self.reason,
-            "steps": [{"name": s.name, "ok": s.ok, "detail": s.detail} for s in self.steps],
+            "steps": [
+                {"name": s.name, "ok": s.ok, "detail": s.detail, "summary": s.summary or s.detail}
+                for s in self.steps
+            ],
             "quirks": None if self.quirks is None else self.quirks.__dict__,
         }
 

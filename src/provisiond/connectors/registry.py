@@ -6,7 +6,9 @@ from typing import Any
 
 import httpx
 
+from provisiond.config import Settings
 from provisiond.connectors.base import Connector
+from provisiond.connectors.destinations import DestinationPolicy
 from provisiond.connectors.scim import ScimConnector
 from provisiond.domain.apps import ProvisioningSettings, ScimConnectorSettings
 
@@ -20,10 +22,24 @@ def build_connector(
     settings: ScimConnectorSettings,
     provisioning: ProvisioningSettings,
     transport: httpx.AsyncBaseTransport | None = None,
+    config: Settings | None = None,
 ) -> Connector:
+    """``config``: the operator's settings, for what any connector may reach and read (the
+    defaults, the strictest, without it)."""
+    config = config or Settings()
     return ScimConnector(
         settings,
         concurrency=provisioning.concurrency,
         rate_limit_per_second=provisioning.rate_limit_per_second,
         transport=transport,
+        policy=destination_policy(config),
+        max_response_bytes=config.connector_max_response_bytes,
+    )
+
+
+def destination_policy(config: Settings) -> DestinationPolicy:
+    return DestinationPolicy.of(
+        allow_loopback=config.connector_allow_loopback,
+        allowed=config.connector_allowed_networks,
+        denied=config.connector_denied_networks,
     )

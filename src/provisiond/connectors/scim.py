@@ -33,6 +33,7 @@ from scim2_models import (
 )
 
 from provisiond import __version__
+from provisiond.config import DEFAULT_MAX_RESPONSE_BYTES
 from provisiond.connectors.base import (
     Change,
     ConnectionReport,
@@ -41,6 +42,13 @@ from provisiond.connectors.base import (
     RemoteGroup,
     RemoteUser,
 )
+from provisiond.connectors.bodies import ACCEPT_ENCODING, TooLarge, read_bounded
+from provisiond.connectors.destinations import (
+    DestinationPolicy,
+    DestinationRefused,
+    guarded_transport,
+)
+from provisiond.connectors.remote_ids import check_remote_id, segment
 from provisiond.domain.apps import (
     BasicAuth,
     BearerAuth,
@@ -91,15 +99,29 @@ class ScimConnector:
         concurrency: int = 4,
         rate_limit_per_second: float | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        policy: DestinationPolicy | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
+        """``transport`` replaces the network (tests' in-process targets); without it every
+        connection is checked against ``policy`` (by default: no loopback, link-local or
+        metadata addresses)."""
         self.settings = settings
+        self.max_response_bytes = max_response_bytes
+        policy = policy or DestinationPolicy()
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
         self._client = httpx.AsyncClient(
             base_url=settings.base_url + "/",
-            auth=_auth(settings, transport),
+            auth=_auth(settings, transport, max_response_bytes, policy),
             timeout=httpx.Timeout(settings.timeout_seconds),
-            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
-            headers={"Accept": SCIM_MEDIA_TYPE, "User-Agent": f"provisiond/{__version__}"},
-            transport=transport,
+            headers={
+                "Accept": SCIM_MEDIA_TYPE,
+                "Accept-Encoding": ACCEPT_ENCODING,
+                "User-Agent": f"provisiond/{__version__}",
+            },
+            transport=transport or guarded_transport(policy, limits),
+            # Proxies from the environment would bypass the destination policy (the address
+            # connected to would be the proxy's) and could read the app's credentials.
+            trust_env=False,
         )
         self._gate = asyncio.Semaphore(concurrency)
         self._bucket = _TokenBucket(rate_limit_per_second) if rate_limit_per_second else None
@@ -133,7 +155,7 @@ class ScimConnector:
         try:
             response = await self._send("GET", "ServiceProviderConfig")
         except ConnectorError as exc:
-            report.steps.append(ConnectionStep("discovery", False, exc.detail))
+            report.steps.append(_failed("discovery", exc))
             return report
         spc_missing = response.status_code == 404
         if not spc_missing:
@@ -142,7 +164,7 @@ class ScimConnector:
                     _body(response, "GET /ServiceProviderConfig")
                 )
             except ConnectorError as exc:
-                report.steps.append(ConnectionStep("discovery", False, exc.detail))
+                report.steps.append(_failed("discovery", exc))
                 return report
         try:
             response = await self._send("GET", "Users", params={"startIndex": 1, "count": 1})
@@ -156,10 +178,10 @@ class ScimConnector:
             _parse_list(listing)
         except ConnectorError as exc:
             if spc_missing:
-                report.steps.append(ConnectionStep("discovery", False, exc.detail))
+                report.steps.append(_failed("discovery", exc))
             else:
                 report.steps.append(_discovery_step(report.quirks))
-                report.steps.append(ConnectionStep("authenticated read", False, exc.detail))
+                report.steps.append(_failed("authenticated read", exc))
             return report
         if spc_missing:
             report.quirks = self._quirks = Quirks()
@@ -204,7 +226,7 @@ class ScimConnector:
         return isinstance(total, int) and total == 0 and not body.get("Resources")
 
     async def get_user(self, remote_id: str) -> RemoteUser | None:
-        response = await self._send("GET", f"Users/{remote_id}")
+        response = await self._send("GET", f"Users/{segment(remote_id)}")
         if response.status_code == 404:
             return None
         return _remote(_body(response, "GET /Users/{id}"), "GET /Users/{id}")
@@ -228,13 +250,13 @@ class ScimConnector:
                 for path, value in _patch_paths(changes)
             ]
             body = _dump(UserPatchOp(operations=operations), Context.RESOURCE_PATCH_REQUEST)
-            response = await self._send("PATCH", f"Users/{remote_id}", body=body)
+            response = await self._send("PATCH", f"Users/{segment(remote_id)}", body=body)
             what = "PATCH /Users/{id}"
         else:
             # RFC 7644 §3.5.1: PUT replaces the whole resource; send all that provisiond manages.
             body = _user_payload(attributes, Context.RESOURCE_REPLACEMENT_REQUEST)
             body["id"] = remote_id
-            response = await self._send("PUT", f"Users/{remote_id}", body=body)
+            response = await self._send("PUT", f"Users/{segment(remote_id)}", body=body)
             what = "PUT /Users/{id}"
         if response.status_code == 404:
             raise RemoteNotFound(
@@ -244,7 +266,7 @@ class ScimConnector:
         _body(response, what, allow_empty=True)
 
     async def delete_user(self, remote_id: str) -> None:
-        response = await self._send("DELETE", f"Users/{remote_id}")
+        response = await self._send("DELETE", f"Users/{segment(remote_id)}")
         if response.status_code == 404:
             return  # already gone: the goal is reached
         _require_success(response, "DELETE /Users/{id}")
@@ -296,7 +318,7 @@ class ScimConnector:
         return found[0] if found else None
 
     async def get_group(self, remote_id: str) -> RemoteGroup | None:
-        response = await self._send("GET", f"Groups/{remote_id}")
+        response = await self._send("GET", f"Groups/{segment(remote_id)}")
         if response.status_code == 404:
             return None
         return _group(_body(response, "GET /Groups/{id}"), "GET /Groups/{id}")
@@ -358,7 +380,7 @@ class ScimConnector:
 
     async def _patch_group(self, remote_id: str, operations: list[dict[str, Any]]) -> None:
         body = {"schemas": [PATCH_OP], "Operations": operations}
-        response = await self._send("PATCH", f"Groups/{remote_id}", body=body)
+        response = await self._send("PATCH", f"Groups/{segment(remote_id)}", body=body)
         if response.status_code == 404:
             raise RemoteNotFound(
                 f"PATCH /Groups/{{id}}: the group {remote_id} no longer exists", http_status=404
@@ -375,7 +397,7 @@ class ScimConnector:
             "displayName": display_name,
             "members": _refs(members),
         }
-        response = await self._send("PUT", f"Groups/{remote_id}", body=body)
+        response = await self._send("PUT", f"Groups/{segment(remote_id)}", body=body)
         if response.status_code == 404:
             raise RemoteNotFound(
                 f"PUT /Groups/{{id}}: the group {remote_id} no longer exists", http_status=404
@@ -383,7 +405,7 @@ class ScimConnector:
         _require_success(response, "PUT /Groups/{id}")
 
     async def delete_group(self, remote_id: str) -> None:
-        response = await self._send("DELETE", f"Groups/{remote_id}")
+        response = await self._send("DELETE", f"Groups/{segment(remote_id)}")
         if response.status_code == 404:
             return  # already gone
         _require_success(response, "DELETE /Groups/{id}")
@@ -409,11 +431,19 @@ class ScimConnector:
             # time never trips them: the whole exchange (the auth flow, the send, every byte of
             # the body) gets one deadline. Waiting for the rate limit and the gate is not charged.
             timer = asyncio.timeout(deadline)
+            request = self._client.build_request(
+                method, path, params=params, content=content, headers=headers
+            )
             try:
                 async with timer:
-                    response = await self._client.request(
-                        method, path, params=params, content=content, headers=headers
-                    )
+                    # Streamed, so the size cap applies while reading, under the deadline.
+                    streamed = await self._client.send(request, stream=True)
+                    try:
+                        response = await read_bounded(
+                            streamed, self.max_response_bytes, f"{method} /{path.split('?')[0]}"
+                        )
+                    finally:
+                        await streamed.aclose()
             except TimeoutError as exc:
                 if timer.expired():
                     raise TransientError(
@@ -497,12 +527,18 @@ def _raise_for_status(response: httpx.Response, what: str) -> None:
 
 
 def _problem(response: httpx.Response, what: str) -> str:
-    """``what -> status reason: detail``, reading an RFC 7644 §3.12 error body when there is one."""
+    """``what -> status reason: detail``, reading an RFC 7644 §3.12 error body when there is one.
+
+    An excerpt of the body is quoted only from a JSON answer: an HTML page or a banner from
+    whatever listens at the URL would make the connection test a way to read other hosts."""
     head = f"{what} answered {response.status_code} {response.reason_phrase}".rstrip()
+    if _content_type(response) not in (SCIM_MEDIA_TYPE, "application/json"):
+        shown = _content_type(response) or "no content type"
+        return f"{head} ({shown}, not SCIM JSON; not shown)" if response.content else head
     try:
         error = Error.model_validate(response.json())
     except (ValueError, ValidationError):
-        text = response.text.strip().replace("\n", " ")[:200]
+        text = "".join(c for c in response.text.strip() if c.isprintable())[:200]
         return f"{head}: {text}" if text else head
     parts = [part for part in (error.scim_type, error.detail) if part]
     return f"{head}: {' - '.join(parts)}" if parts else head
@@ -513,7 +549,7 @@ def _body(response: httpx.Response, what: str, *, allow_empty: bool = False) -> 
         raise TerminalError(f"{what} answered 404 Not Found", http_status=404)
     if allow_empty and (response.status_code == 204 or not response.content):
         return {}
-    content_type = response.headers.get("Content-Type", "").split(";")[0].strip()
+    content_type = _content_type(response)
     if content_type not in (SCIM_MEDIA_TYPE, "application/json"):
         raise TerminalError(
             f"{what} answered {content_type or 'no content type'}, not SCIM JSON: "
@@ -529,10 +565,15 @@ def _body(response: httpx.Response, what: str, *, allow_empty: bool = False) -> 
     return body
 
 
+def _content_type(response: httpx.Response) -> str:
+    return str(response.headers.get("Content-Type", "")).split(";")[0].strip().lower()
+
+
 def _remote(body: Mapping[str, Any], what: str) -> RemoteUser:
     remote_id = body.get("id")
     if not isinstance(remote_id, str) or not remote_id:
         raise TerminalError(f"{what} answered a resource without an id (RFC 7643 §3.1)")
+    check_remote_id(remote_id, what)
     return RemoteUser(remote_id=remote_id, attributes=dict(body))
 
 
@@ -551,6 +592,7 @@ def _group(body: Mapping[str, Any], what: str) -> RemoteGroup:
         raise TerminalError(f"{what} answered a group without an id (RFC 7643 §3.1)")
     if not isinstance(name, str):
         raise TerminalError(f"{what} answered a group without a displayName (RFC 7643 §4.2)")
+    check_remote_id(remote_id, what)
     members = body.get("members") or []
     if not isinstance(members, list):
         raise TerminalError(f"{what} answered members that are not a list")
@@ -603,6 +645,24 @@ def _discovery_step(quirks: Quirks | None) -> ConnectionStep:
     return ConnectionStep("discovery", True, f"ServiceProviderConfig read: {features}")
 
 
+NO_SCIM_ANSWER = (
+    "no SCIM answer: the app is unreachable, not HTTP or not a SCIM service "
+    "(a super admin sees the details)"
+)
+
+
+def _failed(name: str, exc: ConnectorError) -> ConnectionStep:
+    """A failed step: the detail as it is, and a summary that does not tell a closed port from
+    an open one or from another service's answer (what any admin who reads the app sees)."""
+    if isinstance(exc, DestinationRefused):
+        summary = "refused by the connector destination policy"
+    elif exc.http_status in (401, 403):
+        summary = f"the app rejected the credentials ({exc.http_status})"
+    else:
+        summary = NO_SCIM_ANSWER
+    return ConnectionStep(name, False, exc.detail, summary)
+
+
 def _first_error(exc: ValidationError) -> str:
     first = exc.errors()[0]
     where = ".".join(str(part) for part in first.get("loc", ())) or "(root)"
@@ -632,7 +692,10 @@ def _is_tls_failure(exc: Exception) -> bool:
 
 
 def _auth(
-    settings: ScimConnectorSettings, transport: httpx.AsyncBaseTransport | None
+    settings: ScimConnectorSettings,
+    transport: httpx.AsyncBaseTransport | None,
+    max_response_bytes: int,
+    policy: DestinationPolicy,
 ) -> httpx.Auth | None:
     auth = settings.auth
     if isinstance(auth, BearerAuth):
@@ -640,7 +703,9 @@ def _auth(
     if isinstance(auth, BasicAuth):
         return httpx.BasicAuth(auth.username, auth.password.get_secret_value())
     if isinstance(auth, OAuth2ClientCredentials):
-        return _ClientCredentials(auth, settings.timeout_seconds, transport)
+        return _ClientCredentials(
+            auth, settings.timeout_seconds, transport, max_response_bytes, policy
+        )
     return None
 
 
@@ -662,10 +727,14 @@ class _ClientCredentials(httpx.Auth):
         settings: OAuth2ClientCredentials,
         timeout: float,
         transport: httpx.AsyncBaseTransport | None,
+        max_response_bytes: int,
+        policy: DestinationPolicy,
     ) -> None:
         self.settings = settings
         self._timeout = timeout
         self._transport = transport
+        self._max_response_bytes = max_response_bytes
+        self._policy = policy
         self._token: str | None = None
         self._expires_at = 0.0
         self._lock = asyncio.Lock()
@@ -703,20 +772,31 @@ class _ClientCredentials(httpx.Auth):
         try:
             # Its own client: the app's default headers (and its auth) are not for this host,
             # and a redirect is not followed, so the secret goes to the configured URL only.
-            async with (
-                httpx.AsyncClient(timeout=self._timeout, transport=self._transport) as client,
-                client.stream("POST", url, data=data, headers=headers) as response,
-            ):
-                raw = await _read_capped(response, TOKEN_RESPONSE_MAX_BYTES)
+            # The token endpoint is a destination like the app: the same policy (its own
+            # resolution and checked addresses, no environment proxy) and a size cap.
+            transport = self._transport or guarded_transport(self._policy, httpx.Limits())
+            limit = min(TOKEN_RESPONSE_MAX_BYTES, self._max_response_bytes)
+            async with httpx.AsyncClient(
+                timeout=self._timeout, transport=transport, trust_env=False,
+                headers={"Accept-Encoding": ACCEPT_ENCODING},
+            ) as client:
+                streamed = await client.send(
+                    client.build_request("POST", url, data=data, headers=headers), stream=True
+                )
+                try:  # inflated in bounded steps: a gzip bomb is refused, not unpacked
+                    response = await read_bounded(streamed, limit, f"token endpoint {url}")
+                except TooLarge:
+                    raise TerminalError(
+                        f"token endpoint {url} answered more than {limit} bytes",
+                        http_status=streamed.status_code,
+                    ) from None
+                finally:
+                    await streamed.aclose()
+                raw = response.content
         except httpx.HTTPError as exc:
             raise TransientError(f"cannot reach the token endpoint {url}: {exc}") from exc
         if response.status_code >= 500 or response.status_code == 429:
             raise TransientError(f"token endpoint {url} answered {response.status_code}")
-        if raw is None:
-            raise TerminalError(
-                f"token endpoint {url} answered more than {TOKEN_RESPONSE_MAX_BYTES} bytes",
-                http_status=response.status_code,
-            )
         try:
             payload = json.loads(raw)
         except ValueError:
@@ -761,16 +841,6 @@ class _ClientCredentials(httpx.Auth):
             # one new token and one retry; a second 401 is the app's answer.
             request.headers["Authorization"] = f"Bearer {await self._fresh_token(refused=token)}"
             yield request
-
-
-async def _read_capped(response: httpx.Response, limit: int) -> bytes | None:
-    """The body, decompressed, or None past ``limit`` bytes (read no further)."""
-    body = bytearray()
-    async for chunk in response.aiter_bytes():
-        body += chunk
-        if len(body) > limit:
-            return None
-    return bytes(body)
 
 
 def _redacted(text: str, secret: str) -> str:

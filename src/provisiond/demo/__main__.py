@@ -122,7 +122,12 @@ def main() -> None:
         env={**os.environ, "PYTHONWARNINGS": "ignore"},
     )
     target_url = f"http://127.0.0.1:{args.target_port}/v2"
-    settings = Settings(data_dir=args.data_dir, database_url=f"sqlite:///{db_file.resolve()}")
+    settings = Settings(
+        data_dir=args.data_dir,
+        database_url=f"sqlite:///{db_file.resolve()}",
+        # The demo target listens on 127.0.0.1, which connectors may not reach by default.
+        connector_allow_loopback=True,
+    )
     runtime = Runtime(settings)
     runtime.migrate()
     admin_password = secrets.token_urlsafe(12)

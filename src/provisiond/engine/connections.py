@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 
 import httpx
 
+from provisiond.config import Settings
 from provisiond.connectors.base import Connector
 from provisiond.connectors.registry import build_connector
 from provisiond.engine.context import AppContext
@@ -22,10 +23,13 @@ RETIRED_KEPT = 16  # replaced connectors kept open a while: a request may still 
 class ConnectorPool:
     """One connector per app (pooled connections), rebuilt when the app's settings change."""
 
-    def __init__(self, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self, transport: httpx.AsyncBaseTransport | None = None, config: Settings | None = None
+    ) -> None:
         self._items: dict[str, tuple[str, Connector]] = {}
         self._retired: list[Connector] = []
         self._transport = transport
+        self._config = config
 
     async def get(self, snap: AppContext | GroupSnapshot) -> Connector:
         """The app's connector for these settings. A task read before a change of the app's
@@ -37,7 +41,9 @@ class ConnectorPool:
         if current is not None and current[0] >= version:  # ISO timestamps order as text
             return current[1]
         assert snap.connector is not None, "a planning context sends nothing"
-        connector = build_connector(snap.connector, snap.provisioning, self._transport)
+        connector = build_connector(
+            snap.connector, snap.provisioning, self._transport, self._config
+        )
         self._items[app_id] = (version, connector)
         if current is not None:
             self._retired.append(current[1])

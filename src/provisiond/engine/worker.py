@@ -117,7 +117,7 @@ class Worker:
         self.share = max(1, self.capacity // 2)
         self.reserved = max(1, self.capacity // 4)
         self.id = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
-        self.pool = ConnectorPool(transport)
+        self.pool = ConnectorPool(transport, settings)
         self.retry_policy = RetryPolicy(
             settings.task_max_attempts, settings.retry_base_seconds, settings.retry_max_seconds
         )

@@ -16,7 +16,7 @@ from provisiond.store.tables import Run
 async def probe(
     rt: Runtime, settings: ScimConnectorSettings, provisioning: ProvisioningSettings
 ) -> dict[str, Any]:
-    connector = build_connector(settings, provisioning, rt.transport)
+    connector = build_connector(settings, provisioning, rt.transport, rt.settings)
     try:
         report = await connector.test_connection()
     finally:

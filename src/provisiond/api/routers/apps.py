@@ -19,9 +19,9 @@ from provisiond.api.schemas import (
     RunOut,
     TaskOut,
 )
-from provisiond.authz import Action, may
+from provisiond.authz import Action, may, shown_test, shown_test_failure
 from provisiond.domain.apps import ProvisioningSettings
-from provisiond.errors import Invalid, validation_message
+from provisiond.errors import Conflict, Invalid, validation_message
 from provisiond.services import apps, connection, holds, tasks
 
 router = APIRouter(prefix="/apps", tags=["apps"])
@@ -32,7 +32,7 @@ def list_apps(rt: RuntimeDep, actor: AdminDep) -> Page[AppOut]:
     """The apps the token may read, with their connector (secrets only as ``secret_set``)."""
     with rt.db.session() as session:
         rows = [app for app in apps.list_apps(session) if may(actor, Action.APP_READ, app.id)]
-        return Page[AppOut](items=[AppOut.of(app) for app in rows])
+        return Page[AppOut](items=[AppOut.of(app, actor) for app in rows])
 
 
 @router.post(
@@ -51,16 +51,16 @@ def create_app(body: AppCreate, rt: RuntimeDep, actor: AdminDep, response: Respo
             connector=body.connector,
             provisioning=body.provisioning,
         )
-        out = AppOut.of(app)
+        out = AppOut.of(app, actor)
     response.headers["Location"] = f"/api/v1/apps/{out.id}"
     return out
 
 
 @router.get("/{app_id}", dependencies=[requires(Action.APP_READ)], responses=declare(404))
-def get_app(app_id: str, rt: RuntimeDep, _: AdminDep) -> AppOut:
+def get_app(app_id: str, rt: RuntimeDep, actor: AdminDep) -> AppOut:
     """One app, by id or name."""
     with rt.db.session() as session:
-        return AppOut.of(apps.get_app(session, app_id))
+        return AppOut.of(apps.get_app(session, app_id), actor)
 
 
 @router.patch("/{app_id}", dependencies=[requires(Action.APP_MANAGE)], responses=declare(404))
@@ -71,7 +71,8 @@ def update_app(app_id: str, body: AppPatch, rt: RuntimeDep, actor: AdminDep) -> 
             return AppOut.of(
                 apps.update_app(
                     session, actor, rt.vault, app_id, label=body.label, connector=body.connector
-                )
+                ),
+                actor,
             )
     except ValidationError as exc:
         # The connector is checked once merged with the stored one: a 422 naming the field,
@@ -98,11 +99,13 @@ class ProvisioningPut(ProvisioningOut):
 @router.get(
     "/{app_id}/provisioning", dependencies=[requires(Action.APP_READ)], responses=declare(404)
 )
-def get_provisioning(app_id: str, rt: RuntimeDep, _: AdminDep) -> ProvisioningOut:
+def get_provisioning(app_id: str, rt: RuntimeDep, actor: AdminDep) -> ProvisioningOut:
     """What provisiond may do in the app and how fast, with the last connection test."""
     with rt.db.session() as session:
         app = apps.get_app(session, app_id)
-        return ProvisioningOut(**apps.provisioning_of(app).model_dump(), last_test=app.last_test)
+        return ProvisioningOut(
+            **apps.provisioning_of(app).model_dump(), last_test=shown_test(actor, app.last_test)
+        )
 
 
 @router.put(
@@ -117,9 +120,14 @@ async def put_provisioning(
     Turning ``enabled`` on runs a connection test first (409 if it fails, with the reason) and
     then a full sync, returned as ``initial_run``."""
     wanted = ProvisioningSettings.model_validate(body.model_dump(exclude={"last_test"}))
-    settings, last_test, run = await connection.put_provisioning(rt, actor, app_id, wanted)
+    try:
+        settings, last_test, run = await connection.put_provisioning(rt, actor, app_id, wanted)
+    except Conflict as exc:
+        raise shown_test_failure(actor, exc) from None
     return ProvisioningPut(
-        **settings.model_dump(), last_test=last_test, initial_run=RunOut.of(run) if run else None
+        **settings.model_dump(),
+        last_test=shown_test(actor, last_test),
+        initial_run=RunOut.of(run) if run else None,
     )
 
 
@@ -158,7 +166,9 @@ def resume_provisioning(app_id: str, rt: RuntimeDep, actor: AdminDep) -> Provisi
 )
 async def test_provisioning(app_id: str, rt: RuntimeDep, actor: AdminDep) -> dict[str, Any]:
     """A real round trip: ServiceProviderConfig discovery, then an authenticated GET /Users."""
-    return await connection.test_app(rt, actor, app_id)
+    report = shown_test(actor, await connection.test_app(rt, actor, app_id))
+    assert report is not None
+    return report
 
 
 @router.post(

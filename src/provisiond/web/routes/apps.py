@@ -10,7 +10,7 @@ from fastapi import APIRouter
 from pydantic import ValidationError
 from starlette.responses import Response
 
-from provisiond.authz import Action
+from provisiond.authz import Action, shown_test, shown_test_failure
 from provisiond.domain.apps import (
     ProvisioningSettings,
     ScimConnectorSettings,
@@ -192,7 +192,7 @@ def _provisioning_page(
         },
         secret_hints=_secret_hints(app.connector["auth"]["type"] if app.credentials else None),
         settings=settings or apps.provisioning_of(app),
-        last_test=test or app.last_test,
+        last_test=shown_test(console.actor, test or app.last_test),
         features=FEATURES,
         errors=errors or {},
         can_manage=console.may(Action.APP_MANAGE, app.id),
@@ -245,7 +245,8 @@ def save_connector(app_id: str, console: PostDep) -> Response:
 @router.post("/apps/{app_id}/test")
 async def test_connection(app_id: str, console: PostDep) -> Response:
     app = load(console, app_id, Action.APP_MANAGE)
-    report = await connection.test_app(console.rt, console.actor, app.id)
+    report = shown_test(console.actor, await connection.test_app(console.rt, console.actor, app.id))
+    assert report is not None
     message = "passed" if report["ok"] else f"failed: {report['reason']}"
     console.flash(f"Connection test {message}")
     return redirect(console.request, f"/apps/{app.id}/provisioning#connection-test")
@@ -281,17 +282,18 @@ async def save_provisioning(app_id: str, console: PostDep) -> Response:
         )
     try:
         _, _, run = await connection.put_provisioning(console.rt, console.actor, app.id, wanted)
-    except Conflict as exc:
+    except Conflict as refused:
         # The connection test failed: nothing was saved, the toggle stays off, the reason shows.
+        shown = shown_test_failure(console.actor, refused)
         with console.rt.db.session() as session:
             fresh = apps.get_app(session, app.id)
         return _provisioning_page(
             console,
             fresh,
             status_code=409,
-            errors={"enabled": exc.detail},
+            errors={"enabled": shown.detail},
             settings=wanted.model_copy(update={"enabled": False}),
-            test=exc.extra.get("test"),
+            test=shown.extra.get("test"),
         )
     console.flash(
         "Provisioning settings saved."
