@@ -9,9 +9,12 @@ from provisiond.runtime import Runtime
 from provisiond.services import tokens
 from provisiond.services.context import SYSTEM
 from tests.cli.conftest import Run, ok
-from tests.e2e.conftest import eventually
+from tests.e2e.conftest import (
+    eventually,
+    faulty,  # noqa: F401 - a fixture
+)
 from tests.support.faulty import FaultyTarget
-from tests.support.outage import dead_tasks_after_an_outage, faulty  # noqa: F401 - a fixture
+from tests.support.outage import dead_tasks_after_an_outage
 
 
 def test_retry_every_dead_task_of_an_app_from_the_cli(

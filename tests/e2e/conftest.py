@@ -11,6 +11,7 @@ from provisiond.api import create_app
 from provisiond.runtime import Runtime
 from provisiond.services import tokens
 from provisiond.services.context import SYSTEM
+from tests.support.faulty import FaultyTarget
 from tests.support.servers import scim_target, serve_app
 
 TARGET_TOKEN = "target-token"
@@ -26,6 +27,14 @@ def target() -> Iterator[str]:
 def target_put_only() -> Iterator[str]:
     with scim_target(TARGET_TOKEN, patch=False) as base:
         yield base
+
+
+@pytest.fixture
+def faulty() -> Iterator[tuple[FaultyTarget, str]]:
+    """A real SCIM target (scim2-server) that misbehaves when a test injects a fault."""
+    target = FaultyTarget(TARGET_TOKEN)
+    with serve_app(target) as url:
+        yield target, url + "/v2"
 
 
 @pytest.fixture

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.e2e.conftest import (
-    TARGET_TOKEN,
     assign,
     eventually,
     person,
@@ -18,7 +15,6 @@ from tests.e2e.conftest import (
     scim_app,
 )
 from tests.support.faulty import Fault, FaultyTarget
-from tests.support.servers import serve_app
 
 
 def suffix() -> str:
@@ -175,12 +171,6 @@ def test_bad_role_input_is_refused_and_explained(api: httpx.Client, target: str)
     actions = [e["action"] for e in api.get("/logs", params={"app": app["id"]}).json()["items"]]
     assert actions.count("app.role.delete") == 2
 
-
-@pytest.fixture
-def faulty() -> Iterator[tuple[FaultyTarget, str]]:
-    target = FaultyTarget(TARGET_TOKEN)
-    with serve_app(target) as url:
-        yield target, url + "/v2"
 
 
 def test_a_role_the_target_rejects_fails_visibly(

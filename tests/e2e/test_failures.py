@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -12,14 +11,6 @@ from provisiond.engine import quarantine
 from provisiond.runtime import Runtime
 from tests.e2e.conftest import TARGET_TOKEN, assign, eventually, person, remote_user, scim_app
 from tests.support.faulty import Fault, FaultyTarget
-from tests.support.servers import serve_app
-
-
-@pytest.fixture
-def faulty() -> Iterator[tuple[FaultyTarget, str]]:
-    target = FaultyTarget(TARGET_TOKEN)
-    with serve_app(target) as url:
-        yield target, url + "/v2"
 
 
 def enabled_app(

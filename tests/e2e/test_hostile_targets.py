@@ -18,19 +18,13 @@ from provisiond.services.context import SYSTEM
 from tests.e2e.conftest import eventually, person, scim_app
 from tests.e2e.test_failures import enabled_app
 from tests.support.faulty import Fault, FaultyTarget
-from tests.support.servers import free_port, serve_app
+from tests.support.servers import free_port
 
 TARGET_TOKEN = "target-token"
 CORE_USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 HTML_SECRET = "intranet-only-banner-7f3a"
 JSON_SECRET = "json-error-detail-91c2"
 
-
-@pytest.fixture
-def faulty() -> Iterator[tuple[FaultyTarget, str]]:
-    target = FaultyTarget(TARGET_TOKEN)
-    with serve_app(target) as url:
-        yield target, url + "/v2"
 
 
 def assign_new_user(api: httpx.Client, app_id: str, login: str) -> None:

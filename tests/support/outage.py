@@ -4,22 +4,11 @@ so that each assigned user's task is dead (a terminal 400, not retried blindly).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import httpx
-import pytest
 
-from tests.e2e.conftest import TARGET_TOKEN, eventually, person, scim_app
+from tests.e2e.conftest import eventually, person, scim_app
 from tests.support.faulty import Fault, FaultyTarget
-from tests.support.servers import serve_app
-
-
-@pytest.fixture
-def faulty() -> Iterator[tuple[FaultyTarget, str]]:
-    target = FaultyTarget(TARGET_TOKEN)
-    with serve_app(target) as url:
-        yield target, url + "/v2"
-
 
 OUTAGE = {
     "schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"],

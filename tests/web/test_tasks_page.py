@@ -15,9 +15,12 @@ from provisiond.services import apps, directory
 from provisiond.services.context import SYSTEM
 from provisiond.store.tables import Task
 from tests.cli.conftest import flat
-from tests.e2e.conftest import eventually
+from tests.e2e.conftest import (
+    eventually,
+    faulty,  # noqa: F401 - a fixture
+)
 from tests.support.faulty import FaultyTarget
-from tests.support.outage import dead_tasks_after_an_outage, faulty  # noqa: F401 - a fixture
+from tests.support.outage import dead_tasks_after_an_outage
 from tests.web.conftest import csrf_of
 
 

@@ -85,14 +85,11 @@ def enter(
         row.kind, row.since, row.until, row.reason, row.probes = (
             "quarantine", now, first_probe, reason, 0
         )
-    name = session.scalar(select(App.name).where(App.id == app_id)) or app_id
-    add_event(
-        session, actor="provisiond", correlation_id=correlation_id,
-        action="app.provisioning.quarantine", outcome="failure", app_id=app_id,
-        targets={"app": name},
-        message=f"{name} is quarantined: {reason}. Its tasks wait; the first probe runs at "
+    _event(
+        session, app_id, correlation_id, "app.provisioning.quarantine", "failure",
+        "{name} is quarantined: " + f"{reason}. Its tasks wait; the first probe runs at "
         f"{first_probe:%H:%M:%S} UTC",
-        details={"reason": reason, "next_probe": first_probe.isoformat()},
+        {"reason": reason, "next_probe": first_probe.isoformat()},
     )
     return True
 
@@ -118,14 +115,11 @@ def probe_failed(session: Session, app_id: str, why: str, *, correlation_id: str
     row = session.get(AppPause, app_id)
     if row is None or row.kind != "quarantine":
         return  # resumed meanwhile
-    name = session.scalar(select(App.name).where(App.id == app_id)) or app_id
-    add_event(
-        session, actor="provisiond", correlation_id=correlation_id,
-        action="app.provisioning.probe", outcome="failure", app_id=app_id,
-        targets={"app": name},
-        message=f"{name} is still quarantined: the probe failed ({why}); next probe at "
+    _event(
+        session, app_id, correlation_id, "app.provisioning.probe", "failure",
+        "{name} is still quarantined: " + f"the probe failed ({why}); next probe at "
         f"{row.until:%H:%M:%S} UTC",
-        details={"reason": why, "probes": row.probes, "next_probe": row.until.isoformat()},
+        {"reason": why, "probes": row.probes, "next_probe": row.until.isoformat()},
     )
 
 
@@ -144,14 +138,25 @@ def resume(
         .where(Task.app_id == app_id, Task.status == "queued", Task.next_attempt_at > now)
         .values(next_attempt_at=now)
     )
-    name = session.scalar(select(App.name).where(App.id == app_id)) or app_id
-    add_event(
-        session, actor=actor, correlation_id=correlation_id,
-        action="app.provisioning.resume", app_id=app_id, targets={"app": name},
-        message=f"{name} resumes after its quarantine: {why}",
-        details={"quarantined_at": row.since.isoformat(), "reason": row.reason},
+    _event(
+        session, app_id, correlation_id, "app.provisioning.resume", "success",
+        "{name} resumes after its quarantine: " + why,
+        {"quarantined_at": row.since.isoformat(), "reason": row.reason}, actor=actor,
     )
     return True
+
+
+def _event(
+    session: Session, app_id: str, correlation_id: str, action: str, outcome: str,
+    message: str, details: dict[str, object], *, actor: str = "provisiond",
+) -> None:
+    """An event about the app; ``{name}`` in ``message`` is the app's name."""
+    name = session.scalar(select(App.name).where(App.id == app_id)) or app_id
+    add_event(
+        session, actor=actor, correlation_id=correlation_id, action=action, outcome=outcome,
+        app_id=app_id, targets={"app": name}, message=message.replace("{name}", name),
+        details=details,
+    )
 
 
 @dataclass(frozen=True)
