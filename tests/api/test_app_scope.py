@@ -1,4 +1,5 @@
-"""An app_admin sees its own apps' events and series only: the log (API and console), /metrics."""
+"""An app_admin sees its own apps' events, accounts and series only: the log (API and console),
+a user's page, the dashboard, /metrics."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from provisiond.runtime import Runtime
 from provisiond.services import activity, tokens
 from provisiond.services.context import SYSTEM
+from provisiond.store.tables import Account
 from tests.e2e.conftest import person, scim_app
 from tests.web.conftest import MakeAdmin, sign_in
 
@@ -98,7 +100,11 @@ def test_metrics_show_an_app_admin_its_apps_series_only(
 def test_the_console_log_shows_an_app_admin_its_apps_events_only(
     api: httpx.Client, server: str, runtime: Runtime, target: str, make_admin: MakeAdmin
 ) -> None:
-    _, _, user = _two_apps(api, runtime, target)
+    mine, theirs, user = _two_apps(api, runtime, target)
+    with runtime.db.session() as session:  # an account in each app
+        for app in (mine, theirs):
+            session.add(Account(app_id=app["id"], user_id=user["id"], status="active",
+                                remote_id=f"remote-in-{app['name']}", applied={}))
     make_admin("keeper", "app_admin", ["mine"])
     with sign_in(server, "keeper") as console:
         log = console.get("/activity")
@@ -111,3 +117,7 @@ def test_the_console_log_shows_an_app_admin_its_apps_events_only(
         assert profile.status_code == 200
         assert "provisioned scoped.user in mine" in profile.text
         assert "theirs" not in profile.text
+        assert f'href="/apps/{mine["id"]}/accounts"' in profile.text  # its account in mine
+        assert theirs["id"] not in profile.text
+        dashboard = console.get("/")
+        assert dashboard.status_code == 200 and "theirs" not in dashboard.text

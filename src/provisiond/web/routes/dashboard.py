@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from starlette.responses import Response
 
-from provisiond.authz import Action, visible_apps
+from provisiond.authz import Action, app_scope, visible_apps
 from provisiond.services import monitoring
 from provisiond.services.apps import list_apps
 from provisiond.web.context import ConsoleDep, render
@@ -20,5 +20,6 @@ def dashboard(console: ConsoleDep) -> Response:
     with console.rt.db.session() as session:
         ids = visible_apps(console.actor, [app.id for app in list_apps(session)])
         figures = monitoring.dashboard(session, ids)
-        queued_age = monitoring.oldest_queued_age_seconds(session)
+        # An app_admin's figures are its apps' only, the queue's age too (authz.app_scope).
+        queued_age = monitoring.oldest_queued_age_seconds(session, app_ids=app_scope(console.actor))
     return render(console.request, "dashboard.html", figures=figures, queued_age=queued_age)

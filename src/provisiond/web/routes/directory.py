@@ -96,7 +96,12 @@ def user(user_id: str, console: ConsoleDep) -> Response:
     console.authorize(Action.DIRECTORY_READ)
     with console.rt.db.session() as session:
         row = directory.get_user(session, user_id)
-        held = session.scalars(select(Account).where(Account.user_id == user_id)).all()
+        scope = app_scope(console.actor)  # an app_admin: its apps' accounts and events only
+        held = [
+            account
+            for account in session.scalars(select(Account).where(Account.user_id == user_id))
+            if scope is None or account.app_id in scope
+        ]
         groups = session.scalars(
             select(Group)
             .join(GroupMember, GroupMember.group_id == Group.id)
@@ -113,10 +118,8 @@ def user(user_id: str, console: ConsoleDep) -> Response:
             if through
             else []
         )
-        # An app_admin sees what happened to the user in its apps only (authz.app_scope).
         events, _ = activity.search(
-            session,
-            activity.LogQuery(user_id=user_id, limit=25, app_ids=app_scope(console.actor)),
+            session, activity.LogQuery(user_id=user_id, limit=25, app_ids=scope)
         )
         names = app_names(session)
     current = UserStatus(row.status)
