@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from provisiond.api import create_app
 from provisiond.runtime import Runtime
-from provisiond.services.login_throttle import LoginThrottle
+from provisiond.services.login_throttle import LoginThrottle, forget_everywhere
 from provisiond.store.tables import Admin, Event
 from tests.support.servers import serve_app
 from tests.web.conftest import PASSWORD, MakeAdmin, csrf_of
@@ -143,3 +143,15 @@ def test_parallel_guesses_past_the_free_ones_are_checked_one_at_a_time() -> None
     throttle.done("a", "bob", ok=False)
     assert throttle.admit("a", "bob") == pytest.approx(1.0)
     assert throttle.admit("b", "bob") == 0 and throttle.admit("a", "Bob ") > 0
+
+
+def test_unlocking_an_admin_forgets_its_failures_from_every_address() -> None:
+    throttle = LoginThrottle(lambda: 0.0)
+    for address in ("a", "b"):
+        for _ in range(6):
+            if throttle.admit(address, "bob") == 0:
+                throttle.done(address, "bob", ok=False)
+        assert throttle.admit(address, "bob") > 0
+        assert throttle.admit(address, "eve") == 0
+    forget_everywhere("Bob")  # what a super admin's unlock does (services.admin_accounts)
+    assert throttle.admit("a", "bob") == 0 and throttle.admit("b", "bob") == 0

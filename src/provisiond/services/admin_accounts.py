@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from provisiond.errors import Conflict, Invalid
-from provisiond.services import activity
+from provisiond.services import activity, login_throttle
 from provisiond.services.admins import MIN_PASSWORD_LENGTH, get_admin, hash_password
 from provisiond.services.apps import get_app
 from provisiond.services.context import ROLES, Actor, Role
@@ -30,11 +30,12 @@ def list_admins(session: Session) -> list[Admin]:
 
 
 def status_of(admin: Admin) -> str:
-    """``disabled``, ``locked`` or ``active``."""
+    """``disabled``, ``throttled`` (failed sign-ins in a row: attempts now wait, per address;
+    services/login_throttle.py) or ``active``. No admin is ever locked out."""
     if admin.disabled_at is not None:
         return "disabled"
-    if admin.locked_until is not None and admin.locked_until > utcnow():
-        return "locked"
+    if admin.failed_logins >= login_throttle.FREE_FAILURES:
+        return "throttled"
     return "active"
 
 
@@ -101,9 +102,11 @@ def delete_admin(session: Session, actor: Actor, admin_id: str) -> None:
 
 
 def unlock_admin(session: Session, actor: Actor, admin_id: str) -> Admin:
-    """Lift a lock-out after failed sign-ins (and forget the failures)."""
+    """Forget the failed sign-ins: attempts from every address are checked at once again
+    (in this process's throttle; another API process forgets them within the hour)."""
     admin = get_admin(session, admin_id)
     admin.locked_until, admin.failed_logins = None, 0
+    login_throttle.forget_everywhere(admin.username)
     _record(session, actor, admin, "user.account.unlock", f"unlocked console admin {admin.username}")
     return admin
 

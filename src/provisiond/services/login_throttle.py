@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +36,17 @@ class _Pair:
     in_flight: int = 0
 
 
+# Every throttle of this process, so that an admin's unlock reaches them (forget_everywhere).
+_THROTTLES: weakref.WeakSet[LoginThrottle] = weakref.WeakSet()
+
+
+def forget_everywhere(username: str) -> None:
+    """Clear the failures of ``username`` from every address, in every throttle of this
+    process (a super admin unlocked it). Other processes keep theirs until they expire."""
+    for throttle in list(_THROTTLES):
+        throttle.forget(username)
+
+
 class LoginThrottle:
     def __init__(
         self,
@@ -48,6 +60,13 @@ class LoginThrottle:
         self.free, self.base, self.cap = free, base, cap
         self._pairs: OrderedDict[tuple[str, str], _Pair] = OrderedDict()
         self._lock = threading.Lock()
+        _THROTTLES.add(self)
+
+    def forget(self, username: str) -> None:
+        name = username.strip().lower()
+        with self._lock:
+            for key in [key for key in self._pairs if key[1] == name]:
+                del self._pairs[key]
 
     def admit(self, address: str, username: str) -> float:
         """0 if an attempt may be checked now (then report it with :meth:`done`), else the

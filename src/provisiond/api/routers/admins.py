@@ -24,7 +24,7 @@ class AdminOut(BaseModel):
     username: str
     role: str
     apps: list[str]
-    status: str = Field(description="active, locked or disabled")
+    status: str = Field(description="active, throttled (failed sign-ins in a row) or disabled")
     created_at: datetime
     last_login_at: datetime | None
     locked_until: datetime | None
@@ -76,7 +76,7 @@ MANAGE = [requires(Action.ADMIN_MANAGE)]
 
 @router.get("", dependencies=MANAGE)
 def list_admins(rt: RuntimeDep, _: AdminDep) -> Page[AdminOut]:
-    """Every console admin: role, apps, status (active, disabled, locked), last sign-in."""
+    """Every console admin: role, apps, status (active, throttled, disabled), last sign-in."""
     with rt.db.session() as session:
         return Page[AdminOut](items=[AdminOut.of(row) for row in admin_accounts.list_admins(session)])
 

@@ -93,7 +93,7 @@ def enable(admin_id: str, console: PostDep) -> Response:
 @router.post(PAGE + "/admins/{admin_id}/unlock")
 def unlock(admin_id: str, console: PostDep) -> Response:
     return _change(
-        console, "Admin unlocked.", lambda s, a: admin_accounts.unlock_admin(s, a, admin_id)
+        console, "Failed sign-ins cleared.", lambda s, a: admin_accounts.unlock_admin(s, a, admin_id)
     )
 
 
