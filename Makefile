@@ -19,7 +19,7 @@ demo: $(STAMP)
 test: $(STAMP) lint typecheck
 	@scripts/ensure-postgres.sh
 	@scripts/ensure-chromium.sh
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 3 --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
