@@ -14,6 +14,11 @@ from provisiond.config import Settings
 from provisiond.runtime import Runtime
 from provisiond.store.db import Database
 
+# pytest-xdist's workers start with COLUMNS=80 and LINES=24 (execnet): the CLI would then cut
+# its tables to 80 columns, which a plain `pytest` run (and a pipe) never does.
+for _name in ("COLUMNS", "LINES"):
+    os.environ.pop(_name, None)
+
 PG_ADMIN_URL = os.environ.get("PROVISIOND_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 

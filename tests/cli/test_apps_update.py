@@ -28,7 +28,7 @@ def test_move_an_app_to_its_real_base_url_and_give_it_a_new_token(
 
     # A kept secret does not follow the app to another host: the server says so, nothing changes.
     moved = cli("apps", "update", name, "--base-url", target)
-    assert moved.exit_code == 1 and "credentials are only kept while the host" in flat(moved.output)
+    assert moved.exit_code == 1 and "credentials are only kept while the scheme and host" in flat(moved.output)
     assert api.get(f"/apps/{app_id}").json()["connector"]["base_url"] == wrong
 
     # The base URL and a new token from stdin: the connection test passes.

@@ -290,6 +290,8 @@ def auth_changes(auth: Auth, given: dict[str, Any]) -> dict[str, Any]:
     check_applies(auth, given)
     body: dict[str, Any] = {"type": AUTH_TYPE.get(auth, auth.value)}
     body.update({name: given[name] for name in PLAIN if given.get(name) is not None})
+    if given.get("token_endpoint_auth_method") is not None:
+        body["token_endpoint_auth_method"] = given["token_endpoint_auth_method"].value
     if auth in SECRETS:
         what, flag, field_name = SECRETS[auth]
         prefix = flag.replace("-", "_")
@@ -325,6 +327,10 @@ def update_app(
     ] = False,
     client_secret_env: Annotated[str | None, ENV("oauth2: a new secret, from $VAR.")] = None,
     scope: Annotated[str | None, _auth_option("oauth2: the scope to ask for.")] = None,
+    token_endpoint_auth_method: Annotated[
+        TokenEndpointAuth | None,
+        _auth_option("oauth2: how the client authenticates (client_secret_basic or _post)."),
+    ] = None,
 ) -> None:
     """Change an app's label or connector: base URL, authentication, a new secret.
 

@@ -18,7 +18,7 @@ import typer
 
 from provisiond.cli.client import CliError, state
 from provisiond.cli.output import Output
-from provisiond.cli.tokens import parse_duration
+from provisiond.cli.tokens import list_tokens, parse_duration, revoke_token
 from provisiond.services.context import Actor, Role
 
 if TYPE_CHECKING:
@@ -296,3 +296,8 @@ def create_token(
         except ProvisiondError as exc:
             raise CliError(exc.detail, 1) from None
     typer.echo(secret)
+
+
+# list and revoke talk to the API (a super_admin token); create is the server's.
+token_app.command("list")(list_tokens)
+token_app.command("revoke")(revoke_token)
