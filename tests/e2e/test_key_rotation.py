@@ -35,6 +35,7 @@ def settings_with(database_url: str, data_dir: Path, key: str, *old: str) -> Set
         database_url=database_url,
         secret_key=key,
         old_secret_keys=",".join(old) or None,
+        connector_allow_loopback=True,  # the SCIM target runs on 127.0.0.1
     )
 
 
@@ -112,7 +113,9 @@ def test_a_missing_key_file_is_refused_and_not_replaced(tmp_path: Path, target: 
     """serve used to write a fresh key next to credentials sealed with another one."""
     url = f"sqlite:///{tmp_path / 'p.db'}"
     env = {"PROVISIOND_DATABASE_URL": url, "PROVISIOND_DATA_DIR": str(tmp_path)}
-    rt = Runtime(Settings(data_dir=tmp_path, database_url=url))  # makes the key file
+    rt = Runtime(  # makes the key file
+        Settings(data_dir=tmp_path, database_url=url, connector_allow_loopback=True)
+    )
     rt.migrate()
     with rt.db.session() as session:
         apps.create_app(

@@ -786,7 +786,7 @@ class _ClientCredentials(httpx.Auth):
                 try:  # inflated in bounded steps: a gzip bomb is refused, not unpacked
                     response = await read_bounded(streamed, limit, f"token endpoint {url}")
                 except TooLarge:
-                    raise TerminalError(
+                    raise TooLarge(
                         f"token endpoint {url} answered more than {limit} bytes",
                         http_status=streamed.status_code,
                     ) from None
