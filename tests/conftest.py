@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 
@@ -18,6 +19,13 @@ from provisiond.store.db import Database
 # its tables to 80 columns, which a plain `pytest` run (and a pipe) never does.
 for _name in ("COLUMNS", "LINES"):
     os.environ.pop(_name, None)
+
+# httpx's default timeout (5 s) is what a test's own client waits for a test server; with three
+# test processes on two cores a server can take longer than that to answer. Tests wait on
+# conditions with generous deadlines, never on a short timeout (the connector's own timeouts
+# are set per app and not affected).
+_HTTPX_DEFAULT = httpx._config.DEFAULT_TIMEOUT_CONFIG
+_HTTPX_DEFAULT.connect = _HTTPX_DEFAULT.read = _HTTPX_DEFAULT.write = _HTTPX_DEFAULT.pool = 60.0
 
 PG_ADMIN_URL = os.environ.get("PROVISIOND_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
