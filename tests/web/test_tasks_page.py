@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 
 import httpx
+from sqlalchemy.orm import Session
 
 from provisiond.domain.apps import ProvisioningSettings, ScimConnectorSettings
 from provisiond.domain.directory import Profile
@@ -13,7 +14,7 @@ from provisiond.engine import quarantine
 from provisiond.runtime import Runtime
 from provisiond.services import apps, directory
 from provisiond.services.context import SYSTEM
-from provisiond.store.tables import Task
+from provisiond.store.tables import App, Task
 from tests.cli.conftest import flat
 from tests.e2e.conftest import (
     eventually,
@@ -24,17 +25,22 @@ from tests.support.outage import dead_tasks_after_an_outage
 from tests.web.conftest import csrf_of
 
 
+def an_app(session: Session, runtime: Runtime, name: str, label: str) -> App:
+    """An app whose target is never reached: the console pages alone are under test."""
+    return apps.create_app(
+        session, SYSTEM, runtime.vault, name=name, label=label,
+        connector=ScimConnectorSettings(
+            base_url="http://127.0.0.1:9/v2", auth={"type": "bearer", "token": "t"}
+        ),
+        provisioning=ProvisioningSettings(),
+    )
+
+
 def test_a_dead_task_shows_the_login_of_its_user_and_the_name_of_its_group(
     console: httpx.Client, runtime: Runtime
 ) -> None:
     with runtime.db.session() as session:
-        app = apps.create_app(
-            session, SYSTEM, runtime.vault, name="tasks-page", label="Tasks page",
-            connector=ScimConnectorSettings(
-                base_url="http://127.0.0.1:9/v2", auth={"type": "bearer", "token": "t"}
-            ),
-            provisioning=ProvisioningSettings(),
-        )
+        app = an_app(session, runtime, "tasks-page", "Tasks page")
         user = directory.create_user(
             session, SYSTEM,
             Profile(login="grace.hopper", email="grace@example.org", firstName="G", lastName="H"),
@@ -79,13 +85,7 @@ def test_a_quarantined_app_says_so_on_its_tabs_and_resumes_from_the_console(
     console: httpx.Client, runtime: Runtime
 ) -> None:
     with runtime.db.session() as session:
-        app = apps.create_app(
-            session, SYSTEM, runtime.vault, name="held-app", label="Held app",
-            connector=ScimConnectorSettings(
-                base_url="http://127.0.0.1:9/v2", auth={"type": "bearer", "token": "t"}
-            ),
-            provisioning=ProvisioningSettings(),
-        )
+        app = an_app(session, runtime, "held-app", "Held app")
         quarantine.enter(session, app.id, "the app refused credentials that worked before",
                          correlation_id="c")
         app_id = app.id
