@@ -195,10 +195,11 @@ def check_event_rows(events: list[dict[str, Any]], task: Claimed, now: datetime)
     error=errors,
     app_name=words,
     now=times,
+    app_quarantined=st.booleans(),
 )
 def test_a_failure_is_dead_iff_terminal_or_out_of_attempts(
     task: Claimed, dead: bool, policy: RetryPolicy, retry_after: float | None, seconds: float,
-    error: str, app_name: str, now: datetime,
+    error: str, app_name: str, now: datetime, app_quarantined: bool,
 ) -> None:
     calls: list[tuple[int, float, float, float | None]] = []
 
@@ -207,12 +208,15 @@ def test_a_failure_is_dead_iff_terminal_or_out_of_attempts(
         return seconds
 
     write, events = fail(task, error, dead=dead, retry_after=retry_after, policy=policy,
-                         app_name=app_name, now=now, delay=delay)
+                         app_name=app_name, now=now, delay=delay,
+                         app_quarantined=app_quarantined)
     assert write.error == error and write.operation == "create"
     check_event_rows(events, task, now)
     for row in events:  # every text names the app and the error
         assert app_name in row["message"] and error in row["message"]
-    if dead or task.attempts >= policy.max_attempts:
+    # A failure that quarantined the app is the app's, not the task's: the task waits with
+    # the app's backlog even on its last attempt; only a terminal error buries it.
+    if dead or (task.attempts >= policy.max_attempts and not app_quarantined):
         assert write.transition is Transition.DEAD
         assert write.outcome == "failed"  # counted on the run
         assert write.at is None

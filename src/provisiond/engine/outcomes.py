@@ -128,10 +128,14 @@ def failure(
     operation: str | None,
     now: datetime,
     delay: Callable[[int, float, float, float | None], float] = backoff,
+    app_quarantined: bool = False,
 ) -> tuple[TaskWrite, list[dict[str, Any]]]:
     """Requeue a failed task with backoff, or, terminal or out of attempts, bury it; either
-    way the activity log says so (``doing`` in ``app_name`` failed ...)."""
-    if dead or task.attempts >= policy.max_attempts:
+    way the activity log says so (``doing`` in ``app_name`` failed ...).
+
+    ``app_quarantined``: this failure quarantined the app, so the task waits with the app's backlog
+    instead of being buried for its last attempt (the failure was the app's, not the task's)."""
+    if dead or (task.attempts >= policy.max_attempts and not app_quarantined):
         events = [
             event(
                 task, action, f"{doing} in {app_name} failed: {error}", now=now,
@@ -227,11 +231,11 @@ def waits_for_pause(task: Claimed, until: datetime) -> Outcome:
 
 def account_failure(
     task: Claimed, snap: Snapshot, error: str, *, dead: bool, retry_after: float | None,
-    policy: RetryPolicy, now: datetime, result: Result | None = None,
+    policy: RetryPolicy, now: datetime, result: Result | None = None, app_quarantined: bool = False,
 ) -> Outcome:
     pending = snap.pending
     write, events = failure(
-        task, error, dead=dead, retry_after=retry_after, policy=policy,
+        task, error, dead=dead, retry_after=retry_after, policy=policy, app_quarantined=app_quarantined,
         action=EVENT_ACTION[pending.kind] if pending else "app.user.sync",
         doing=f"{pending.kind.value if pending else 'sync'} of {snap.user_label}",
         subject=snap.user_label, app_name=snap.ctx.name, user_id=snap.user_id,

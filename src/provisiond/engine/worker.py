@@ -552,6 +552,7 @@ class Worker:
             outcome = account_failure(
                 task, snap, exc.detail, dead=not exc.retryable and why is None,
                 retry_after=retry_after, policy=self.retry_policy, now=utcnow(), result=result,
+                app_quarantined=why is not None,
             )
             outcome.quarantine = why
             if retry_after is not None:  # the app's answer to every task: pause it
