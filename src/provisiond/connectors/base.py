@@ -44,6 +44,19 @@ class RemoteGroup:
 
 
 @dataclass(frozen=True)
+class Page:
+    """One page of a listing (RFC 7644 §3.4.2.4): what it holds, and the total the app claims.
+
+    ``total`` is None when the app leaves ``totalResults`` out; apps that ignore ``count`` send
+    more (or fewer) than asked. Walking every page robustly is ``connectors.paging``'s job.
+    """
+
+    items: list[Any]
+    total: int | None
+    start_index: int
+
+
+@dataclass(frozen=True)
 class Quirks:
     """A target's dialect, as data the connector reads (never ``if vendor == ...``).
 
@@ -107,6 +120,10 @@ class Connector(Protocol):
 
     async def get_user(self, remote_id: str) -> RemoteUser | None: ...
 
+    async def list_users(self, start_index: int, count: int) -> Page:
+        """One page of the app's accounts, ``items`` being ``RemoteUser``s (1-based index)."""
+        ...
+
     async def create_user(self, attributes: Mapping[str, Any]) -> RemoteUser: ...
 
     async def update_user(
@@ -120,6 +137,10 @@ class Connector(Protocol):
     async def find_group(self, display_name: str) -> RemoteGroup | None: ...
 
     async def get_group(self, remote_id: str) -> RemoteGroup | None: ...
+
+    async def list_groups(self, start_index: int, count: int) -> Page:
+        """One page of the app's groups, ``items`` being ``RemoteGroup``s (1-based index)."""
+        ...
 
     async def create_group(self, display_name: str, members: Sequence[str]) -> RemoteGroup: ...
 

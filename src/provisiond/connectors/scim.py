@@ -38,6 +38,7 @@ from provisiond.connectors.base import (
     Change,
     ConnectionReport,
     ConnectionStep,
+    Page,
     Quirks,
     RemoteGroup,
     RemoteUser,
@@ -231,6 +232,14 @@ class ScimConnector:
             return None
         return _remote(_body(response, "GET /Users/{id}"), "GET /Users/{id}")
 
+    async def list_users(self, start_index: int, count: int) -> Page:
+        response = await self._send(
+            "GET", "Users", params={"startIndex": start_index, "count": count}
+        )
+        body = _body(response, "GET /Users")
+        users = [_remote(resource, "GET /Users") for resource in _parse_list(body)]
+        return Page(users, _total(body), start_index)
+
     async def create_user(self, attributes: Mapping[str, Any]) -> RemoteUser:
         payload = _user_payload(attributes, Context.RESOURCE_CREATION_REQUEST)
         response = await self._send("POST", "Users", body=payload)
@@ -322,6 +331,13 @@ class ScimConnector:
         if response.status_code == 404:
             return None
         return _group(_body(response, "GET /Groups/{id}"), "GET /Groups/{id}")
+
+    async def list_groups(self, start_index: int, count: int) -> Page:
+        response = await self._send(
+            "GET", "Groups", params={"startIndex": start_index, "count": count}
+        )
+        body = _body(response, "GET /Groups")
+        return Page(_groups(body, "GET /Groups"), _total(body), start_index)
 
     async def create_group(self, display_name: str, members: Sequence[str]) -> RemoteGroup:
         body = {"schemas": [CORE_GROUP], "displayName": display_name, "members": _refs(members)}
@@ -605,6 +621,15 @@ def _groups(body: Mapping[str, Any], what: str) -> list[RemoteGroup]:
     if not isinstance(resources, list):
         raise TerminalError(f"{what}: the answer is not a SCIM ListResponse")
     return [_group(resource, what) for resource in resources if isinstance(resource, dict)]
+
+
+def _total(body: Mapping[str, Any]) -> int | None:
+    """``totalResults`` when the app sends a usable one (RFC 7644 §3.4.2: it is REQUIRED, yet
+    some apps leave it out or send it as a string)."""
+    total = body.get("totalResults")
+    if isinstance(total, str) and total.isdigit():
+        total = int(total)
+    return total if isinstance(total, int) and not isinstance(total, bool) and total >= 0 else None
 
 
 def _parse_list(body: Mapping[str, Any]) -> list[dict[str, Any]]:
