@@ -14,7 +14,9 @@
         │   └── RateLimited          429, with the target's Retry-After
         └── TerminalError            retrying cannot help: 400, 401, 403, bad payload
             ├── RemoteConflict       409: the account exists already (the executor adopts it)
-            └── RemoteNotFound       404 on a known account: it was removed behind our back
+            ├── RemoteNotFound       404 on a known account: it was removed behind our back
+            └── RemoteUnsupported    501: the app does not implement the operation (RFC 7644
+                                     §3.12): never retried, a reason to fall back (PATCH → PUT)
 
 Whether to retry belongs to the type, decided here once: the executor asks ``error.retryable``.
 """
@@ -97,6 +99,10 @@ class RemoteConflict(TerminalError):
 
 class RemoteNotFound(TerminalError):
     type = "connector-not-found"
+
+
+class RemoteUnsupported(TerminalError):
+    type = "connector-unsupported"
 
 
 def validation_message(error: Any) -> str:

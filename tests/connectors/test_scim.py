@@ -148,7 +148,8 @@ def test_connection_succeeds_and_reads_the_quirks(scim_settings: ScimConnectorSe
     assert report.quirks is not None
     assert report.quirks.patch
     assert report.quirks.filter
-    assert report.quirks.max_results == 1000  # scim2-server's published filter.maxResults
+    # The page size: the profile's (100), as scim2-server's filter.maxResults (1000) allows.
+    assert report.quirks.max_results == 100
     assert quirks == report.quirks  # the connection test primes the connector's quirks
 
 

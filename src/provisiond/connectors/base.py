@@ -6,6 +6,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from provisiond.domain.dialects import ScimProfile
+
 
 class Change(Protocol):
     """One attribute's change an update sends: the engine's planned ``Change`` has this shape."""
@@ -60,13 +62,36 @@ class Page:
 class Quirks:
     """A target's dialect, as data the connector reads (never ``if vendor == ...``).
 
-    Filled from the app's ServiceProviderConfig (RFC 7643 §5) at first use.
+    ``profile`` is the whole dialect (domain/dialects.py): the app's stored profile, narrowed by
+    what its ServiceProviderConfig (RFC 7643 §5) announces at first use. The flags are what the
+    engine asks of it: ``patch``, whether a group's members may be changed in place (else the
+    engine sends the whole group with ``replace_group``); ``filter``, whether lookups filter.
     """
 
     patch: bool = True
     filter: bool = True
     max_results: int = 100
     etag: bool = False
+    profile: ScimProfile = field(default_factory=ScimProfile)
+
+    @classmethod
+    def of(cls, profile: ScimProfile, *, etag: bool = False) -> Quirks:
+        return cls(
+            patch=profile.membership != "put",
+            filter=profile.filters,
+            max_results=profile.page_size,
+            etag=etag,
+            profile=profile,
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "patch": self.patch,
+            "filter": self.filter,
+            "max_results": self.max_results,
+            "etag": self.etag,
+            "profile": self.profile.model_dump(mode="json"),
+        }
 
 
 @dataclass
@@ -87,6 +112,9 @@ class ConnectionReport:
 
     steps: list[ConnectionStep] = field(default_factory=list)
     quirks: Quirks | None = None
+    # What the app's dialect changes, in an admin's words ("this app does not support PATCH:
+    # updates will be sent as PUT"), from its profile as discovery narrowed it.
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -105,7 +133,8 @@ class ConnectionReport:
                 {"name": s.name, "ok": s.ok, "detail": s.detail, "summary": s.summary or s.detail}
                 for s in self.steps
             ],
-            "quirks": None if self.quirks is None else self.quirks.__dict__,
+            "quirks": None if self.quirks is None else self.quirks.as_dict(),
+            "notes": list(self.notes),
         }
 
 

@@ -49,18 +49,32 @@ from provisiond.connectors.destinations import (
     DestinationRefused,
     guarded_transport,
 )
+from provisiond.connectors.paging import Walk
 from provisiond.connectors.remote_ids import check_remote_id, segment
+from provisiond.connectors.scim_dialect import (
+    encoded,
+    matches,
+    member_removals,
+    only_match,
+    patch_body,
+    quoted,
+    refs,
+    unmet,
+    user_operations,
+)
 from provisiond.domain.apps import (
     BasicAuth,
     BearerAuth,
     OAuth2ClientCredentials,
     ScimConnectorSettings,
 )
+from provisiond.domain.dialects import ScimProfile
 from provisiond.errors import (
     ConnectorError,
     RateLimited,
     RemoteConflict,
     RemoteNotFound,
+    RemoteUnsupported,
     TerminalError,
     TransientError,
 )
@@ -68,17 +82,19 @@ from provisiond.errors import (
 SCIM_MEDIA_TYPE = "application/scim+json"
 CORE_USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 CORE_GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
-PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+# The batch limits are a profile's (domain/dialects.py); these are the RFC profile's defaults.
 # Member values one PATCH carries at most: big pushes go in a few requests, not one per member,
 # yet no request grows past what targets accept (Entra caps a PATCH at about 1,000 values).
-MEMBERS_PER_REQUEST = 500
+MEMBERS_PER_REQUEST = ScimProfile().members_per_request
 # A ``members[value eq "…"]`` removal is one filter pass over the group at the target: at 5,000
 # members scim2-server takes ~0.15 s for each (measured), so removals get a budget of their own.
-REMOVALS_PER_REQUEST = 25
+REMOVALS_PER_REQUEST = ScimProfile().removals_per_request
 # Beyond this many removals one ``replace`` of the whole member list is far cheaper (0.24 s at
 # 5,000 members, against ~40 s for 250 removals), as long as the list itself stays moderate.
-REPLACE_ABOVE_REMOVALS = 100
-REPLACE_MAX_MEMBERS = 10_000
+REPLACE_ABOVE_REMOVALS = ScimProfile().replace_above_removals
+REPLACE_MAX_MEMBERS = ScimProfile().replace_max_members
+# What an answer to a PATCH may mean "this app does not do PATCH": 501 (RFC 7644 §3.12), 405.
+_UNSUPPORTED = (405, 501)
 ENTERPRISE_USER = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 ScimUser = User[EnterpriseUser]
 # Parametrised once: pydantic keeps generic specialisations only weakly, and rebuilding one
@@ -125,6 +141,9 @@ class ScimConnector:
             trust_env=False,
         )
         self._gate = asyncio.Semaphore(concurrency)
+        hourly = settings.profile.requests_per_hour
+        if hourly is not None:  # the app's own budget paces requests evenly through the hour
+            rate_limit_per_second = min(rate_limit_per_second or hourly, hourly / 3600)
         self._bucket = _TokenBucket(rate_limit_per_second) if rate_limit_per_second else None
         self._quirks: Quirks | None = None
         self._discovery = asyncio.Lock()
@@ -144,10 +163,21 @@ class ScimConnector:
         if self._quirks is None:
             response = await self._send("GET", "ServiceProviderConfig")
             if response.status_code == 404:
-                self._quirks = Quirks()  # not published: assume the RFC's common ground
+                # Not published: the profile as the admin picked it.
+                self._quirks = Quirks.of(self.settings.profile)
             else:
-                self._quirks = _quirks_from(_body(response, "ServiceProviderConfig"))
+                body = _body(response, "ServiceProviderConfig")
+                self._quirks = _quirks_from(body, self.settings.profile)
         return self._quirks
+
+    async def _profile(self) -> ScimProfile:
+        return (await self.quirks()).profile
+
+    async def _fall_back(self, **changes: str) -> None:
+        """The app refused what its profile promised (a 501 to PATCH): speak without it from
+        now on, as if its ServiceProviderConfig had said so."""
+        quirks = await self.quirks()
+        self._quirks = Quirks.of(quirks.profile.model_copy(update=changes), etag=quirks.etag)
 
     async def test_connection(self) -> ConnectionReport:
         """Discovery, then an authenticated ``GET /Users?count=1``; says precisely what failed."""
@@ -162,7 +192,7 @@ class ScimConnector:
         if not spc_missing:
             try:
                 report.quirks = self._quirks = _quirks_from(
-                    _body(response, "GET /ServiceProviderConfig")
+                    _body(response, "GET /ServiceProviderConfig"), self.settings.profile
                 )
             except ConnectorError as exc:
                 report.steps.append(_failed("discovery", exc))
@@ -185,7 +215,7 @@ class ScimConnector:
                 report.steps.append(_failed("authenticated read", exc))
             return report
         if spc_missing:
-            report.quirks = self._quirks = Quirks()
+            report.quirks = self._quirks = Quirks.of(self.settings.profile)
             report.steps.append(
                 ConnectionStep(
                     "discovery",
@@ -199,25 +229,30 @@ class ScimConnector:
         report.steps.append(
             ConnectionStep("authenticated read", True, f"GET /Users answered, {total} users")
         )
+        assert report.quirks is not None
+        report.notes = report.quirks.profile.notes()
         return report
 
     # -- users --------------------------------------------------------------------------------
 
     async def find_user(self, attribute: str, value: str) -> RemoteUser | None:
-        quirks = await self.quirks()
-        if not quirks.filter:
-            return None  # a create that collides then answers 409 and is adopted
+        profile = await self._profile()
+        if not profile.filters:
+            # RFC 7644 §3.4.2.2 lets an app not filter: list every page and match here, by the
+            # RFC's case rules (a create would otherwise collide, or duplicate the account).
+            walk = Walk(
+                self.list_users, key=lambda user: user.remote_id, page_size=profile.page_size
+            )
+            found = [u async for page in walk for u in page if matches(u, attribute, value)]
+            return only_match(found, attribute, value)
         response = await self._send(
             "GET",
             "Users",
-            params={"filter": f'{attribute} eq "{_quoted(value)}"', "startIndex": 1, "count": 2},
+            params={"filter": f'{attribute} eq "{quoted(value)}"', "startIndex": 1, "count": 2},
         )
         resources = _parse_list(_body(response, "GET /Users?filter"))
-        if len(resources) > 1:
-            raise TerminalError(
-                f"{len(resources)} accounts match {attribute} eq {value!r}: refusing to guess"
-            )
-        return _remote(resources[0], "GET /Users?filter") if resources else None
+        users = [_remote(resource, "GET /Users?filter") for resource in resources]
+        return only_match(users, attribute, value)
 
     async def holds_no_users(self) -> bool:
         """Whether the app holds no user at all; False when its answer cannot say."""
@@ -241,7 +276,10 @@ class ScimConnector:
         return Page(users, _total(body), start_index)
 
     async def create_user(self, attributes: Mapping[str, Any]) -> RemoteUser:
-        payload = _user_payload(attributes, Context.RESOURCE_CREATION_REQUEST)
+        # Encoding is the admin's stated profile: discovery narrows what is sent, not how.
+        payload = encoded(
+            _user_payload(attributes, Context.RESOURCE_CREATION_REQUEST), self.settings.profile
+        )
         response = await self._send("POST", "Users", body=payload)
         if response.status_code == 409:
             raise RemoteConflict(_problem(response, "POST /Users"), http_status=409)
@@ -250,23 +288,41 @@ class ScimConnector:
     async def update_user(
         self, remote_id: str, changes: Sequence[Change], attributes: Mapping[str, Any]
     ) -> None:
-        quirks = await self.quirks()
-        if quirks.patch:
-            operations = [
-                UserPatchOperation(op="remove", path=path)
-                if value is None
-                else UserPatchOperation(op="replace", path=path, value=value)
-                for path, value in _patch_paths(changes)
-            ]
-            body = _dump(UserPatchOp(operations=operations), Context.RESOURCE_PATCH_REQUEST)
-            response = await self._send("PATCH", f"Users/{segment(remote_id)}", body=body)
-            what = "PATCH /Users/{id}"
-        else:
-            # RFC 7644 §3.5.1: PUT replaces the whole resource; send all that provisiond manages.
-            body = _user_payload(attributes, Context.RESOURCE_REPLACEMENT_REQUEST)
-            body["id"] = remote_id
-            response = await self._send("PUT", f"Users/{segment(remote_id)}", body=body)
-            what = "PUT /Users/{id}"
+        profile = await self._profile()
+        if profile.deactivate_by == "delete" and any(
+            c.attribute.lower() == "active" and c.new is False for c in changes
+        ):
+            # The app has no active flag: an account that must be off goes. A reactivation then
+            # meets a 404, and the executor creates the account again.
+            await self.delete_user(remote_id)
+            return
+        if not profile.put_only:
+            operations = user_operations(_patch_paths(changes), changes, profile)
+            if profile.patch == "rfc":  # checked by scim2-models; no-path values are free-form
+                model = UserPatchOp(operations=[UserPatchOperation(**o) for o in operations])
+                operations = _dump(model, Context.RESOURCE_PATCH_REQUEST)["Operations"]
+            try:
+                response = await self._send(
+                    "PATCH", f"Users/{segment(remote_id)}", body=patch_body(operations, profile)
+                )
+            except RemoteUnsupported:
+                response = None
+            if response is not None and not (
+                response.status_code == 404 and profile.patch_404 == "unsupported"
+            ):
+                self._updated(response, remote_id, "PATCH /Users/{id}")
+                return
+            await self._fall_back(patch="none", membership="put")
+        # RFC 7644 §3.5.1: PUT replaces the whole resource; send all that provisiond manages.
+        body = _user_payload(attributes, Context.RESOURCE_REPLACEMENT_REQUEST)
+        body["id"] = remote_id
+        response = await self._send(
+            "PUT", f"Users/{segment(remote_id)}", body=encoded(body, profile)
+        )
+        self._updated(response, remote_id, "PUT /Users/{id}")
+
+    @staticmethod
+    def _updated(response: httpx.Response, remote_id: str, what: str) -> None:
         if response.status_code == 404:
             raise RemoteNotFound(
                 f"{what}: the account {remote_id} no longer exists", http_status=404
@@ -290,7 +346,7 @@ class ScimConnector:
                 "GET",
                 "Groups",
                 params={
-                    "filter": f'displayName eq "{_quoted(display_name)}"',
+                    "filter": f'displayName eq "{quoted(display_name)}"',
                     "startIndex": 1,
                     "count": 2,
                 },
@@ -303,22 +359,8 @@ class ScimConnector:
                     f"{total} groups in the app are named {display_name!r}: refusing to guess"
                 )
         else:  # no filter: page through the groups
-            found, start = [], 1
-            while True:
-                response = await self._send(
-                    "GET", "Groups", params={"startIndex": start, "count": quirks.max_results}
-                )
-                body = _body(response, "GET /Groups")
-                page = _groups(body, "GET /Groups")
-                found += [g for g in page if g.display_name.casefold() == display_name.casefold()]
-                start += len(page)
-                listed = body.get("totalResults")
-                # Without totalResults, a short page is the last one.
-                last = (
-                    start > int(listed) if listed is not None else len(page) < quirks.max_results
-                )
-                if not page or last:
-                    break
+            walk = Walk(self.list_groups, key=lambda g: g.remote_id, page_size=quirks.max_results)
+            found = [group async for page in walk for group in page]
         found = [g for g in found if g.display_name.casefold() == display_name.casefold()]
         if len(found) > 1:
             raise TerminalError(
@@ -340,7 +382,7 @@ class ScimConnector:
         return Page(_groups(body, "GET /Groups"), _total(body), start_index)
 
     async def create_group(self, display_name: str, members: Sequence[str]) -> RemoteGroup:
-        body = {"schemas": [CORE_GROUP], "displayName": display_name, "members": _refs(members)}
+        body = {"schemas": [CORE_GROUP], "displayName": display_name, "members": refs(members)}
         response = await self._send("POST", "Groups", body=body)
         if response.status_code == 409:
             raise RemoteConflict(_problem(response, "POST /Groups"), http_status=409)
@@ -356,52 +398,117 @@ class ScimConnector:
         remove: Sequence[str] = (),
         members: Sequence[str] | None = None,
     ) -> int:
-        """PATCH add/remove of members (``members[value eq "…"]`` for a removal, RFC 7644
-        §3.5.2.2), in requests of at most MEMBERS_PER_REQUEST values and REMOVALS_PER_REQUEST
-        removals; a rename rides on the first. Many removals, given the whole new member list
-        (``members``), are one ``replace`` of ``members`` instead (§3.5.2.3). Returns the number
-        of requests sent."""
+        """Member changes in place, as the profile's membership style says (RFC 7644 §3.5.2.2):
+        ``add`` of ``members`` and removals by ``members[value eq "…"]`` filter (or by value
+        list), in requests of at most the profile's ``members_per_request`` values and
+        ``removals_per_request`` filtered removals, a rename riding on the first. Many removals,
+        given the whole new member list (``members``), are one ``replace`` of ``members``
+        instead (§3.5.2.3), as is every change for a replace-only app. Where the app answers
+        with the group, it must hold what was asked. Returns the number of requests sent."""
+        if (await self._profile()).membership != "put":
+            try:
+                return await self._patch_members(remote_id, display_name, add, remove, members)
+            except RemoteUnsupported:
+                # A 501 (or what the profile says a 404 means): the app does not PATCH groups.
+                await self._fall_back(membership="put")
+        return await self._put_members(remote_id, display_name, add, remove, members)
+
+    async def _patch_members(
+        self,
+        remote_id: str,
+        display_name: str | None,
+        add: Sequence[str],
+        remove: Sequence[str],
+        members: Sequence[str] | None,
+    ) -> int:
+        profile = await self._profile()
         rename: list[dict[str, Any]] = (
             [{"op": "replace", "path": "displayName", "value": display_name}]
             if display_name is not None
             else []
         )
-        if (
+        if profile.membership == "replace" or (
             members is not None
-            and len(remove) > REPLACE_ABOVE_REMOVALS
-            and len(members) <= REPLACE_MAX_MEMBERS
+            and len(remove) > profile.replace_above_removals
+            and len(members) <= profile.replace_max_members
         ):
-            replace = {"op": "replace", "path": "members", "value": _refs(members)}
-            await self._patch_group(remote_id, [*rename, replace])
-            return 1
-        removals = [
-            {"op": "remove", "path": f'members[value eq "{_quoted(member)}"]'} for member in remove
-        ]
+            sent = 0
+            if members is None:  # replace-only, without the list: read the group first
+                members = (await self._group_after(remote_id, add, remove))[1]
+                sent = 1
+            replace = {"op": "replace", "path": "members", "value": refs(members)}
+            await self._patch_group(remote_id, [*rename, replace], members, remove)
+            return sent + 1
+        removals = member_removals(remove, profile)
         additions = list(add)
         sent = 0
         while rename or removals or additions:
-            # Each request is filled up to the bound: removals first, then additions.
-            taken, removals = removals[:REMOVALS_PER_REQUEST], removals[REMOVALS_PER_REQUEST:]
-            operations: list[dict[str, Any]] = [*rename, *taken]
+            # Each request is filled up to the bounds: removals first, then additions.
+            operations: list[dict[str, Any]] = [*rename]
             rename = []
-            room = MEMBERS_PER_REQUEST - len(taken)
-            if room and additions:
-                operations.append(
-                    {"op": "add", "path": "members", "value": _refs(additions[:room])}
-                )
-                additions = additions[room:]
-            await self._patch_group(remote_id, operations)
+            room, filtered = profile.members_per_request, profile.removals_per_request
+            removed: list[str] = []
+            while removals and room >= len(removals[0][1]) and filtered > 0:
+                operation, values = removals.pop(0)
+                operations.append(operation)
+                removed += values
+                room -= len(values)
+                filtered -= 1 if "[" in operation["path"] else 0
+            added: list[str] = []
+            if room > 0 and additions:
+                added, additions = additions[:room], additions[room:]
+                operations.append({"op": "add", "path": "members", "value": refs(added)})
+            await self._patch_group(remote_id, operations, added, removed)
             sent += 1
         return sent
 
-    async def _patch_group(self, remote_id: str, operations: list[dict[str, Any]]) -> None:
-        body = {"schemas": [PATCH_OP], "Operations": operations}
+    async def _group_after(
+        self, remote_id: str, add: Sequence[str], remove: Sequence[str]
+    ) -> tuple[RemoteGroup, list[str]]:
+        """The group as the app holds it, and its members once ``add`` and ``remove`` apply."""
+        group = await self.get_group(remote_id)
+        if group is None:
+            raise RemoteNotFound(f"the group {remote_id} no longer exists", http_status=404)
+        return group, sorted((group.members | set(add)) - set(remove))
+
+    async def _put_members(
+        self,
+        remote_id: str,
+        display_name: str | None,
+        add: Sequence[str],
+        remove: Sequence[str],
+        members: Sequence[str] | None,
+    ) -> int:
+        """For an app whose groups change by PUT only: read the group (for its name, and its
+        members when not given) and send it whole."""
+        group, after = await self._group_after(remote_id, add, remove)
+        wanted = list(members) if members is not None else after
+        await self.replace_group(remote_id, display_name or group.display_name, wanted)
+        return 2
+
+    async def _patch_group(
+        self,
+        remote_id: str,
+        operations: list[dict[str, Any]],
+        added: Sequence[str] = (),
+        removed: Sequence[str] = (),
+    ) -> None:
+        profile = await self._profile()
+        body = patch_body(operations, profile)
+        what = "PATCH /Groups/{id}"
         response = await self._send("PATCH", f"Groups/{segment(remote_id)}", body=body)
+        if response.status_code == 404 and profile.patch_404 == "unsupported":
+            raise RemoteUnsupported(f"{what} answered 404: taken as PATCH not supported")
         if response.status_code == 404:
-            raise RemoteNotFound(
-                f"PATCH /Groups/{{id}}: the group {remote_id} no longer exists", http_status=404
-            )
-        _require_success(response, "PATCH /Groups/{id}")
+            raise RemoteNotFound(f"{what}: the group {remote_id} no longer exists", http_status=404)
+        _require_success(response, what)
+        returned = _body(response, what, allow_empty=True)
+        if returned.get("members") is not None and returned.get("id"):
+            # A 200 with the group: believe what it holds, not the status (a target that
+            # answers 200 and keeps a removed member would otherwise pass for healthy).
+            problem = unmet(_group(returned, what), added, removed)
+            if problem:
+                raise TerminalError(f"{what} answered {response.status_code}, yet {problem}")
 
     async def replace_group(
         self, remote_id: str, display_name: str, members: Sequence[str]
@@ -411,7 +518,7 @@ class ScimConnector:
             "schemas": [CORE_GROUP],
             "id": remote_id,
             "displayName": display_name,
-            "members": _refs(members),
+            "members": refs(members),
         }
         response = await self._send("PUT", f"Groups/{segment(remote_id)}", body=body)
         if response.status_code == 404:
@@ -537,6 +644,8 @@ def _raise_for_status(response: httpx.Response, what: str) -> None:
             f"the application rejected the credentials: {_problem(response, what)}",
             http_status=status,
         )
+    if status in _UNSUPPORTED:  # RFC 7644 §3.12: not supported; asking again changes nothing
+        raise RemoteUnsupported(_problem(response, what), http_status=status)
     if status >= 500 or status == 408:
         raise TransientError(_problem(response, what), http_status=status)
     raise TerminalError(_problem(response, what), http_status=status)
@@ -593,14 +702,6 @@ def _remote(body: Mapping[str, Any], what: str) -> RemoteUser:
     return RemoteUser(remote_id=remote_id, attributes=dict(body))
 
 
-def _refs(members: Sequence[str]) -> list[dict[str, str]]:
-    return [{"value": member} for member in members]
-
-
-def _quoted(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"')
-
-
 def _group(body: Mapping[str, Any], what: str) -> RemoteGroup:
     """A SCIM Group (RFC 7643 §4.2): an id, a displayName, members by ``value``."""
     remote_id, name = body.get("id"), body.get("displayName")
@@ -642,7 +743,8 @@ def _parse_list(body: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [dict(resource) for resource in resources]
 
 
-def _quirks_from(body: Mapping[str, Any]) -> Quirks:
+def _quirks_from(body: Mapping[str, Any], profile: ScimProfile) -> Quirks:
+    """The app's profile, narrowed by what its ServiceProviderConfig announces."""
     try:
         config = ServiceProviderConfig.model_validate(
             body, scim_ctx=Context.RESOURCE_QUERY_RESPONSE
@@ -651,23 +753,24 @@ def _quirks_from(body: Mapping[str, Any]) -> Quirks:
         raise TerminalError(
             f"the answer is not a SCIM ServiceProviderConfig: {_first_error(exc)}"
         ) from exc
-    return Quirks(
+    narrowed = profile.narrowed(
         patch=bool(config.patch and config.patch.supported),
         filter=bool(config.filter and config.filter.supported),
-        max_results=(
-            config.filter.max_results if config.filter and config.filter.max_results else 100
-        ),
-        etag=bool(config.etag and config.etag.supported),
+        max_results=config.filter.max_results if config.filter else None,
     )
+    return Quirks.of(narrowed, etag=bool(config.etag and config.etag.supported))
 
 
 def _discovery_step(quirks: Quirks | None) -> ConnectionStep:
     assert quirks is not None
+    profile = quirks.profile
     features = ", ".join(
         f"{name} {'yes' if on else 'no'}"
-        for name, on in (("PATCH", quirks.patch), ("filter", quirks.filter))
+        for name, on in (("PATCH", not profile.put_only), ("filter", profile.filters))
     )
-    return ConnectionStep("discovery", True, f"ServiceProviderConfig read: {features}")
+    return ConnectionStep(
+        "discovery", True, f"ServiceProviderConfig read: {features}; profile {profile.name}"
+    )
 
 
 NO_SCIM_ANSWER = (
@@ -802,7 +905,9 @@ class _ClientCredentials(httpx.Auth):
             transport = self._transport or guarded_transport(self._policy, httpx.Limits())
             limit = min(TOKEN_RESPONSE_MAX_BYTES, self._max_response_bytes)
             async with httpx.AsyncClient(
-                timeout=self._timeout, transport=transport, trust_env=False,
+                timeout=self._timeout,
+                transport=transport,
+                trust_env=False,
                 headers={"Accept-Encoding": ACCEPT_ENCODING},
             ) as client:
                 streamed = await client.send(

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr, field_validator
 
+from provisiond.domain.dialects import ScimProfile
 from provisiond.domain.roles import RoleMode
 
 _NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
@@ -119,6 +120,8 @@ class ScimConnectorSettings(BaseModel):
     # on the way), so no target holds a worker slot longer. At most 5 minutes: the lease of a
     # claim on demand (engine/queue.py LEASE) must outlast any one request it sends.
     request_deadline_seconds: float = Field(default=30.0, ge=1, le=300)
+    # How this app speaks SCIM (domain/dialects.py): a shipped profile's name or a document.
+    profile: ScimProfile = Field(default_factory=ScimProfile)
 
     @field_validator("base_url")
     @classmethod
@@ -156,11 +159,15 @@ def shown_connector(stored: Mapping[str, Any]) -> dict[str, Any]:
     """A stored (public) connector as it is shown: a setting added since it was saved shows
     the default the connector runs with, not a blank."""
     defaults = {
-        name: info.default
+        name: _plain(info.get_default(call_default_factory=True))
         for name, info in ScimConnectorSettings.model_fields.items()
         if name != "auth" and not info.is_required()
     }
     return {**defaults, **stored}
+
+
+def _plain(value: Any) -> Any:
+    return value.model_dump(mode="json") if isinstance(value, BaseModel) else value
 
 
 def app_name_pattern() -> str:

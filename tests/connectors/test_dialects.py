@@ -1,0 +1,171 @@
+"""ScimConnector against strict peers (tests/support/strict.py): each dialect, each known failure.
+
+The three behaviours of issue 15, each reproduced by a strict peer first: an app that cannot
+filter, a 501 to PATCH, and a 200 to a member removal that did not remove the member.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import pytest
+
+from provisiond.connectors.scim import ScimConnector
+from provisiond.domain.dialects import ScimProfile, shipped_profile
+from provisiond.errors import TerminalError
+from tests.support.strict import StrictTarget, client, connector
+
+T = TypeVar("T")
+CORE_USER = "urn:ietf:params:scim:schemas:core:2.0:User"
+
+
+def run(
+    target: StrictTarget,
+    scenario: Callable[[ScimConnector], Awaitable[T]],
+    profile: ScimProfile | None = None,
+) -> T:
+    async def main() -> T:
+        app = connector(target, profile)
+        try:
+            return await scenario(app)
+        finally:
+            await app.aclose()
+
+    return asyncio.run(main())
+
+
+def add_users(target: StrictTarget, *names: str) -> list[str]:
+    """Accounts made in the app behind the connector's back (its own admins did); their ids."""
+
+    async def main() -> list[str]:
+        async with client(target) as app:
+            ids = []
+            for name in names:
+                answer = await app.post("/Users", json={"schemas": [CORE_USER], "userName": name})
+                assert answer.status_code == 201, answer.text
+                ids.append(answer.json()["id"])
+            return ids
+
+    ids = asyncio.run(main())
+    target.received.clear()
+    return ids
+
+
+def user_of(target: StrictTarget, remote_id: str) -> dict[str, Any]:
+    async def main() -> dict[str, Any]:
+        async with client(target) as app:
+            answer = await app.get(f"/Users/{remote_id}")
+            assert answer.status_code == 200, answer.text
+            body: dict[str, Any] = answer.json()
+            return body
+
+    return asyncio.run(main())
+
+
+class _Change:
+    def __init__(self, attribute: str, old: Any, new: Any) -> None:
+        self.attribute, self.old, self.new = attribute, old, new
+
+
+# -- 1. an app that cannot filter -----------------------------------------------------------
+
+
+def test_an_existing_account_is_found_in_an_app_that_cannot_filter() -> None:
+    """RFC 7644 §3.4.2.2 lets an app announce ``filter.supported: false``: the account is found
+    by listing every page (of an app that ignores ``count`` too), never by a filter it refuses."""
+    target = StrictTarget(ScimProfile(filter="none", count_honoured=False), own_page_size=2)
+    others = [f"user{n}" for n in range(7)]
+    ids = add_users(target, *others, "Ada.Lovelace")
+
+    found = run(target, lambda app: app.find_user("userName", "ada.lovelace"))
+
+    assert found is not None and found.remote_id == ids[-1]  # userName is caseExact false
+    assert not target.refused
+    assert not any("filter" in seen.query for seen in target.received)
+    assert run(target, lambda app: app.find_user("userName", "nobody")) is None
+
+
+def test_without_filters_external_ids_match_exactly() -> None:
+    """RFC 7643 §3.1: externalId is caseExact; a listing is matched with the RFC's rules."""
+    target = StrictTarget(ScimProfile(filter="none"))
+
+    async def scenario(app: ScimConnector) -> tuple[Any, Any]:
+        created = await app.create_user({"userName": "grace", "externalId": "Abc-1"})
+        return created, (
+            await app.find_user("externalId", "abc-1"),
+            await app.find_user("externalId", "Abc-1"),
+        )
+
+    created, (lower, exact) = run(target, scenario)
+    assert lower is None and exact is not None and exact.remote_id == created.remote_id
+
+
+# -- 2. 501 Not Implemented -----------------------------------------------------------------
+
+
+def test_a_501_to_patch_is_permanent_and_the_update_falls_back_to_put() -> None:
+    """RFC 7644 §3.12: 501 says the operation is not supported. The app's ServiceProviderConfig
+    claims PATCH (``announce=False``) yet answers 501: the update goes as a PUT, at once."""
+    target = StrictTarget(
+        shipped_profile("rfc").model_copy(update={"patch": "none"}), announce=False
+    )
+    [remote_id] = add_users(target, "linus")
+
+    async def scenario(app: ScimConnector) -> None:
+        await app.update_user(
+            remote_id,
+            [_Change("displayName", None, "Linus T")],
+            {"userName": "linus", "displayName": "Linus T"},
+        )
+        # Remembered: the next update goes straight to PUT.
+        await app.update_user(
+            remote_id,
+            [_Change("title", None, "Kernel")],
+            {"userName": "linus", "displayName": "Linus T", "title": "Kernel"},
+        )
+
+    run(target, scenario, ScimProfile())
+    methods = [seen.method for seen in target.received if seen.path.startswith("/Users/")]
+    assert methods == ["PATCH", "PUT", "PUT"]
+    assert user_of(target, remote_id)["title"] == "Kernel"
+
+
+def test_a_501_is_never_retried() -> None:
+    target = StrictTarget(ScimProfile(filter="none"), announce=False)
+
+    async def scenario(app: ScimConnector) -> None:
+        await app._send("GET", "Users", params={"filter": 'userName eq "x"'})
+
+    with pytest.raises(TerminalError) as caught:
+        run(target, scenario)
+    assert not caught.value.retryable and caught.value.http_status == 501
+
+
+# -- 3. a 200 that did not do what was asked ------------------------------------------------
+
+
+def test_a_member_removal_answered_200_with_the_member_still_there_is_a_failure() -> None:
+    target = StrictTarget(stale_removals=True)
+    ada, bob = add_users(target, "ada", "bob")
+
+    async def scenario(app: ScimConnector) -> None:
+        group = await app.create_group("Engineering", [])
+        await app.update_group(group.remote_id, add=[ada, bob])
+        await app.update_group(group.remote_id, remove=[bob])
+
+    with pytest.raises(TerminalError, match="still holds"):
+        run(target, scenario)
+
+
+def test_a_member_added_answered_200_without_the_member_is_a_failure() -> None:
+    """The same check for additions: the returned group must hold what was added."""
+    target = StrictTarget()
+    [ada] = add_users(target, "ada")
+
+    async def scenario(app: ScimConnector) -> int:
+        group = await app.create_group("Ops", [])
+        return await app.update_group(group.remote_id, add=[ada])
+
+    assert run(target, scenario) == 1
