@@ -169,3 +169,30 @@ def test_a_member_added_answered_200_without_the_member_is_a_failure() -> None:
         return await app.update_group(group.remote_id, add=[ada])
 
     assert run(target, scenario) == 1
+
+
+# -- the strict peers are strict --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("app", "spoken", "refusal"),
+    [
+        ("okta-compatible", "rfc", "without a path"),
+        ("entra-compatible", "rfc", "expects 'Replace'"),
+        ("rfc", "entra-compatible", "expects 'replace'"),
+    ],
+)
+def test_a_strict_peer_refuses_another_dialect(app: str, spoken: str, refusal: str) -> None:
+    """Proof the peers enforce their profile: the same update in another dialect is refused."""
+    target = StrictTarget(shipped_profile(app))
+    [remote_id] = add_users(target, "mallory")
+    change = [_Change("displayName", None, "M")]
+
+    with pytest.raises(TerminalError, match=refusal):
+        run(
+            target,
+            lambda c: c.update_user(remote_id, change, {"userName": "mallory"}),
+            shipped_profile(spoken),
+        )
+    run(target, lambda c: c.update_user(remote_id, change, {"userName": "mallory"}))
+    assert user_of(target, remote_id)["displayName"] == "M"

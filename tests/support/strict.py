@@ -263,9 +263,13 @@ async def _answer(
     await send({"type": "http.response.body", "body": content})
 
 
-def connector(target: StrictTarget, profile: ScimProfile | None = None) -> ScimConnector:
-    """A connector to ``target`` in process, speaking ``profile`` (the target's by default)."""
-    auth = BearerAuth(token=target.token) if target.token else NoAuth()
+def connector(
+    target: StrictTarget, profile: ScimProfile | None = None, *, token: str | None = None
+) -> ScimConnector:
+    """A connector to ``target`` in process, speaking ``profile`` (the target's by default),
+    with the target's token unless another is given."""
+    token = token or target.token
+    auth = BearerAuth(token=token) if token else NoAuth()
     settings = ScimConnectorSettings(
         base_url=BASE_URL, auth=auth, profile=profile or target.profile
     )
