@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from provisiond.domain.dialects import ScimProfile
+
+if TYPE_CHECKING:
+    import httpx
+
+    from provisiond.config import Settings
+    from provisiond.domain.apps import ProvisioningSettings
 
 
 class Change(Protocol):
@@ -195,3 +201,21 @@ class Connector(Protocol):
     async def quirks(self) -> Quirks: ...
 
     async def aclose(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What any kind of connector is built with, besides its own settings."""
+
+    provisioning: ProvisioningSettings
+    config: Settings  # the operator's: destination policy, answer size cap...
+    transport: httpx.AsyncBaseTransport | None = None  # tests' in-process peers; else the network
+
+
+class ConnectorFactory(Protocol):
+    """What an entry point of group ``provisiond.connectors`` names (docs/connectors.md): it
+    builds the connector of one kind from the app's connector settings (public settings and
+    secrets merged), validating them itself; bad settings raise ``pydantic.ValidationError``
+    or ``provisiond.errors.Invalid``."""
+
+    def __call__(self, settings: Mapping[str, Any], context: BuildContext) -> Connector: ...
