@@ -196,3 +196,75 @@ def test_a_strict_peer_refuses_another_dialect(app: str, spoken: str, refusal: s
         )
     run(target, lambda c: c.update_user(remote_id, change, {"userName": "mallory"}))
     assert user_of(target, remote_id)["displayName"] == "M"
+
+
+# -- the other fields of a profile ----------------------------------------------------------
+
+
+def group_patches(target: StrictTarget) -> list[Any]:
+    return [
+        seen.body
+        for seen in target.received
+        if seen.method == "PATCH" and seen.path.startswith("/Groups/")
+    ]
+
+
+@pytest.mark.parametrize("membership", ["replace", "put", "value-list"])
+def test_each_membership_style_reaches_the_same_group(membership: str) -> None:
+    profile = ScimProfile(membership=membership, members_per_request=2)  # type: ignore[arg-type]
+    target = StrictTarget(profile)
+    ada, bob, cyd = add_users(target, "ada", "bob", "cyd")
+
+    async def scenario(app: ScimConnector) -> Any:
+        group = await app.create_group("Ops", [])
+        await app.update_group(group.remote_id, add=[ada, bob, cyd])
+        await app.update_group(group.remote_id, remove=[ada, bob])
+        return await app.get_group(group.remote_id)
+
+    group = run(target, scenario)
+    assert group.members == {cyd} and not target.refused
+    patches = group_patches(target)
+    if membership == "put":
+        assert not patches and any(seen.method == "PUT" for seen in target.received)
+    elif membership == "value-list":  # batches of two values, no filter anywhere
+        removals = [o for body in patches for o in body["Operations"] if o["op"] == "remove"]
+        assert [len(o["value"]) for o in removals] == [2]
+        assert all("[" not in o["path"] for body in patches for o in body["Operations"])
+
+
+def test_an_app_without_an_active_flag_loses_the_account_on_deactivation() -> None:
+    target = StrictTarget()
+    profile = ScimProfile(deactivate_by="delete")
+
+    async def scenario(app: ScimConnector) -> Any:
+        created = await app.create_user({"userName": "eve", "active": True})
+        await app.update_user(created.remote_id, [_Change("active", True, False)], {})
+        return await app.get_user(created.remote_id)
+
+    assert run(target, scenario, profile) is None
+    posted = next(seen.body for seen in target.received if seen.method == "POST")
+    assert "active" not in posted
+
+
+def test_a_404_to_patch_read_as_unsupported_falls_back_to_put() -> None:
+    """Some apps answer 404 to a PATCH they lack; the profile says so, and the update is a PUT."""
+
+    class NotFoundToPatch(StrictTarget):
+        def _refusal(self, method: str, path: str, query: Any, body: Any) -> Any:
+            return (404, None, "no such route") if method == "PATCH" else None
+
+    target = NotFoundToPatch()
+    [remote_id] = add_users(target, "kim")
+    change = [_Change("title", None, "Boss")]
+    run(
+        target,
+        lambda app: app.update_user(remote_id, change, {"userName": "kim", "title": "Boss"}),
+        ScimProfile(patch_404="unsupported"),
+    )
+    assert user_of(target, remote_id)["title"] == "Boss"
+
+
+def test_a_requests_per_hour_budget_paces_the_connector() -> None:
+    app = connector(StrictTarget(), ScimProfile(requests_per_hour=7200))
+    assert app._bucket is not None and app._bucket.rate == 2.0  # 7,200 an hour: 2 a second
+    asyncio.run(app.aclose())
