@@ -14,7 +14,7 @@ import pytest
 
 from provisiond.connectors.scim import ScimConnector
 from provisiond.domain.dialects import ScimProfile, shipped_profile
-from provisiond.errors import TerminalError
+from provisiond.errors import RemoteConflict, TerminalError
 from tests.support.strict import StrictTarget, client, connector
 
 T = TypeVar("T")
@@ -268,3 +268,26 @@ def test_a_requests_per_hour_budget_paces_the_connector() -> None:
     app = connector(StrictTarget(), ScimProfile(requests_per_hour=7200))
     assert app._bucket is not None and app._bucket.rate == 2.0  # 7,200 an hour: 2 a second
     asyncio.run(app.aclose())
+
+
+def test_an_app_that_cannot_filter_is_listed_once_for_many_lookups() -> None:
+    """A full sync asks for every person: the app is listed once, not once per lookup; an
+    account made behind our back is found after the create that collides with it."""
+    target = StrictTarget(ScimProfile(filter="none", page_size=10))
+    ids = add_users(target, *[f"user{n}" for n in range(30)])
+
+    async def scenario(app: ScimConnector) -> tuple[list[Any], Any, Any]:
+        found = [await app.find_user("userName", f"USER{n}") for n in range(30)]
+        mine = await app.create_user({"userName": "mine"})
+        assert await app.find_user("userName", "mine") == await app.get_user(mine.remote_id)
+        async with client(target) as behind:
+            made = await behind.post("/Users", json={"schemas": [CORE_USER], "userName": "late"})
+        with pytest.raises(RemoteConflict):
+            await app.create_user({"userName": "late"})
+        return found, made.json()["id"], await app.find_user("userName", "late")
+
+    found, late_id, late = run(target, scenario)
+    assert [user.remote_id for user in found] == ids
+    assert late is not None and late.remote_id == late_id
+    listings = [seen for seen in target.received if seen.method == "GET" and seen.path == "/Users"]
+    assert len(listings) <= 2 * 5  # twice: 31-32 accounts by 10, and the empty page after

@@ -53,6 +53,8 @@ from provisiond.connectors.paging import Walk
 from provisiond.connectors.remote_ids import check_remote_id, segment
 from provisiond.connectors.scim_dialect import (
     encoded,
+    match_key,
+    match_keys,
     matches,
     member_removals,
     only_match,
@@ -95,6 +97,9 @@ REPLACE_ABOVE_REMOVALS = ScimProfile().replace_above_removals
 REPLACE_MAX_MEMBERS = ScimProfile().replace_max_members
 # What an answer to a PATCH may mean "this app does not do PATCH": 501 (RFC 7644 §3.12), 405.
 _UNSUPPORTED = (405, 501)
+# How long a listing of an app that cannot filter is trusted to find accounts by (it is kept
+# current with what this connector creates, and dropped when a create meets an existing account).
+LISTING_SECONDS = 300.0
 ENTERPRISE_USER = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 ScimUser = User[EnterpriseUser]
 # Parametrised once: pydantic keeps generic specialisations only weakly, and rebuilding one
@@ -147,6 +152,10 @@ class ScimConnector:
         self._bucket = _TokenBucket(rate_limit_per_second) if rate_limit_per_second else None
         self._quirks: Quirks | None = None
         self._discovery = asyncio.Lock()
+        # An app without filters: per matching attribute, when it was listed and the account
+        # ids by match key (ids only: the accounts are read again when found).
+        self._listed: dict[str, tuple[float, dict[str, list[str]]]] = {}
+        self._listing = asyncio.Lock()
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -238,12 +247,15 @@ class ScimConnector:
     async def find_user(self, attribute: str, value: str) -> RemoteUser | None:
         profile = await self._profile()
         if not profile.filters:
-            # RFC 7644 §3.4.2.2 lets an app not filter: list every page and match here, by the
-            # RFC's case rules (a create would otherwise collide, or duplicate the account).
-            walk = Walk(
-                self.list_users, key=lambda user: user.remote_id, page_size=profile.page_size
-            )
-            found = [u async for page in walk for u in page if matches(u, attribute, value)]
+            # RFC 7644 §3.4.2.2 lets an app not filter: match a listing here, by the RFC's case
+            # rules (a create would otherwise collide, or duplicate the account). Listed once,
+            # not per lookup: a full sync would list the app once per person.
+            index = await self._listed_by(attribute, profile)
+            found = []
+            for remote_id in index.get(match_key(attribute, value), []):
+                user = await self.get_user(remote_id)  # current, and still there
+                if user is not None and matches(user, attribute, value):
+                    found.append(user)
             return only_match(found, attribute, value)
         response = await self._send(
             "GET",
@@ -253,6 +265,30 @@ class ScimConnector:
         resources = _parse_list(_body(response, "GET /Users?filter"))
         users = [_remote(resource, "GET /Users?filter") for resource in resources]
         return only_match(users, attribute, value)
+
+    async def _listed_by(self, attribute: str, profile: ScimProfile) -> dict[str, list[str]]:
+        async with self._listing:  # the first lookups of a sync must not each list the app
+            listed = self._listed.get(attribute)
+            if listed is not None and time.monotonic() - listed[0] < LISTING_SECONDS:
+                return listed[1]
+            index: dict[str, list[str]] = {}
+            walk = Walk(self.list_users, key=lambda u: u.remote_id, page_size=profile.page_size)
+            async for page in walk:
+                for user in page:
+                    for key in match_keys(user, attribute):
+                        index.setdefault(key, []).append(user.remote_id)
+            self._listed[attribute] = (time.monotonic(), index)
+            return index
+
+    def _listed_now(self, created: RemoteUser | None) -> None:
+        """Keep the listings current: an account created here joins them; ``None`` (a create
+        that met an existing account) drops them, so the next lookup lists the app again."""
+        if created is None:
+            self._listed.clear()
+            return
+        for attribute, (_, index) in self._listed.items():
+            for key in match_keys(created, attribute):
+                index.setdefault(key, []).append(created.remote_id)
 
     async def holds_no_users(self) -> bool:
         """Whether the app holds no user at all; False when its answer cannot say."""
@@ -282,8 +318,12 @@ class ScimConnector:
         )
         response = await self._send("POST", "Users", body=payload)
         if response.status_code == 409:
+            self._listed_now(None)
             raise RemoteConflict(_problem(response, "POST /Users"), http_status=409)
-        return _remote(_body(response, "POST /Users"), "POST /Users")
+        created = _remote(_body(response, "POST /Users"), "POST /Users")
+        # Indexed by what was sent too: an app may answer without every attribute.
+        self._listed_now(RemoteUser(created.remote_id, {**payload, **created.attributes}))
+        return created
 
     async def update_user(
         self, remote_id: str, changes: Sequence[Change], attributes: Mapping[str, Any]

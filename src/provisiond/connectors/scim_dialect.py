@@ -110,12 +110,21 @@ def unmet(group: RemoteGroup, add: Iterable[str], remove: Iterable[str]) -> str 
 def matches(user: RemoteUser, attribute: str, value: str) -> bool:
     """Whether ``user`` has ``value`` at ``attribute`` (``userName``, ``emails.value``...), by
     the RFC's rules: names case-insensitive (RFC 7643 §2.1), values by the attribute's caseExact."""
-    exact = attribute.lower() in _CASE_EXACT
-    wanted = value if exact else value.casefold()
-    for found in _values(user.attributes, attribute.split(".")):
-        if isinstance(found, str) and (found if exact else found.casefold()) == wanted:
-            return True
-    return False
+    return match_key(attribute, value) in match_keys(user, attribute)
+
+
+def match_key(attribute: str, value: str) -> str:
+    """``value`` as it compares at ``attribute``: as is where caseExact, else case-folded."""
+    return value if attribute.lower() in _CASE_EXACT else value.casefold()
+
+
+def match_keys(user: RemoteUser, attribute: str) -> set[str]:
+    """Every key ``user`` is found by at ``attribute`` (a multi-valued one has several)."""
+    return {
+        match_key(attribute, found)
+        for found in _values(user.attributes, attribute.split("."))
+        if isinstance(found, str)
+    }
 
 
 def _values(node: Any, path: list[str]) -> Iterable[Any]:
