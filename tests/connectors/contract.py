@@ -34,6 +34,7 @@ import pytest
 
 from provisiond.connectors.base import Connector, RemoteUser
 from provisiond.connectors.paging import Walk
+from provisiond.engine.planner import Change as ContractChange  # what the engine sends
 from provisiond.errors import (
     RemoteConflict,
     RemoteNotFound,
@@ -42,15 +43,6 @@ from provisiond.errors import (
 )
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class ContractChange:
-    """One attribute's change, shaped as the engine's planned ``Change``."""
-
-    attribute: str
-    old: Any
-    new: Any
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import pytest
 
 from provisiond.connectors.scim import ScimConnector
 from provisiond.domain.dialects import ScimProfile, shipped_profile
+from provisiond.engine.planner import Change as _Change
 from provisiond.errors import RemoteConflict, TerminalError
 from tests.support.strict import StrictTarget, client, connector
 
@@ -62,11 +63,6 @@ def user_of(target: StrictTarget, remote_id: str) -> dict[str, Any]:
             return body
 
     return asyncio.run(main())
-
-
-class _Change:
-    def __init__(self, attribute: str, old: Any, new: Any) -> None:
-        self.attribute, self.old, self.new = attribute, old, new
 
 
 # -- 1. an app that cannot filter -----------------------------------------------------------

@@ -34,6 +34,7 @@ from urllib.parse import parse_qs, urlencode
 import httpx
 
 from provisiond.connectors.scim import ScimConnector
+from provisiond.connectors.scim_dialect import stringified
 from provisiond.demo.target import build
 from provisiond.domain.apps import BearerAuth, NoAuth, ScimConnectorSettings
 from provisiond.domain.dialects import ScimProfile
@@ -215,18 +216,8 @@ class StrictTarget:
         if path == "/ServiceProviderConfig" and self._announced:
             body = {**body, **{k: {**body.get(k, {}), **v} for k, v in self._announced.items()}}
         if path.startswith("/Users") and self.profile.booleans == "string" and status < 300:
-            body = _stringified(body)
+            body = stringified(body)
         return body
-
-
-def _stringified(value: Any) -> Any:
-    if isinstance(value, bool):
-        return "True" if value else "False"
-    if isinstance(value, dict):
-        return {k: _stringified(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_stringified(v) for v in value]
-    return value
 
 
 def _error(status: int, scim_type: str | None, detail: str) -> dict[str, Any]:

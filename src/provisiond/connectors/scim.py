@@ -15,6 +15,7 @@ import json
 import time
 from collections import deque
 from collections.abc import AsyncGenerator, Mapping, Sequence
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote_plus
@@ -445,22 +446,18 @@ class ScimConnector:
         given the whole new member list (``members``), are one ``replace`` of ``members``
         instead (§3.5.2.3), as is every change for a replace-only app. Where the app answers
         with the group, it must hold what was asked. Returns the number of requests sent."""
+        change = _MemberChange(display_name, add, remove, members)
         if (await self._profile()).membership != "put":
             try:
-                return await self._patch_members(remote_id, display_name, add, remove, members)
+                return await self._patch_members(remote_id, change)
             except RemoteUnsupported:
                 # A 501 (or what the profile says a 404 means): the app does not PATCH groups.
                 await self._fall_back(membership="put")
-        return await self._put_members(remote_id, display_name, add, remove, members)
+        return await self._put_members(remote_id, change)
 
-    async def _patch_members(
-        self,
-        remote_id: str,
-        display_name: str | None,
-        add: Sequence[str],
-        remove: Sequence[str],
-        members: Sequence[str] | None,
-    ) -> int:
+    async def _patch_members(self, remote_id: str, change: _MemberChange) -> int:
+        display_name, add, remove = change.display_name, change.add, change.remove
+        members = change.members
         profile = await self._profile()
         rename: list[dict[str, Any]] = (
             [{"op": "replace", "path": "displayName", "value": display_name}]
@@ -511,19 +508,12 @@ class ScimConnector:
             raise RemoteNotFound(f"the group {remote_id} no longer exists", http_status=404)
         return group, sorted((group.members | set(add)) - set(remove))
 
-    async def _put_members(
-        self,
-        remote_id: str,
-        display_name: str | None,
-        add: Sequence[str],
-        remove: Sequence[str],
-        members: Sequence[str] | None,
-    ) -> int:
+    async def _put_members(self, remote_id: str, change: _MemberChange) -> int:
         """For an app whose groups change by PUT only: read the group (for its name, and its
         members when not given) and send it whole."""
-        group, after = await self._group_after(remote_id, add, remove)
-        wanted = list(members) if members is not None else after
-        await self.replace_group(remote_id, display_name or group.display_name, wanted)
+        group, after = await self._group_after(remote_id, change.add, change.remove)
+        wanted = list(change.members) if change.members is not None else after
+        await self.replace_group(remote_id, change.display_name or group.display_name, wanted)
         return 2
 
     async def _patch_group(
@@ -631,6 +621,16 @@ class ScimConnector:
 
 
 # -- pure helpers: building requests and checking responses ------------------------------------
+
+
+@dataclass(frozen=True)
+class _MemberChange:
+    """What ``update_group`` was asked: a rename, members to add and remove, the whole list."""
+
+    display_name: str | None
+    add: Sequence[str]
+    remove: Sequence[str]
+    members: Sequence[str] | None
 
 
 def _user_payload(attributes: Mapping[str, Any], context: Context) -> dict[str, Any]:

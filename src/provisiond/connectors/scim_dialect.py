@@ -34,18 +34,19 @@ def encoded(body: dict[str, Any], profile: ScimProfile) -> dict[str, Any]:
     if profile.deactivate_by == "delete":
         body = _without_active(body)
     if profile.booleans == "string":
-        stringified: dict[str, Any] = _stringified(body)
-        return stringified
+        strings: dict[str, Any] = stringified(body)
+        return strings
     return body
 
 
-def _stringified(value: Any) -> Any:
+def stringified(value: Any) -> Any:
+    """``value`` with every boolean as the string ``"True"`` or ``"False"``, as Entra sends them."""
     if isinstance(value, bool):
         return "True" if value else "False"
     if isinstance(value, dict):
-        return {k: _stringified(v) for k, v in value.items()}
+        return {k: stringified(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_stringified(v) for v in value]
+        return [stringified(v) for v in value]
     return value
 
 
