@@ -23,7 +23,8 @@ import httpx
 import pytest
 
 from provisiond.connectors.base import ConnectionReport, Quirks
-from provisiond.connectors.scim import TOKEN_RESPONSE_MAX_BYTES, ScimConnector
+from provisiond.connectors.scim import ScimConnector
+from provisiond.connectors.scim_auth import TOKEN_RESPONSE_MAX_BYTES
 from provisiond.domain.apps import (
     BasicAuth,
     BearerAuth,
