@@ -153,6 +153,7 @@ class AppCreate(Strict):
                 "type": "scim2",
                 "base_url": "https://crm.example.com/scim/v2",
                 "auth": {"type": "bearer", "token": "<the app's SCIM token>"},
+                "profile": "rfc",
             },
         },
         secret=True,

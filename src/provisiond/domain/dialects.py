@@ -23,7 +23,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, GetJsonSchemaHandler, model_validator
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 PatchStyle = Literal["rfc", "no-path", "none"]
 OpCase = Literal["lower", "capitalised"]
@@ -75,6 +77,14 @@ class ScimProfile(BaseModel):
         if isinstance(value, dict) and value.get("name") in SHIPPED:
             return {**SHIPPED[value["name"]], **value}
         return value
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        # What the validator takes: a shipped profile's name, or a document.
+        named = {"type": "string", "enum": sorted(SHIPPED), "title": "A shipped profile"}
+        return {"anyOf": [named, handler(core_schema)]}
 
     @property
     def put_only(self) -> bool:
