@@ -109,6 +109,13 @@ class ConnectionReport:
         }
 
 
+class RateGate(Protocol):
+    """What a connector waits on before each request: a rate limit (its own, or one shared by
+    a cluster of workers, engine.rate)."""
+
+    async def take(self) -> None: ...
+
+
 class Connector(Protocol):
     """What the executor needs from an application. Errors are ``provisiond.errors.ConnectorError``."""
 

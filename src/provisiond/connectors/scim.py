@@ -40,6 +40,7 @@ from provisiond.connectors.base import (
     ConnectionStep,
     Page,
     Quirks,
+    RateGate,
     RemoteGroup,
     RemoteUser,
 )
@@ -102,10 +103,12 @@ class ScimConnector:
         transport: httpx.AsyncBaseTransport | None = None,
         policy: DestinationPolicy | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        rate_gate: RateGate | None = None,
     ) -> None:
         """``transport`` replaces the network (tests' in-process targets); without it every
         connection is checked against ``policy`` (by default: no loopback, link-local or
-        metadata addresses)."""
+        metadata addresses). ``rate_gate`` replaces this process's own rate limiter (a
+        cluster's, shared by every worker)."""
         self.settings = settings
         self.max_response_bytes = max_response_bytes
         policy = policy or DestinationPolicy()
@@ -125,7 +128,9 @@ class ScimConnector:
             trust_env=False,
         )
         self._gate = asyncio.Semaphore(concurrency)
-        self._bucket = _TokenBucket(rate_limit_per_second) if rate_limit_per_second else None
+        self._bucket: RateGate | None = rate_gate or (
+            _TokenBucket(rate_limit_per_second) if rate_limit_per_second else None
+        )
         self._quirks: Quirks | None = None
         self._discovery = asyncio.Lock()
 

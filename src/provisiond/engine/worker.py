@@ -65,6 +65,7 @@ from provisiond.engine.pushed_groups import (
     fail_group,
     group_snapshot,
 )
+from provisiond.engine.rate import ClusterRate
 from provisiond.engine.reader import has_accounts, read_batch, read_holds_many
 from provisiond.engine.upkeep import Upkeep
 from provisiond.engine.writer import successors_queued, write_outcomes
@@ -117,7 +118,12 @@ class Worker:
         self.share = max(1, self.capacity // 2)
         self.reserved = max(1, self.capacity // 4)
         self.id = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
-        self.pool = ConnectorPool(transport, settings)
+        # On PostgreSQL an app's rate limit holds for every worker sharing the database.
+        self.pool = ConnectorPool(
+            transport, settings,
+            rate_gates=(lambda app_id, rate: ClusterRate(db, app_id, rate))
+            if db.is_postgres else None,
+        )
         self.retry_policy = RetryPolicy(
             settings.task_max_attempts, settings.retry_base_seconds, settings.retry_max_seconds
         )
@@ -318,6 +324,7 @@ class Worker:
         of apps behind it (at most twice more)."""
         batch: list[queue.Claimed] = []
         skip = set(full)
+        cluster = self.upkeep.clustered()
         with self.db.session() as session:
             for _ in range(3):
                 urgent_only = room_normal - sum(t.priority != 0 for t in batch) <= 0
@@ -328,7 +335,7 @@ class Worker:
                     break
                 got = queue.claim(
                     session, self.id, limit, skip_apps=sorted(skip), room=room,
-                    default_room=default, urgent_only=urgent_only,
+                    default_room=default, urgent_only=urgent_only, cluster=cluster,
                 )
                 batch += got
                 taken = Counter(task.app_id for task in got)
@@ -346,7 +353,9 @@ class Worker:
             left = room_total - len(batch)
             if urgent_anywhere and left > 0:
                 # Lifecycle tasks of apps without room: bounded by the worker's capacity only.
-                batch += queue.claim(session, self.id, min(left, self.reserved), urgent_only=True)
+                batch += queue.claim(
+                    session, self.id, min(left, self.reserved), urgent_only=True, cluster=cluster
+                )
         return batch
 
     def _dispatch(self, claimed: Sequence[queue.Claimed]) -> None:
