@@ -164,6 +164,13 @@ class Worker:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(wake.set)
 
+    def _nudge(self) -> None:
+        """Thread-safe: claim again now (room was freed), without counting it as new work."""
+        loop, wake = self._loop, self._wake
+        if loop is not None and wake is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(wake.set)
+
     # -- the database thread -----------------------------------------------------------------
 
     async def _in_db(self, function: Callable[..., T], *args: Any) -> T:
@@ -676,6 +683,10 @@ class Worker:
                 again = successors_queued(session, outcomes)
             if again:
                 self.wake()
+            elif self.upkeep.clustered():
+                # Capped claims count running tasks cluster-wide: the room these tasks held
+                # is free only now that they are closed, not when their app answered.
+                self._nudge()
             return owned
         except Exception as exc:
             if len(outcomes) == 1:
