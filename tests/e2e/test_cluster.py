@@ -8,12 +8,8 @@ creates per userName).
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +23,7 @@ from provisiond.runtime import Runtime
 from provisiond.services import directory
 from provisiond.services.context import SYSTEM
 from provisiond.store.tables import Account, Task, WorkerProcess
+from tests.cli.conftest import process
 from tests.e2e.conftest import TARGET_TOKEN, eventually, person, scim_app
 from tests.e2e.test_workers import api_only, worker_env  # noqa: F401  (a fixture)
 from tests.support.servers import serve_app
@@ -35,25 +32,9 @@ from tests.support.shaky import ShakyTarget
 pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 
 
-@contextmanager
-def worker(runtime: Runtime, log: Path, **env: str) -> Iterator[subprocess.Popen[bytes]]:
-    """One `provisiond worker` process; SIGTERM at the end (SIGKILL if it will not go)."""
-    with log.open("ab") as output:
-        child = subprocess.Popen(
-            [sys.executable, "-m", "provisiond.cli", "worker"],
-            env={**os.environ, **worker_env(runtime, **env)},
-            stdout=output, stderr=subprocess.STDOUT,
-        )
-        try:
-            yield child
-        finally:
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-            try:
-                child.wait(20)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
+def worker(runtime: Runtime, log: Path, **env: str) -> Any:
+    """One `provisiond worker` process (stopped with SIGTERM at the end of the block)."""
+    return process(["worker"], worker_env(runtime, **env), log)
 
 
 def live_workers(runtime: Runtime) -> int:
@@ -183,7 +164,7 @@ def test_a_thousand_users_converge_while_the_target_fails_and_a_worker_is_killed
         group, logins = group_of(runtime, api_only, "Crowd", 1000)
         assign_group(api_only, app_id, group)
         for cut in (250, 600):  # the third worker is SIGKILLed twice, mid-run
-            with worker(runtime, tmp_path / "killed.log", **patient) as doomed:
+            with worker(runtime, tmp_path / f"killed-at-{cut}.log", **patient) as doomed:
                 eventually(lambda cut=cut: accounts_of(runtime, app_id) >= cut, 240)
                 doomed.send_signal(signal.SIGKILL)
                 doomed.wait(30)
