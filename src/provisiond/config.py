@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     run_worker: bool = Field(default=True, description="Run a worker inside `serve`.")
+    scheduler_tick_seconds: float = Field(
+        default=60.0, gt=0, le=3600,
+        description="How often a worker's scheduler looks for apps due a scheduled full sync.",
+    )
     task_max_attempts: int = Field(default=6, ge=1, le=50)
     retry_base_seconds: float = Field(default=2.0, gt=0)
     retry_max_seconds: float = Field(default=900.0, gt=0)

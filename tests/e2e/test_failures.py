@@ -6,6 +6,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from provisiond.engine import quarantine
 from provisiond.runtime import Runtime
@@ -163,6 +164,19 @@ def test_deprovisioning_that_keeps_failing_is_dead_and_visible(
     assert dismissed["status"] == "dismissed"
 
 
+def app_metric(api: httpx.Client, name: str, **labels: str) -> float:
+    """A sample of /metrics (scraped with the test's admin token), summed over ``labels``."""
+    root = str(api.base_url).removesuffix("/").removesuffix("/api/v1")
+    answer = httpx.get(f"{root}/metrics", headers={"Authorization": api.headers["Authorization"]})
+    assert answer.status_code == 200, answer.text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(answer.text)
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    )
+
+
 def test_an_app_that_keeps_failing_is_quarantined_then_resumes_by_itself(
     api: httpx.Client, faulty: tuple[FaultyTarget, str], runtime: Runtime,
     monkeypatch: pytest.MonkeyPatch,
@@ -190,6 +204,8 @@ def test_an_app_that_keeps_failing_is_quarantined_then_resumes_by_itself(
     state = eventually(quarantined)
     assert "3 of its last 3 requests failed" in state["reason"]
     assert state["queued"] >= 1
+    assert app_metric(api, "provisiond_app_state", app="outage", state="quarantined") == 1
+    assert app_metric(api, "provisiond_app_quarantines_total", app="outage") == 1
     eventually(lambda: api.get("/logs", params={"action": "app.provisioning.probe"}).json()[
         "items"
     ])  # a probe ran while it was down, and failed
@@ -199,6 +215,7 @@ def test_an_app_that_keeps_failing_is_quarantined_then_resumes_by_itself(
     target.faults.clear()  # the app is back
     eventually(lambda: len(api.get(f"/apps/{app['id']}/accounts").json()["items"]) == 4, 120)
     assert api.get(f"/apps/{app['id']}/provisioning/state").json()["state"] == "flowing"
+    assert app_metric(api, "provisiond_app_state", app="outage", state="flowing") == 1
     resumed = api.get("/logs", params={"action": "app.provisioning.resume"}).json()["items"]
     assert "the probe passed" in resumed[0]["message"]
     # Resuming by hand answers 409 when there is nothing to resume.

@@ -34,6 +34,7 @@ from provisiond.authz import Action
 from provisiond.config import Settings
 from provisiond.runtime import Runtime
 from provisiond.services.context import current_correlation_id, new_correlation_id
+from provisiond.services.schedules import Scheduler
 from provisiond.store import migrate
 from provisiond.web import create_console
 
@@ -57,11 +58,17 @@ def create_app(
                 f"the database is at revision {current}, the code needs {head}: run `provisiond migrate`"
             )
         rt.seal_canary()
+        scheduler = None
         if start_worker if start_worker is not None else settings.run_worker:
             rt.start_worker()
+            # Beside every worker; one of the cluster's schedulers runs each tick.
+            scheduler = Scheduler(rt.db, settings.scheduler_tick_seconds)
+            scheduler.start()
         try:
             yield
         finally:
+            if scheduler is not None:
+                scheduler.stop()
             rt.stop()
 
     app = FastAPI(

@@ -149,6 +149,8 @@ def render_provisioning(settings: dict[str, Any]) -> list[tuple[str, Any]]:
         ("role mode", settings.get("role_mode")),
         ("concurrency", settings.get("concurrency")),
         ("rate limit", f"{rate:g}/s" if rate else "unlimited"),
+        ("full sync", f"every {every:g} h" if (every := settings.get("full_sync_every_hours"))
+         else "on demand only"),
         ("last test", last_test(settings.get("last_test"))),
     ]
 
@@ -476,6 +478,10 @@ def set_settings(
     rate_limit: Annotated[
         float | None, typer.Option(min=0, help="Requests per second; 0 for unlimited.")
     ] = None,
+    full_sync_every: Annotated[
+        float | None,
+        typer.Option(min=0, help="Hours between scheduled full syncs; 0 for on demand only."),
+    ] = None,
 ) -> None:
     """Change provisioning settings (the others stay as they are)."""
     given = dict(locals())
@@ -492,6 +498,8 @@ def set_settings(
         changes["concurrency"] = concurrency
     if rate_limit is not None:
         changes["rate_limit_per_second"] = rate_limit or None
+    if full_sync_every is not None:
+        changes["full_sync_every_hours"] = full_sync_every or None
     if not changes and not features:
         raise typer.BadParameter("give at least one setting to change (see --help)")
     wanted = _settings(st, app)

@@ -144,6 +144,13 @@ class ConnectionReport:
         }
 
 
+class RateGate(Protocol):
+    """What a connector waits on before each request: a rate limit (its own, or one shared by
+    a cluster of workers, engine.rate)."""
+
+    async def take(self) -> None: ...
+
+
 class Connector(Protocol):
     """What the executor needs from an application. Errors are ``provisiond.errors.ConnectorError``."""
 
@@ -210,6 +217,7 @@ class BuildContext:
     provisioning: ProvisioningSettings
     config: Settings  # the operator's: destination policy, answer size cap...
     transport: httpx.AsyncBaseTransport | None = None  # tests' in-process peers; else the network
+    rate_gate: RateGate | None = None  # the app's rate limit as a cluster holds it (engine.rate)
 
 
 class ConnectorFactory(Protocol):

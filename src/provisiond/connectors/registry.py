@@ -10,7 +10,7 @@ from typing import Any, cast
 import httpx
 
 from provisiond.config import Settings
-from provisiond.connectors.base import BuildContext, Connector, ConnectorFactory
+from provisiond.connectors.base import BuildContext, Connector, ConnectorFactory, RateGate
 from provisiond.connectors.destinations import DestinationPolicy
 from provisiond.connectors.scim import ScimConnector
 from provisiond.domain.apps import ProvisioningSettings, ScimConnectorSettings
@@ -31,9 +31,11 @@ def build_connector(
     provisioning: ProvisioningSettings,
     transport: httpx.AsyncBaseTransport | None = None,
     config: Settings | None = None,
+    rate_gate: RateGate | None = None,
 ) -> Connector:
     """``config``: the operator's settings, for what any connector may reach and read (the
-    defaults, the strictest, without it)."""
+    defaults, the strictest, without it). ``rate_gate``: the app's rate limit as the cluster
+    holds it, instead of the connector's own."""
     config = config or Settings()
     return ScimConnector(
         settings,
@@ -42,6 +44,7 @@ def build_connector(
         transport=transport,
         policy=destination_policy(config),
         max_response_bytes=config.connector_max_response_bytes,
+        rate_gate=rate_gate,
     )
 
 
@@ -83,4 +86,5 @@ def build_scim(settings: Mapping[str, Any], context: BuildContext) -> Connector:
         context.provisioning,
         context.transport,
         context.config,
+        rate_gate=context.rate_gate,
     )

@@ -39,6 +39,7 @@ from provisiond.connectors.base import (
     ConnectionStep,
     Page,
     Quirks,
+    RateGate,
     RemoteGroup,
     RemoteUser,
 )
@@ -118,10 +119,12 @@ class ScimConnector:
         transport: httpx.AsyncBaseTransport | None = None,
         policy: DestinationPolicy | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        rate_gate: RateGate | None = None,
     ) -> None:
         """``transport`` replaces the network (tests' in-process targets); without it every
         connection is checked against ``policy`` (by default: no loopback, link-local or
-        metadata addresses)."""
+        metadata addresses). ``rate_gate`` replaces this process's own rate limiter (a
+        cluster's, shared by every worker)."""
         self.settings = settings
         self.max_response_bytes = max_response_bytes
         policy = policy or DestinationPolicy()
@@ -141,10 +144,11 @@ class ScimConnector:
             trust_env=False,
         )
         self._gate = asyncio.Semaphore(concurrency)
-        hourly = settings.profile.requests_per_hour
-        if hourly is not None:  # the app's own budget paces requests evenly through the hour
-            rate_limit_per_second = min(rate_limit_per_second or hourly, hourly / 3600)
-        self._bucket = _TokenBucket(rate_limit_per_second) if rate_limit_per_second else None
+        # The app's own hourly budget (its profile) paces requests too; the lower rate wins.
+        rate_limit_per_second = settings.profile.paced(rate_limit_per_second)
+        self._bucket: RateGate | None = rate_gate or (
+            _TokenBucket(rate_limit_per_second) if rate_limit_per_second else None
+        )
         self._quirks: Quirks | None = None
         self._discovery = asyncio.Lock()
         # An app without filters: per matching attribute, when it was listed and the account

@@ -55,6 +55,8 @@ class ProvisioningSettings(BaseModel):
     matching: MatchingAttribute = "userName"
     concurrency: int = Field(default=4, ge=1, le=64)
     rate_limit_per_second: float | None = Field(default=None, gt=0, le=10_000)
+    # A full reconcile (reading the app, repairing drift) this often; None: only on demand.
+    full_sync_every_hours: float | None = Field(default=24.0, gt=0, le=8760)
     # How the roles of several assignments combine (engine/roles.py): the winning assignment's
     # (a direct one, else the group with the lowest priority number), or all of them.
     role_mode: RoleMode = "priority"

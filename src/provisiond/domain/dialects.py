@@ -94,6 +94,14 @@ class ScimProfile(BaseModel):
     def filters(self) -> bool:
         return self.filter != "none"
 
+    def paced(self, rate_per_second: float | None) -> float | None:
+        """The requests a second to send at most: the provisioning rate limit, or the app's
+        hourly budget spread evenly through the hour if that is lower."""
+        if self.requests_per_hour is None:
+            return rate_per_second
+        hourly = self.requests_per_hour / 3600
+        return hourly if rate_per_second is None else min(rate_per_second, hourly)
+
     def differs_from_shipped(self) -> bool:
         shipped = SHIPPED.get(self.name)
         return shipped is None or self != ScimProfile.model_validate({"name": self.name})

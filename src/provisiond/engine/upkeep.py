@@ -48,6 +48,7 @@ class Upkeep:
         self.db, self.settings, self.vault, self.id, self.pool = db, settings, vault, worker_id, pool
         self._in_db, self._spawn, self._wake, self._in_flight = in_db, spawn, wake, in_flight
         self._beaten: float | None = None  # monotonic time of the last heartbeat written
+        self._live = 1  # workers beating, this one included, as of the last heartbeat
         # app id -> until when its tasks wait: a pause's end, or a quarantine's next probe.
         self._paused: dict[str, datetime] = {}
         self._watch = quarantine.Watch()  # recent attempts per app: quarantine it?
@@ -74,6 +75,8 @@ class Upkeep:
         with self.db.session() as session:
             liveness.beat(session, self.id, self._in_flight(), draining=draining)
         with self.db.session() as session:
+            self._live = liveness.live_count(session, timeout)
+        with self.db.session() as session:
             released = liveness.release_orphans(session, timeout)
         with self.db.session() as session:
             resumed = throttle.resume_expired(session, correlation_id=f"worker:{self.id}"[:36])
@@ -96,6 +99,13 @@ class Upkeep:
             await self._in_db(self._beat, False)
             self._beaten = time.monotonic()
         return time.monotonic() - self._beaten < self.settings.worker_timeout_seconds / 2
+
+    def clustered(self) -> bool:
+        """Do other workers share this database (PostgreSQL)? Then claims hold every app's
+        concurrency cluster-wide. A worker joining a cluster claims capped from its first
+        claim (it beats before it claims); the others learn of it at their next beat, and
+        meanwhile the newcomer's capped claim counts their running tasks too."""
+        return self._live > 1 and self.db.is_postgres
 
     def beating(self) -> bool:
         """Has the worker written its heartbeat within the worker timeout (/readyz)?"""

@@ -65,6 +65,7 @@ from provisiond.engine.pushed_groups import (
     fail_group,
     group_snapshot,
 )
+from provisiond.engine.rate import ClusterRate
 from provisiond.engine.reader import has_accounts, read_batch, read_holds_many
 from provisiond.engine.upkeep import Upkeep
 from provisiond.engine.writer import successors_queued, write_outcomes
@@ -117,7 +118,12 @@ class Worker:
         self.share = max(1, self.capacity // 2)
         self.reserved = max(1, self.capacity // 4)
         self.id = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
-        self.pool = ConnectorPool(transport, settings)
+        # On PostgreSQL an app's rate limit holds for every worker sharing the database.
+        self.pool = ConnectorPool(
+            transport, settings,
+            rate_gates=(lambda app_id, rate: ClusterRate(db, app_id, rate))
+            if db.is_postgres else None,
+        )
         self.retry_policy = RetryPolicy(
             settings.task_max_attempts, settings.retry_base_seconds, settings.retry_max_seconds
         )
@@ -153,6 +159,13 @@ class Worker:
     def wake(self) -> None:
         """Thread-safe: have the worker look for due tasks now (new work was committed)."""
         self._news = True
+        loop, wake = self._loop, self._wake
+        if loop is not None and wake is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(wake.set)
+
+    def _nudge(self) -> None:
+        """Thread-safe: claim again now (room was freed), without counting it as new work."""
         loop, wake = self._loop, self._wake
         if loop is not None and wake is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):
@@ -318,6 +331,7 @@ class Worker:
         of apps behind it (at most twice more)."""
         batch: list[queue.Claimed] = []
         skip = set(full)
+        cluster = self.upkeep.clustered()
         with self.db.session() as session:
             for _ in range(3):
                 urgent_only = room_normal - sum(t.priority != 0 for t in batch) <= 0
@@ -328,7 +342,7 @@ class Worker:
                     break
                 got = queue.claim(
                     session, self.id, limit, skip_apps=sorted(skip), room=room,
-                    default_room=default, urgent_only=urgent_only,
+                    default_room=default, urgent_only=urgent_only, cluster=cluster,
                 )
                 batch += got
                 taken = Counter(task.app_id for task in got)
@@ -346,7 +360,9 @@ class Worker:
             left = room_total - len(batch)
             if urgent_anywhere and left > 0:
                 # Lifecycle tasks of apps without room: bounded by the worker's capacity only.
-                batch += queue.claim(session, self.id, min(left, self.reserved), urgent_only=True)
+                batch += queue.claim(
+                    session, self.id, min(left, self.reserved), urgent_only=True, cluster=cluster
+                )
         return batch
 
     def _dispatch(self, claimed: Sequence[queue.Claimed]) -> None:
@@ -667,6 +683,10 @@ class Worker:
                 again = successors_queued(session, outcomes)
             if again:
                 self.wake()
+            elif self.upkeep.clustered():
+                # Capped claims count running tasks cluster-wide: the room these tasks held
+                # is free only now that they are closed, not when their app answered.
+                self._nudge()
             return owned
         except Exception as exc:
             if len(outcomes) == 1:

@@ -16,7 +16,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from provisiond.engine import liveness
-from provisiond.store.tables import Account, App, Event, Run, Task, utcnow
+from provisiond.store.tables import Account, App, AppPause, Event, Run, Task, utcnow
 
 DEPROVISION = "app.user.deprovision"
 LATENCY_BUCKETS_SECONDS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
@@ -50,6 +50,28 @@ def retries(session: Session) -> dict[str | None, int]:
     """Attempts that failed and were scheduled again, per app."""
     rows = session.execute(
         select(Event.app_id, func.count()).where(Event.outcome == "retry").group_by(Event.app_id)
+    )
+    return {app_id: count for app_id, count in rows}
+
+
+def app_states(session: Session) -> dict[str, str]:
+    """App id -> ``paused`` (a 429) or ``quarantined``; apps not listed are flowing."""
+    now = utcnow()
+    return {
+        app_id: "quarantined" if kind == "quarantine" else "paused"
+        for app_id, kind, until in session.execute(
+            select(AppPause.app_id, AppPause.kind, AppPause.until)
+        )
+        if kind == "quarantine" or until > now
+    }
+
+
+def quarantines(session: Session) -> dict[str | None, int]:
+    """How many times each app was quarantined (from the activity log)."""
+    rows = session.execute(
+        select(Event.app_id, func.count())
+        .where(Event.action == "app.provisioning.quarantine")
+        .group_by(Event.app_id)
     )
     return {app_id: count for app_id, count in rows}
 

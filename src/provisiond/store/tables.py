@@ -328,6 +328,18 @@ class AppPause(Base):
     probes: Mapped[int] = mapped_column(Integer, default=0)  # quarantine: probes failed so far
 
 
+class AppRateSlot(Base):
+    """The next free moment to send a request to an app with a rate limit, for the whole
+    cluster (engine.rate): each request takes the slot and moves it on by 1/rate seconds."""
+
+    __tablename__ = "app_rate_slots"
+
+    app_id: Mapped[str] = mapped_column(
+        ForeignKey("apps.id", ondelete="CASCADE"), primary_key=True
+    )
+    next_slot: Mapped[datetime]
+
+
 class PushedGroup(Base):
     """A directory group pushed to an app: the app holds a group of the same name whose members
     are the group's effective members who have an active account there (services.pushes)."""

@@ -284,6 +284,7 @@ def _settings_from(console: Console, current: ProvisioningSettings) -> dict[str,
         "role_mode": console.field("role_mode") or current.role_mode,
         "concurrency": console.field("concurrency") or current.concurrency,
         "rate_limit_per_second": console.field("rate_limit_per_second") or None,
+        "full_sync_every_hours": console.field("full_sync_every_hours") or None,
     }
 
 
