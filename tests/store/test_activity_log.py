@@ -105,7 +105,12 @@ def test_metrics_from_rollups_are_the_scan(runtime: Runtime) -> None:
         assert _figures(session) == _scan(session)
         assert monitoring.deprovision_latency(session)["a1"].buckets[0] == (0.05, 2)
         days = set(session.scalars(select(EventRollup.day)))
-    assert days == {NOW.date(), (NOW - timedelta(days=3)).date()}
+        # /logs' action prefix, as the exact actions the log holds ('_' is no wildcard)
+        assert rollups.actions(session, "app.user") == [
+            "app.user.deprovision", "app.user.provision", "app.user.update"]
+        assert rollups.actions(session, "app.run.finish") == ["app.run.finish"]
+        assert rollups.actions(session, "app_user") == []
+    assert days == {rollups.ALL_TIME, NOW.date(), (NOW - timedelta(days=3)).date()}
 
 
 @given(st.floats(min_value=0, max_value=2e6, allow_nan=False) | st.none())

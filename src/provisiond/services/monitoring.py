@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from provisiond.engine import liveness
-from provisiond.store.rollups import DEPROVISION, LATENCY_BUCKETS_SECONDS
+from provisiond.store.rollups import ALL_TIME, DEPROVISION, LATENCY_BUCKETS_SECONDS
 from provisiond.store.tables import Account, App, Event, EventRollup, Run, Task, utcnow
 
 RUN_BUCKETS_SECONDS = (1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0)
@@ -41,7 +41,7 @@ def operations(session: Session) -> list[tuple[str | None, str, str, int]]:
     rows = session.execute(
         select(EventRollup.app_id, EventRollup.action, EventRollup.outcome,
                func.sum(EventRollup.count))
-        .where(EventRollup.action.startswith("app.user."))
+        .where(EventRollup.day == ALL_TIME, EventRollup.action.startswith("app.user."))
         .group_by(EventRollup.app_id, EventRollup.action, EventRollup.outcome)
     )
     return [
@@ -54,7 +54,7 @@ def retries(session: Session) -> dict[str | None, int]:
     """Attempts that failed and were scheduled again, per app."""
     rows = session.execute(
         select(EventRollup.app_id, func.sum(EventRollup.count))
-        .where(EventRollup.outcome == "retry")
+        .where(EventRollup.day == ALL_TIME, EventRollup.outcome == "retry")
         .group_by(EventRollup.app_id)
     )
     return {app_id or None: int(count) for app_id, count in rows}
@@ -99,7 +99,11 @@ def deprovision_latency(session: Session) -> dict[str | None, Histogram]:
     for app, bucket, count, total in session.execute(
         select(EventRollup.app_id, EventRollup.bucket, func.sum(EventRollup.count),
                func.sum(EventRollup.latency_ms))
-        .where(EventRollup.action == DEPROVISION, EventRollup.outcome == "success")
+        .where(
+            EventRollup.day == ALL_TIME,
+            EventRollup.action == DEPROVISION,
+            EventRollup.outcome == "success",
+        )
         .group_by(EventRollup.app_id, EventRollup.bucket)
     ):
         per_app[app or None][int(bucket)] = (int(count), float(total or 0))

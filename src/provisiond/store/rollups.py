@@ -12,8 +12,11 @@ queue briefly on a row, never deadlock on two.
 
 A successful deprovisioning also counts into the latency histogram bucket it falls in
 (``bucket``, -1 for every other event) and adds its latency to the sum: the rows are then the
-histogram /metrics exposes. Rollups outlive the events' retention (a year of them is some ten
-thousand rows), so /metrics' counters never go back when old events are dropped.
+histogram /metrics exposes. Beside each day's rows, rows of day ALL_TIME count every event ever
+written: /metrics reads those. Rollups outlive the events' retention (a day is at most apps x
+actions x outcomes rows), so /metrics' counters never go back when old events are dropped;
+and the ALL_TIME rows name every action the log holds, which lets /logs turn an action prefix
+into the exact actions it matches (``actions``).
 
 Events are never written inside a savepoint that is rolled back (services.impact records none),
 so the tally belongs to the outermost transaction.
@@ -26,7 +29,7 @@ from datetime import UTC, date, datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -38,6 +41,9 @@ LATENCY_BUCKETS_SECONDS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0
 LATENCY_BOUNDS_MS = tuple(round(bound * 1000) for bound in LATENCY_BUCKETS_SECONDS)
 NO_BUCKET = -1
 NO_APP = ""  # a primary key column cannot be NULL; events of no app count under ''
+# The day of the rows that count every event of all time: /metrics' counters read these few
+# rows (apps x actions x outcomes), not a year of days.
+ALL_TIME = date(1, 1, 1)
 
 _TALLY = "provisiond.rollups"
 Key = tuple[date, str, str, str, int]
@@ -76,10 +82,11 @@ def add(session: Session, events: Iterable[Mapping[str, Any] | Event]) -> None:
             day_of(time or utcnow()), app_id or NO_APP, action, outcome,
             bucket_of(action, outcome, latency),
         )
-        counted = tally.setdefault(key, [0, 0.0])
-        counted[0] += 1
-        if key[4] != NO_BUCKET and latency is not None:
-            counted[1] += latency
+        for counted in (tally.setdefault(key, [0, 0.0]),
+                        tally.setdefault((ALL_TIME, *key[1:]), [0, 0.0])):
+            counted[0] += 1
+            if key[4] != NO_BUCKET and latency is not None:
+                counted[1] += latency
 
 
 def _latency(details: Mapping[str, Any] | None) -> float | None:
@@ -126,4 +133,24 @@ def _upsert(dialect: str) -> Any:
             "count": EventRollup.count + statement.excluded.count,
             "latency_ms": EventRollup.latency_ms + statement.excluded.latency_ms,
         },
+    )
+
+
+def actions(session: Session, prefix: str) -> list[str]:
+    """The actions ever written that are ``prefix`` or start with ``prefix + '.'``: a filter
+    by them is an equality (or a short IN list), which an index in the log's order serves
+    page by page, where ``action LIKE 'prefix.%'`` would read every match to sort them."""
+    return list(
+        session.scalars(
+            select(EventRollup.action)
+            .where(
+                EventRollup.day == ALL_TIME,
+                or_(
+                    EventRollup.action == prefix,
+                    EventRollup.action.startswith(prefix + ".", autoescape=True),
+                ),
+            )
+            .distinct()
+            .order_by(EventRollup.action)
+        )
     )

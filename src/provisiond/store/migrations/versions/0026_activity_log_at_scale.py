@@ -14,7 +14,7 @@ from alembic import op
 
 import provisiond.store.tables
 from provisiond.store import partitions
-from provisiond.store.rollups import DEPROVISION, LATENCY_BOUNDS_MS
+from provisiond.store.rollups import ALL_TIME, DEPROVISION, LATENCY_BOUNDS_MS
 
 revision: str = "0026"
 down_revision: str | None = "0018"
@@ -136,11 +136,14 @@ def _backfill_rollups() -> None:
     success = f"action = '{DEPROVISION}' AND outcome = 'success'"
     bucket = f"CASE WHEN NOT ({success}) THEN -1 {whens} ELSE {len(LATENCY_BOUNDS_MS)} END"
     summed = f"CASE WHEN {success} THEN coalesce({latency}, 0) ELSE 0 END"
-    op.execute(
-        "INSERT INTO event_rollups (day, app_id, action, outcome, bucket, count, latency_ms) "  # noqa: S608 - constants
-        f"SELECT {day}, coalesce(app_id, ''), action, outcome, {bucket}, count(*), sum({summed}) "
-        f"FROM events GROUP BY 1, 2, 3, 4, 5"
-    )
+    # Each day's rows, and the rows of all time (store.rollups.ALL_TIME) that /metrics reads.
+    total = f"DATE '{ALL_TIME}'" if postgres else f"'{ALL_TIME}'"
+    for day_of, group in ((day, "1, 2, 3, 4, 5"), (total, "2, 3, 4, 5")):
+        op.execute(
+            "INSERT INTO event_rollups (day, app_id, action, outcome, bucket, count, latency_ms) "  # noqa: S608 - constants
+            f"SELECT {day_of}, coalesce(app_id, ''), action, outcome, {bucket}, count(*), "
+            f"sum({summed}) FROM events GROUP BY {group}"
+        )
 
 
 def downgrade() -> None:
