@@ -13,7 +13,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from alembic import command
 from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import create_engine, func, insert, select, text
@@ -27,8 +26,8 @@ from provisiond.services.context import SYSTEM
 from provisiond.store import partitions, rollups
 from provisiond.store.db import Database
 from provisiond.store.events import add_event
-from provisiond.store.migrate import alembic_config
 from provisiond.store.tables import Event, EventRollup, utcnow
+from tests.support.migrations import migrate as _migrate
 
 NOW = utcnow()
 
@@ -186,15 +185,6 @@ def test_one_process_holds_the_job(runtime: Runtime) -> None:
         assert retention.claim(session, "w1", NOW + retention.EVERY * 30)
     other = Settings(**{**runtime.settings.model_dump(), "event_retention_days": 1})
     assert retention.run_if_due(runtime.db, other, "w3") is None  # w1 holds it
-
-
-def _migrate(url: str, revision: str, *, down: bool = False) -> None:
-    engine = create_engine(url)
-    config = alembic_config(url)
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        (command.downgrade if down else command.upgrade)(config, revision)
-    engine.dispose()
 
 
 def test_migration_keeps_every_event_and_counts_them(database_url: str) -> None:
