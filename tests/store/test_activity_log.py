@@ -90,6 +90,14 @@ def test_metrics_from_rollups_are_the_scan(runtime: Runtime) -> None:
                           app_id="a3", targets={}, message="m", details={"latency_ms": 7},
                           correlation_id="c"))
         add_event(session, actor="x", correlation_id="c", action="user.create", message="m")
+        savepoint = session.begin_nested()  # as services.impact tries a change
+        add_event(session, actor="x", correlation_id="c", action="app.user.update",
+                  message="tried, not kept", app_id="a1")
+        session.flush()
+        savepoint.rollback()
+        with session.begin_nested():
+            add_event(session, actor="x", correlation_id="c", action="app.user.update",
+                      message="kept", app_id="a2")
 
     def rolled_back() -> None:
         with runtime.db.session() as session:

@@ -1,10 +1,9 @@
 """Rollups of the activity log (store.tables.EventRollup): counts per day, app, action, outcome.
 
-/metrics and the dashboard read these few rows instead of scanning millions of events. They are
-kept on write: events added to a session (``session.add(Event(...))``, store.events) are
-tallied as they are flushed, a multi-row insert of events (engine.writer) tallies its rows
-with ``add``, and the tally is written as one sorted multi-row upsert just before the
-transaction commits. So the
+/metrics reads these few rows instead of scanning millions of events. They are kept on write:
+events added to a session (``session.add(Event(...))``, store.events) are tallied as they are
+flushed, a multi-row insert of events (engine.writer) tallies its rows with ``add``, and the
+tally is written as one sorted multi-row upsert just before the transaction commits. So the
 counts are exactly the events committed with them (a rolled-back transaction takes both back),
 and, sorted and last in every transaction, the upsert locks its rows in one order in every
 process and holds them only while committing: workers counting the same app's operations
@@ -18,12 +17,13 @@ actions x outcomes rows), so /metrics' counters never go back when old events ar
 and the ALL_TIME rows name every action the log holds, which lets /logs turn an action prefix
 into the exact actions it matches (``actions``).
 
-Events are never written inside a savepoint that is rolled back (services.impact records none),
-so the tally belongs to the outermost transaction.
+A savepoint keeps a copy of the tally as it began: rolled back, the tally is what it was, as
+the events are (services.impact tries changes in one).
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime
 from functools import lru_cache
@@ -31,7 +31,7 @@ from typing import Any
 
 from sqlalchemy import event, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 from provisiond.store.tables import Event, EventRollup, utcnow
 
@@ -118,9 +118,27 @@ def _write_tally(session: Session) -> None:
     session.connection().execute(_upsert(session.get_bind().dialect.name), rows)
 
 
-@event.listens_for(Session, "after_rollback")
-def _drop_tally(session: Session) -> None:
-    session.info.pop(_TALLY, None)
+# A savepoint's copy of the tally as it began, for as long as the savepoint object lives.
+_SAVED: weakref.WeakKeyDictionary[SessionTransaction, dict[Key, list[float]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+@event.listens_for(Session, "after_transaction_create")
+def _save_tally(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.nested:
+        tally = session.info.get(_TALLY, {})
+        _SAVED[transaction] = {key: list(counted) for key, counted in tally.items()}
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _roll_back_tally(session: Session, previous: SessionTransaction) -> None:
+    if previous.nested:
+        saved = _SAVED.pop(previous, None)
+        if saved is not None:
+            session.info[_TALLY] = saved
+    elif previous.parent is None:  # the transaction is over: its events are not written
+        session.info.pop(_TALLY, None)
 
 
 @lru_cache(maxsize=4)
