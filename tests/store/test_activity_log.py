@@ -154,9 +154,8 @@ def test_retention_deletes_what_is_past_it_in_chunks(
     assert retention.run(runtime.db, forever, now=NOW + timedelta(days=9999))["deleted"] == 0
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # SQLite has none
 def test_postgresql_months_are_made_ahead_and_dropped_whole(runtime: Runtime) -> None:
-    if not runtime.db.is_postgres:
-        pytest.skip("partitions are PostgreSQL's")
     month = partitions.month_start(NOW)
     earlier = month - timedelta(days=1)  # the last day of the previous month
     _events(runtime, [0, (NOW - earlier).total_seconds() / 86400])
