@@ -50,6 +50,11 @@ class Settings(BaseSettings):
         default=20.0, ge=0, le=3600,
         description="On SIGTERM, how long a worker finishes its tasks before giving them back.",
     )
+    event_retention_days: int = Field(
+        default=365, ge=0, le=36_500,
+        description="How long the activity log keeps events (0: for ever). On PostgreSQL a "
+        "month is dropped whole once all of it is older, so events stay up to a month longer.",
+    )
     # Ports of connector targets that are reached without TLS verification are never
     # configured here: TLS is always verified.
     # The connector destination policy (connectors/destinations.py, docs/security.md): which

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from provisiond.engine import quarantine, queue, throttle
 from provisiond.engine.outcomes import ENGINE_ACTOR, Outcome, Transition
 from provisiond.engine.reader import groups_to_recheck
+from provisiond.store import rollups
 from provisiond.store.tables import Account, App, Event, Run, Task, new_id
 
 _CLOSED = {
@@ -74,6 +75,7 @@ def write_outcomes(session: Session, outcomes: Sequence[Outcome], now: datetime)
     events += [row for o in outcomes if o.task.id in owned for row in o.owned_events]
     if events:
         session.connection().execute(_INSERT_EVENT, events)
+        rollups.add(session, events)
     closes = [o for o in outcomes if o.task.id in owned and o.write.transition in _CLOSED]
     if closes:
         session.connection().execute(

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -378,22 +380,65 @@ class PushedGroupMember(Base):
 
 
 class Event(Base):
-    """One line of the activity log."""
+    """One line of the activity log.
+
+    On PostgreSQL the table is partitioned by month of ``time`` (migration 0026,
+    store.partitions): its primary key there is (id, time), as a partitioned table's must hold
+    the partition key; ids still come from one sequence, so ``id`` alone names an event and is
+    what the mapper keys on. Every index ends with ``id``, the log's order (newest first, keyset
+    pages by id), so a filter by app, user or action reads its page off one index in order.
+    """
 
     __tablename__ = "events"
-    __table_args__ = (Index("ix_events_app_time", "app_id", "id"),)
+    __table_args__ = (
+        Index("ix_events_app_time", "app_id", "id"),
+        Index("ix_events_app_action", "app_id", "action", "id"),
+        Index("ix_events_action_id", "action", "id"),
+        Index("ix_events_user_id_id", "user_id", "id"),
+    )
 
     id: Mapped[int] = mapped_column(EventId, primary_key=True, autoincrement=True)
     time: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     actor: Mapped[str] = mapped_column(String(128))
-    action: Mapped[str] = mapped_column(String(64), index=True)
+    action: Mapped[str] = mapped_column(String(64))
     outcome: Mapped[str] = mapped_column(String(16))  # success | failure | skipped | retry
     app_id: Mapped[str | None] = mapped_column(String(36))
-    user_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    user_id: Mapped[str | None] = mapped_column(String(36))
     targets: Mapped[dict[str, Any]]
     message: Mapped[str] = mapped_column(Text)
     details: Mapped[dict[str, Any]]
     correlation_id: Mapped[str] = mapped_column(String(36), index=True)
+
+
+class EventRollup(Base):
+    """Events counted per UTC day, app, action and outcome (store.rollups): what /metrics and
+    the dashboard read instead of the log. ``bucket`` is the latency histogram bucket of a
+    successful deprovisioning (an index into store.rollups.LATENCY_BOUNDS_MS, its length for
+    +Inf only) and -1 for every other event; ``app_id`` is '' for events of no app."""
+
+    __tablename__ = "event_rollups"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    app_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    action: Mapped[str] = mapped_column(String(64), primary_key=True)
+    outcome: Mapped[str] = mapped_column(String(16), primary_key=True)
+    bucket: Mapped[int] = mapped_column(Integer, primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
+    latency_ms: Mapped[float] = mapped_column(Float)  # the sum, for the histogram's _sum
+
+
+class PeriodicJob(Base):
+    """A job of the cluster (the activity log's retention): a leased row, so exactly one
+    process runs it at a time and once per interval (engine.retention)."""
+
+    __tablename__ = "periodic_jobs"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    due_at: Mapped[datetime]
+    holder: Mapped[str | None] = mapped_column(String(128))
+    lease_until: Mapped[datetime | None]
+    last_done_at: Mapped[datetime | None]
+    last_result: Mapped[dict[str, Any]] = mapped_column(JSONDoc, default=dict)
 
 
 class ApiToken(Base):

@@ -1,7 +1,7 @@
 """app_rate_slots: an app's rate limit held across the cluster of workers
 
 Revision ID: 0027
-Revises: 0018
+Revises: 0026
 Create Date: 2026-12-01 14:40:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import provisiond.store.tables
 
 revision: str = "0027"
-down_revision: str | None = "0018"
+down_revision: str | None = "0026"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
