@@ -287,3 +287,14 @@ def test_an_app_that_cannot_filter_is_listed_once_for_many_lookups() -> None:
     assert late is not None and late.remote_id == late_id
     listings = [seen for seen in target.received if seen.method == "GET" and seen.path == "/Users"]
     assert len(listings) <= 2 * 5  # twice: 31-32 accounts by 10, and the empty page after
+
+
+def test_the_connection_test_says_what_the_apps_config_changes() -> None:
+    """The admin picked the RFC's dialect; the app announces no PATCH and no filtering."""
+    target = StrictTarget(ScimProfile(patch="none", filter="none"))
+    report = run(target, lambda app: app.test_connection(), ScimProfile())
+    assert report.ok and report.notes == [
+        "this app does not support PATCH: updates will be sent as PUT",
+        "this app cannot filter: accounts are found by listing every page (100 a page)",
+    ]
+    assert report.as_dict()["quirks"]["profile"]["patch"] == "none"
