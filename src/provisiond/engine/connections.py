@@ -48,8 +48,10 @@ class ConnectorPool:
         if current is not None and current[0] >= version:  # ISO timestamps order as text
             return current[1]
         assert snap.connector is not None, "a planning context sends nothing"
-        # The app's hourly budget (its dialect profile) holds cluster-wide too.
-        rate = snap.connector.profile.paced(snap.provisioning.rate_limit_per_second)
+        # The app's hourly budget (a SCIM app's dialect profile) holds cluster-wide too.
+        rate = snap.provisioning.rate_limit_per_second
+        profile = getattr(snap.connector, "profile", None)  # other kinds have none
+        rate = profile.paced(rate) if profile is not None else rate
         connector = build_connector(
             snap.connector, snap.provisioning, self._transport, self._config,
             rate_gate=self._rate_gates(app_id, rate) if rate and self._rate_gates else None,
