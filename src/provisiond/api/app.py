@@ -23,6 +23,7 @@ from provisiond.api.routers import (
     logs,
     policy,
     push_groups,
+    receipts,
     roles,
     sync,
     tasks,
@@ -86,7 +87,7 @@ def create_app(
     )
     for module in (
         users, groups, apps, roles, assignments, push_groups, policy, sync, tasks, logs, workers,
-        tokens, admins,
+        tokens, admins, receipts,
     ):
         v1.include_router(module.router)
     app.include_router(v1)
