@@ -53,9 +53,9 @@ def test_a_leavers_receipt_lists_both_apps_confirmed_and_verifies_offline(
     wiki = enabled_app(api, "wiki", target)
     chat = enabled_app(api, "chat", second_base)
     leaver = api.post("/users", json=person("lea.ver")).json()
-    for app in (wiki, chat):
-        assign(api, str(app["id"]), "user", leaver["id"])
-        eventually(lambda app=app: leaver["id"] in active_accounts(api, str(app["id"])))
+    for app_id in (str(wiki["id"]), str(chat["id"])):
+        assign(api, app_id, "user", leaver["id"])
+        eventually(lambda: leaver["id"] in active_accounts(api, app_id))  # noqa: B023
     assert receipt_of(api, leaver["id"])["receipt"]["status"] == "not confirmed"
 
     api.post(f"/users/{leaver['id']}/lifecycle/deactivate").raise_for_status()
