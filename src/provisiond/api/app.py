@@ -24,6 +24,7 @@ from provisiond.api.routers import (
     policy,
     push_groups,
     receipts,
+    reports,
     roles,
     sync,
     tasks,
@@ -87,7 +88,7 @@ def create_app(
     )
     for module in (
         users, groups, apps, roles, assignments, push_groups, policy, sync, tasks, logs, workers,
-        tokens, admins, receipts,
+        tokens, admins, receipts, reports,
     ):
         v1.include_router(module.router)
     app.include_router(v1)

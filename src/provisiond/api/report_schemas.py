@@ -62,3 +62,28 @@ class SigningKeyOut(BaseModel):
     public_key: str
     created_at: datetime
     retired_at: datetime | None
+
+
+class FindingUserOut(BaseModel):
+    id: str
+    login: str
+
+
+class FindingOut(BaseModel):
+    kind: str
+    summary: str
+    count: int
+    console: str
+    api: str
+    app_id: str | None
+    app: str | None
+    since: datetime | None
+    reason: str | None
+    users: list[FindingUserOut]
+
+
+class PostureOut(BaseModel):
+    generated_at: datetime
+    findings: list[FindingOut]
+    totals: dict[str, int]
+    notes: list[str]

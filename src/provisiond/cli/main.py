@@ -115,6 +115,7 @@ ENTRIES = {
     "tasks": Entry("provisiond.cli.activity", "tasks", "Activity"),
     "workers": Entry("provisiond.cli.activity", "workers", "Activity"),
     "receipt": Entry("provisiond.cli.receipts", "receipt", "Reports"),
+    "posture": Entry("provisiond.cli.posture", "posture", "Reports"),
 }
 
 
