@@ -11,6 +11,8 @@ is not here yet: ``app_side_findings`` is the one place to plug that in.
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Set
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -106,6 +108,30 @@ def report(session: Session, *, apps: Set[str] | None = None) -> Posture:
         totals[finding.kind] += finding.count
     notes = ["orphans and drifted accounts need the app's side read (import): not available yet"]
     return Posture(utcnow(), findings, totals, notes)
+
+
+CSV_COLUMNS = ("kind", "app", "reason", "count", "since", "summary", "console", "api", "users")
+
+
+def as_csv(posture: Posture) -> str:
+    """The export: one finding a line, the sample users' logins space separated."""
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(CSV_COLUMNS)
+    for finding in posture.findings:
+        writer.writerow([_cell(value) for value in (
+            finding.kind, finding.app or "", finding.reason or "", finding.count,
+            finding.since.isoformat() if finding.since else "", finding.summary,
+            finding.console, finding.api, " ".join(user["login"] for user in finding.users),
+        )])
+    return text.getvalue()
+
+
+def _cell(value: object) -> str:
+    """A cell a spreadsheet shows as text: a login or an app's error text starting with
+    = + - @ would otherwise run as a formula (CSV injection)."""
+    text = str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 def app_side_findings(session: Session, label: dict[str, str]) -> list[Finding]:

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import asdict
 from typing import Literal
 
@@ -16,15 +14,6 @@ from provisiond.authz import Action
 from provisiond.services import posture
 
 router = APIRouter(prefix="/reports", tags=["reports"])
-
-CSV_COLUMNS = ("kind", "app", "reason", "count", "since", "summary", "console", "api", "users")
-
-
-def cell(value: object) -> str:
-    """A CSV cell a spreadsheet shows as text: a login or a reason from an app that starts
-    with = + - @ would otherwise run as a formula (CSV injection)."""
-    text = str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 @router.get(
@@ -47,16 +36,7 @@ def get_posture(
         found = posture.report(session, apps=authz.app_scope(actor))
     if format == "json":
         return PostureOut.model_validate(asdict(found))
-    text = io.StringIO()
-    writer = csv.writer(text)
-    writer.writerow(CSV_COLUMNS)
-    for finding in found.findings:
-        writer.writerow([cell(value) for value in (
-            finding.kind, finding.app or "", finding.reason or "", finding.count,
-            finding.since.isoformat() if finding.since else "", finding.summary,
-            finding.console, finding.api, " ".join(user["login"] for user in finding.users),
-        )])
     return Response(
-        text.getvalue(), media_type="text/csv",
+        posture.as_csv(found), media_type="text/csv",
         headers={"Content-Disposition": 'attachment; filename="posture.csv"'},
     )
