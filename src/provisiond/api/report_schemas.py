@@ -47,7 +47,8 @@ class SignatureOut(BaseModel):
     algorithm: str
     key_id: str
     public_key: str
-    fields: dict[str, str]
+    fields: dict[str, str]  # path of each field -> SHA-256 of its canonical JSON
+    document: str  # SHA-256 of the whole receipt's canonical JSON
     value: str
 
 

@@ -7,7 +7,8 @@ A receipt is ``{"receipt": {...}, "signature": {...}}``. The signature block hol
 digest of every field of ``receipt`` (a leaf, by its path: ``apps[0].read_back.state``) and an
 Ed25519 signature over the canonical JSON of ``{"key_id", "fields"}``. Signing the digests
 rather than the bare document costs nothing in strength (the digests bind every value) and lets
-the verifier say *which* field was altered instead of only "bad signature".
+the verifier say *which* field was altered instead of only "bad signature"; the digest of the
+whole receipt is signed too, so no quirk of the paths can hide a change.
 
 Canonical JSON: keys sorted, no insignificant white space, UTF-8, no floats (times are ISO 8601
 strings, counts are integers) - the subset where RFC 8785 and ``json.dumps(sort_keys=True)``
@@ -53,12 +54,18 @@ def _leaves(value: Any, path: str) -> Iterator[tuple[str, Any]]:
     """(path, value) of every scalar (and every empty object or list) under ``value``."""
     if isinstance(value, Mapping) and value:
         for key in sorted(value):
-            yield from _leaves(value[key], f"{path}.{key}" if path else str(key))
+            yield from _leaves(value[key], f"{path}.{_name(key)}" if path else _name(key))
     elif isinstance(value, list) and value:
         for index, item in enumerate(value):
             yield from _leaves(item, f"{path}[{index}]")
     else:
         yield path, value
+
+
+def _name(key: str) -> str:
+    """A key as a path segment; quoted (JSON) when it could be read as a path itself."""
+    plain = key and not any(c in key for c in '.[]"') and key.strip() == key
+    return key if plain else json.dumps(key, ensure_ascii=False)
 
 
 def field_digests(receipt: Mapping[str, Any]) -> dict[str, str]:
@@ -89,8 +96,13 @@ def load_public(text: str) -> Ed25519PublicKey:
     return Ed25519PublicKey.from_public_bytes(raw)
 
 
-def _manifest(kid: str, fields: Mapping[str, str]) -> bytes:
-    return canonical({"key_id": kid, "fields": dict(fields)})
+def _manifest(kid: str, fields: Mapping[str, str], document: str) -> bytes:
+    return canonical({"key_id": kid, "fields": dict(fields), "document": document})
+
+
+def document_digest(receipt: Mapping[str, Any]) -> str:
+    """The digest of the whole receipt: binds it even where field paths could not tell."""
+    return hashlib.sha256(canonical(receipt)).hexdigest()
 
 
 def sign(receipt: Mapping[str, Any], private: Ed25519PrivateKey) -> dict[str, Any]:
@@ -98,7 +110,8 @@ def sign(receipt: Mapping[str, Any], private: Ed25519PrivateKey) -> dict[str, An
     public = private.public_key()
     kid = key_id(public)
     fields = field_digests(receipt)
-    value = private.sign(_manifest(kid, fields))
+    whole = document_digest(receipt)
+    value = private.sign(_manifest(kid, fields, whole))
     return {
         "receipt": dict(receipt),
         "signature": {
@@ -106,6 +119,7 @@ def sign(receipt: Mapping[str, Any], private: Ed25519PrivateKey) -> dict[str, An
             "key_id": kid,
             "public_key": public_text(public),
             "fields": fields,
+            "document": whole,
             "value": base64.urlsafe_b64encode(value).decode(),
         },
     }
@@ -133,12 +147,14 @@ def verify(document: Any, trusted: Mapping[str, str] | None = None) -> Verdict:
     if not isinstance(receipt, Mapping) or not isinstance(block, Mapping):
         return Verdict(None, ["not a receipt: it needs a 'receipt' and a 'signature' object"])
     kid, embedded = block.get("key_id"), block.get("public_key")
-    fields, value = block.get("fields"), block.get("value")
+    fields, value, whole = block.get("fields"), block.get("value"), block.get("document")
     if block.get("algorithm") != ALGORITHM:
         return Verdict(None, [f"unsupported signature algorithm {block.get('algorithm')!r}"])
     if not (isinstance(kid, str) and isinstance(embedded, str) and isinstance(value, str)
-            and isinstance(fields, Mapping)):
-        return Verdict(None, ["the signature block lacks key_id, public_key, fields or value"])
+            and isinstance(whole, str) and isinstance(fields, Mapping)):
+        return Verdict(
+            None, ["the signature block lacks key_id, public_key, fields, document or value"]
+        )
     if trusted is not None:
         if kid not in trusted:
             return Verdict(kid, [f"unknown key {kid}: it is not among the published keys given"])
@@ -153,11 +169,16 @@ def verify(document: Any, trusted: Mapping[str, str] | None = None) -> Verdict:
     if key_id(public) != kid:
         return Verdict(kid, [f"unknown key: the public key in the file is not key {kid}"])
     try:
-        public.verify(signature, _manifest(kid, {str(k): str(v) for k, v in fields.items()}))
+        public.verify(
+            signature, _manifest(kid, {str(k): str(v) for k, v in fields.items()}, whole)
+        )
     except (InvalidSignature, ValueError):
         return Verdict(kid, ["bad signature: the signature or its list of field digests was "
                              "altered, or another key signed it"], trusted is not None)
-    return Verdict(kid, _field_changes(fields, field_digests(receipt)), trusted is not None)
+    problems = _field_changes(fields, field_digests(receipt))
+    if not problems and document_digest(receipt) != whole:
+        problems = ["the receipt was altered (its digest differs), in no field it can name"]
+    return Verdict(kid, problems, trusted is not None)
 
 
 def _field_changes(signed: Mapping[str, Any], found: Mapping[str, str]) -> list[str]:
