@@ -38,7 +38,7 @@ def test_the_receipt_page_and_the_posture_page(console: httpx.Client, runtime: R
     assert posture.status_code == 200
     assert 'data-kind="provisioning_disabled"' in posture.text
     assert f'href="/apps/{app.id}/provisioning">Fix' in posture.text
-    assert 'data-kind="provisioning_disabled"' in console.get("/").text
+    assert 'href="/posture"' in console.get("/").text
     exported = console.get("/posture.csv")
     assert exported.headers["content-type"].startswith("text/csv")
     assert "provisioning_disabled,payroll" in exported.text

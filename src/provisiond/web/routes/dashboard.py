@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from provisiond.authz import Action, app_scope, visible_apps
-from provisiond.services import monitoring, posture
+from provisiond.services import monitoring
 from provisiond.services.apps import list_apps
 from provisiond.web.context import ConsoleDep, render
 
@@ -22,9 +22,5 @@ def dashboard(console: ConsoleDep) -> Response:
         figures = monitoring.dashboard(session, ids)
         # An app_admin's figures are its apps' only, the queue's age too (authz.app_scope).
         queued_age = monitoring.oldest_queued_age_seconds(session, app_ids=app_scope(console.actor))
-        found = (
-            posture.report(session, apps=app_scope(console.actor))
-            if console.may(Action.DIRECTORY_READ) else None
-        )
     return render(console.request, "dashboard.html", figures=figures, queued_age=queued_age,
-                  posture=found)
+                  posture=console.may(Action.DIRECTORY_READ))
