@@ -10,7 +10,7 @@ and workers still hold the old key: restart them.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -18,6 +18,11 @@ from provisiond.cli.client import CliError, state
 from provisiond.cli.server import database, load_settings, require_schema
 from provisiond.errors import ProvisiondError
 from provisiond.services.context import Actor
+
+if TYPE_CHECKING:  # the server's modules load when a command runs, not at every start
+    from provisiond.config import Settings
+    from provisiond.store.db import Database
+    from provisiond.store.keys import KeyRing
 
 app = typer.Typer(
     help="The keys on the server: the one that seals credentials, the one that signs receipts.",
@@ -45,8 +50,7 @@ def rotate(
     with database(settings) as db:
         require_schema(db, out)
         try:
-            ring = keys.load(settings, may_create=lambda: not keys.holds_sealed(db.engine))
-            keys.check(db.engine, ring)
+            ring = _ring(settings, db)
             env = settings.secret_key is not None
             path = keys.key_file(settings)
             if not env:
@@ -81,15 +85,13 @@ def rotate_signing(ctx: typer.Context) -> None:
     """Retire the key that signs receipts and make a new one; receipts signed before still
     verify (retired keys stay published at GET /api/v1/receipts/keys)."""
     from provisiond.services import activity, signing
-    from provisiond.store import keys
 
     out = state(ctx).out
     settings = load_settings()
     with database(settings) as db:
         require_schema(db, out)
         try:
-            ring = keys.load(settings, may_create=lambda: not keys.holds_sealed(db.engine))
-            keys.check(db.engine, ring)
+            ring = _ring(settings, db)
             with db.session() as session:
                 retired = [k.id for k in signing.published(session) if k.retired_at is None]
                 new = signing.rotate(session, ring.vault())
@@ -105,3 +107,12 @@ def rotate_signing(ctx: typer.Context) -> None:
         return
     out.line(f"receipts are now signed with the key {new}"
              + (f"; retired {', '.join(retired)}" if retired else ""))
+
+
+def _ring(settings: Settings, db: Database) -> KeyRing:
+    """The configured key ring, refused (``KeyMismatch``) if it cannot open the database."""
+    from provisiond.store import keys
+
+    ring = keys.load(settings, may_create=lambda: not keys.holds_sealed(db.engine))
+    keys.check(db.engine, ring)
+    return ring

@@ -278,29 +278,25 @@ def reseal_all(session: Session, ring: KeyRing) -> int:
     """
     vault = ring.vault()
     count = 0
-    rows = session.execute(
+    apps = session.execute(
         select(App.id, App.name, App.credentials).where(App.credentials.is_not(None))
     ).all()
-    for app_id, name, sealed in rows:
-        if not sealed:
-            continue
-        if not vault.opens(sealed):
-            raise KeyMismatch(
-                f"the credentials of app {name!r} open with no key given: nothing was rotated"
+    signing = session.execute(select(SigningKey.id, SigningKey.id, SigningKey.private_key)).all()
+    for table, column, rows, what in (
+        (App, App.credentials, apps, "the credentials of app {!r}"),
+        (SigningKey, SigningKey.private_key, signing, "the receipt signing key {}"),
+    ):
+        for row_id, name, sealed in rows:
+            if not sealed:
+                continue
+            if not vault.opens(sealed):
+                raise KeyMismatch(
+                    f"{what.format(name)} opens with none of the keys given: nothing was rotated"
+                )
+            session.execute(
+                update(table).where(table.id == row_id).values({column: vault.reseal(sealed)})
             )
-        session.execute(
-            update(App).where(App.id == app_id).values(credentials=vault.reseal(sealed))
-        )
-        count += 1
-    for kid, sealed in session.execute(select(SigningKey.id, SigningKey.private_key)).all():
-        if not vault.opens(sealed):
-            raise KeyMismatch(
-                f"the receipt signing key {kid} opens with no key given: nothing was rotated"
-            )
-        session.execute(
-            update(SigningKey).where(SigningKey.id == kid).values(private_key=vault.reseal(sealed))
-        )
-        count += 1
+            count += 1
     canary = session.get(KeyCanary, CANARY_ID)
     fresh = _canary(ring)
     if canary is None:

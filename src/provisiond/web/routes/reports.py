@@ -3,35 +3,36 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from fastapi import APIRouter
 from starlette.responses import Response
 
 from provisiond.authz import Action, app_scope
 from provisiond.services import posture, receipts
-from provisiond.web.context import ConsoleDep, render
+from provisiond.web.context import Console, ConsoleDep, render
 
 router = APIRouter()
 
 
-@router.get("/directory/users/{user_id}/receipt")
-def receipt_page(user_id: str, console: ConsoleDep) -> Response:
+def _receipt(console: Console, user_id: str) -> dict[str, Any]:
     console.authorize(Action.DIRECTORY_READ)
     with console.rt.db.session() as session:
-        document = receipts.signed_receipt(
+        return receipts.signed_receipt(
             session, console.rt.vault, user_id, apps=app_scope(console.actor)
         )
+
+
+@router.get("/directory/users/{user_id}/receipt")
+def receipt_page(user_id: str, console: ConsoleDep) -> Response:
+    document = _receipt(console, user_id)
     return render(console.request, "reports/receipt.html", document=document,
                   receipt=document["receipt"], signature=document["signature"])
 
 
 @router.get("/directory/users/{user_id}/receipt.json")
 def receipt_download(user_id: str, console: ConsoleDep) -> Response:
-    console.authorize(Action.DIRECTORY_READ)
-    with console.rt.db.session() as session:
-        document = receipts.signed_receipt(
-            session, console.rt.vault, user_id, apps=app_scope(console.actor)
-        )
+    document = _receipt(console, user_id)
     login = "".join(c for c in document["receipt"]["user"]["login"] if c.isalnum() or c in ".-_")
     return Response(
         json.dumps(document, indent=2, ensure_ascii=False) + "\n",
