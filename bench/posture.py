@@ -5,8 +5,8 @@
 Setup (not timed): N users; an enabled app assigned a group of all of them through a nested
 group (half are members of the child), a second app with provisioning disabled. In the
 enabled app 98% have an active account; 1% are deprovisioned yet keep an active account
-(each with a queued deprovisioning); 1% have none (a third of those with a dead task); 1,000
-read-backs, a tenth of them unconfirmed. Timed: ``services.posture.report`` (once on the
+(each with a queued deprovisioning and a read-back, a tenth of those unconfirmed); 1% have
+none (a third of those with a dead task). Timed: ``services.posture.report`` (once on the
 freshly loaded tables, then best of 3 after ANALYZE, as autovacuum leaves them), one
 user's signed receipt (best of 3), and, as the baseline in the same run, loading the users and
 accounts as ORM objects (what a per-user loop would start with).
@@ -87,11 +87,11 @@ def seed(rt: Runtime, count: int) -> str:
                               "verify_remote": False, "next_attempt_at": now,
                               "correlation_id": str(uuid.uuid4()), "created_at": now,
                               "updated_at": now})
-            if i < 1000:
+            if leaver:
                 reads.append({"app_id": app_id, "user_id": user_id, "action": "deactivate",
                               "remote_id": f"r{i}", "applied_at": now, "read_state":
-                              "active" if i % 10 == 0 else "inactive", "read_at": now,
-                              "confirmed": i % 10 != 0, "correlation_id": str(uuid.uuid4())})
+                              "active" if i % 1000 == 1 else "inactive", "read_at": now,
+                              "confirmed": i % 1000 != 1, "correlation_id": str(uuid.uuid4())})
         with rt.db.session() as session:
             session.execute(insert(User), users)
             session.execute(insert(GroupMember), members)

@@ -67,7 +67,7 @@ def test_the_posture_report_finds_every_problem_planted(
                          reason="user.lifecycle", status="queued", priority=0,
                          next_attempt_at=now + timedelta(days=1), correlation_id=new_id(),
                          created_at=now - timedelta(hours=2)))
-        session.add(Revocation(app_id=off["id"], user_id=refused["id"], action="deactivate",
+        session.add(Revocation(app_id=off["id"], user_id=leaver["id"], action="deactivate",
                                remote_id="r-2", applied_at=now, read_state="active",
                                read_at=now, confirmed=False, correlation_id=new_id()))
         quarantine.enter(session, off["id"], "HTTP 503 on every request", correlation_id=new_id())
@@ -85,7 +85,7 @@ def test_the_posture_report_finds_every_problem_planted(
     assert oldest[0]["users"][0]["login"] == "le.aver" and oldest[0]["app"] == "off"
     unconfirmed = findings(api, "revocation_unconfirmed")
     assert unconfirmed[0]["reason"] == "active"
-    assert unconfirmed[0]["api"] == f"GET /api/v1/users/{refused['id']}/receipt"
+    assert unconfirmed[0]["api"] == f"GET /api/v1/users/{leaver['id']}/receipt"
     quarantined = findings(api, "app_quarantined")
     assert quarantined[0]["api"] == f"POST /api/v1/apps/{off['id']}/provisioning/resume"
     report = api.get("/reports/posture").json()

@@ -299,7 +299,9 @@ def _unconfirmed(session: Session, label: dict[str, str]) -> list[Finding]:
                User.id.label("user_id"), User.login.label("login"),
                Revocation.applied_at.label("since"))
         .join(User, User.id == Revocation.user_id)
-        .where(Revocation.confirmed.is_(False), Revocation.app_id.in_(sorted(label)))
+        # Someone active again was meant to keep the account: that revocation is moot.
+        .where(Revocation.confirmed.is_(False), Revocation.app_id.in_(sorted(label)),
+               User.status != UserStatus.ACTIVE.value)
         .subquery()
     )
     return [
