@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from provisiond.config import Settings
 from provisiond.domain import receipts
 from provisiond.runtime import Runtime
@@ -15,6 +17,8 @@ from provisiond.store.tables import SigningKey
 from tests.cli.conftest import invoke, ok
 
 
+# The store does not matter here (tests/e2e run both): SQLite only, for the suite's budget.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_the_signing_key_is_sealed_rotated_and_resealed(
     runtime: Runtime, settings: Settings, database_url: str, tmp_path: Path
 ) -> None:

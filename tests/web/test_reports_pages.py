@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from provisiond.domain import receipts
 from provisiond.domain.directory import Profile
@@ -13,6 +14,8 @@ from provisiond.store.tables import Account, Revocation, new_id, utcnow
 from tests.web.test_tasks_page import an_app
 
 
+# The store does not matter here (tests/e2e run both): SQLite only, for the suite's budget.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_the_receipt_page_and_the_posture_page(console: httpx.Client, runtime: Runtime) -> None:
     now = utcnow()
     with runtime.db.session() as session:
