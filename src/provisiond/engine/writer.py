@@ -20,10 +20,10 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from provisiond.engine import quarantine, queue, throttle
+from provisiond.engine import quarantine, queue, revocations, throttle
 from provisiond.engine.outcomes import ENGINE_ACTOR, Outcome, Transition
 from provisiond.engine.reader import groups_to_recheck
-from provisiond.store.tables import Account, App, Event, Revocation, Run, Task, new_id
+from provisiond.store.tables import Account, App, Event, Run, Task, new_id
 
 _CLOSED = {
     Transition.CLOSE: queue.SUCCEEDED,
@@ -62,7 +62,7 @@ def write_outcomes(session: Session, outcomes: Sequence[Outcome], now: datetime)
             quarantine.enter(session, outcome.task.app_id, outcome.quarantine,
                              correlation_id=outcome.task.correlation_id, now=now)
     _upsert_accounts(session, [o for o in outcomes if o.account is not None], now)
-    _record_readbacks(session, [o for o in outcomes if o.readback is not None])
+    revocations.record(session, [o for o in outcomes if o.readback is not None])
     errors = [o for o in outcomes if o.account_error is not None and o.task.id in owned]
     if errors:
         session.connection().execute(
@@ -198,37 +198,6 @@ def _upsert_accounts(session: Session, outcomes: Sequence[Outcome], now: datetim
         }
     statement = _upsert_account(session.get_bind().dialect.name)
     session.connection().execute(statement, list(rows.values()))
-
-
-def _record_readbacks(session: Session, outcomes: Sequence[Outcome]) -> None:
-    """Keep what each deprovisioned account looked like when read back (one row per key)."""
-    if not outcomes:
-        return
-    rows = []
-    for outcome in outcomes:
-        seen = outcome.readback
-        assert seen is not None
-        rows.append({
-            "app_id": outcome.task.app_id, "user_id": outcome.task.subject_id,
-            "action": seen.action, "remote_id": seen.remote_id, "applied_at": seen.applied_at,
-            "read_state": seen.state, "read_at": seen.at, "confirmed": seen.confirmed,
-            "correlation_id": outcome.task.correlation_id,
-        })
-    session.connection().execute(_upsert_revocation(session.get_bind().dialect.name), rows)
-
-
-@lru_cache(maxsize=4)
-def _upsert_revocation(dialect: str) -> Any:
-    insert_ = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert_(Revocation)
-    new = statement.excluded
-    return statement.on_conflict_do_update(
-        index_elements=["app_id", "user_id"],
-        set_={name: getattr(new, name) for name in (
-            "action", "remote_id", "applied_at", "read_state", "read_at", "confirmed",
-            "correlation_id",
-        )},
-    )
 
 
 @lru_cache(maxsize=4)
