@@ -11,7 +11,8 @@
     ├── Forbidden                    403
     └── ConnectorError               a downstream application failed
         ├── TransientError           worth retrying: timeout, 5xx, connection refused
-        │   └── RateLimited          429, with the target's Retry-After
+        │   ├── RateLimited          429, with the target's Retry-After
+        │   └── NotRevoked           a deprovisioning answered 2xx, yet the read-back shows access
         └── TerminalError            retrying cannot help: 400, 401, 403, bad payload
             ├── RemoteConflict       409: the account exists already (the executor adopts it)
             ├── RemoteNotFound       404 on a known account: it was removed behind our back
@@ -87,6 +88,13 @@ class RateLimited(TransientError):
     def __init__(self, detail: str, *, retry_after: float | None = None, **extra: Any) -> None:
         super().__init__(detail, http_status=429, **extra)
         self.retry_after = retry_after
+
+
+class NotRevoked(TransientError):
+    """The app accepted a deactivation or a delete, but reading the account back shows it
+    still active (or still there): retried, since the app's answer was not the truth."""
+
+    type = "connector-not-revoked"
 
 
 class TerminalError(ConnectorError):

@@ -23,6 +23,8 @@ from provisiond.api.routers import (
     logs,
     policy,
     push_groups,
+    receipts,
+    reports,
     roles,
     sync,
     tasks,
@@ -93,7 +95,7 @@ def create_app(
     )
     for module in (
         users, groups, apps, roles, assignments, push_groups, policy, sync, tasks, logs, workers,
-        tokens, admins,
+        tokens, admins, receipts, reports,
     ):
         v1.include_router(module.router)
     app.include_router(v1)

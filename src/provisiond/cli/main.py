@@ -114,6 +114,8 @@ ENTRIES = {
     "logs": Entry("provisiond.cli.activity", "logs", "Activity"),
     "tasks": Entry("provisiond.cli.activity", "tasks", "Activity"),
     "workers": Entry("provisiond.cli.activity", "workers", "Activity"),
+    "receipt": Entry("provisiond.cli.receipts", "receipt", "Reports"),
+    "posture": Entry("provisiond.cli.posture", "posture", "Reports"),
 }
 
 

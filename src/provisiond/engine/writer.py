@@ -20,7 +20,7 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from provisiond.engine import quarantine, queue, throttle
+from provisiond.engine import quarantine, queue, revocations, throttle
 from provisiond.engine.outcomes import ENGINE_ACTOR, Outcome, Transition
 from provisiond.engine.reader import groups_to_recheck
 from provisiond.store import rollups
@@ -63,6 +63,7 @@ def write_outcomes(session: Session, outcomes: Sequence[Outcome], now: datetime)
             quarantine.enter(session, outcome.task.app_id, outcome.quarantine,
                              correlation_id=outcome.task.correlation_id, now=now)
     _upsert_accounts(session, [o for o in outcomes if o.account is not None], now)
+    revocations.record(session, [o for o in outcomes if o.readback is not None])
     errors = [o for o in outcomes if o.account_error is not None and o.task.id in owned]
     if errors:
         session.connection().execute(

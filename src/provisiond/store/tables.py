@@ -210,6 +210,40 @@ class Account(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class Revocation(Base):
+    """What the app showed when provisiond read an account back after deprovisioning it: the
+    evidence a leaver's receipt is made of (services.receipts). One row per key, the latest
+    deprovisioning's; kept when the account record forgets the remote id (a delete)."""
+
+    __tablename__ = "revocations"
+
+    app_id: Mapped[str] = mapped_column(
+        ForeignKey("apps.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[str] = mapped_column(String(36), primary_key=True, index=True)
+    action: Mapped[str] = mapped_column(String(16))  # deactivate | delete
+    remote_id: Mapped[str] = mapped_column(String(256))
+    applied_at: Mapped[datetime]  # when the app answered the deactivation or the delete
+    read_state: Mapped[str] = mapped_column(String(16))  # inactive | absent | active
+    read_at: Mapped[datetime]
+    confirmed: Mapped[bool] = mapped_column(Boolean)
+    correlation_id: Mapped[str] = mapped_column(String(36))
+
+
+class SigningKey(Base):
+    """An Ed25519 key that signs receipts. The private half is sealed with the credentials key
+    (store.keys), like app credentials; the public half is published. The newest key not
+    retired signs; retired keys stay so that receipts they signed still verify."""
+
+    __tablename__ = "signing_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # the public key's fingerprint
+    public_key: Mapped[str] = mapped_column(String(64))  # raw 32 bytes, base64url
+    private_key: Mapped[str] = mapped_column(Text)  # sealed (store.secrets.Vault)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    retired_at: Mapped[datetime | None]
+
+
 class Policy(Base):
     """One version of an app's provisioning policy; the newest version is in force."""
 

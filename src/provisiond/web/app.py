@@ -35,6 +35,7 @@ from provisiond.web.routes import (
     directory,
     groups,
     push_groups,
+    reports,
     runs,
     tasks,
     workers,
@@ -90,7 +91,7 @@ def create_console(rt: Runtime, *, idle_seconds: float | None = None) -> FastAPI
     console.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     for module in (
         auth, dashboard, apps, app_tabs, push_groups, directory, groups, runs, tasks, activity,
-        workers, access,
+        workers, access, reports,
     ):
         console.include_router(module.router)
     _install_errors(console)
