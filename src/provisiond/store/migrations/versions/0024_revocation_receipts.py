@@ -1,7 +1,7 @@
 """revocations and signing_keys: what an app showed after a deprovisioning, and the receipts' key
 
 Revision ID: 0024
-Revises: 0018
+Revises: 0027
 Create Date: 2026-12-01 14:30:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import provisiond.store.tables
 
 revision: str = "0024"
-down_revision: str | None = "0018"
+down_revision: str | None = "0027"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
