@@ -262,6 +262,8 @@ def _settings_from(console: Console, current: ProvisioningSettings) -> dict[str,
         "role_mode": console.field("role_mode") or current.role_mode,
         "concurrency": console.field("concurrency") or current.concurrency,
         "rate_limit_per_second": console.field("rate_limit_per_second") or None,
+        # Set through the API or the Accounts tab, never by this form: kept as it is.
+        "imports": current.imports.model_dump(),
     }
 
 
