@@ -1,0 +1,158 @@
+"""Import and matching, orphans: accounts planted in a real scim2-server behind provisiond's back."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+
+from tests.e2e.conftest import assign, eventually, person, scim_app
+
+
+def plant(scim: httpx.Client, user_name: str, **extra: Any) -> str:
+    body = {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": user_name}
+    answer = scim.post("Users", json={**body, **extra})
+    assert answer.status_code == 201, answer.text
+    remote_id: str = answer.json()["id"]
+    return remote_id
+
+
+def finished_import(api: httpx.Client, app_id: str) -> dict[str, Any]:
+    answer = api.post(f"/apps/{app_id}/import")
+    assert answer.status_code == 202, answer.text
+    started = answer.json()
+
+    def done() -> dict[str, Any] | None:
+        got: dict[str, Any] = api.get(f"/apps/{app_id}/imports/{started['id']}").json()
+        assert got["status"] != "failed", got
+        return got if got["status"] == "completed" else None
+
+    result: dict[str, Any] = eventually(done)
+    return result
+
+
+def test_import_matches_links_and_finds_orphans(
+    api: httpx.Client, scim: httpx.Client, target: str
+) -> None:
+    tag = uuid.uuid4().hex[:6]
+    users = {
+        name: api.post("/users", json=person(f"{name}.{tag}")).json()
+        for name in ("ada", "bob", "cy", "dee", "dee2", "eve")
+    }
+    # dee and dee2 share an e-mail address: a match by e-mail would be a guess.
+    for name in ("dee", "dee2"):
+        profile = {**users[name]["profile"], "email": f"shared.{tag}@example.com"}
+        assert (
+            api.patch(f"/users/{users[name]['id']}", json={"profile": profile}).status_code == 200
+        )
+    app = api.post("/apps", json=scim_app(f"imp-{tag}", target)).json()
+    for name in ("ada", "bob", "dee", "eve"):
+        assign(api, app["id"], "user", users[name]["id"])
+    planted = {
+        "ada": plant(scim, f"ADA.{tag}".upper()),  # userName, whatever its case
+        "bob": plant(scim, f"robert-{tag}", externalId=users["bob"]["id"]),
+        "cy": plant(scim, f"cy.{tag}"),  # linked, but cy is not assigned: an orphan
+        "ghost": plant(scim, f"ghost-{tag}"),  # nobody's
+        "dee?": plant(
+            scim, f"d-{tag}", emails=[{"value": f"SHARED.{tag}@example.com", "primary": True}]
+        ),
+        "eve1": plant(scim, f"eve.{tag}"),
+        "eve2": plant(scim, f"x-{tag}", emails=[{"value": f"eve.{tag}@example.com"}]),
+    }
+    done = finished_import(api, app["id"])
+    assert done["accounts"] >= len(planted)
+    by_remote = {}
+    after = None
+    while True:
+        page = api.get(
+            f"/apps/{app['id']}/app-accounts", params={"after": after} if after else {}
+        ).json()
+        by_remote.update({a["remote_id"]: a for a in page["items"]})
+        if not page["next_cursor"]:
+            break
+        after = page["next_cursor"]
+    mine = {name: by_remote[remote_id] for name, remote_id in planted.items()}
+    assert mine["ada"]["match"] == "linked" and mine["ada"]["user_id"] == users["ada"]["id"]
+    assert mine["bob"]["match"] == "linked" and mine["bob"]["rule"] == "externalId = id"
+    assert mine["ghost"]["match"] == "unmatched"
+    assert mine["dee?"]["match"] == "conflict"
+    assert sorted(mine["dee?"]["candidates"]) == sorted([users["dee"]["id"], users["dee2"]["id"]])
+    # Two accounts for eve (one by userName, one by e-mail): never both, and never a guess.
+    assert {mine["eve1"]["match"], mine["eve2"]["match"]} == {"conflict"}
+    # Linking wrote provisiond's accounts: the remote ids, nothing sent to the app.
+    accounts = {a["user_id"]: a for a in api.get(f"/apps/{app['id']}/accounts").json()["items"]}
+    assert accounts[users["ada"]["id"]]["remote_id"] == planted["ada"]
+    assert scim.get(f"Users/{planted['ada']}").json()["userName"] == f"ADA.{tag}".upper()
+
+    orphans = {
+        o["account"]["remote_id"]: o for o in api.get(f"/apps/{app['id']}/orphans").json()["items"]
+    }
+    assert orphans[planted["ghost"]]["reason"] == "unlinked"
+    assert orphans[planted["cy"]]["reason"] == "unassigned"
+    assert planted["ada"] not in orphans
+    # Ignore the ghost (with why); deactivate cy's account through a run.
+    ghost_id = orphans[planted["ghost"]]["account"]["id"]
+    answer = api.post(f"/apps/{app['id']}/orphans/ignore", json={"ids": [ghost_id], "note": "svc"})
+    assert answer.status_code == 200, answer.text
+    cy_id = orphans[planted["cy"]]["account"]["id"]
+    run = api.post(
+        f"/apps/{app['id']}/orphans/deprovision", json={"ids": [cy_id], "action": "deactivate"}
+    )
+    assert run.status_code == 202, run.text
+    eventually(lambda: scim.get(f"Users/{planted['cy']}").json().get("active") is False, timeout=30)
+    eventually(lambda: api.get(f"/runs/{run.json()['id']}").json()["status"] == "succeeded")
+    left = {
+        o["account"]["remote_id"] for o in api.get(f"/apps/{app['id']}/orphans").json()["items"]
+    }
+    assert planted["ghost"] not in left
+
+    # An account the app no longer holds is gone only once an import completes without it.
+    assert scim.delete(f"Users/{planted['ghost']}").status_code == 204
+    again = finished_import(api, app["id"])
+    assert again["counts"]["gone"] >= 1
+    gone = api.get(f"/apps/{app['id']}/app-accounts").json()["items"]
+    assert planted["ghost"] not in {a["remote_id"] for a in gone}
+
+
+def test_pending_matches_wait_for_an_admin(
+    api: httpx.Client, scim: httpx.Client, target: str
+) -> None:
+    tag = uuid.uuid4().hex[:6]
+    ada = api.post("/users", json=person(f"ada.{tag}")).json()
+    bob = api.post("/users", json=person(f"bob.{tag}")).json()
+    app = api.post(
+        "/apps", json=scim_app(f"pend-{tag}", target, imports={"auto_link": False})
+    ).json()
+    ada_remote = plant(scim, f"ada.{tag}")
+    bob_remote = plant(scim, f"bob.{tag}")
+    finished_import(api, app["id"])
+    pending = {
+        a["remote_id"]: a
+        for a in api.get(f"/apps/{app['id']}/app-accounts", params={"match": "pending"}).json()[
+            "items"
+        ]
+    }
+    assert pending[ada_remote]["user_id"] == ada["id"]
+    assert api.get(f"/apps/{app['id']}/accounts").json()["items"] == []  # nothing linked yet
+    confirm = api.post(
+        f"/apps/{app['id']}/matches/confirm", json={"ids": [pending[ada_remote]["id"]]}
+    )
+    assert confirm.json() == {"count": 1}
+    reject = api.post(
+        f"/apps/{app['id']}/matches/reject", json={"ids": [pending[bob_remote]["id"]], "note": "no"}
+    )
+    assert reject.json() == {"count": 1}
+    again = api.post(
+        f"/apps/{app['id']}/matches/confirm", json={"ids": [pending[bob_remote]["id"]]}
+    )
+    assert again.status_code == 409
+    accounts = api.get(f"/apps/{app['id']}/accounts").json()["items"]
+    assert [(a["user_id"], a["remote_id"]) for a in accounts] == [(ada["id"], ada_remote)]
+    # A rejected match stays rejected through the next import.
+    finished_import(api, app["id"])
+    rejected = api.get(f"/apps/{app['id']}/app-accounts", params={"match": "rejected"}).json()
+    assert [a["remote_id"] for a in rejected["items"]] == [bob_remote]
+    assert bob["id"] not in {
+        a["user_id"] for a in api.get(f"/apps/{app['id']}/accounts").json()["items"]
+    }
