@@ -7,7 +7,9 @@ from typing import Any
 
 import httpx
 
-from tests.e2e.conftest import assign, eventually, person, scim_app
+from tests.e2e.conftest import TARGET_TOKEN, assign, eventually, person, scim_app
+from tests.support import bad_pager
+from tests.support.servers import serve_app
 
 
 def plant(scim: httpx.Client, user_name: str, **extra: Any) -> str:
@@ -156,3 +158,52 @@ def test_pending_matches_wait_for_an_admin(
     assert bob["id"] not in {
         a["user_id"] for a in api.get(f"/apps/{app['id']}/accounts").json()["items"]
     }
+
+
+def test_a_target_that_pages_wrongly_and_an_import_interrupted_halfway(api: httpx.Client) -> None:
+    tag = uuid.uuid4().hex[:6]
+    dup = api.post("/users", json=person(f"dup.{tag}")).json()
+    mail = api.post("/users", json=person(f"mail.{tag}")).json()
+    accounts = [bad_pager.account(f"r{i:03}", f"u{i}.{tag}") for i in range(30)]
+    accounts += [
+        bad_pager.account("dup-1", f"dup.{tag}"),  # two accounts, one userName: a conflict
+        bad_pager.account("dup-2", f"DUP.{tag}"),
+        # No userName: matched by its primary e-mail.
+        bad_pager.account(
+            "no-name", emails=[{"value": f"mail.{tag}@example.com", "primary": True}]
+        ),
+        bad_pager.account("ü ñ é", f"odd.{tag}"),  # odd, but one harmless path segment
+        bad_pager.account("../x?y", f"evil.{tag}"),  # never stored: it would leave the path
+    ]
+    pager = bad_pager.BadPager(
+        TARGET_TOKEN, accounts, page=7, overlap=2, total=None, fail_at=3, fail_times=1
+    )
+    with serve_app(pager) as url:
+        app = api.post("/apps", json=scim_app(f"pager-{tag}", url + "/v2")).json()
+        done = finished_import(api, app["id"])
+        assert done["attempts"] == 2  # the 503 halfway: started again from the first page
+        assert done["accounts"] == len(accounts) and done["repeated"] > 0  # listed, skipped too
+        assert done["counts"]["skipped"] == 1
+        rows = {
+            a["remote_id"]: a for a in api.get(f"/apps/{app['id']}/app-accounts").json()["items"]
+        }
+        assert "../x?y" not in rows and rows["ü ñ é"]["user_name"] == f"odd.{tag}"
+        assert rows["dup-1"]["match"] == rows["dup-2"]["match"] == "conflict"
+        assert rows["dup-1"]["candidates"] == [dup["id"]]
+        assert rows["no-name"]["match"] == "linked" and rows["no-name"]["user_id"] == mail["id"]
+
+        # An import that fails for good marks nothing gone and links nothing new.
+        pager.accounts = accounts[5:]
+        pager.fail_times = 99
+        failed = api.post(f"/apps/{app['id']}/import").json()
+        eventually(
+            lambda: (
+                api.get(f"/apps/{app['id']}/imports/{failed['id']}").json()["status"] == "failed"
+            )
+        )
+        still = {a["remote_id"] for a in api.get(f"/apps/{app['id']}/app-accounts").json()["items"]}
+        assert still == set(rows)
+        pager.fail_times = 0
+        finished_import(api, app["id"])
+        after = {a["remote_id"] for a in api.get(f"/apps/{app['id']}/app-accounts").json()["items"]}
+        assert after == set(rows) - {f"r{i:03}" for i in range(5)}

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from provisiond.connectors.base import Connector, RemoteGroup, RemoteUser
 from provisiond.connectors.paging import Walk
+from provisiond.connectors.remote_ids import remote_id_flaw
 from provisiond.engine import queue
 from provisiond.engine.context import AppContext, read_context
 from provisiond.engine.matching import AppSideAccount, Match, MatchState, Person, match_accounts
@@ -156,8 +157,8 @@ def emails_of(attributes: Mapping[str, Any]) -> list[str]:
 
 def account_row(user: RemoteUser, mapped: frozenset[str]) -> dict[str, Any] | None:
     """What ``app_accounts`` keeps of one account; None for one without a usable id."""
-    if not user.remote_id or len(user.remote_id) > WIDE:
-        return None
+    if len(user.remote_id) > WIDE or remote_id_flaw(user.remote_id) is not None:
+        return None  # never stored: it would become a request path (connectors.remote_ids)
     attributes = managed(user.attributes)
     kept = {
         k: v
@@ -265,7 +266,7 @@ def _write_groups(
             "import_id": claimed.subject_id,
         }
         for group in page
-        if group.remote_id and len(group.remote_id) <= WIDE
+        if len(group.remote_id) <= WIDE and remote_id_flaw(group.remote_id) is None
     ]
     with db.session() as session:
         owned_task(session, claimed, started.lease)
