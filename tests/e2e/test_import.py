@@ -7,7 +7,8 @@ from typing import Any
 
 import httpx
 
-from tests.e2e.conftest import TARGET_TOKEN, assign, eventually, person, scim_app
+from tests.e2e.conftest import TARGET_TOKEN, assign, eventually, person, remote_user, scim_app
+from tests.e2e.test_reconcile import enable, wait_run
 from tests.support import bad_pager
 from tests.support.servers import serve_app
 
@@ -207,3 +208,44 @@ def test_a_target_that_pages_wrongly_and_an_import_interrupted_halfway(api: http
         finished_import(api, app["id"])
         after = {a["remote_id"] for a in api.get(f"/apps/{app['id']}/app-accounts").json()["items"]}
         assert after == set(rows) - {f"r{i:03}" for i in range(5)}
+
+
+def test_drift_is_recorded_then_corrected_or_only_reported(
+    api: httpx.Client, scim: httpx.Client, target: str
+) -> None:
+    tag = uuid.uuid4().hex[:6]
+    app = api.post("/apps", json=scim_app(f"drift-{tag}", target)).json()
+    enable(api, app["id"])
+    ada = api.post("/users", json=person(f"ada.{tag}")).json()
+    assign(api, app["id"], "user", ada["id"])
+    remote = eventually(lambda: remote_user(scim, f"ada.{tag}"))
+
+    def edit_behind_our_back(title: str) -> None:
+        body = {**scim.get(f"Users/{remote['id']}").json(), "displayName": title}
+        body.pop("meta", None)
+        assert scim.put(f"Users/{remote['id']}", json=body).status_code == 200
+
+    def full_sync() -> list[dict[str, Any]]:
+        run = api.post(f"/apps/{app['id']}/sync").json()
+        wait_run(api, run["id"])
+        items: list[dict[str, Any]] = api.get(f"/apps/{app['id']}/drift").json()["items"]
+        return items
+
+    edit_behind_our_back("Someone Else")
+    (found,) = full_sync()
+    assert found["user_id"] == ada["id"]
+    (entry,) = found["drift"]
+    assert entry["attribute"] == "displayName" and entry["found"] == "Someone Else"
+    assert entry["applied"] == entry["desired"] == f"Ada {tag.title()}"
+    # correct (the default): the policy's value is sent again.
+    assert scim.get(f"Users/{remote['id']}").json()["displayName"] == entry["desired"]
+    assert full_sync() == []  # and the next full reconcile finds nothing
+    # report: recorded and shown, nothing sent, still shown at the next full reconcile.
+    enable(api, app["id"], imports={"drift": "report"})
+    edit_behind_our_back("Changed Again")
+    (reported,) = full_sync()
+    assert reported["drift"][0]["found"] == "Changed Again"
+    assert scim.get(f"Users/{remote['id']}").json()["displayName"] == "Changed Again"
+    assert full_sync()[0]["drift"][0]["found"] == "Changed Again"
+    events = api.get("/logs", params={"action": "app.account.drift", "app": app["id"]}).json()
+    assert len(events["items"]) >= 2

@@ -73,6 +73,9 @@ class ImportSettings(BaseModel):
     match_rules: list[MatchRule] = Field(default_factory=default_match_rules, max_length=8)
     # Off: every match waits for an admin to confirm or reject it.
     auto_link: bool = True
+    # What a full reconcile does about attributes changed in the app behind provisiond's back
+    # (engine.drift): send the policy's values again, or only record and show the drift.
+    drift: Literal["correct", "report"] = "correct"
 
 
 class ProvisioningSettings(BaseModel):

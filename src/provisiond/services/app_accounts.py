@@ -9,7 +9,9 @@ For other services (the access posture report reads these):
   to one no longer assigned or no longer active, with since when;
 - ``ignore`` / ``link`` / ``deprovision``: what an admin does about orphans. Deprovisioning
   goes through the policy's safety limits: over them, a held run waits for approval
-  (services.runs.approve queues it then).
+  (services.runs.approve queues it then);
+- ``drifted(session, app_id)`` and ``drift_count``: linked accounts a full reconcile found
+  changed in the app since provisiond applied them, attribute by attribute.
 """
 
 from __future__ import annotations
@@ -399,3 +401,31 @@ def _app_side_count(session: Session, app_id: str) -> int:
         )
         or 0
     )
+
+
+@dataclass(frozen=True)
+class Drifted:
+    account: Account
+    login: str | None
+
+
+def drifted(session: Session, app_id: str, *, limit: int | None = None) -> list[Drifted]:
+    """Linked accounts whose last full reconcile found attributes changed in the app since
+    provisiond applied them (engine.drift), by login."""
+    statement = (
+        select(Account, User.login)
+        .outerjoin(User, User.id == Account.user_id)
+        .where(Account.app_id == app_id, Account.drift.is_not(None))
+        .order_by(User.login_key)
+    )
+    found: list[Drifted] = []
+    for account, login in session.execute(statement):
+        if account.drift:
+            found.append(Drifted(account, login))
+            if limit is not None and len(found) >= limit:
+                break
+    return found
+
+
+def drift_count(session: Session, app_id: str) -> int:
+    return len(drifted(session, app_id))

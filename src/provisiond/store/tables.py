@@ -62,6 +62,8 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 JSONDoc = JSON().with_variant(JSONB(), "postgresql")
+# None is SQL NULL, not JSON null: "no value" and "the empty list" stay apart in COALESCE.
+NullableJSON = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 # SQLite's INTEGER PRIMARY KEY is its rowid; BIGINT would not autoincrement there.
 EventId = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -205,6 +207,9 @@ class Account(Base):
     # The inputs (policy, settings, profile, status, assignments) this record was last
     # reconciled with: a preview skips users whose inputs have not changed since.
     fingerprint: Mapped[str | None] = mapped_column(String(64))
+    # What the last full reconcile found changed in the app since last applied (engine.drift):
+    # [] checked and clean, NULL never checked; kept by writes that did not read the app.
+    drift: Mapped[list[dict[str, Any]] | None] = mapped_column(NullableJSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -302,3 +302,36 @@ def deprovision_orphans(
     with rt.db.session() as session:
         app = apps.get_app(session, app_id)
         return RunOut.of(app_accounts.deprovision(session, actor, app, body.ids, body.action))
+
+
+class DriftOut(BaseModel):
+    user_id: str
+    login: str | None
+    remote_id: str | None
+    drift: list[dict[str, Any]] = Field(
+        description="attribute, applied (last sent), found (in the app), desired (now), modified"
+    )
+    last_synced_at: datetime | None
+
+
+@router.get("/apps/{app_id}/drift", dependencies=[requires(Action.APP_READ)])
+def list_drift(
+    app_id: str, rt: RuntimeDep, _: AdminDep, limit: int = Query(default=1000, ge=1, le=10_000)
+) -> Page[DriftOut]:
+    """Accounts changed in the app behind provisiond's back, as the last full reconcile found
+    them: per attribute what was applied, what the app holds and what the policy maps now.
+    Corrected or only reported, as the app's ``imports.drift`` setting says."""
+    with rt.db.session() as session:
+        app = apps.get_app(session, app_id)
+        return Page[DriftOut](
+            items=[
+                DriftOut(
+                    user_id=d.account.user_id,
+                    login=d.login,
+                    remote_id=d.account.remote_id,
+                    drift=d.account.drift or [],
+                    last_synced_at=d.account.last_synced_at,
+                )
+                for d in app_accounts.drifted(session, app.id, limit=limit)
+            ]
+        )

@@ -1,4 +1,5 @@
-"""app_imports, app_accounts, app_groups: the app's side as an import read it (issue 12)
+"""app_imports, app_accounts, app_groups: the app's side as an import read it; accounts.drift
+(issue 12)
 
 Revision ID: 0023
 Revises: 0018
@@ -92,7 +93,13 @@ def upgrade() -> None:
     )
 
 
+    with op.batch_alter_table("accounts") as batch:
+        batch.add_column(sa.Column("drift", doc, nullable=True))
+
+
 def downgrade() -> None:
+    with op.batch_alter_table("accounts") as batch:
+        batch.drop_column("drift")
     op.drop_table("app_groups")
     op.drop_index(op.f("ix_app_accounts_user_id"), table_name="app_accounts")
     op.drop_index("ix_app_accounts_app_match", table_name="app_accounts")
