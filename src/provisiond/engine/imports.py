@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -443,57 +443,72 @@ def write_links(session: Session, app_id: str, links: list[Match], now: datetime
     """Write the ``accounts`` rows of new links: the remote id, and what the app holds as the
     attributes last applied. A user's row without a remote id (a create that failed, an
     account deleted) takes the link; a user already linked elsewhere never reaches here
-    (matching made that a conflict)."""
-    if not links:
-        return
-    remote = {
-        row.remote_id: row
-        for chunk in _id_chunks([m.remote_id for m in links])
-        for row in session.execute(
-            select(AppAccount.remote_id, AppAccount.attributes, AppAccount.active).where(
-                AppAccount.app_id == app_id, AppAccount.remote_id.in_(chunk)
-            )
-        )
-    }
-    existing = {
-        row.user_id: row.id
-        for chunk in _id_chunks([m.user_id for m in links if m.user_id])
-        for row in session.execute(
-            select(Account.id, Account.user_id).where(
-                Account.app_id == app_id, Account.user_id.in_(chunk)
-            )
-        )
-    }
-    for match in links:
-        assert match.user_id is not None
-        read = remote[match.remote_id]
-        status = "active" if read.active else "deactivated"
-        applied = {**read.attributes, "active": bool(read.active)}
-        row_id = existing.get(match.user_id)
-        if row_id is None:
-            session.add(
-                Account(
-                    app_id=app_id,
-                    user_id=match.user_id,
-                    remote_id=match.remote_id,
-                    status=status,
-                    applied=applied,
-                    last_synced_at=now,
-                    deactivated_at=None if read.active else now,
+    (matching made that a conflict). Core statements, a chunk at a time: 100,000 links never
+    become 100,000 ORM objects."""
+    connection = session.connection()
+    for start in range(0, len(links), CHUNK):
+        chunk = links[start : start + CHUNK]
+        remote = {
+            row.remote_id: row
+            for row in connection.execute(
+                select(AppAccount.remote_id, AppAccount.attributes, AppAccount.active).where(
+                    AppAccount.app_id == app_id,
+                    AppAccount.remote_id.in_([m.remote_id for m in chunk]),
                 )
             )
-        else:
-            account = session.get(Account, row_id)
-            assert account is not None
-            account.remote_id, account.status, account.applied = match.remote_id, status, applied
-            account.last_synced_at, account.last_error, account.fingerprint = now, None, None
-            account.deactivated_at = None if read.active else now
-    session.flush()
+        }
+        existing = {
+            row.user_id: row.id
+            for row in connection.execute(
+                select(Account.id, Account.user_id).where(
+                    Account.app_id == app_id,
+                    Account.user_id.in_([m.user_id for m in chunk if m.user_id]),
+                )
+            )
+        }
+        inserts, updates = [], []
+        for match in chunk:
+            assert match.user_id is not None
+            read = remote[match.remote_id]
+            row = {
+                "remote_id": match.remote_id,
+                "status": "active" if read.active else "deactivated",
+                "applied": {**read.attributes, "active": bool(read.active)},
+                "last_synced_at": now,
+                "deactivated_at": None if read.active else now,
+            }
+            row_id = existing.get(match.user_id)
+            if row_id is None:
+                inserts.append(
+                    row
+                    | {
+                        "id": new_id(),
+                        "app_id": app_id,
+                        "user_id": match.user_id,
+                        "created_at": now,
+                    }
+                )
+            else:
+                updates.append(row | {"row_id": row_id})
+        if inserts:
+            connection.execute(insert(Account), inserts)
+        if updates:
+            connection.execute(_RELINK, updates)
 
 
-def _id_chunks(ids: list[str]) -> Iterator[list[str]]:
-    for start in range(0, len(ids), CHUNK):
-        yield ids[start : start + CHUNK]
+_RELINK = (
+    update(Account)
+    .where(Account.id == bindparam("row_id"))
+    .values(
+        remote_id=bindparam("remote_id"),
+        status=bindparam("status"),
+        applied=bindparam("applied"),
+        last_synced_at=bindparam("last_synced_at"),
+        deactivated_at=bindparam("deactivated_at"),
+        last_error=None,
+        fingerprint=None,
+    )
+)
 
 
 def _failed(host: Host, claimed: queue.Claimed, started: Started, exc: ConnectorError) -> None:
