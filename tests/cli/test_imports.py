@@ -9,7 +9,8 @@ import httpx
 import pytest
 
 from tests.cli.conftest import Run, flat, ok
-from tests.e2e.conftest import person, scim_app
+from tests.e2e.conftest import assign, eventually, person, remote_user, scim_app
+from tests.e2e.test_reconcile import enable
 from tests.e2e.test_import import plant
 
 
@@ -39,3 +40,23 @@ def test_import_then_confirm_and_ignore(
     assert "ghost" not in flat(ok(cli("orphans", "list", app)).stdout)
     refused = cli("orphans", "ignore", app, "--note", "x")
     assert refused.exit_code != 0
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_drift_lists_what_changed_in_the_app(
+    cli: Run, api: httpx.Client, scim: httpx.Client, target: str
+) -> None:
+    tag = uuid.uuid4().hex[:6]
+    app = api.post("/apps", json=scim_app(f"cli-drift-{tag}", target)).json()
+    enable(api, app["id"])
+    ada = api.post("/users", json=person(f"ada.{tag}")).json()
+    assign(api, app["id"], "user", ada["id"])
+    remote = eventually(lambda: remote_user(scim, f"ada.{tag}"))
+    assert "no drift found" in ok(cli("drift", app["name"])).output
+    body = {**scim.get(f"Users/{remote['id']}").json(), "displayName": "Not Ada"}
+    body.pop("meta", None)
+    assert scim.put(f"Users/{remote['id']}", json=body).status_code == 200
+    enable(api, app["id"], imports={"drift": "report"})
+    ok(cli("sync", app["name"]))
+    shown = flat(ok(cli("drift", app["name"])).stdout)
+    assert "displayName" in shown and '"Not Ada"' in shown and f"ada.{tag}" in shown

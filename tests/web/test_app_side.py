@@ -24,7 +24,7 @@ def test_import_confirm_and_orphans_from_the_accounts_tab(
     plant(scim, f"ada.{tag}")
     ghost = plant(scim, f"ghost.{tag}")
     tab = f"/apps/{app['id']}/accounts"
-    assert "Not imported yet" in console.get(tab).text
+    assert "Not imported yet" in console.get(tab).text and "No drift found" in console.get(tab).text
     started = post_form(console, tab, f"/apps/{app['id']}/import", {})
     assert started.status_code == 303
     page = eventually(lambda: (t := console.get(tab).text) and "Import completed" in t and t)

@@ -1,7 +1,8 @@
-"""The app's side: ``import APP`` (with a progress bar), ``matches`` and ``orphans``."""
+"""The app's side: ``import APP`` (with a progress bar), ``matches``, ``orphans``, ``drift``."""
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Annotated, Any
 
@@ -259,3 +260,19 @@ def delete(
 ) -> None:
     """Delete orphans from the app, within the policy's safety limits (over them, held)."""
     _deprovision(ctx, app, ids, every, "delete", wait)
+
+
+DRIFT_COLUMNS = (
+    Column("LOGIN", "login"),
+    Column("REMOTE ID", "remote_id"),
+    Column("ATTRIBUTE", lambda d: "; ".join(e["attribute"] for e in d["drift"])),
+    Column("APPLIED", lambda d: "; ".join(json.dumps(e.get("applied")) for e in d["drift"])),
+    Column("IN THE APP", lambda d: "; ".join(json.dumps(e.get("found")) for e in d["drift"])),
+    Column("CHECKED", lambda d: when(d.get("last_synced_at"))),
+)
+
+
+def drift(ctx: typer.Context, app: AppArg) -> None:
+    """Accounts changed in the app behind provisiond's back, as the last full sync found them."""
+    st = state(ctx)
+    st.out.page(st.api.get(path("apps", app, "drift")), DRIFT_COLUMNS, empty="no drift found")

@@ -110,6 +110,7 @@ ENTRIES = {
     "import": Entry("provisiond.cli.imports", "import_app", "Applications"),
     "matches": Entry("provisiond.cli.imports", "matches", "Applications"),
     "orphans": Entry("provisiond.cli.imports", "orphans", "Applications"),
+    "drift": Entry("provisiond.cli.imports", "drift", "Applications"),
     "policy": Entry("provisiond.cli.policy", "policy", "Policies"),
     "preview": Entry("provisiond.cli.policy", "preview", "Policies"),
     "provision": Entry("provisiond.cli.policy", "provision", "Policies"),

@@ -165,11 +165,13 @@ def account_row(user: RemoteUser, mapped: frozenset[str]) -> dict[str, Any] | No
         for k, v in attributes.items()
         if k.casefold() in mapped or k in IDENTITY or k.startswith("urn:")
     }
+    emails = emails_of(attributes)
     return {
         "remote_id": user.remote_id,
         "user_name": _text(_get(attributes, "userName")),
         "external_id": _text(_get(attributes, "externalId")),
-        "emails": emails_of(attributes),
+        "emails": emails,
+        "primary_email": _text(emails[0]) if emails else None,
         "active": user.active,
         "attributes": kept,
     }
@@ -188,6 +190,7 @@ def _upsert_accounts(dialect: str) -> Any:
                 "user_name",
                 "external_id",
                 "emails",
+                "primary_email",
                 "active",
                 "attributes",
                 "read_at",
@@ -339,14 +342,16 @@ def _complete(
 
 
 def _people(session: Session, attributes: set[str]) -> Iterator[Person]:
-    statement = select(User.id, User.login, User.profile).execution_options(yield_per=2000)
-    for user_id, login, profile in session.execute(statement):
-        values: dict[str, str] = {}
-        for name in attributes:
-            value = user_id if name == "id" else login if name == "login" else profile.get(name)
-            if isinstance(value, (str, int)) and not isinstance(value, bool) and value != "":
-                values[name] = str(value)
-        yield Person(user_id, values)
+    """Every directory user with the values the rules name, as text. Profile attributes are
+    read out of the JSON by the database (``json_extract`` / ``->>``): decoding 100,000
+    profiles in Python was most of an import's matching time."""
+    extra = sorted(attributes - {"id", "login"})
+    columns = [User.profile[name].as_string() for name in extra]
+    statement = select(User.id, User.login, *columns).execution_options(yield_per=2000)
+    for user_id, login, *found in session.execute(statement):
+        values = {"id": user_id, "login": login}
+        values.update({name: str(v) for name, v in zip(extra, found, strict=True) if v})
+        yield Person(user_id, {name: values[name] for name in attributes if values.get(name)})
 
 
 def link_matches(
@@ -370,7 +375,7 @@ def link_matches(
         )
         if remote_id is not None
     }
-    current: dict[str, tuple[str, str, str | None, list[str]]] = {}
+    current: dict[str, tuple[str, str, str | None]] = {}
     accounts: list[AppSideAccount] = []
     for row in session.execute(
         select(
@@ -378,19 +383,18 @@ def link_matches(
             AppAccount.remote_id,
             AppAccount.user_name,
             AppAccount.external_id,
-            AppAccount.emails,
+            AppAccount.primary_email,
             AppAccount.match,
             AppAccount.user_id,
-            AppAccount.candidates,
         ).where(
             AppAccount.app_id == ctx.app_id,
             AppAccount.gone_at.is_(None),
             AppAccount.match != "rejected",
         )
     ):
-        current[row.remote_id] = (row.id, row.match, row.user_id, list(row.candidates or []))
+        current[row.remote_id] = (row.id, row.match, row.user_id)
         accounts.append(
-            AppSideAccount(row.remote_id, row.user_name, row.external_id, (row.emails or [None])[0])
+            AppSideAccount(row.remote_id, row.user_name, row.external_id, row.primary_email)
         )
     wanted = {rule.user_attribute for rule in settings.match_rules}
     matches = match_accounts(accounts, _people(session, wanted), settings.match_rules, linked)
@@ -398,12 +402,13 @@ def link_matches(
     changes: list[dict[str, Any]] = []
     links: list[Match] = []
     for remote_id, match in matches.items():
-        row_id, was, was_user, was_candidates = current[remote_id]
+        row_id, was, was_user = current[remote_id]
         state = _stored_state(match, settings.auto_link)
         if match.state is MatchState.MATCHED and settings.auto_link:
             links.append(match)
         counts["linked" if state == "linked" else state] += 1
-        if (state, match.user_id, list(match.candidates)) != (was, was_user, was_candidates):
+        # A conflict is written every time: its candidates may have changed.
+        if (state, match.user_id) != (was, was_user) or state == "conflict":
             changes.append(
                 {
                     "row_id": row_id,

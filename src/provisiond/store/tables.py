@@ -418,6 +418,7 @@ class AppAccount(Base):
     user_name: Mapped[str | None] = mapped_column(String(256))
     external_id: Mapped[str | None] = mapped_column(String(256))
     emails: Mapped[list[str]] = mapped_column(JSONDoc, default=list)  # the primary first
+    primary_email: Mapped[str | None] = mapped_column(String(256))  # what matching reads
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     # The attributes as read (without meta, schemas, password), capped in size by the reader.
     attributes: Mapped[dict[str, Any]]

@@ -1,5 +1,5 @@
 """The Accounts tab's app side: an import with its progress, matches to confirm or reject,
-orphans to ignore, link, deactivate or delete (services.app_accounts)."""
+orphans to ignore, link, deactivate or delete, and drift (services.app_accounts)."""
 
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ def accounts_context(session: Session, app_id: str) -> dict[str, Any]:
             session, app_id, match="conflict", limit=LISTED
         ),
         "orphans": app_accounts.orphans(session, app_id, limit=LISTED),
+        "drifted": app_accounts.drifted(session, app_id, limit=LISTED),
     }
 
 

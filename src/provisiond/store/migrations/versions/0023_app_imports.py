@@ -55,6 +55,7 @@ def upgrade() -> None:
         sa.Column("user_name", sa.String(length=256), nullable=True),
         sa.Column("external_id", sa.String(length=256), nullable=True),
         sa.Column("emails", doc, nullable=False),
+        sa.Column("primary_email", sa.String(length=256), nullable=True),
         sa.Column("active", sa.Boolean(), nullable=False),
         sa.Column("attributes", doc, nullable=False),
         sa.Column("read_at", moment, nullable=False),
