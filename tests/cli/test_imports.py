@@ -10,8 +10,8 @@ import pytest
 
 from tests.cli.conftest import Run, flat, ok
 from tests.e2e.conftest import assign, eventually, person, remote_user, scim_app
-from tests.e2e.test_reconcile import enable
 from tests.e2e.test_import import plant
+from tests.e2e.test_reconcile import enable
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

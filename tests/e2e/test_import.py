@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 
 from tests.e2e.conftest import TARGET_TOKEN, assign, eventually, person, remote_user, scim_app
+from tests.e2e.test_policy import policy_with
 from tests.e2e.test_reconcile import enable, wait_run
 from tests.support import bad_pager
 from tests.support.servers import serve_app
@@ -125,11 +126,17 @@ def test_pending_matches_wait_for_an_admin(
     ada = api.post("/users", json=person(f"ada.{tag}")).json()
     bob = api.post("/users", json=person(f"bob.{tag}")).json()
     app = api.post(
-        "/apps", json=scim_app(f"pend-{tag}", target, imports={"auto_link": False})
+        "/apps",
+        json=scim_app(
+            f"pend-{tag}", target, imports={"auto_link": False}, features={"push_groups": True}
+        ),
     ).json()
     ada_remote = plant(scim, f"ada.{tag}")
     bob_remote = plant(scim, f"bob.{tag}")
-    finished_import(api, app["id"])
+    group = {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": f"g-{tag}"}
+    assert scim.post("Groups", json=group).status_code == 201
+    done = finished_import(api, app["id"])
+    assert done["groups"] >= 1  # the app pushes groups: they are read too
     pending = {
         a["remote_id"]: a
         for a in api.get(f"/apps/{app['id']}/app-accounts", params={"match": "pending"}).json()[
@@ -249,3 +256,31 @@ def test_drift_is_recorded_then_corrected_or_only_reported(
     assert full_sync()[0]["drift"][0]["found"] == "Changed Again"
     events = api.get("/logs", params={"action": "app.account.drift", "app": app["id"]}).json()
     assert len(events["items"]) >= 2
+
+
+def test_deprovisioning_orphans_over_the_safety_limit_waits_for_approval(
+    api: httpx.Client, scim: httpx.Client, target: str
+) -> None:
+    tag = uuid.uuid4().hex[:6]
+    app = api.post("/apps", json=scim_app(f"held-{tag}", target)).json()
+    limits = {"max_deprovisions": 1, "max_deprovision_percent": None}
+    api.put(
+        f"/apps/{app['id']}/policy", json=policy_with(api, app["id"], limits=limits)
+    ).raise_for_status()
+    strays = [plant(scim, f"stray{i}-{tag}") for i in range(2)]
+    finished_import(api, app["id"])
+    ids = [
+        o["account"]["id"]
+        for o in api.get(f"/apps/{app['id']}/orphans").json()["items"]
+        if o["account"]["remote_id"] in strays
+    ]
+    run = api.post(
+        f"/apps/{app['id']}/orphans/deprovision", json={"ids": ids, "action": "deactivate"}
+    ).json()
+    assert run["status"] == "held" and run["held"]["counts"]["deactivate"] == 2
+    assert all(scim.get(f"Users/{r}").json().get("active", True) for r in strays)  # nothing sent
+    approved = api.post(f"/runs/{run['id']}/approve")
+    assert approved.status_code == 200, approved.text
+    for remote_id in strays:
+        eventually(lambda r=remote_id: scim.get(f"Users/{r}").json().get("active") is False)
+    assert wait_run(api, run["id"])["counts"]["deactivated"] == 2

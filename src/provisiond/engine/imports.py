@@ -280,11 +280,6 @@ def _write_groups(
         run.groups = walk.seen
 
 
-def _chunks(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
-    for start in range(0, len(rows), CHUNK):
-        yield rows[start : start + CHUNK]
-
-
 def _complete(
     db: Database, claimed: queue.Claimed, started: Started, users: Walk, groups: Walk | None
 ) -> None:
@@ -401,6 +396,7 @@ def link_matches(
     counts = {"linked": 0, "pending": 0, "conflict": 0, "unmatched": 0, "newly_linked": 0}
     changes: list[dict[str, Any]] = []
     links: list[Match] = []
+    connection = session.connection()
     for remote_id, match in matches.items():
         row_id, was, was_user = current[remote_id]
         state = _stored_state(match, settings.auto_link)
@@ -419,23 +415,27 @@ def link_matches(
                     "now": now,
                 }
             )
+            if len(changes) >= CHUNK:  # written as they come: never 100,000 dicts at once
+                connection.execute(_MATCHED, changes)
+                changes = []
+    if changes:
+        connection.execute(_MATCHED, changes)
     counts["newly_linked"] = len(links)
     write_links(session, ctx.app_id, links, now)
-    statement = (
-        update(AppAccount)
-        .where(AppAccount.id == bindparam("row_id"))
-        .values(
-            match=bindparam("match"),
-            user_id=bindparam("user_id"),
-            rule=bindparam("rule"),
-            candidates=bindparam("candidates"),
-            updated_at=bindparam("now"),
-        )
-    )
-    connection = session.connection()
-    for chunk in _chunks(changes):
-        connection.execute(statement, chunk)
     return counts
+
+
+_MATCHED = (
+    update(AppAccount)
+    .where(AppAccount.id == bindparam("row_id"))
+    .values(
+        match=bindparam("match"),
+        user_id=bindparam("user_id"),
+        rule=bindparam("rule"),
+        candidates=bindparam("candidates"),
+        updated_at=bindparam("now"),
+    )
+)
 
 
 def _stored_state(match: Match, auto_link: bool) -> str:

@@ -84,14 +84,18 @@ def match_accounts(
     """Each account's match, by remote id. ``linked`` maps remote id -> user id for accounts
     provisiond already links in the app (its ``accounts`` rows)."""
     everyone = list(people)
-    indexes: list[dict[str, set[str]]] = []
+    # Lists, not sets: a value nearly always names one user, and 100,000 one-element sets
+    # per rule cost three times the memory. A user has one value per attribute, so a list
+    # never holds a user twice.
+    indexes: list[dict[str, list[str]]] = []
     for rule in rules:
-        index: dict[str, set[str]] = defaultdict(set)
+        index: dict[str, list[str]] = defaultdict(list)
         for person in everyone:
             value = person.values.get(rule.user_attribute)
             if value:
-                index[_key(rule.app_attribute, value)].add(person.user_id)
+                index[_key(rule.app_attribute, value)].append(person.user_id)
         indexes.append(index)
+    del everyone
     holders = set(linked.values())
     results: dict[str, Match] = {}
     claims: dict[str, list[str]] = defaultdict(list)  # user id -> remote ids matched to it
