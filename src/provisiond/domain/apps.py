@@ -64,7 +64,8 @@ def default_match_rules() -> list[MatchRule]:
 
 
 class ImportSettings(BaseModel):
-    """How an import reads the app (services.app_accounts) and links what it finds."""
+    """The app's side (services.app_accounts): how an import reads the app and links what it
+    finds, and what a full reconcile does about drift (engine.drift)."""
 
     model_config = ConfigDict(extra="forbid")
 
