@@ -152,14 +152,7 @@ def list_matches(
 @matches.command("confirm")
 def confirm(ctx: typer.Context, app: AppArg, ids: IdsArg = None, every: AllOpt = False) -> None:
     """Link pending matches; nothing changes in the app before the next reconcile."""
-    st = state(ctx)
-    listing = [a["id"] for a in _listed(st, app, "pending")] if every else []
-    chosen = _ids(st, ids, every, listing)
-    if not chosen:
-        st.out.done({"count": 0}, "no pending matches")
-        return
-    done = st.api.post(path("apps", app, "matches", "confirm"), {"ids": chosen})
-    st.out.done(done, f"linked {done['count']} accounts in {app}")
+    _decide(ctx, app, ids, every, "confirm", {}, "linked {} accounts in " + app)
 
 
 @matches.command("reject")
@@ -171,14 +164,26 @@ def reject(
     note: Annotated[str | None, typer.Option(help="Why the matches are wrong.")] = None,
 ) -> None:
     """Reject pending matches: the accounts stay unlinked and are not matched again."""
+    _decide(ctx, app, ids, every, "reject", {"note": note}, "rejected {} matches in " + app)
+
+
+def _decide(
+    ctx: typer.Context,
+    app: str,
+    ids: list[str] | None,
+    every: bool,
+    action: str,
+    body: dict[str, Any],
+    message: str,
+) -> None:
     st = state(ctx)
     listing = [a["id"] for a in _listed(st, app, "pending")] if every else []
     chosen = _ids(st, ids, every, listing)
     if not chosen:
         st.out.done({"count": 0}, "no pending matches")
         return
-    done = st.api.post(path("apps", app, "matches", "reject"), {"ids": chosen, "note": note})
-    st.out.done(done, f"rejected {done['count']} matches in {app}")
+    done = st.api.post(path("apps", app, "matches", action), {"ids": chosen, **body})
+    st.out.done(done, message.format(done["count"]))
 
 
 def _orphan_ids(st: State, app: str) -> list[str]:

@@ -516,6 +516,19 @@ _RELINK = (
 )
 
 
+def retried(
+    session: Session, task: Task, policy: RetryPolicy, exc: ConnectorError, error: str
+) -> bool:
+    """Requeue a task the app failed transiently, with backoff (its Retry-After a floor),
+    while it has attempts left; False when it has not, or the error is terminal."""
+    if not exc.retryable or task.attempts >= policy.max_attempts:
+        return False
+    retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
+    delay = queue.backoff(task.attempts, policy.base_seconds, policy.ceiling_seconds, retry_after)
+    queue.requeue(session, task, at=utcnow() + timedelta(seconds=delay), error=error)
+    return True
+
+
 def _failed(host: Host, claimed: queue.Claimed, started: Started, exc: ConnectorError) -> None:
     """The app failed the walk: try again later from the first page, or give up visibly."""
     now = utcnow()
@@ -529,13 +542,8 @@ def _failed(host: Host, claimed: queue.Claimed, started: Started, exc: Connector
         assert run is not None
         error = f"{type(exc).__name__}: {exc.detail}"
         run.error = error
-        if exc.retryable and task.attempts < policy.max_attempts:
-            retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
-            delay = queue.backoff(
-                task.attempts, policy.base_seconds, policy.ceiling_seconds, retry_after
-            )
+        if retried(session, task, policy, exc, error):
             run.status = "queued"
-            queue.requeue(session, task, at=now + timedelta(seconds=delay), error=error)
             return
         run.status, run.finished_at = "failed", now
         task.status, task.last_error, task.updated_at = queue.DEAD, error, now

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from provisiond.engine import queue
 from provisiond.engine.context import AppContext, read_context
-from provisiond.engine.imports import Host, Lost, owned_task
+from provisiond.engine.imports import Host, Lost, owned_task, retried
 from provisiond.engine.outcomes import managed
 from provisiond.engine.planner import Change
 from provisiond.engine.writer import count_outcomes
-from provisiond.errors import ConnectorError, RateLimited, RemoteNotFound
+from provisiond.errors import ConnectorError, RemoteNotFound
 from provisiond.store.events import add_event
 from provisiond.store.tables import Account, AppAccount, Task, utcnow
 
@@ -130,19 +130,13 @@ def _done(host: Host, claimed: queue.Claimed, orphan: _Orphan, outcome: str) -> 
 
 def _failed(host: Host, claimed: queue.Claimed, orphan: _Orphan, exc: ConnectorError) -> None:
     now = utcnow()
-    policy = host.retry_policy
     error = f"{type(exc).__name__}: {exc.detail}"
     with host.db.session() as session:
         try:
             task = owned_task(session, claimed, orphan.lease)
         except Lost:
             return
-        if exc.retryable and task.attempts < policy.max_attempts:
-            retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
-            delay = queue.backoff(
-                task.attempts, policy.base_seconds, policy.ceiling_seconds, retry_after
-            )
-            queue.requeue(session, task, at=now + timedelta(seconds=delay), error=error)
+        if retried(session, task, host.retry_policy, exc, error):
             return
         task.status, task.last_error, task.updated_at = queue.DEAD, error, now
         if task.run_id:

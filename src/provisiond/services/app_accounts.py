@@ -154,15 +154,7 @@ def reject(session: Session, actor: Actor, app: App, ids: Sequence[str], note: s
     for row in rows:
         row.match, row.user_id, row.note = "rejected", None, note or row.note
         row.decided_by, row.updated_at = actor.name, now
-    activity.record(
-        session,
-        actor,
-        "app.account.reject",
-        f"rejected {len(rows)} matches in {app.name}",
-        app_id=app.id,
-        targets={"app": app.name},
-        details={"remote_ids": [r.remote_id for r in rows[:100]], "note": note},
-    )
+    _record(session, actor, app, "app.account.reject", f"rejected {len(rows)} matches", rows, note)
     return len(rows)
 
 
@@ -294,16 +286,29 @@ def ignore(session: Session, actor: Actor, app: App, ids: Sequence[str], note: s
     now = utcnow()
     for row in rows:
         row.ignored_at, row.note, row.decided_by, row.updated_at = now, note, actor.name, now
+    _record(session, actor, app, "app.orphan.ignore", f"ignored {len(rows)} orphans", rows, note)
+    return len(rows)
+
+
+def _record(
+    session: Session,
+    actor: Actor,
+    app: App,
+    action: str,
+    what: str,
+    rows: Sequence[AppAccount],
+    note: str | None,
+) -> None:
+    """One event for a decision on many accounts (the first hundred named)."""
     activity.record(
         session,
         actor,
-        "app.orphan.ignore",
-        f"ignored {len(rows)} orphan accounts in {app.name}",
+        action,
+        f"{what} in {app.name}",
         app_id=app.id,
         targets={"app": app.name},
         details={"remote_ids": [r.remote_id for r in rows[:100]], "note": note},
     )
-    return len(rows)
 
 
 def deprovision(session: Session, actor: Actor, app: App, ids: Sequence[str], action: str) -> Run:
