@@ -212,7 +212,14 @@ def test_a_target_that_pages_wrongly_and_an_import_interrupted_halfway(api: http
         still = {a["remote_id"] for a in api.get(f"/apps/{app['id']}/app-accounts").json()["items"]}
         assert still == set(rows)
         pager.fail_times = 0
-        finished_import(api, app["id"])
+        # Retrying its dead task runs the failed import again, from the first page.
+        (dead,) = api.get("/tasks", params={"status": "dead", "app": app["id"]}).json()["items"]
+        assert api.post(f"/tasks/{dead['id']}/retry").status_code == 200
+        eventually(
+            lambda: (
+                api.get(f"/apps/{app['id']}/imports/{failed['id']}").json()["status"] == "completed"
+            )
+        )
         after = {a["remote_id"] for a in api.get(f"/apps/{app['id']}/app-accounts").json()["items"]}
         assert after == set(rows) - {f"r{i:03}" for i in range(5)}
 

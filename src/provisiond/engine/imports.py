@@ -119,12 +119,14 @@ def _begin(host: Host, claimed: queue.Claimed) -> Started | None:
             return None
         run = session.get(AppImport, claimed.subject_id)
         ctx = read_context(session, host.vault, claimed.app_id)
-        if run is None or run.status in ("completed", "failed") or ctx is None:
+        # A failed import runs again when an admin retries its dead task (from the first page).
+        if run is None or run.status == "completed" or ctx is None:
             task.status, task.updated_at = queue.SUCCEEDED, utcnow()
             return None
         # Renewed: the walk starts now. A second attempt starts again from the first page.
         task.claimed_at = lease = utcnow()
         run.status, run.started_at, run.attempts = "running", lease, run.attempts + 1
+        run.finished_at = None
         run.pages = run.accounts = run.groups = run.repeated = 0
         run.claimed_total, run.error, run.counts = None, None, {}
         mapped = frozenset(
