@@ -24,7 +24,7 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from provisiond.engine import queue
-from provisiond.engine.imports import write_links
+from provisiond.engine.linking import write_links
 from provisiond.engine.matching import Match, MatchState
 from provisiond.engine.orphans import DEACTIVATE, DELETE
 from provisiond.errors import Conflict, Invalid, NotFound
