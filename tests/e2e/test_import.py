@@ -88,6 +88,11 @@ def test_import_matches_links_and_finds_orphans(
     accounts = {a["user_id"]: a for a in api.get(f"/apps/{app['id']}/accounts").json()["items"]}
     assert accounts[users["ada"]["id"]]["remote_id"] == planted["ada"]
     assert scim.get(f"Users/{planted['ada']}").json()["userName"] == f"ADA.{tag}".upper()
+    # ... and the preview shows the update the next reconcile will make.
+    preview = api.post(f"/apps/{app['id']}/policy/preview", json={}).json()["changes"]
+    ada_change = next(c for c in preview if c["user_id"] == users["ada"]["id"])
+    assert ada_change["operation"] == "update"
+    assert "userName" in {c["attribute"] for c in ada_change["changes"]}
 
     orphans = {
         o["account"]["remote_id"]: o for o in api.get(f"/apps/{app['id']}/orphans").json()["items"]
