@@ -6,6 +6,7 @@ import uuid
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.e2e.conftest import TARGET_TOKEN, assign, eventually, person, remote_user, scim_app
 from tests.e2e.test_policy import policy_with
@@ -124,6 +125,7 @@ def test_import_matches_links_and_finds_orphans(
     assert planted["ghost"] not in {a["remote_id"] for a in gone}
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the store matters little here
 def test_pending_matches_wait_for_an_admin(
     api: httpx.Client, scim: httpx.Client, target: str
 ) -> None:
@@ -229,6 +231,7 @@ def test_a_target_that_pages_wrongly_and_an_import_interrupted_halfway(api: http
         assert after == set(rows) - {f"r{i:03}" for i in range(5)}
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the store matters little here
 def test_drift_is_recorded_then_corrected_or_only_reported(
     api: httpx.Client, scim: httpx.Client, target: str
 ) -> None:
@@ -270,6 +273,7 @@ def test_drift_is_recorded_then_corrected_or_only_reported(
     assert len(events["items"]) >= 2
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the store matters little here
 def test_deprovisioning_orphans_over_the_safety_limit_waits_for_approval(
     api: httpx.Client, scim: httpx.Client, target: str
 ) -> None:
