@@ -10,7 +10,7 @@ import pytest
 
 from tests.cli.conftest import Run, flat, ok
 from tests.e2e.conftest import assign, eventually, person, remote_user, scim_app
-from tests.e2e.test_import import plant
+from tests.e2e.test_import import edit_behind_our_back, plant
 from tests.e2e.test_reconcile import enable
 
 
@@ -53,9 +53,7 @@ def test_drift_lists_what_changed_in_the_app(
     assign(api, app["id"], "user", ada["id"])
     remote = eventually(lambda: remote_user(scim, f"ada.{tag}"))
     assert "no drift found" in ok(cli("drift", app["name"])).output
-    body = {**scim.get(f"Users/{remote['id']}").json(), "displayName": "Not Ada"}
-    body.pop("meta", None)
-    assert scim.put(f"Users/{remote['id']}", json=body).status_code == 200
+    edit_behind_our_back(scim, remote["id"], "Not Ada")
     enable(api, app["id"], imports={"drift": "report"})
     ok(cli("sync", app["name"]))
     shown = flat(ok(cli("drift", app["name"])).stdout)

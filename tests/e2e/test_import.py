@@ -23,6 +23,13 @@ def plant(scim: httpx.Client, user_name: str, **extra: Any) -> str:
     return remote_id
 
 
+def edit_behind_our_back(scim: httpx.Client, remote_id: str, display_name: str) -> None:
+    """Change an account in the app directly, as an app admin would."""
+    body = {**scim.get(f"Users/{remote_id}").json(), "displayName": display_name}
+    body.pop("meta", None)
+    assert scim.put(f"Users/{remote_id}", json=body).status_code == 200
+
+
 def finished_import(api: httpx.Client, app_id: str) -> dict[str, Any]:
     answer = api.post(f"/apps/{app_id}/import")
     assert answer.status_code == 202, answer.text
@@ -242,18 +249,13 @@ def test_drift_is_recorded_then_corrected_or_only_reported(
     assign(api, app["id"], "user", ada["id"])
     remote = eventually(lambda: remote_user(scim, f"ada.{tag}"))
 
-    def edit_behind_our_back(title: str) -> None:
-        body = {**scim.get(f"Users/{remote['id']}").json(), "displayName": title}
-        body.pop("meta", None)
-        assert scim.put(f"Users/{remote['id']}", json=body).status_code == 200
-
     def full_sync() -> list[dict[str, Any]]:
         run = api.post(f"/apps/{app['id']}/sync").json()
         wait_run(api, run["id"])
         items: list[dict[str, Any]] = api.get(f"/apps/{app['id']}/drift").json()["items"]
         return items
 
-    edit_behind_our_back("Someone Else")
+    edit_behind_our_back(scim, remote["id"], "Someone Else")
     (found,) = full_sync()
     assert found["user_id"] == ada["id"]
     (entry,) = found["drift"]
@@ -264,7 +266,7 @@ def test_drift_is_recorded_then_corrected_or_only_reported(
     assert full_sync() == []  # and the next full reconcile finds nothing
     # report: recorded and shown, nothing sent, still shown at the next full reconcile.
     enable(api, app["id"], imports={"drift": "report"})
-    edit_behind_our_back("Changed Again")
+    edit_behind_our_back(scim, remote["id"], "Changed Again")
     (reported,) = full_sync()
     assert reported["drift"][0]["found"] == "Changed Again"
     assert scim.get(f"Users/{remote['id']}").json()["displayName"] == "Changed Again"

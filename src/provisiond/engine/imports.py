@@ -110,10 +110,16 @@ def owned_task(session: Session, claimed: queue.Claimed, lease: datetime) -> Tas
     return task
 
 
+def running_task(session: Session, claimed: queue.Claimed) -> Task | None:
+    """The claimed task if it is still running (requeued meanwhile: its new owner runs it)."""
+    task = session.get(Task, claimed.id)
+    return task if task is not None and task.status == queue.RUNNING else None
+
+
 def _begin(host: Host, claimed: queue.Claimed) -> Started | None:
     with host.db.session() as session:
-        task = session.get(Task, claimed.id)
-        if task is None or task.status != queue.RUNNING:
+        task = running_task(session, claimed)
+        if task is None:
             return None
         run = session.get(AppImport, claimed.subject_id)
         ctx = read_context(session, host.vault, claimed.app_id)

@@ -15,13 +15,13 @@ from datetime import datetime
 
 from provisiond.engine import queue
 from provisiond.engine.context import AppContext, read_context
-from provisiond.engine.imports import Host, Lost, owned_task, retried
+from provisiond.engine.imports import Host, Lost, owned_task, retried, running_task
 from provisiond.engine.outcomes import managed
 from provisiond.engine.planner import Change
 from provisiond.engine.writer import count_outcomes
 from provisiond.errors import ConnectorError, RemoteNotFound
 from provisiond.store.events import add_event
-from provisiond.store.tables import Account, AppAccount, Task, utcnow
+from provisiond.store.tables import Account, AppAccount, utcnow
 
 DEACTIVATE, DELETE = "app.orphan.deactivate", "app.orphan.delete"
 
@@ -70,8 +70,8 @@ async def run_orphan(host: Host, claimed: queue.Claimed) -> None:
 
 def _begin(host: Host, claimed: queue.Claimed) -> _Orphan | None:
     with host.db.session() as session:
-        task = session.get(Task, claimed.id)
-        if task is None or task.status != queue.RUNNING:
+        task = running_task(session, claimed)
+        if task is None:
             return None
         row = session.get(AppAccount, claimed.subject_id)
         ctx = read_context(session, host.vault, claimed.app_id)
