@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench._support import free_port, wait_until_up  # noqa: E402
+
 from provisiond.config import Settings  # noqa: E402
 from provisiond.domain.apps import ImportSettings, ProvisioningSettings, ScimConnectorSettings  # noqa: E402
 from provisiond.runtime import Runtime  # noqa: E402
@@ -189,7 +190,7 @@ def main() -> None:
                   f"and linking {elapsed - walk:.2f} s")
             print(f"ratio import / bare walk time: {elapsed / bare:.1f}x")
             print(f"peak RSS +{peak_mb() - before:.0f} MB during the import (total {peak_mb():.0f} MB)")
-            print(f"load average: {open('/proc/loadavg').read().strip()}")
+            print(f"load average: {Path('/proc/loadavg').read_text().strip()}")
     finally:
         target.terminate()
         target.wait(10)
