@@ -176,7 +176,7 @@ CONSOLE: dict[tuple[str, str], Action] = {
         ("POST", f"/apps/{{app_id}}/{form}"): Action.APP_MANAGE
         for form in (
             "connector", "test", "provisioning", "sync", "roles", "push-groups", "assignments",
-            "policy",
+            "policy", "import", "matches", "orphans",
         )
     },
     ("POST", "/apps/{app_id}/roles/{role_id}/delete"): Action.APP_MANAGE,

@@ -17,6 +17,7 @@ from provisiond.api.deps import AdminDep, admin, single_query_values
 from provisiond.api.fallback import ConsoleMount
 from provisiond.api.routers import (
     admins,
+    app_accounts,
     apps,
     assignments,
     groups,
@@ -95,7 +96,7 @@ def create_app(
     )
     for module in (
         users, groups, apps, roles, assignments, push_groups, policy, sync, tasks, logs, workers,
-        tokens, admins, receipts, reports,
+        tokens, admins, receipts, reports, app_accounts,
     ):
         v1.include_router(module.router)
     app.include_router(v1)

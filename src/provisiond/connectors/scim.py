@@ -307,7 +307,15 @@ class ScimConnector:
             "GET", "Users", params={"startIndex": start_index, "count": count}
         )
         body = _body(response, "GET /Users")
-        users = [_remote(resource, "GET /Users") for resource in _parse_list(body)]
+        # Lenient, as a listing must be: totalResults may be missing, and one account with an
+        # unusable id must not hide the others. The ids are not checked here: whoever uses
+        # one checks it (remote_ids.remote_id_flaw; the import skips and counts them).
+        resources = body.get("Resources") or []
+        if not isinstance(resources, list):
+            raise TerminalError("GET /Users answered Resources that is not a list")
+        users = [
+            RemoteUser(str(r["id"]), dict(r)) for r in resources if isinstance(r, dict) and r.get("id")
+        ]
         return Page(users, _total(body), start_index)
 
     async def create_user(self, attributes: Mapping[str, Any]) -> RemoteUser:

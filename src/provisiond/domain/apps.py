@@ -44,6 +44,42 @@ class Features(BaseModel):
 MatchingAttribute = Literal["userName", "externalId", "emails.value"]
 
 
+class MatchRule(BaseModel):
+    """One rule an import links app accounts by: the app's ``app_attribute`` equals the
+    directory's ``user_attribute`` (``id``, ``login``, ``email`` or any profile attribute).
+    userName and emails compare case-insensitively (RFC 7643 §4.1: caseExact false);
+    externalId exactly (caseExact true)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    app_attribute: Literal["externalId", "userName", "emails"]
+    user_attribute: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def default_match_rules() -> list[MatchRule]:
+    return [
+        MatchRule(app_attribute="externalId", user_attribute="id"),
+        MatchRule(app_attribute="userName", user_attribute="login"),
+        MatchRule(app_attribute="emails", user_attribute="email"),
+    ]
+
+
+class ImportSettings(BaseModel):
+    """The app's side (services.app_accounts): how an import reads the app and links what it
+    finds, and what a full reconcile does about drift (engine.drift)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    page_size: int = Field(default=100, ge=1, le=1000)
+    # In precedence order: the first rule that finds exactly one directory user decides.
+    match_rules: list[MatchRule] = Field(default_factory=default_match_rules, max_length=8)
+    # Off: every match waits for an admin to confirm or reject it.
+    auto_link: bool = True
+    # What a full reconcile does about attributes changed in the app behind provisiond's back
+    # (engine.drift): send the policy's values again, or only record and show the drift.
+    drift: Literal["correct", "report"] = "correct"
+
+
 class ProvisioningSettings(BaseModel):
     """What provisiond may do in an app and how fast."""
 
@@ -60,6 +96,7 @@ class ProvisioningSettings(BaseModel):
     # How the roles of several assignments combine (engine/roles.py): the winning assignment's
     # (a direct one, else the group with the lowest priority number), or all of them.
     role_mode: RoleMode = "priority"
+    imports: ImportSettings = Field(default_factory=ImportSettings)
 
 
 # Validation errors of connector settings never carry the input: pydantic puts the whole

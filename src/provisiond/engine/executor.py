@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import secrets
 import string
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from provisiond.connectors.base import Connector, RemoteUser
 from provisiond.domain.apps import Deprovision, ProvisioningSettings
 from provisiond.engine.desired import DesiredAccount
+from provisiond.engine.drift import as_applied, drift_of, last_modified
 from provisiond.engine.planner import (
     AccountStatus,
     ActualAccount,
@@ -63,6 +64,8 @@ class Result:
     account: ActualAccount | None = None
     trace: list[dict[str, Any]] = field(default_factory=list)
     readback: ReadBack | None = None  # after a deprovisioning
+    # What changed in the app since last applied (engine.drift); None: it was not read back.
+    drift: list[dict[str, Any]] | None = None
 
     def step(self, name: str, detail: str, **data: Any) -> None:
         self.trace.append({"step": name, "detail": detail, **data})
@@ -81,6 +84,34 @@ def _matching_value(desired: DesiredAccount, attribute: str) -> str | None:
 def _from_remote(remote: RemoteUser) -> ActualAccount:
     status = AccountStatus.ACTIVE if remote.active else AccountStatus.DEACTIVATED
     return ActualAccount(remote.remote_id, dict(remote.attributes), status)
+
+
+def _checked_for_drift(
+    result: Result,
+    settings: ProvisioningSettings,
+    desired: DesiredAccount | None,
+    applied: ActualAccount,
+    remote: RemoteUser,
+) -> ActualAccount:
+    """The account as the planner is to see it, with the drift since it was applied recorded
+    on ``result`` (engine.drift): as the app holds it, or in ``report`` mode as applied."""
+    found = _from_remote(remote)
+    if not applied.attributes:  # nothing applied yet (a record without attributes)
+        result.drift = []
+        return found
+    drift = drift_of(
+        applied.attributes, found.attributes, desired.attributes if desired else None,
+        modified=last_modified(found.attributes),
+    )
+    result.drift = drift
+    if not drift:
+        return found
+    names = ", ".join(entry["attribute"] for entry in drift)
+    if settings.imports.drift == "report":
+        result.step("drift", f"changed in the app since last applied: {names}; reported only")
+        return replace(found, attributes=as_applied(found.attributes, drift))
+    result.step("drift", f"changed in the app since last applied: {names}; corrected")
+    return found
 
 
 def strong_password(length: int = 24) -> str:
@@ -136,7 +167,7 @@ async def reconcile(
             actual = ActualAccount(None, {}, AccountStatus.DELETED)
         else:
             result.step("read", f"read account {actual.remote_id} from the app")
-            actual = _from_remote(remote)
+            actual = _checked_for_drift(result, settings, desired, actual, remote)
         result.account = actual
 
     operation = plan(actual)

@@ -58,6 +58,7 @@ class AccountWrite:
     applied: dict[str, Any]
     deactivated_at: datetime | None
     fingerprint: str | None
+    drift: list[dict[str, Any]] | None = None  # None: not read back, the stored drift stays
 
 
 @dataclass
@@ -293,9 +294,22 @@ def applied(task: Claimed, snap: Snapshot, result: Result, now: datetime) -> Out
             applied=managed(account.attributes),
             deactivated_at=deactivated_at,
             fingerprint=snap.fingerprint,
+            drift=result.drift,
         )
     operation = result.operation
     events: list[dict[str, Any]] = []
+    if result.drift:
+        events.append(
+            event(
+                task, "app.account.drift",
+                f"{snap.user_label}'s account in {snap.ctx.name} was changed in the app: "
+                + ", ".join(entry["attribute"] for entry in result.drift)
+                + (" (reported only)" if snap.ctx.provisioning.imports.drift == "report" else ""),
+                now=now, outcome="skipped", user_id=snap.user_id,
+                targets=_targets(snap, remote_id=account.remote_id if account else None),
+                details={"drift": result.drift, "mode": snap.ctx.provisioning.imports.drift},
+            )
+        )
     if operation is not None:
         latency_ms = round((now - task.created_at).total_seconds() * 1000)
         events.append(

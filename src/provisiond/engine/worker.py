@@ -33,7 +33,7 @@ import os
 import socket
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -44,11 +44,14 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from provisiond.config import Settings
+from provisiond.connectors.base import Connector
 from provisiond.engine import queue
 from provisiond.engine.connections import ConnectorPool, Gate
 from provisiond.engine.context import AppContext, read_contexts
 from provisiond.engine.decide import Snapshot, decide, snapshot, with_holds
 from provisiond.engine.executor import Result, reconcile
+from provisiond.engine.imports import run_import
+from provisiond.engine.orphans import run_orphan
 from provisiond.engine.outcomes import (
     Outcome,
     RetryPolicy,
@@ -86,6 +89,11 @@ KNOWN_EMPTY_SECONDS = 300.0
 # A task that waited this long for its app's gate checks its lease and its key before sending.
 RECHECK_AFTER = timedelta(seconds=1)
 T = TypeVar("T")
+# Task kinds with a reconciler of their own, beside accounts (the default) and pushed groups.
+OTHER_KINDS: dict[str, Callable[[Any, queue.Claimed], Awaitable[None]]] = {
+    "import": run_import,
+    "orphan": run_orphan,
+}
 
 
 @dataclass
@@ -172,6 +180,13 @@ class Worker:
                 loop.call_soon_threadsafe(wake.set)
 
     # -- the database thread -----------------------------------------------------------------
+
+    async def in_db(self, function: Callable[..., T], *args: Any) -> T:
+        """Run ``function`` on the worker's database thread (for the reconcilers of other kinds)."""
+        return await self._in_db(function, *args)
+
+    async def connector_for(self, ctx: AppContext) -> Connector:
+        return await self.pool.get(ctx)
 
     async def _in_db(self, function: Callable[..., T], *args: Any) -> T:
         """Run ``function`` on the worker's database thread, off the event loop."""
@@ -374,6 +389,8 @@ class Worker:
             self._urgent += urgent
             if task.kind == "group":  # pushed groups: their own reconciler, one at a time
                 self._spawn(self._run_group(task))
+            elif task.kind in OTHER_KINDS:  # an import: outside the app's gate, one request at once
+                self._spawn(self._run_other(task))
             else:
                 accounts.setdefault(task.app_id, []).append(task)
         if accounts:
@@ -712,6 +729,23 @@ class Worker:
             # The database itself is away: the lease runs out and the task runs again.
             log.exception("recording the failure of task %s failed too", task.id)
             return set()
+
+    # -- imports -----------------------------------------------------------------------------
+
+    async def _run_other(self, claimed: queue.Claimed) -> None:
+        try:
+            await OTHER_KINDS[claimed.kind](self, claimed)
+        except Exception as exc:  # a bug must not kill the loop; the task is marked dead
+            log.exception("task %s of app %s crashed", claimed.id, claimed.app_id)
+            await self._in_db(self._bury, claimed, f"internal error: {type(exc).__name__}")
+        finally:
+            self._release(claimed)
+
+    def _bury(self, claimed: queue.Claimed, error: str) -> None:
+        with self.db.session() as session:
+            task = session.get(Task, claimed.id)
+            if task is not None and task.status == queue.RUNNING:
+                task.status, task.last_error, task.updated_at = queue.DEAD, error, utcnow()
 
     # -- pushed groups ---------------------------------------------------------------------
 

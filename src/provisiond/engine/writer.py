@@ -16,7 +16,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -194,6 +194,7 @@ def _upsert_accounts(session: Session, outcomes: Sequence[Outcome], now: datetim
             "applied": account.applied,
             "deactivated_at": account.deactivated_at,
             "fingerprint": account.fingerprint,
+            "drift": account.drift,
             "last_synced_at": now,
             "last_error": None,
             "created_at": now,
@@ -216,6 +217,8 @@ def _upsert_account(dialect: str) -> Any:
             "applied": new.applied,
             "deactivated_at": new.deactivated_at,
             "fingerprint": new.fingerprint,
+            # Only a write that read the app back says what drifted (engine.drift).
+            "drift": func.coalesce(new.drift, Account.drift),
             "last_synced_at": new.last_synced_at,
             "last_error": None,
         },

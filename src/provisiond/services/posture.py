@@ -5,8 +5,8 @@ where it is fixed (a console URL and an API path). Every figure is a SQLAlchemy 
 (GROUP BY, a window for the sample of users): the cost grows with the number of findings, not
 with the number of users, so the report stays fast at 100,000 users.
 
-Orphans and drifted accounts come from reading the app's side (issue 12, import and drift), which
-is not here yet: ``app_side_findings`` is the one place to plug that in.
+Orphans and drifted accounts come from reading the app's side (services.app_accounts: the last
+import, the last full reconcile), per app.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from provisiond.domain.directory import UserStatus
 from provisiond.engine import queue
 from provisiond.engine.planner import AccountStatus
+from provisiond.services import app_accounts
 from provisiond.store.tables import (
     Account,
     App,
@@ -106,7 +107,7 @@ def report(session: Session, *, apps: Set[str] | None = None) -> Posture:
     totals = {kind: 0 for kind in KINDS}
     for finding in findings:
         totals[finding.kind] += finding.count
-    notes = ["orphans and drifted accounts need the app's side read (import): not available yet"]
+    notes = ["orphans are as of each app's last import, drift as of its last full sync"]
     return Posture(utcnow(), findings, totals, notes)
 
 
@@ -135,8 +136,29 @@ def _cell(value: object) -> str:
 
 
 def app_side_findings(session: Session, label: dict[str, str]) -> list[Finding]:
-    """Orphaned and drifted accounts, per app: none until the app's side is imported."""
-    return []
+    """Orphaned and drifted accounts, per app, as the last import and full reconcile read the
+    app's side (services.app_accounts); an app never imported has no orphans to show."""
+    found: list[Finding] = []
+    for app_id, name in sorted(label.items(), key=lambda item: item[1]):
+        orphaned = app_accounts.orphans(session, app_id)
+        if orphaned:
+            found.append(Finding(
+                "orphans", f"{len(orphaned)} accounts in {name} belong to nobody assigned",
+                len(orphaned), f"/apps/{app_id}/accounts", f"GET /api/v1/apps/{app_id}/orphans",
+                app_id, name, since=min(o.since for o in orphaned),
+                users=[{"id": o.user_id, "login": o.login} for o in orphaned
+                       if o.user_id and o.login][:SAMPLE],
+            ))
+        drifted = app_accounts.drifted(session, app_id)
+        if drifted:
+            found.append(Finding(
+                "drifted_accounts", f"{len(drifted)} accounts in {name} were changed in the app",
+                len(drifted), f"/apps/{app_id}/accounts", f"GET /api/v1/apps/{app_id}/drift",
+                app_id, name,
+                users=[{"id": d.account.user_id, "login": d.login} for d in drifted
+                       if d.login][:SAMPLE],
+            ))
+    return found
 
 
 # -- the apps ------------------------------------------------------------------------------------

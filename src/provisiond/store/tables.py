@@ -64,6 +64,8 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 JSONDoc = JSON().with_variant(JSONB(), "postgresql")
+# None is SQL NULL, not JSON null: "no value" and "the empty list" stay apart in COALESCE.
+NullableJSON = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 # SQLite's INTEGER PRIMARY KEY is its rowid; BIGINT would not autoincrement there.
 EventId = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -207,6 +209,9 @@ class Account(Base):
     # The inputs (policy, settings, profile, status, assignments) this record was last
     # reconciled with: a preview skips users whose inputs have not changed since.
     fingerprint: Mapped[str | None] = mapped_column(String(64))
+    # What the last full reconcile found changed in the app since last applied (engine.drift):
+    # [] checked and clean, NULL never checked; kept by writes that did not read the app.
+    drift: Mapped[list[dict[str, Any]] | None] = mapped_column(NullableJSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -411,6 +416,89 @@ class PushedGroupMember(Base):
     )
     remote_id: Mapped[str] = mapped_column(String(256), primary_key=True)  # the member's account
     user_id: Mapped[str | None] = mapped_column(String(36), index=True)  # None: a stranger
+
+
+class AppImport(Base):
+    """One import of an app's side (engine.imports): what it read, and what matching made of it.
+
+    ``queued`` -> ``running`` -> ``completed`` | ``failed``. Only a completed import marks the
+    accounts it did not see as gone and links what it matched: one interrupted halfway starts
+    again from the first page, nothing half-linked."""
+
+    __tablename__ = "app_imports"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    app_id: Mapped[str] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(128))
+    correlation_id: Mapped[str] = mapped_column(String(36))
+    pages: Mapped[int] = mapped_column(Integer, default=0)
+    accounts: Mapped[int] = mapped_column(Integer, default=0)  # distinct accounts read so far
+    groups: Mapped[int] = mapped_column(Integer, default=0)
+    repeated: Mapped[int] = mapped_column(Integer, default=0)  # items the app listed twice
+    claimed_total: Mapped[int | None] = mapped_column(Integer)  # the app's totalResults
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # starts from the first page
+    # linked, pending, conflict, unmatched, gone, skipped (no usable id): set on completion
+    counts: Mapped[dict[str, Any]]
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+
+class AppAccount(Base):
+    """An account as the app holds it, read by an import; what matching decided about it.
+
+    ``match``: ``linked`` (an ``accounts`` row holds its remote id), ``pending`` (a match an
+    admin confirms or rejects), ``conflict`` (several candidates: never a guess), ``unmatched``,
+    ``rejected`` (an admin said the match was wrong). ``gone_at``: a completed import no longer
+    saw it."""
+
+    __tablename__ = "app_accounts"
+    __table_args__ = (
+        UniqueConstraint("app_id", "remote_id"),
+        Index("ix_app_accounts_app_match", "app_id", "match"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    app_id: Mapped[str] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"))
+    remote_id: Mapped[str] = mapped_column(String(256))
+    user_name: Mapped[str | None] = mapped_column(String(256))
+    external_id: Mapped[str | None] = mapped_column(String(256))
+    emails: Mapped[list[str]] = mapped_column(JSONDoc, default=list)  # the primary first
+    primary_email: Mapped[str | None] = mapped_column(String(256))  # what matching reads
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The attributes as read (without meta, schemas, password), capped in size by the reader.
+    attributes: Mapped[dict[str, Any]]
+    read_at: Mapped[datetime]
+    import_id: Mapped[str] = mapped_column(String(36))  # the last import that saw it
+    first_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    gone_at: Mapped[datetime | None]
+    match: Mapped[str] = mapped_column(String(16), default="unmatched")
+    user_id: Mapped[str | None] = mapped_column(String(36), index=True)  # linked or proposed
+    rule: Mapped[str | None] = mapped_column(String(160))  # the rule that matched, as text
+    candidates: Mapped[list[str]] = mapped_column(JSONDoc, default=list)  # a conflict's users
+    # An orphan an admin chose to leave (with why); a deprovisioning it asked for (orphans).
+    ignored_at: Mapped[datetime | None]
+    note: Mapped[str | None] = mapped_column(Text)
+    decided_by: Mapped[str | None] = mapped_column(String(128))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AppGroup(Base):
+    """A group as the app holds it, read by an import of an app that pushes groups."""
+
+    __tablename__ = "app_groups"
+
+    app_id: Mapped[str] = mapped_column(
+        ForeignKey("apps.id", ondelete="CASCADE"), primary_key=True
+    )
+    remote_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    display_name: Mapped[str] = mapped_column(String(256))
+    members: Mapped[list[str]] = mapped_column(JSONDoc, default=list)  # account remote ids
+    read_at: Mapped[datetime]
+    import_id: Mapped[str] = mapped_column(String(36))
+    gone_at: Mapped[datetime | None]
 
 
 class Event(Base):

@@ -285,6 +285,8 @@ def _settings_from(console: Console, current: ProvisioningSettings) -> dict[str,
         "concurrency": console.field("concurrency") or current.concurrency,
         "rate_limit_per_second": console.field("rate_limit_per_second") or None,
         "full_sync_every_hours": console.field("full_sync_every_hours") or None,
+        # Set through the API or the Accounts tab, never by this form: kept as it is.
+        "imports": current.imports.model_dump(),
     }
 
 
