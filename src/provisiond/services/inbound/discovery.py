@@ -5,6 +5,7 @@ directory keeps, so a client (or scim2-tester) never writes what would not read 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import Any
 
 from scim2_models import (
@@ -89,8 +90,23 @@ def _meta(base: str, kind: str, name: str) -> Meta:
     return Meta(resource_type=kind, location=f"{base}/{kind}s/{name}")
 
 
+@lru_cache(maxsize=16)
+def _standard(base: str) -> tuple[dict[str, Any], ...]:
+    # scim2-models builds a schema from its model in milliseconds: once per base is enough.
+    out = []
+    for schema, keep in (
+        (User.to_schema(), _USER_ATTRIBUTES),
+        (EnterpriseUser.to_schema(), _ENTERPRISE_ATTRIBUTES),
+        (Group.to_schema(), _GROUP_ATTRIBUTES),
+    ):
+        cut = _cut(schema, keep)
+        cut.meta = _meta(base, "Schema", str(cut.id))
+        out.append(cut.model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE))
+    return tuple(out)
+
+
 def schemas(base: str, custom: dict[str, str]) -> list[dict[str, Any]]:
-    """The three schemas; ``custom``: the custom profile attributes and their SCIM types."""
+    """The four schemas; ``custom``: the custom profile attributes and their SCIM types."""
     profile = Schema(
         id=PROFILE,
         name="ProvisiondProfile",
@@ -105,17 +121,8 @@ def schemas(base: str, custom: dict[str, str]) -> list[dict[str, Any]]:
             for name, kind in sorted(custom.items())
         ],
     )
-    out = []
-    for schema, keep in (
-        (User.to_schema(), _USER_ATTRIBUTES),
-        (EnterpriseUser.to_schema(), _ENTERPRISE_ATTRIBUTES),
-        (Group.to_schema(), _GROUP_ATTRIBUTES),
-        (profile, None),
-    ):
-        cut = _cut(schema, keep) if keep is not None else schema
-        cut.meta = _meta(base, "Schema", str(cut.id))
-        out.append(cut.model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE))
-    return out
+    profile.meta = _meta(base, "Schema", PROFILE)
+    return [*_standard(base), profile.model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE)]
 
 
 def resource_types(base: str) -> list[dict[str, Any]]:
