@@ -6,12 +6,13 @@ nothing else; an admin token (``provisiond token``) is refused there.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from provisiond.cli.client import CliError, path, state
+from provisiond.cli.client import path, state
 from provisiond.cli.output import Column, when
+from provisiond.cli.tokens import find_one
 
 app = typer.Typer(
     help="SCIM client tokens: how Okta, Entra or an HR system provisions into the directory.",
@@ -65,14 +66,7 @@ def revoke(
 ) -> None:
     """Revoke a SCIM client's token: /scim/v2 refuses it from its next request on."""
     st = state(ctx)
-    found = _find(st.api.get("/scim-clients")["items"], client)
+    found = find_one(st.api.get("/scim-clients")["items"], client, "SCIM client")
     revoked = st.api.post(path("scim-clients", found["id"], "revoke"))
     st.out.done(revoked, f"revoked SCIM client {found['name']} ({found['prefix']}…)")
 
-
-def _find(items: list[dict[str, Any]], wanted: str) -> dict[str, Any]:
-    for key in ("id", "prefix", "name"):
-        hits = [item for item in items if item[key] == wanted]
-        if len(hits) == 1:
-            return hits[0]
-    raise CliError(f"no active SCIM client with the id, prefix or name {wanted!r}", 1)

@@ -201,36 +201,39 @@ def routes(kind: Kind) -> APIRouter:
             return Response(status_code=304, headers={"ETag": out["meta"]["version"]})
         return _answer(out, request)
 
+    def write(
+        resource_id: str, request: Request, rt: RuntimeDep, change: Callable[[Session, Any], Any],
+        answer_body: bool,
+    ) -> Response:
+        """One write, checked against ``If-Match`` (412 on an older version) first."""
+        base = base_url(request)
+        with rt.db.session() as session:
+            row = kind.get(session, resource_id)
+            _if_match(request, kind.render(session, row, base))
+            change(session, row)
+            session.flush()
+            out = kind.render(session, row, base) if answer_body else None
+        return Response(status_code=204) if out is None else _answer(out, request)
+
     @router.put("/{resource_id}")
     def replace(
         resource_id: str, request: Request, rt: RuntimeDep, caller: CallerDep, body: BodyDep
     ) -> Response:
         """Replace the whole resource; 412 if ``If-Match`` names an older version."""
-        base = base_url(request)
-        with rt.db.session() as session:
-            row = kind.get(session, resource_id)
-            _if_match(request, kind.render(session, row, base))
-            kind.replace(session, caller.actor, row, body)
-            session.flush()
-            out = kind.render(session, row, base)
-        return _answer(out, request)
+        return write(resource_id, request, rt,
+                     lambda session, row: kind.replace(session, caller.actor, row, body), True)
 
     @router.patch("/{resource_id}")
     def patch(
         resource_id: str, request: Request, rt: RuntimeDep, caller: CallerDep, body: BodyDep
     ) -> Response:
         """Apply a PatchOp (RFC 7644 §3.5.2, Okta's and Entra's dialects too)."""
-        base = base_url(request)
-        with rt.db.session() as session:
-            row = kind.get(session, resource_id)
-            _if_match(request, kind.render(session, row, base))
-            kind.patch(session, caller.actor, row, body, base, rt.db.engine.dialect.name)
-            session.flush()
-            wants_body = kind.patch_answers_body or "attributes" in request.query_params
-            out = kind.render(session, row, base) if wants_body else None
-        if out is None:
-            return Response(status_code=204)
-        return _answer(out, request)
+        base, dialect = base_url(request), rt.db.engine.dialect.name
+        return write(
+            resource_id, request, rt,
+            lambda session, row: kind.patch(session, caller.actor, row, body, base, dialect),
+            kind.patch_answers_body or "attributes" in request.query_params,
+        )
 
     @router.delete("/{resource_id}", status_code=204)
     def delete(resource_id: str, request: Request, rt: RuntimeDep, caller: CallerDep) -> Response:

@@ -8,8 +8,6 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
-    Select,
-    SQLColumnExpression,
     exists,
     literal,
     select,
@@ -29,7 +27,7 @@ from provisiond.services.inbound.filters import (
     compile_filter,
 )
 from provisiond.services.inbound.patching import normalise
-from provisiond.services.inbound.resources import count_and_page, invalid_sort, meta, sort_key
+from provisiond.services.inbound.resources import invalid_sort, meta, page_of
 from provisiond.store.tables import Group, GroupChild, GroupMember, ScimClient, User, utcnow
 
 # Every direct member of every group, as SCIM sees one: (group, value, type).
@@ -76,22 +74,14 @@ def render(session: Session, group: Group, base: str, *, with_members: bool = Tr
     if group.external_id is not None:
         body["externalId"] = group.external_id
     if with_members:
-        users = session.scalars(
-            select(User.id)
-            .join(GroupMember, GroupMember.user_id == User.id)
-            .where(GroupMember.group_id == group.id)
-            .order_by(User.login_key)
-        ).all()
-        children = session.scalars(
-            select(Group.id)
-            .join(GroupChild, GroupChild.child_id == Group.id)
-            .where(GroupChild.parent_id == group.id)
-            .order_by(Group.name_key)
+        rows = session.execute(
+            select(_MEMBERS.c.value, _MEMBERS.c.type)
+            .where(_MEMBERS.c.group_id == group.id)
+            .order_by(_MEMBERS.c.type.desc(), _MEMBERS.c.value)  # users first, stable
         ).all()
         members = [
-            {"value": uid, "type": "User", "$ref": f"{base}/Users/{uid}"} for uid in users
-        ] + [
-            {"value": gid, "type": "Group", "$ref": f"{base}/Groups/{gid}"} for gid in children
+            {"value": value, "type": kind, "$ref": f"{base}/{kind}s/{value}"}
+            for value, kind in rows
         ]
         if members:
             body["members"] = members
@@ -318,18 +308,13 @@ def search(
     limit: int,
 ) -> tuple[int, list[Group]]:
     group_scope = scope()
-    statement: Select[Any] = select(Group)
-    if filter_text:
-        try:
-            statement = statement.where(compile_filter(filter_text, group_scope, dialect))
-        except InvalidFilter as exc:
-            raise ScimError(400, "invalidFilter", str(exc)) from None
-    order: SQLColumnExpression[Any] = Group.name_key
+    order = Attribute(Group.name_key, folded=True)
     if sort_by:
-        name = sort_by.lower().removeprefix(GROUP.lower() + ":")
-        attribute = group_scope.attributes.get(name)
-        if attribute is None:
+        found = group_scope.attributes.get(sort_by.lower().removeprefix(GROUP.lower() + ":"))
+        if found is None:
             raise invalid_sort(sort_by)
-        order = sort_key(attribute.column, dialect, attribute.case_exact, attribute.folded)
-    statement = statement.order_by(order.desc() if descending else order.asc(), Group.id)
-    return count_and_page(session, statement, offset, limit)
+        order = found
+    return page_of(
+        session, select(Group), group_scope, dialect, filter_text=filter_text, order=order,
+        tiebreak=Group.id, descending=descending, offset=offset, limit=limit,
+    )

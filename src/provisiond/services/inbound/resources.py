@@ -15,6 +15,7 @@ from sqlalchemy import Select, SQLColumnExpression, func, select
 from sqlalchemy.orm import Session
 
 from provisiond.services.inbound import MAX_RESULTS, ScimError, invalid_value
+from provisiond.services.inbound.filters import Attribute, InvalidFilter, Scope, compile_filter
 
 
 def etag(body: dict[str, Any]) -> str:
@@ -162,6 +163,32 @@ def sort_key(
     if dialect == "postgresql":
         column = column.collate("C")
     return column
+
+
+def page_of(
+    session: Session,
+    statement: Select[Any],
+    scope: Scope,
+    dialect: str,
+    *,
+    filter_text: str | None,
+    order: Attribute,
+    tiebreak: SQLColumnExpression[Any],
+    descending: bool,
+    offset: int,
+    limit: int,
+) -> tuple[int, list[Any]]:
+    """totalResults and one page of what ``filter_text`` selects, sorted by ``order``."""
+    if filter_text:
+        try:
+            statement = statement.where(compile_filter(filter_text, scope, dialect))
+        except InvalidFilter as exc:
+            raise ScimError(400, "invalidFilter", str(exc)) from None
+    if order.kind == "boolean":
+        raise invalid_value("cannot sort by a boolean")
+    key = sort_key(order.column, dialect, order.case_exact, order.folded)
+    statement = statement.order_by(key.desc() if descending else key.asc(), tiebreak)
+    return count_and_page(session, statement, offset, limit)
 
 
 def count_and_page(

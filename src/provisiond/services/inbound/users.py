@@ -15,7 +15,7 @@ from typing import Any, cast
 from pydantic import ValidationError
 from scim2_models import Context, EnterpriseUser, PatchOp, User
 from scim2_models.exceptions import SCIMException
-from sqlalchemy import ColumnElement, SQLColumnExpression, and_, exists, func, select
+from sqlalchemy import ColumnElement, and_, exists, func, select
 from sqlalchemy.orm import Session
 
 from provisiond.domain.directory import Lifecycle, Profile, UserStatus
@@ -23,8 +23,19 @@ from provisiond.errors import Invalid
 from provisiond.services import directory
 from provisiond.services.context import Actor
 from provisiond.services.inbound import ENTERPRISE, PROFILE, USER, ScimError, invalid_value
-from provisiond.services.inbound.filters import Attribute, MultiValued, Scope
-from provisiond.services.inbound.resources import meta, scim_error_of, validation_error
+from provisiond.services.inbound.filters import (
+    Attribute,
+    MultiValued,
+    Scope,
+)
+from provisiond.services.inbound.patching import normalise, split_extension
+from provisiond.services.inbound.resources import (
+    invalid_sort,
+    meta,
+    page_of,
+    scim_error_of,
+    validation_error,
+)
 from provisiond.store.tables import ScimClient
 from provisiond.store.tables import User as UserRow
 
@@ -270,8 +281,6 @@ def set_active(session: Session, actor: Actor, user: UserRow, active: bool) -> N
 def patch(session: Session, actor: Actor, user: UserRow, body: Any, base: str) -> UserRow:
     """Apply a PatchOp (RFC 7644 §3.5.2, with Okta's and Entra's dialects) to the whole
     resource, then write the result as a PUT would: one validation, one transaction."""
-    from provisiond.services.inbound.patching import normalise, split_extension
-
     operations = normalise(body)
     current = render(user, base)
     custom = dict(current.pop(PROFILE, {}))
@@ -310,24 +319,21 @@ def search(
     limit: int,
 ) -> tuple[int, list[UserRow]]:
     """One page of the users a filter selects (totalResults, the page), in SQL."""
-    from provisiond.services.inbound.filters import InvalidFilter, compile_filter
-    from provisiond.services.inbound.resources import count_and_page, invalid_sort, sort_key
-
     user_scope = scope(custom_resolver(session))
-    statement = select(UserRow)
-    if filter_text:
-        try:
-            statement = statement.where(compile_filter(filter_text, user_scope, dialect))
-        except InvalidFilter as exc:
-            raise ScimError(400, "invalidFilter", str(exc)) from None
-    order: SQLColumnExpression[Any] = UserRow.login_key
+    order = Attribute(UserRow.login_key, folded=True)
     if sort_by:
-        attribute = user_scope.attributes.get(_unqualified(sort_by))
-        if attribute is None or attribute.kind == "boolean":
+        name = _unqualified(sort_by)
+        found = (
+            user_scope.multi_valued["emails"].scope["value"] if name == "emails.value"
+            else user_scope.attributes.get(name)
+        )
+        if found is None:
             raise invalid_sort(sort_by)
-        order = sort_key(attribute.column, dialect, attribute.case_exact, attribute.folded)
-    statement = statement.order_by(order.desc() if descending else order.asc(), UserRow.id)
-    return count_and_page(session, statement, offset, limit)
+        order = found
+    return page_of(
+        session, select(UserRow), user_scope, dialect, filter_text=filter_text, order=order,
+        tiebreak=UserRow.id, descending=descending, offset=offset, limit=limit,
+    )
 
 
 def _unqualified(name: str) -> str:
