@@ -4,6 +4,7 @@ members, users (type "User") and nested groups (type "Group")."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
@@ -55,6 +56,7 @@ MEMBER_SCOPE = {
 }
 
 
+@lru_cache(maxsize=1)
 def scope() -> Scope:
     return Scope(
         attributes={

@@ -194,8 +194,10 @@ def page_of(
 def count_and_page(
     session: Session, statement: Select[Any], offset: int, limit: int
 ) -> tuple[int, list[Any]]:
-    total = session.scalar(select(func.count()).select_from(statement.order_by(None).subquery()))
     rows = list(session.scalars(statement.offset(offset).limit(limit))) if limit else []
+    if offset == 0 and len(rows) < limit:
+        return len(rows), rows  # all of them: no count query (a userName lookup, most lists)
+    total = session.scalar(select(func.count()).select_from(statement.order_by(None).subquery()))
     return int(total or 0), rows
 
 
