@@ -107,8 +107,13 @@ def test_user_lifecycle_over_scim_is_a_directory_change(
     assert on.status_code == 200, on.text
     assert on.json()["active"] is True and on.json()["emails"][0]["value"] == "ada@example.org"
 
-    replaced = scim.put(f"Users/{user['id']}", json=user_body("ada.lovelace", title="Countess"))
+    scim.patch(f"Users/{user['id']}", json=patch_body(
+        {"op": "replace", "path": "active", "value": False})).raise_for_status()
+    body = user_body("ada.lovelace", title="Countess")
+    del body["active"]  # a PUT that does not say leaves the status as it is
+    replaced = scim.put(f"Users/{user['id']}", json=body)
     assert replaced.status_code == 200 and replaced.json()["title"] == "Countess"
+    assert replaced.json()["active"] is False
     assert "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User" not in replaced.json()
 
     assert scim.delete(f"Users/{user['id']}").status_code == 204
@@ -244,3 +249,18 @@ def test_oversize_bodies_get_a_scim_413(server: str, scim_token: str) -> None:
         content=b"{" + b" " * 2_000_000 + b"}",
     )
     assert_error(answer, 413)
+
+
+def test_root_search_covers_users_and_groups(scim: httpx.Client) -> None:
+    user = created(scim, "Users", user_body("rs-user"))
+    group = created(scim, "Groups", {"schemas": [GROUP], "displayName": "rs-group"})
+    search = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+              # userName is no Group attribute, members no User one: false there, not an error.
+              "filter": 'userName eq "rs-user" or displayName eq "rs-group"'}
+    found = scim.post(".search", json=search).json()
+    assert {r["id"] for r in found["Resources"]} == {user["id"], group["id"]}
+    assert found["totalResults"] == 2
+    second = scim.post(".search", json={**search, "startIndex": 2, "count": 1}).json()
+    assert [r["id"] for r in second["Resources"]] == [group["id"]]
+    assert_error(scim.post(".search", json={**search, "filter": "userName eq"}), 400,
+                 "invalidFilter")

@@ -63,6 +63,10 @@ class InvalidFilter(ValueError):
     """A filter that cannot be read or names what the endpoint does not have (400 invalidFilter)."""
 
 
+class UnknownAttribute(InvalidFilter):
+    """An attribute the resource type does not have: false in a search across several types."""
+
+
 @dataclass(frozen=True)
 class Attribute:
     """One filterable SCIM attribute.
@@ -126,9 +130,14 @@ def parse(text: str) -> FilterNode:
         raise InvalidFilter(f"the filter cannot be read: {_detail(exc)}") from None
 
 
-def compile_filter(text: str, scope: Scope, dialect: str) -> ColumnElement[bool]:
-    """The condition ``text`` stands for; ``InvalidFilter`` names what is wrong with it."""
-    return _Compiler(scope, dialect).node(parse(text))
+def compile_filter(
+    text: str, scope: Scope, dialect: str, *, unknown_is_false: bool = False
+) -> ColumnElement[bool]:
+    """The condition ``text`` stands for; ``InvalidFilter`` names what is wrong with it.
+
+    ``unknown_is_false``: an attribute the scope lacks is false rather than an error, as
+    RFC 7644 §3.4.2.1 wants of a search across resource types (POST /.search at the root)."""
+    return _Compiler(scope, dialect, unknown_is_false).node(parse(text))
 
 
 def _detail(exc: Exception) -> str:
@@ -136,11 +145,20 @@ def _detail(exc: Exception) -> str:
 
 
 class _Compiler:
-    def __init__(self, scope: Scope, dialect: str) -> None:
+    def __init__(self, scope: Scope, dialect: str, unknown_is_false: bool = False) -> None:
         self.scope = scope
         self.dialect = dialect
+        self.unknown_is_false = unknown_is_false
 
     def node(self, node: FilterNode) -> ColumnElement[bool]:
+        try:
+            return self._node(node)
+        except UnknownAttribute:
+            if self.unknown_is_false and not isinstance(node, LogicalExpr | Not):
+                return false()
+            raise
+
+    def _node(self, node: FilterNode) -> ColumnElement[bool]:
         if isinstance(node, LogicalExpr):
             terms = [self.node(term) for term in node.terms]
             return and_(*terms) if node.op == LogicalOperator.and_ else or_(*terms)
@@ -151,8 +169,10 @@ class _Compiler:
         if isinstance(node, ValuePath):
             multi = self._multi(node.attr_path)
             if multi is None:
-                raise InvalidFilter(f"{node.attr_path} is not a multi-valued attribute")
-            inner = _Compiler(Scope(multi.scope), self.dialect).node(node.val_filter)
+                raise UnknownAttribute(f"{node.attr_path} is not a multi-valued attribute")
+            inner = _Compiler(Scope(multi.scope), self.dialect, self.unknown_is_false).node(
+                node.val_filter
+            )
             return multi.any_value(inner)
         raise InvalidFilter(f"unsupported filter expression {node}")
 
@@ -183,14 +203,14 @@ class _Compiler:
         if path.uri is not None:
             uri = path.uri.lower()
             if uri not in scope.schemas:
-                raise InvalidFilter(f"unknown schema {path.uri} in the filter")
+                raise UnknownAttribute(f"unknown schema {path.uri} in the filter")
             found = scope.attributes.get(f"{uri}:{name}") or scope.attributes.get(name)
         else:
             found = scope.attributes.get(name)
         if found is None and scope.resolve is not None and path.sub_attr is None:
             found = scope.resolve(path.attr)
         if found is None:
-            raise InvalidFilter(f"unknown attribute {path} in the filter")
+            raise UnknownAttribute(f"unknown attribute {path} in the filter")
         return found
 
     def compare(

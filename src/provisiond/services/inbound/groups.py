@@ -308,6 +308,7 @@ def search(
     descending: bool,
     offset: int,
     limit: int,
+    across_types: bool = False,
 ) -> tuple[int, list[Group]]:
     group_scope = scope()
     order = Attribute(Group.name_key, folded=True)
@@ -319,4 +320,5 @@ def search(
     return page_of(
         session, select(Group), group_scope, dialect, filter_text=filter_text, order=order,
         tiebreak=Group.id, descending=descending, offset=offset, limit=limit,
+        across_types=across_types,
     )

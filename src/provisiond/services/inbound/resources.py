@@ -177,11 +177,15 @@ def page_of(
     descending: bool,
     offset: int,
     limit: int,
+    across_types: bool = False,
 ) -> tuple[int, list[Any]]:
-    """totalResults and one page of what ``filter_text`` selects, sorted by ``order``."""
+    """totalResults and one page of what ``filter_text`` selects, sorted by ``order``
+    (``across_types``: a root search, where an attribute this type lacks is false)."""
     if filter_text:
         try:
-            statement = statement.where(compile_filter(filter_text, scope, dialect))
+            statement = statement.where(
+                compile_filter(filter_text, scope, dialect, unknown_is_false=across_types)
+            )
         except InvalidFilter as exc:
             raise ScimError(400, "invalidFilter", str(exc)) from None
     if order.kind == "boolean":

@@ -153,7 +153,7 @@ class UserInput:
 
     profile: dict[str, Any]  # the standard keys it sets (absent: cleared on a PUT)
     custom: dict[str, Any] | None  # None: the body did not carry the provisiond extension
-    active: bool
+    active: bool | None  # None: not sent (a create makes the user active, a PUT keeps it)
     external_id: str | None
     email_type: str | None
 
@@ -221,7 +221,7 @@ def _input_of(user: ScimUser, custom: dict[str, Any] | None) -> UserInput:
     return UserInput(
         profile={key: value for key, value in profile.items() if value is not None},
         custom=custom,
-        active=user.active if user.active is not None else True,
+        active=user.active,
         external_id=user.external_id,
         email_type=email_type,
     )
@@ -239,7 +239,7 @@ def _checked_profile(values: dict[str, Any]) -> Profile:
 def create(session: Session, actor: Actor, client: ScimClient, data: UserInput) -> UserRow:
     """A new directory user owned by ``client``; 409 uniqueness if the userName is taken."""
     profile = _checked_profile({**(data.custom or {}), **data.profile})
-    user = directory.create_user(session, actor, profile, activate=data.active)
+    user = directory.create_user(session, actor, profile, activate=data.active is not False)
     user.source = client.id
     user.external_id = data.external_id
     user.email_type = data.email_type
@@ -266,7 +266,8 @@ def replace(session: Session, actor: Actor, user: UserRow, data: UserInput) -> U
         raise invalid_value(exc.detail) from None
     user.external_id = data.external_id
     user.email_type = data.email_type
-    set_active(session, actor, user, data.active)
+    if data.active is not None:
+        set_active(session, actor, user, data.active)
     return user
 
 
@@ -324,6 +325,7 @@ def search(
     descending: bool,
     offset: int,
     limit: int,
+    across_types: bool = False,
 ) -> tuple[int, list[UserRow]]:
     """One page of the users a filter selects (totalResults, the page), in SQL."""
     user_scope = scope(custom_resolver(session))
@@ -340,6 +342,7 @@ def search(
     return page_of(
         session, select(UserRow), user_scope, dialect, filter_text=filter_text, order=order,
         tiebreak=UserRow.id, descending=descending, offset=offset, limit=limit,
+        across_types=across_types,
     )
 
 
