@@ -191,6 +191,11 @@ def page_of(
     if order.kind == "boolean":
         raise invalid_value("cannot sort by a boolean")
     key = sort_key(order.column, dialect, order.case_exact, order.folded)
+    if filter_text:
+        # Sort what the filter found: an index on the sort key would have SQLite walk every
+        # row in order instead of using the filter's index (40 ms against 0.1 ms at 100k users
+        # for meta.lastModified gt). Without a filter, the index gives pages in order.
+        key = key.concat("")
     statement = statement.order_by(key.desc() if descending else key.asc(), tiebreak)
     return count_and_page(session, statement, offset, limit)
 

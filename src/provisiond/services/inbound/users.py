@@ -259,11 +259,14 @@ def replace(session: Session, actor: Actor, user: UserRow, data: UserInput) -> U
         current = {key for key in user.profile if key not in STANDARD}
         changes.update({key: None for key in current - set(data.custom)})
         changes.update(data.custom)
+    # Only what differs: an unchanged userName is not checked for uniqueness again.
+    changes = {key: value for key, value in changes.items() if user.profile.get(key) != value}
     _checked_profile({k: v for k, v in {**user.profile, **changes}.items() if v is not None})
-    try:
-        directory.update_user(session, actor, user.id, changes)
-    except Invalid as exc:
-        raise invalid_value(exc.detail) from None
+    if changes:
+        try:
+            directory.update_user(session, actor, user.id, changes)
+        except Invalid as exc:
+            raise invalid_value(exc.detail) from None
     user.external_id = data.external_id
     user.email_type = data.email_type
     if data.active is not None:
