@@ -111,7 +111,8 @@ def _order(value: Any) -> bool:
     return value.lower() == "descending"
 
 
-def list_query(request: Request) -> ListQuery:
+async def list_query(request: Request) -> ListQuery:
+    """The list parameters of the query string (async: no thread hop for a pure function)."""
     params = request.query_params
     return ListQuery(
         filter=params.get("filter") or None,
