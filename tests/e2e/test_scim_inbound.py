@@ -42,6 +42,9 @@ def ok(answer: httpx.Response, status: int = 200) -> Any:
     return answer.json() if answer.content else None
 
 
+# SQLite only: the SCIM layer's SQL runs on PostgreSQL in tests/services/test_scim_filters.py,
+# and the deprovisioning path on PostgreSQL in the other e2e journeys.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_okta_provisions_through_provisiond_to_the_app(
     api: httpx.Client, idp: httpx.Client, scim: httpx.Client, target: str
 ) -> None:
