@@ -26,7 +26,7 @@ from provisiond.runtime import Runtime
 from provisiond.services.inbound import LIST_RESPONSE, ScimError
 from provisiond.services.inbound import groups as scim_groups
 from provisiond.services.inbound import users as scim_users
-from provisiond.services.inbound.resources import page_window, project
+from provisiond.services.inbound.resources import Searchable, page_window, project, search
 from provisiond.store.tables import Group, ScimClient, User
 
 
@@ -37,7 +37,7 @@ class Kind:
     name: str  # "Users"
     row: type[Any]
     render: Callable[[Session, Any, str], dict[str, Any]]
-    search: Callable[..., tuple[int, list[Any]]]
+    searchable: Searchable
     create: Callable[[Session, Any, Any, Any], Any]
     replace: Callable[[Session, Any, Any, Any], Any]
     patch: Callable[[Session, Any, Any, Any, str, str], Any]
@@ -66,7 +66,7 @@ USERS = Kind(
     name="Users",
     row=User,
     render=lambda _session, row, base: scim_users.render(row, base),
-    search=scim_users.search,
+    searchable=scim_users.SEARCHABLE,
     create=_create_user,
     replace=_replace_user,
     patch=lambda s, actor, row, body, base, _dialect: scim_users.patch(s, actor, row, body, base),
@@ -77,7 +77,7 @@ GROUPS = Kind(
     name="Groups",
     row=Group,
     render=scim_groups.render,
-    search=scim_groups.search,
+    searchable=scim_groups.SEARCHABLE,
     create=scim_groups.create,
     replace=scim_groups.replace,
     patch=lambda s, actor, row, body, _base, dialect: scim_groups.patch(s, actor, row, body, dialect),
@@ -106,9 +106,10 @@ def _answer(body: dict[str, Any], request: Request, status: int = 200) -> Respon
 def _list(rt: Runtime, kind: Kind, query: ListQuery, base: str) -> Response:
     offset, limit = page_window(query.start_index, query.count)
     with rt.db.session() as session:
-        total, rows = kind.search(
+        total, rows = search(
             session,
             rt.db.engine.dialect.name,
+            kind.searchable,
             filter_text=query.filter,
             sort_by=query.sort_by,
             descending=query.descending,
@@ -131,14 +132,16 @@ def search_all(rt: Runtime, query: ListQuery, base: str) -> Response:
     dialect = rt.db.engine.dialect.name
     total = 0
     resources: list[dict[str, Any]] = []
-    args = {"filter_text": query.filter, "sort_by": query.sort_by, "descending": query.descending,
-            "across_types": True}
+    args: dict[str, Any] = {"filter_text": query.filter, "sort_by": query.sort_by,
+                            "descending": query.descending, "across_types": True}
     with rt.db.session() as session:
         for kind in (USERS, GROUPS):
-            count, _ = kind.search(session, dialect, **args, offset=0, limit=0)
+            count, _ = search(session, dialect, kind.searchable, **args, offset=0, limit=0)
             skip, room = max(0, offset - total), limit - len(resources)
             if room > 0 and skip < count:
-                _, rows = kind.search(session, dialect, **args, offset=skip, limit=room)
+                _, rows = search(
+                    session, dialect, kind.searchable, **args, offset=skip, limit=room
+                )
                 resources += [
                     project(kind.render(session, row, base), query.attributes, query.excluded)
                     for row in rows

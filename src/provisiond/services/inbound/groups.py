@@ -28,7 +28,7 @@ from provisiond.services.inbound.filters import (
     compile_filter,
 )
 from provisiond.services.inbound.patching import normalise
-from provisiond.services.inbound.resources import invalid_sort, meta, page_of
+from provisiond.services.inbound.resources import Searchable, meta
 from provisiond.store.tables import Group, GroupChild, GroupMember, ScimClient, User, utcnow
 
 # Every direct member of every group, as SCIM sees one: (group, value, type).
@@ -299,26 +299,11 @@ def delete(session: Session, actor: Actor, group: Group) -> None:
     directory.delete_group(session, actor, group.id)
 
 
-def search(
-    session: Session,
-    dialect: str,
-    *,
-    filter_text: str | None,
-    sort_by: str | None,
-    descending: bool,
-    offset: int,
-    limit: int,
-    across_types: bool = False,
-) -> tuple[int, list[Group]]:
-    group_scope = scope()
-    order = Attribute(Group.name_key, folded=True)
-    if sort_by:
-        found = group_scope.attributes.get(sort_by.lower().removeprefix(GROUP.lower() + ":"))
-        if found is None:
-            raise invalid_sort(sort_by)
-        order = found
-    return page_of(
-        session, select(Group), group_scope, dialect, filter_text=filter_text, order=order,
-        tiebreak=Group.id, descending=descending, offset=offset, limit=limit,
-        across_types=across_types,
-    )
+SEARCHABLE = Searchable(
+    model=Group,
+    scope=lambda _session: scope(),
+    default_order=Attribute(Group.name_key, folded=True),
+    sort_attribute=lambda group_scope, name: group_scope.attributes.get(
+        name.lower().removeprefix(GROUP.lower() + ":")
+    ),
+)

@@ -32,9 +32,8 @@ from provisiond.services.inbound.filters import (
 )
 from provisiond.services.inbound.patching import normalise, split_extension
 from provisiond.services.inbound.resources import (
-    invalid_sort,
+    Searchable,
     meta,
-    page_of,
     scim_error_of,
     validation_error,
 )
@@ -319,34 +318,19 @@ def delete(session: Session, actor: Actor, user: UserRow) -> None:
     directory.delete_user(session, actor, user.id)
 
 
-def search(
-    session: Session,
-    dialect: str,
-    *,
-    filter_text: str | None,
-    sort_by: str | None,
-    descending: bool,
-    offset: int,
-    limit: int,
-    across_types: bool = False,
-) -> tuple[int, list[UserRow]]:
-    """One page of the users a filter selects (totalResults, the page), in SQL."""
-    user_scope = scope(custom_resolver(session))
-    order = Attribute(UserRow.login_key, folded=True)
-    if sort_by:
-        name = _unqualified(sort_by)
-        found = (
-            user_scope.multi_valued["emails"].scope["value"] if name == "emails.value"
-            else user_scope.attributes.get(name)
-        )
-        if found is None:
-            raise invalid_sort(sort_by)
-        order = found
-    return page_of(
-        session, select(UserRow), user_scope, dialect, filter_text=filter_text, order=order,
-        tiebreak=UserRow.id, descending=descending, offset=offset, limit=limit,
-        across_types=across_types,
-    )
+def _sort_attribute(user_scope: Scope, sort_by: str) -> Attribute | None:
+    name = _unqualified(sort_by)
+    if name == "emails.value":
+        return user_scope.multi_valued["emails"].scope["value"]
+    return user_scope.attributes.get(name)
+
+
+SEARCHABLE = Searchable(
+    model=UserRow,
+    scope=lambda session: scope(custom_resolver(session)),
+    default_order=Attribute(UserRow.login_key, folded=True),
+    sort_attribute=_sort_attribute,
+)
 
 
 def _unqualified(name: str) -> str:
