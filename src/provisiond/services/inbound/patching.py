@@ -44,13 +44,14 @@ def normalise(body: Any) -> list[dict[str, Any]]:
 
 def _booleans(value: Any, path: str | None) -> Any:
     if isinstance(path, str) and path.strip().lower() in ("active", "emails.primary", "primary"):
-        return _boolean(value)
+        return as_boolean(value)
     if path is None and isinstance(value, dict):
-        return {k: _boolean(v) if k.lower() == "active" else v for k, v in value.items()}
+        return {k: as_boolean(v) if k.lower() == "active" else v for k, v in value.items()}
     return value
 
 
-def _boolean(value: Any) -> Any:
+def as_boolean(value: Any) -> Any:
+    """Entra's "True"/"False" as booleans; anything else as it is (validation judges it)."""
     if isinstance(value, str) and value.lower() in ("true", "false"):
         return value.lower() == "true"
     return value

@@ -30,7 +30,7 @@ from provisiond.services.inbound.filters import (
     MultiValued,
     Scope,
 )
-from provisiond.services.inbound.patching import normalise, split_extension
+from provisiond.services.inbound.patching import as_boolean, normalise, split_extension
 from provisiond.services.inbound.resources import (
     Searchable,
     meta,
@@ -157,13 +157,6 @@ class UserInput:
     email_type: str | None
 
 
-def _boolean(value: Any) -> Any:
-    # Entra sends "True"/"False" as strings.
-    if isinstance(value, str) and value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    return value
-
-
 def read_input(body: Any, context: Context) -> UserInput:
     """A User body, checked by scim2-models (read-only attributes such as ``id`` and
     ``meta`` dropped, as RFC 7643 §2.2 says), mapped to the directory's fields."""
@@ -181,7 +174,7 @@ def read_input(body: Any, context: Context) -> UserInput:
         raise invalid_value(f"{PROFILE} must be an object of custom attributes")
     body["schemas"] = [s for s in schemas if not (isinstance(s, str) and s.lower() == PROFILE.lower())]
     if "active" in body:
-        body["active"] = _boolean(body["active"])
+        body["active"] = as_boolean(body["active"])
     try:
         user = ScimUser.model_validate(body, scim_ctx=context)
     except ValidationError as exc:
@@ -215,8 +208,8 @@ def _input_of(user: ScimUser, custom: dict[str, Any] | None) -> UserInput:
         profile["employeeNumber"] = enterprise.employee_number
         profile["department"] = enterprise.department
         profile["manager"] = enterprise.manager.value if enterprise.manager else None
-    email_type = str(email.type.value if hasattr(email.type, "value") else email.type) \
-        if email.type else None
+    # scim2-models may read a canonical type ("work") as an enum member: keep its value.
+    email_type = str(getattr(email.type, "value", email.type)) if email.type else None
     return UserInput(
         profile={key: value for key, value in profile.items() if value is not None},
         custom=custom,
