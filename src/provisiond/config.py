@@ -9,7 +9,7 @@ import ipaddress
 import json
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -33,6 +33,10 @@ class Settings(BaseSettings):
         "(while `provisiond keys rotate` moves everything to the current key).",
     )
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    scim_source_edits: Literal["warn", "refuse"] = Field(
+        default="warn",
+        description="An admin edit of an attribute a SCIM client owns: warned of, or refused.",
+    )
     run_worker: bool = Field(default=True, description="Run a worker inside `serve`.")
     scheduler_tick_seconds: float = Field(
         default=60.0, gt=0, le=3600,

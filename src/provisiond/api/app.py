@@ -27,12 +27,16 @@ from provisiond.api.routers import (
     receipts,
     reports,
     roles,
+    scim_clients,
     sync,
     tasks,
     tokens,
     users,
     workers,
 )
+from provisiond.api.scim import PREFIX as SCIM_PREFIX
+from provisiond.api.scim import create_scim_app
+from provisiond.api.scim.errors import error_response
 from provisiond.authz import Action
 from provisiond.config import Settings
 from provisiond.runtime import Runtime
@@ -96,7 +100,7 @@ def create_app(
     )
     for module in (
         users, groups, apps, roles, assignments, push_groups, policy, sync, tasks, logs, workers,
-        tokens, admins, receipts, reports, app_accounts,
+        tokens, admins, receipts, reports, app_accounts, scim_clients,
     ):
         v1.include_router(module.router)
     app.include_router(v1)
@@ -141,6 +145,9 @@ def create_app(
         an app_admin token gets its own apps' series only."""
         body, content_type = metrics.exposition(rt, actor)
         return Response(body, media_type=content_type)
+
+    # provisiond's directory as a SCIM service provider: its own errors, tokens and no OpenAPI.
+    app.mount(SCIM_PREFIX, create_scim_app(rt))
 
     # The console answers every path the API does not: it must stay the last route, and it
     # steps aside for /api/ paths so that the API answers its own 404s and 405s.
@@ -207,6 +214,10 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        detail = f"the request body is larger than {self.limit} bytes"
+        if str(scope.get("path", "")).startswith(SCIM_PREFIX):  # SCIM clients read SCIM errors
+            await error_response(413, detail)(scope, receive, send)
+            return
         response = problems.problem(
             413,
             "payload-too-large",

@@ -74,6 +74,11 @@ class UserOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     status_changed_at: datetime
+    source: str | None = Field(
+        default=None,
+        description="The SCIM client (GET /scim-clients) that created the user and owns its "
+        "attributes; null for a user an admin created.",
+    )
 
     @classmethod
     def of(cls, user: tables.User) -> UserOut:
@@ -84,6 +89,7 @@ class UserOut(BaseModel):
             created_at=user.created_at,
             updated_at=user.updated_at,
             status_changed_at=user.status_changed_at,
+            source=user.source,
         )
 
 

@@ -94,6 +94,7 @@ ENTRIES = {
     "worker": Entry("provisiond.cli.server", "worker", "Server"),
     "migrate": Entry("provisiond.cli.server", "migrate_command", "Server"),
     "token": Entry("provisiond.cli.server", "token_app", "Server"),
+    "scim-token": Entry("provisiond.cli.scim_tokens", "app", "Directory"),
     "admin": Entry("provisiond.cli.admin_accounts", "app", "Server"),
     "keys": Entry("provisiond.cli.keys", "app", "Server"),
     "users": Entry("provisiond.cli.directory", "users", "Directory"),

@@ -84,8 +84,17 @@ class User(Base):
     status: Mapped[str] = mapped_column(String(16), index=True)
     profile: Mapped[dict[str, Any]]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Indexed for SCIM's incremental reads (``meta.lastModified gt "…"``).
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     status_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Set when a SCIM client (Okta, Entra, an HR system) created the user: it is the source
+    # of truth for the user's attributes (docs/scim-server.md). The client's id, not a FK:
+    # revoking or deleting the client leaves the mark, which is history.
+    source: Mapped[str | None] = mapped_column(String(36), index=True)
+    # The SCIM client's own id for the user, and the type of the user's one email address:
+    # SCIM state the directory profile has no field for, kept so that it reads back as sent.
+    external_id: Mapped[str | None] = mapped_column(String(256), index=True)
+    email_type: Mapped[str | None] = mapped_column(String(32))
 
 
 class Group(Base):
@@ -99,6 +108,8 @@ class Group(Base):
     rule: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    source: Mapped[str | None] = mapped_column(String(36), index=True)  # as User.source
+    external_id: Mapped[str | None] = mapped_column(String(256), index=True)
 
 
 class GroupMember(Base):
@@ -578,6 +589,21 @@ class ApiToken(Base):
     revoked_at: Mapped[datetime | None]
     # None: the token never expires on its own (it can still be revoked).
     expires_at: Mapped[datetime | None]
+
+
+class ScimClient(Base):
+    """A SCIM client (Okta, Entra, an HR system) that provisions into the directory over
+    /scim/v2 with its own bearer token: stored hashed, accepted nowhere else."""
+
+    __tablename__ = "scim_clients"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(128))
+    prefix: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
 
 
 class Admin(Base):
