@@ -33,6 +33,8 @@ class Settings(BaseSettings):
         "(while `provisiond keys rotate` moves everything to the current key).",
     )
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # A CSV import is streamed to a temporary file, not held in memory: 100,000 users are ~15 MB.
+    import_max_bytes: int = Field(default=268_435_456, ge=1024)
     run_worker: bool = Field(default=True, description="Run a worker inside `serve`.")
     task_max_attempts: int = Field(default=6, ge=1, le=50)
     retry_base_seconds: float = Field(default=2.0, gt=0)

@@ -20,6 +20,7 @@ from provisiond.api.routers import (
     apps,
     assignments,
     groups,
+    imports,
     logs,
     policy,
     push_groups,
@@ -36,6 +37,7 @@ from provisiond.runtime import Runtime
 from provisiond.services.context import current_correlation_id, new_correlation_id
 from provisiond.store import migrate
 from provisiond.web import create_console
+from provisiond.web.routes.imports import CONSOLE_IMPORT
 
 
 def create_app(
@@ -86,7 +88,7 @@ def create_app(
     )
     for module in (
         users, groups, apps, roles, assignments, push_groups, policy, sync, tasks, logs, workers,
-        tokens, admins,
+        tokens, admins, imports,
     ):
         v1.include_router(module.router)
     app.include_router(v1)
@@ -150,22 +152,35 @@ def create_app(
         response.headers["X-Request-ID"] = correlation_id
         return response
 
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimit,
+        limit=settings.max_body_bytes,
+        # These routes stream their (larger) body to a file and count it themselves.
+        streamed={imports.PATH: settings.import_max_bytes, CONSOLE_IMPORT: settings.import_max_bytes},
+    )
     return app
 
 
 class BodyLimit:
     """Refuse bodies over the limit with 413, whether or not Content-Length announces them."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, streamed: dict[str, int] | None = None) -> None:
         self.app = app
         self.limit = limit
+        self.streamed = streamed or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         declared = dict(scope["headers"]).get(b"content-length")
+        streamed = self.streamed.get(scope["path"]) if scope["method"] == "POST" else None
+        if streamed is not None:
+            if declared is not None and declared.isdigit() and int(declared) > streamed:
+                await self._refuse(scope, receive, send, streamed)
+                return
+            await self.app(scope, receive, send)
+            return
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             await self._refuse(scope, receive, send)
             return
@@ -196,11 +211,13 @@ class BodyLimit:
 
         await self.app(scope, replay, send)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _refuse(
+        self, scope: Scope, receive: Receive, send: Send, limit: int | None = None
+    ) -> None:
         response = problems.problem(
             413,
             "payload-too-large",
             "Payload too large",
-            f"the request body is larger than {self.limit} bytes",
+            f"the request body is larger than {limit or self.limit} bytes",
         )
         await response(scope, receive, send)

@@ -7,8 +7,10 @@ be reached becomes ``CliError`` with exit code 2. The root command prints either
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import quote
 
 import typer
@@ -100,12 +102,43 @@ class Api:
         *,
         params: dict[str, Any] | None = None,
         json: Any = None,
+        content: Iterator[bytes] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Any:
+        query = {k: v for k, v in (params or {}).items() if v is not None}
+        with self._exchange(
+            method, url, params=query, json=json, content=content, headers=headers
+        ) as response:
+            body = response.read()
+        if response.status_code == 204 or not body:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise CliError(
+                f"{self.server} did not answer with JSON: is it a provisiond server?", 2
+            ) from None
+
+    def download(self, url: str, sink: BinaryIO) -> int:
+        """Stream the body of ``GET url`` into ``sink``; the bytes written."""
+        written = 0
+        with self._exchange("GET", url) as response:
+            for chunk in response.iter_bytes():
+                sink.write(chunk)
+                written += len(chunk)
+        return written
+
+    @contextmanager
+    def _exchange(self, method: str, url: str, **kwargs: Any) -> Iterator[httpx.Response]:
+        """One request, its body streamed; connection failures and API errors made CliErrors."""
         import httpx
 
-        query = {k: v for k, v in (params or {}).items() if v is not None}
         try:
-            response = self._http.request(method, url, params=query, json=json)
+            with self._http.stream(method, url, **kwargs) as response:
+                if response.is_error:
+                    response.read()
+                    raise ApiError.of(response, token_sent=self._token_sent)
+                yield response
         except httpx.ConnectError as exc:
             raise CliError(
                 f"cannot connect to the provisiond server at {self.server} ({exc}); is it running? "
@@ -119,16 +152,6 @@ class Api:
         except httpx.HTTPError as exc:  # a bad URL, a broken connection, a protocol error
             raise CliError(
                 f"cannot talk to the provisiond server at {self.server}: {exc}", 2
-            ) from None
-        if response.is_error:
-            raise ApiError.of(response, token_sent=self._token_sent)
-        if response.status_code == 204 or not response.content:
-            return None
-        try:
-            return response.json()
-        except ValueError:
-            raise CliError(
-                f"{self.server} did not answer with JSON: is it a provisiond server?", 2
             ) from None
 
     def get(self, url: str, **params: Any) -> Any:

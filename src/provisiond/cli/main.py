@@ -96,7 +96,7 @@ ENTRIES = {
     "token": Entry("provisiond.cli.server", "token_app", "Server"),
     "admin": Entry("provisiond.cli.admin_accounts", "app", "Server"),
     "keys": Entry("provisiond.cli.keys", "app", "Server"),
-    "users": Entry("provisiond.cli.directory", "users", "Directory"),
+    "users": Entry("provisiond.cli.user_files", "users", "Directory"),
     "groups": Entry("provisiond.cli.directory", "groups", "Directory"),
     "apps": Entry("provisiond.cli.apps", "apps", "Applications"),
     "provisioning": Entry("provisiond.cli.apps", "provisioning", "Applications"),

@@ -185,10 +185,40 @@ def _reconcile_user(
     pushes.groups_changed(session, actor, groups_changed, reason)
 
 
+GATHERED = "gathered_reconciles"
+
+
+def gather_reconciles(session: Session) -> dict[str, set[str]]:
+    """From now on, the reconciles this session's changes cause are gathered (app id -> user
+    ids) instead of queued, until :func:`queue_gathered`: a batch of changes (a CSV import's
+    chunk) is then one change per app, under its safety limit, rather than many of one user
+    each that no limit would ever stop."""
+    gathered: dict[str, set[str]] = {}
+    session.info[GATHERED] = gathered
+    return gathered
+
+
+def queue_gathered(
+    session: Session, actor: Actor, gathered: dict[str, set[str]], reason: str
+) -> None:
+    """Queue what was gathered, one ``runs.reconcile_users`` per app, and stop gathering."""
+    session.info.pop(GATHERED, None)
+    session.flush()
+    for app_id in sorted(gathered):
+        app = session.get(App, app_id)
+        if app is not None:
+            runs.reconcile_users(session, actor, app, sorted(gathered[app_id]), reason=reason)
+
+
 def _reconcile(
     session: Session, actor: Actor, app_ids: Iterable[str], user_ids: list[str], reason: str
 ) -> None:
     """Reconcile these users in these apps, held back by each app's safety limit."""
+    gathered: dict[str, set[str]] | None = session.info.get(GATHERED)
+    if gathered is not None:
+        for app_id in app_ids:
+            gathered.setdefault(app_id, set()).update(user_ids)
+        return
     for app_id in sorted(app_ids):
         app = session.get(App, app_id)
         if app is not None:

@@ -34,6 +34,7 @@ from provisiond.web.routes import (
     dashboard,
     directory,
     groups,
+    imports,
     push_groups,
     runs,
     tasks,
@@ -89,8 +90,8 @@ def create_console(rt: Runtime, *, idle_seconds: float | None = None) -> FastAPI
     console.state.login_throttle = LoginThrottle()
     console.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     for module in (
-        auth, dashboard, apps, app_tabs, push_groups, directory, groups, runs, tasks, activity,
-        workers, access,
+        auth, dashboard, apps, app_tabs, push_groups, imports, directory, groups, runs, tasks,
+        activity, workers, access,
     ):
         console.include_router(module.router)
     _install_errors(console)
