@@ -74,7 +74,7 @@ def test_a_file_is_planned_then_applied_and_reaches_the_apps(
     eventually(lambda: remote_user(scim, f"ada.{suffix}"), timeout=60)
 
     # The export reads back as it was: importing it changes nothing.
-    exported = api.get("/users/export")
+    exported = api.get("/exports/users")
     assert exported.headers["content-type"].startswith("text/csv")
     ada_line = next(line for line in exported.text.splitlines() if line.startswith(f"ada.{suffix},"))
     assert ada_line.endswith(f",C1,Staff {suffix}")

@@ -91,6 +91,7 @@ def create_app(
         tokens, admins, imports,
     ):
         v1.include_router(module.router)
+    v1.include_router(imports.exports)
     app.include_router(v1)
 
     @app.get("/healthz", tags=["health"])

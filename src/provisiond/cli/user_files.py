@@ -198,13 +198,13 @@ def export_users(
     """Write every user, with their groups, as CSV: the columns `users import` reads."""
     st = state(ctx)
     if output is None:
-        st.api.download("/users/export", sys.stdout.buffer)
+        st.api.download("/exports/users", sys.stdout.buffer)
         sys.stdout.buffer.flush()
         return
     partial = output.with_name(output.name + ".part")
     try:
         with partial.open("wb") as sink:
-            size = st.api.download("/users/export", sink)
+            size = st.api.download("/exports/users", sink)
         partial.replace(output)  # a failed export never leaves a truncated file behind
     except CliError:
         partial.unlink(missing_ok=True)

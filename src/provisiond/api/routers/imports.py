@@ -1,4 +1,5 @@
-"""CSV import of users: upload (read and plan), look, apply with live counts, discard.
+"""CSV import of users: upload (read and plan), look, apply with live counts, discard; and
+the export (``GET /exports/users``) that imports back unchanged.
 
 The upload is the request body itself (``text/csv``), streamed to a spooled temporary file and
 read from there, so a 100,000-row file never sits in memory; its size limit is
@@ -14,6 +15,7 @@ from typing import IO
 
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
 
 from provisiond.api.authorization import requires
 from provisiond.api.deps import AdminDep, RuntimeDep
@@ -22,10 +24,11 @@ from provisiond.api.schemas import ImportOut
 from provisiond.authz import Action
 from provisiond.errors import Invalid, PayloadTooLarge
 from provisiond.runtime import Runtime
-from provisiond.services import import_apply, imports
+from provisiond.services import import_apply, imports, user_export
 from provisiond.services.context import Actor
 
 router = APIRouter(prefix="/imports", tags=["imports"])
+exports = APIRouter(prefix="/exports", tags=["users"])
 PATH = "/api/v1/imports"  # the path whose body BodyLimit leaves to this router
 
 EXAMPLE = (
@@ -149,3 +152,19 @@ def discard_import(import_id: str, rt: RuntimeDep, _: AdminDep) -> None:
     """Forget an import that is not being applied (a dry run's, say)."""
     with rt.db.session() as session:
         imports.discard(session, import_id)
+
+
+@exports.get(
+    "/users",
+    dependencies=[requires(Action.DIRECTORY_READ)],
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}},
+)
+def export_users(rt: RuntimeDep, _: AdminDep) -> StreamingResponse:
+    """Every user as CSV, with their direct group memberships (``groups``, ``;``-separated):
+    the columns ``POST /imports`` reads, so the file imports back unchanged."""
+    return StreamingResponse(
+        user_export.export_csv(rt.db),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="users.csv"'},
+    )

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Query, Response
-from fastapi.responses import StreamingResponse
 
 from provisiond.api.authorization import requires
 from provisiond.api.deps import AdminDep, RuntimeDep
@@ -9,7 +8,7 @@ from provisiond.api.problems import declare
 from provisiond.api.schemas import Page, UserCreate, UserOut, UserPatch
 from provisiond.authz import Action
 from provisiond.domain.directory import Lifecycle, UserStatus
-from provisiond.services import directory, user_export
+from provisiond.services import directory
 
 router = APIRouter(prefix="/users", tags=["users"])
 
@@ -41,22 +40,6 @@ def create_user(body: UserCreate, rt: RuntimeDep, actor: AdminDep, response: Res
         out = UserOut.of(user)
     response.headers["Location"] = f"/api/v1/users/{out.id}"
     return out
-
-
-@router.get(
-    "/export",
-    dependencies=[requires(Action.DIRECTORY_READ)],
-    response_class=StreamingResponse,
-    responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}},
-)
-def export_users(rt: RuntimeDep, _: AdminDep) -> StreamingResponse:
-    """Every user as CSV, with their direct group memberships (``groups``, ``;``-separated):
-    the columns ``POST /imports`` reads, so the file imports back unchanged."""
-    return StreamingResponse(
-        user_export.export_csv(rt.db),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": 'attachment; filename="users.csv"'},
-    )
 
 
 @router.get("/{user_id}", dependencies=[requires(Action.DIRECTORY_READ)], responses=declare(404))
