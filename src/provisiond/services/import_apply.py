@@ -104,11 +104,13 @@ def _apply_chunk(db: Database, actor: Actor, import_id: str) -> bool:
         groups = imports.group_index(session)
         done: dict[str, int] = {}
         chunk: dict[str, set[str]] = {}
+        joining: dict[str, list[str]] = {}
         for row in rows:
             gathered = directory.gather_reconciles(session)
             savepoint = session.begin_nested()
+            joins: dict[str, list[str]] = {}
             try:
-                outcome = _apply_row(session, actor, row.values or {}, groups)
+                outcome = _apply_row(session, actor, row.values or {}, groups, joins)
             except (ProvisiondError, ValidationError) as exc:
                 savepoint.rollback()
                 message = _message(exc)
@@ -119,17 +121,30 @@ def _apply_chunk(db: Database, actor: Actor, import_id: str) -> bool:
             savepoint.commit()
             for app_id, users in gathered.items():
                 chunk.setdefault(app_id, set()).update(users)
+            for group_id, joiners in joins.items():
+                joining.setdefault(group_id, []).extend(joiners)
             row.state = "done"
             done[outcome] = done.get(outcome, 0) + 1
+        joined = directory.gather_reconciles(session)
+        for group_id in sorted(joining):  # the groups were checked row by row, just now
+            directory.add_members(session, actor, group_id, joining[group_id])
+        for app_id, members in joined.items():
+            chunk.setdefault(app_id, set()).update(members)
         directory.queue_gathered(session, actor, chunk, REASON)
         _count(session, import_id, done)
         return True
 
 
 def _apply_row(
-    session: Session, actor: Actor, values: dict[str, Any], groups: dict[str, tuple[str, str | None]]
+    session: Session,
+    actor: Actor,
+    values: dict[str, Any],
+    groups: dict[str, tuple[str, str | None]],
+    joining: dict[str, list[str]],
 ) -> str:
-    """``create``, ``update`` or ``unchanged``: what this row did, through the directory."""
+    """``create``, ``update`` or ``unchanged``: what this row did, through the directory. The
+    groups the user joins are left in ``joining`` (group id -> user ids), for the chunk to add
+    at once: a group's apps are then found and reconciled once, not once a row."""
     login = str(values["login"])
     profile: dict[str, Any] = dict(values.get("profile") or {})
     user = session.scalar(select(User).where(User.login_key == directory.login_key(login)))
@@ -147,7 +162,8 @@ def _apply_row(
         if user.profile != before:
             outcome = "update"
     names = values.get("groups")
-    if names is not None and _set_groups(session, actor, user.id, names, groups):
+    current: set[str] | None = set() if outcome == "create" else None  # new: in no group
+    if names is not None and _set_groups(session, actor, user.id, names, groups, joining, current):
         outcome = "update" if outcome == "unchanged" else outcome
     return outcome
 
@@ -158,17 +174,23 @@ def _set_groups(
     user_id: str,
     names: list[str],
     groups: dict[str, tuple[str, str | None]],
+    joining: dict[str, list[str]],
+    current: set[str] | None,
 ) -> bool:
-    """Make the user's hand-made direct memberships exactly ``names``; whether any changed."""
+    """Make the user's hand-made direct memberships exactly ``names`` (the groups joined are
+    left in ``joining``); whether any changes."""
     wanted: set[str] = set()
     for name in names:
         found = groups.get(name.casefold())
         if found is None:
             raise Invalid(f"groups: no group named {name!r}", field="groups")
+        if found[1] is not None:
+            raise Conflict(f"groups: the members of {name!r} are set by its rule")
         wanted.add(found[0])
-    current = imports.manual_groups(session, [user_id]).get(user_id, set())
+    if current is None:
+        current = imports.manual_groups(session, [user_id]).get(user_id, set())
     for group_id in sorted(wanted - current):
-        directory.add_member(session, actor, group_id, user_id)
+        joining.setdefault(group_id, []).append(user_id)
     for group_id in sorted(current - wanted):
         directory.remove_member(session, actor, group_id, user_id)
     return wanted != current

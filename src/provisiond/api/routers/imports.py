@@ -98,7 +98,7 @@ async def create_import(
     actor: AdminDep,
     mapping: str | None = Query(
         default=None,
-        max_length=65536,
+        max_length=4096,
         description='Column -> profile attribute, as JSON: {"Employee ID": "employeeNumber", '
         '"Notes": ""} ("" ignores a column). Columns not named map to the attribute of '
         "their own name; `groups` lists group names separated by `;`.",
