@@ -23,7 +23,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _support import banner, bench_database, load_average, make_runtime, provisiond_server, workdir
+from _support import banner, bench_database, load_average, provisiond_server, workdir
+from cli_startup import make_token
 
 
 def write_file(path: Path, rows: int, groups: list[str]) -> int:
@@ -48,18 +49,6 @@ def chunks(path: Path) -> Iterator[bytes]:
     with path.open("rb") as file:
         while block := file.read(1 << 16):
             yield block
-
-
-def make_token(database_url: str, data_dir: Path) -> str:
-    from provisiond.services import tokens
-    from provisiond.services.context import SYSTEM
-
-    runtime = make_runtime(database_url, data_dir)
-    try:
-        with runtime.db.session() as session:
-            return tokens.create_token(session, SYSTEM, "bench")
-    finally:
-        runtime.stop()
 
 
 def main() -> None:

@@ -19,6 +19,7 @@ import typer
 from provisiond.cli.client import CliError, State, path, state
 from provisiond.cli.directory import users
 from provisiond.cli.output import print_error, printable
+from provisiond.cli.runs import progress_bar
 
 __all__ = ["users"]
 POLL_SECONDS = 0.5
@@ -164,17 +165,7 @@ def follow_import(st: State, imported: dict[str, Any]) -> dict[str, Any]:
             while imported["status"] == "applying":
                 imported = poll()
             return imported
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-        )
-
-        columns = (TextColumn("{task.description}", markup=False), BarColumn(),
-                   MofNCompleteColumn(), TimeElapsedColumn())
-        with Progress(*columns, console=st.out.err) as bar:
+        with progress_bar(st) as bar:
             task = bar.add_task(printable(f"import of {imported['filename'] or 'the file'}"),
                                 total=imported["total"], completed=imported["applied"])
             while imported["status"] == "applying":

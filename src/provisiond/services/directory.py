@@ -374,26 +374,10 @@ def _refuse_if_rule(group: Group) -> None:
 
 
 def add_member(session: Session, actor: Actor, group_id: str, user_id: str) -> bool:
-    group = get_group(session, group_id)
-    user = get_user(session, user_id)
-    _refuse_if_rule(group)
-    if session.get(GroupMember, (group_id, user_id)) is not None:
-        return False
-    session.add(GroupMember(group_id=group_id, user_id=user_id))
-    session.flush()
-    activity.record(
-        session,
-        actor,
-        "group.user_membership.add",
-        f"added {user.login} to {group.name}",
-        user_id=user_id,
-        targets={"group": group.name, "group_id": group_id, "user": user.login},
-    )
-    _reconcile(
-        session, actor, reach.apps_of_group(session, group_id), [user_id], "group.membership"
-    )
-    pushes.groups_changed(session, actor, [group_id], "group.membership")
-    return True
+    """Add the user to the group; False when they were in it already."""
+    get_group(session, group_id)
+    get_user(session, user_id)  # 404 for an unknown user before the rule's 409
+    return add_members(session, actor, group_id, [user_id]) == 1
 
 
 def add_members(session: Session, actor: Actor, group_id: str, user_ids: Sequence[str]) -> int:
