@@ -55,6 +55,9 @@ def test_a_file_is_planned_then_applied_and_reaches_the_apps(
     assert [(e["line"], e["message"].split(":")[0]) for e in bad["errors"]] == [
         (3, "email"), (4, "groups"), (6, "login 'ada." + suffix + "' is on line 2 already")
     ]
+    latin1 = api.post("/imports", content="login,email\r\nren\xe9,r@x.org\r\n".encode("latin-1"),
+                      headers={"Content-Type": "text/csv"}).json()
+    assert latin1["status"] == "invalid" and latin1["errors"][0]["message"] == "the file is not UTF-8 text"
     refused = api.post(f"/imports/{bad['id']}/apply")
     assert refused.status_code == 409 and "invalid" in refused.json()["detail"]
     assert api.get("/users", params={"q": f"ada.{suffix}"}).json()["items"] == []
