@@ -37,6 +37,8 @@ class Settings(BaseSettings):
         default="warn",
         description="An admin edit of an attribute a SCIM client owns: warned of, or refused.",
     )
+    # A CSV import is streamed to a temporary file, not held in memory: 100,000 users are ~15 MB.
+    import_max_bytes: int = Field(default=268_435_456, ge=1024)
     run_worker: bool = Field(default=True, description="Run a worker inside `serve`.")
     scheduler_tick_seconds: float = Field(
         default=60.0, gt=0, le=3600,

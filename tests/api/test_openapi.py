@@ -90,6 +90,10 @@ def test_request_bodies_have_examples(document: dict[str, Any]) -> None:
         body = operation.get("requestBody")
         if body is None:
             continue
+        if "text/csv" in body["content"]:  # a file, streamed: its example is the content's
+            if not body["content"]["text/csv"].get("example"):
+                missing.append(f"{method} {path} (text/csv)")
+            continue
         ref = body["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
         if not schemas[ref].get("examples"):
             missing.append(f"{method} {path} ({ref})")

@@ -42,6 +42,7 @@ def test_no_console_page_breaks_the_content_security_policy(
         "/directory/users",
         f"/directory/users/{user['id']}",
         f"/directory/groups/{group['id']}",
+        "/directory/imports",
         "/tasks",
         "/activity",
     ):

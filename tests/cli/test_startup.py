@@ -53,7 +53,8 @@ def test_help_lists_every_command_without_the_server_or_http() -> None:
 
 def test_an_admin_command_loads_http_but_not_the_server() -> None:
     modules = loaded_after("apps", "list")  # nothing listens on port 9: exit 2, after loading
-    assert "httpx" in modules
+    assert "http.client" in modules and "provisiond.cli.http" in modules
+    assert heavy(modules, ("httpx", "httpcore")) == []
     assert heavy(modules, SERVER_MODULES) == []
 
 

@@ -21,6 +21,7 @@ from provisiond.api.routers import (
     apps,
     assignments,
     groups,
+    imports,
     logs,
     policy,
     push_groups,
@@ -44,6 +45,7 @@ from provisiond.services.context import current_correlation_id, new_correlation_
 from provisiond.services.schedules import Scheduler
 from provisiond.store import migrate
 from provisiond.web import create_console
+from provisiond.web.routes.imports import CONSOLE_IMPORT
 
 
 def create_app(
@@ -100,9 +102,10 @@ def create_app(
     )
     for module in (
         users, groups, apps, roles, assignments, push_groups, policy, sync, tasks, logs, workers,
-        tokens, admins, receipts, reports, app_accounts, scim_clients,
+        tokens, admins, receipts, reports, app_accounts, scim_clients, imports,
     ):
         v1.include_router(module.router)
+    v1.include_router(imports.exports)
     app.include_router(v1)
 
     @app.get("/healthz", tags=["health"])
@@ -167,22 +170,35 @@ def create_app(
         response.headers["X-Request-ID"] = correlation_id
         return response
 
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimit,
+        limit=settings.max_body_bytes,
+        # These routes stream their (larger) body to a file and count it themselves.
+        streamed={imports.PATH: settings.import_max_bytes, CONSOLE_IMPORT: settings.import_max_bytes},
+    )
     return app
 
 
 class BodyLimit:
     """Refuse bodies over the limit with 413, whether or not Content-Length announces them."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, streamed: dict[str, int] | None = None) -> None:
         self.app = app
         self.limit = limit
+        self.streamed = streamed or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         declared = dict(scope["headers"]).get(b"content-length")
+        streamed = self.streamed.get(scope["path"]) if scope["method"] == "POST" else None
+        if streamed is not None:
+            if declared is not None and declared.isdigit() and int(declared) > streamed:
+                await self._refuse(scope, receive, send, streamed)
+                return
+            await self.app(scope, receive, send)
+            return
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             await self._refuse(scope, receive, send)
             return
@@ -213,15 +229,12 @@ class BodyLimit:
 
         await self.app(scope, replay, send)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        detail = f"the request body is larger than {self.limit} bytes"
+    async def _refuse(
+        self, scope: Scope, receive: Receive, send: Send, limit: int | None = None
+    ) -> None:
+        detail = f"the request body is larger than {limit or self.limit} bytes"
         if str(scope.get("path", "")).startswith(SCIM_PREFIX):  # SCIM clients read SCIM errors
             await error_response(413, detail)(scope, receive, send)
             return
-        response = problems.problem(
-            413,
-            "payload-too-large",
-            "Payload too large",
-            f"the request body is larger than {self.limit} bytes",
-        )
+        response = problems.problem(413, "payload-too-large", "Payload too large", detail)
         await response(scope, receive, send)

@@ -512,3 +512,48 @@ class EventOut(BaseModel):
             details=row.details,
             correlation_id=row.correlation_id,
         )
+
+
+# -- CSV imports ------------------------------------------------------------------------------------
+
+
+class ImportRowError(BaseModel):
+    line: int | None = Field(description="The file's line (1 is the header); null: not a row")
+    message: str
+
+
+class ImportOut(BaseModel):
+    """A CSV import: what reading the file planned, and (while applying) what is done."""
+
+    id: str
+    status: str = Field(description="invalid | ready | applying | succeeded | failed")
+    filename: str | None
+    options: dict[str, Any]
+    rows: int = Field(description="Data rows read from the file")
+    planned: dict[str, int] = Field(description="create, update, unchanged, deactivate, invalid")
+    done: dict[str, int] = Field(description="The same as they are applied, and failed")
+    total: int = Field(description="Changes to apply: rows to create, update or check, plus deactivations")
+    applied: int = Field(description="Changes applied so far (done, failed included)")
+    error_count: int
+    errors: list[ImportRowError] = Field(description="The first 1000 errors, by line")
+    created_at: datetime
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, imported: tables.UserImport) -> ImportOut:
+        planned = imported.planned
+        return cls(
+            id=imported.id,
+            status=imported.status,
+            filename=imported.filename,
+            options=imported.options,
+            rows=imported.rows,
+            planned=planned,
+            done=imported.done,
+            total=sum(planned.get(k, 0) for k in ("create", "update", "unchanged", "deactivate")),
+            applied=sum(imported.done.values()),
+            error_count=imported.error_count,
+            errors=[ImportRowError(**item) for item in imported.errors.get("items", [])],
+            created_at=imported.created_at,
+            finished_at=imported.finished_at,
+        )

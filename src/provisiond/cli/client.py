@@ -7,8 +7,10 @@ be reached becomes ``CliError`` with exit code 2. The root command prints either
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import quote
 
 import typer
@@ -17,7 +19,7 @@ from provisiond import __version__
 from provisiond.cli.output import Output
 
 if TYPE_CHECKING:
-    import httpx
+    from provisiond.cli.http import Response, ResponseLike
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
 API_PREFIX = "/api/v1"
@@ -47,7 +49,7 @@ class ApiError(CliError):
         self.problem = problem
 
     @classmethod
-    def of(cls, response: httpx.Response, *, token_sent: bool) -> ApiError:
+    def of(cls, response: ResponseLike, *, token_sent: bool) -> ApiError:
         problem: dict[str, Any] = {}
         try:
             body = response.json()
@@ -80,18 +82,25 @@ class Api:
         }
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        # httpx costs a tenth of a second to import: only the commands that talk to a server pay.
-        import httpx
+        # The standard library's http.client (cli/http.py), not httpx: a third of the start.
+        from provisiond.cli import http
 
         self._token_sent = bool(token)
         self._timeout = timeout
-        # Loading the CA bundle costs more than the rest of a command's start; a plain-HTTP
-        # server (the default, on 127.0.0.1) never uses it. HTTPS is verified as always.
-        verify = base.lower().startswith("https:")
-        self._http = httpx.Client(base_url=base, headers=headers, timeout=timeout, verify=verify)
+        self._base = base
+        self._bad_url: str | None = None
+        try:
+            self._http: http.Transport | None = http.Transport(base, headers, timeout=timeout)
+        except http.TransportError as exc:  # said when a request is made, as for any failure
+            self._http, self._bad_url = None, str(exc)
+
+    @property
+    def base_url(self) -> str:
+        return self._base.rstrip("/") + "/"
 
     def close(self) -> None:
-        self._http.close()
+        if self._http is not None:
+            self._http.close()
 
     def request(
         self,
@@ -100,9 +109,15 @@ class Api:
         *,
         params: dict[str, Any] | None = None,
         json: Any = None,
+        content: Iterator[bytes] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Any:
-        response = self._send(method, url, params=params, json=json)
-        if response.status_code == 204 or not response.content:
+        query = {k: v for k, v in (params or {}).items() if v is not None}
+        with self._exchange(
+            method, url, params=query, json=json, content=content, headers=headers
+        ) as response:
+            body = response.read()
+        if response.status_code == 204 or not body:
             return None
         try:
             return response.json()
@@ -113,33 +128,46 @@ class Api:
 
     def text(self, url: str, **params: Any) -> str:
         """A GET whose answer is text (a CSV export), not JSON."""
-        return str(self._send("GET", url, params=params).text)
+        query = {k: v for k, v in params.items() if v is not None}
+        with self._exchange("GET", url, params=query) as response:
+            return response.read().decode("utf-8", errors="replace")
 
-    def _send(
-        self, method: str, url: str, *, params: dict[str, Any] | None, json: Any = None
-    ) -> Any:
-        import httpx
+    def download(self, url: str, sink: BinaryIO) -> int:
+        """Stream the body of ``GET url`` into ``sink``; the bytes written."""
+        written = 0
+        with self._exchange("GET", url) as response:
+            for chunk in response.iter_bytes():
+                sink.write(chunk)
+                written += len(chunk)
+        return written
 
-        query = {k: v for k, v in (params or {}).items() if v is not None}
+    @contextmanager
+    def _exchange(self, method: str, url: str, **kwargs: Any) -> Iterator[Response]:
+        """One request, its body streamed; connection failures and API errors made CliErrors."""
+        from provisiond.cli import http
+
         try:
-            response = self._http.request(method, url, params=query, json=json)
-        except httpx.ConnectError as exc:
+            if self._http is None:
+                raise http.TransportError(self._bad_url or "no server")
+            with self._http.stream(method, url, **kwargs) as response:
+                if response.is_error:
+                    response.read()
+                    raise ApiError.of(response, token_sent=self._token_sent)
+                yield response
+        except http.ConnectError as exc:
             raise CliError(
                 f"cannot connect to the provisiond server at {self.server} ({exc}); is it running? "
                 "Point --server or PROVISIOND_SERVER at it.",
                 2,
             ) from None
-        except httpx.TimeoutException:
+        except http.Timeout:
             raise CliError(
                 f"the provisiond server at {self.server} did not answer in {self._timeout:g} s", 2
             ) from None
-        except httpx.HTTPError as exc:  # a bad URL, a broken connection, a protocol error
+        except http.TransportError as exc:  # a bad URL, a broken connection, a protocol error
             raise CliError(
                 f"cannot talk to the provisiond server at {self.server}: {exc}", 2
             ) from None
-        if response.is_error:
-            raise ApiError.of(response, token_sent=self._token_sent)
-        return response
 
     def get(self, url: str, **params: Any) -> Any:
         return self.request("GET", url, params=params)

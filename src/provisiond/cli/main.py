@@ -97,7 +97,7 @@ ENTRIES = {
     "scim-token": Entry("provisiond.cli.scim_tokens", "app", "Directory"),
     "admin": Entry("provisiond.cli.admin_accounts", "app", "Server"),
     "keys": Entry("provisiond.cli.keys", "app", "Server"),
-    "users": Entry("provisiond.cli.directory", "users", "Directory"),
+    "users": Entry("provisiond.cli.user_files", "users", "Directory"),
     "groups": Entry("provisiond.cli.directory", "groups", "Directory"),
     "apps": Entry("provisiond.cli.apps", "apps", "Applications"),
     "provisioning": Entry("provisiond.cli.apps", "provisioning", "Applications"),

@@ -7,13 +7,16 @@ Shared by ``sync``, ``assign --wait``, ``provisioning enable``, ``policy set`` a
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from provisiond.cli.client import CliError, State, path
 from provisiond.cli.names import Names, is_id
 from provisiond.cli.output import print_error, printable
+
+if TYPE_CHECKING:  # Rich's progress bars load when one is drawn
+    from rich.progress import Progress
 
 POLL_SECONDS = 0.25
 
@@ -44,6 +47,17 @@ def summary(run: dict[str, Any]) -> str:
     return f"{what(run)} {run['status']}: {counts or 'nothing to do'}"
 
 
+def progress_bar(st: State) -> Progress:
+    """A progress bar on stderr: a label (never markup), the bar, done of total, time taken."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (
+        TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    return Progress(*columns, console=st.out.err)
+
+
 def follow_run(st: State, run: dict[str, Any], app: str, *, timeout: float | None = None) -> None:
     """Poll the run until it finishes, with a progress bar on stderr; exit 1 if it failed."""
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -60,19 +74,7 @@ def follow_run(st: State, run: dict[str, Any], app: str, *, timeout: float | Non
             while run["status"] == "running":
                 run = poll(run)
         else:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-            )
-
-            columns = (
-                TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
-                TimeElapsedColumn(),
-            )
-            with Progress(*columns, console=st.out.err) as bar:
+            with progress_bar(st) as bar:
                 label = printable(f"{kind_of(run)} of {Names(st.api).app(app) if is_id(app) else app}")
                 task = bar.add_task(label, total=run["total"], completed=run["done"])
                 while run["status"] == "running":

@@ -185,10 +185,40 @@ def _reconcile_user(
     pushes.groups_changed(session, actor, groups_changed, reason)
 
 
+GATHERED = "gathered_reconciles"
+
+
+def gather_reconciles(session: Session) -> dict[str, set[str]]:
+    """From now on, the reconciles this session's changes cause are gathered (app id -> user
+    ids) instead of queued, until :func:`queue_gathered`: a batch of changes (a CSV import's
+    chunk) is then one change per app, under its safety limit, rather than many of one user
+    each that no limit would ever stop."""
+    gathered: dict[str, set[str]] = {}
+    session.info[GATHERED] = gathered
+    return gathered
+
+
+def queue_gathered(
+    session: Session, actor: Actor, gathered: dict[str, set[str]], reason: str
+) -> None:
+    """Queue what was gathered, one ``runs.reconcile_users`` per app, and stop gathering."""
+    session.info.pop(GATHERED, None)
+    session.flush()
+    for app_id in sorted(gathered):
+        app = session.get(App, app_id)
+        if app is not None:
+            runs.reconcile_users(session, actor, app, sorted(gathered[app_id]), reason=reason)
+
+
 def _reconcile(
     session: Session, actor: Actor, app_ids: Iterable[str], user_ids: list[str], reason: str
 ) -> None:
     """Reconcile these users in these apps, held back by each app's safety limit."""
+    gathered: dict[str, set[str]] | None = session.info.get(GATHERED)
+    if gathered is not None:
+        for app_id in app_ids:
+            gathered.setdefault(app_id, set()).update(user_ids)
+        return
     for app_id in sorted(app_ids):
         app = session.get(App, app_id)
         if app is not None:
@@ -344,26 +374,44 @@ def _refuse_if_rule(group: Group) -> None:
 
 
 def add_member(session: Session, actor: Actor, group_id: str, user_id: str) -> bool:
+    """Add the user to the group; False when they were in it already."""
+    get_group(session, group_id)
+    get_user(session, user_id)  # 404 for an unknown user before the rule's 409
+    return add_members(session, actor, group_id, [user_id]) == 1
+
+
+def add_members(session: Session, actor: Actor, group_id: str, user_ids: Sequence[str]) -> int:
+    """Add many users to one group (those already in it are left): one event each, but one
+    reconcile of the group's apps and one pushed-group check for all (a CSV import's chunk).
+    The users must exist; how many were added."""
     group = get_group(session, group_id)
-    user = get_user(session, user_id)
     _refuse_if_rule(group)
-    if session.get(GroupMember, (group_id, user_id)) is not None:
-        return False
-    session.add(GroupMember(group_id=group_id, user_id=user_id))
-    session.flush()
-    activity.record(
-        session,
-        actor,
-        "group.user_membership.add",
-        f"added {user.login} to {group.name}",
-        user_id=user_id,
-        targets={"group": group.name, "group_id": group_id, "user": user.login},
+    present = set(
+        session.scalars(
+            select(GroupMember.user_id).where(
+                GroupMember.group_id == group_id, GroupMember.user_id.in_(user_ids)
+            )
+        )
     )
+    users = find_users_by_ids(session, [u for u in dict.fromkeys(user_ids) if u not in present])
+    if not users:
+        return 0
+    session.add_all(GroupMember(group_id=group_id, user_id=user_id) for user_id in users)
+    session.flush()
+    for user in users.values():
+        activity.record(
+            session,
+            actor,
+            "group.user_membership.add",
+            f"added {user.login} to {group.name}",
+            user_id=user.id,
+            targets={"group": group.name, "group_id": group_id, "user": user.login},
+        )
     _reconcile(
-        session, actor, reach.apps_of_group(session, group_id), [user_id], "group.membership"
+        session, actor, reach.apps_of_group(session, group_id), sorted(users), "group.membership"
     )
     pushes.groups_changed(session, actor, [group_id], "group.membership")
-    return True
+    return len(users)
 
 
 def remove_member(session: Session, actor: Actor, group_id: str, user_id: str) -> None:

@@ -639,3 +639,43 @@ class KeyCanary(Base):
     fingerprint: Mapped[str] = mapped_column(String(32))
     sealed: Mapped[str] = mapped_column(Text)
     sealed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class UserImport(Base):
+    """A CSV file of users read and planned (``ready`` or ``invalid``), then applied in chunks
+    with live counts (``applying`` -> ``succeeded`` / ``failed``). services/imports.py."""
+
+    __tablename__ = "user_imports"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    status: Mapped[str] = mapped_column(String(16))  # invalid|ready|applying|succeeded|failed
+    actor: Mapped[str] = mapped_column(String(128))
+    filename: Mapped[str | None] = mapped_column(String(256))
+    # mapping, deactivate_missing, skip_invalid: what the file was read with.
+    options: Mapped[dict[str, Any]]
+    rows: Mapped[int] = mapped_column(Integer, default=0)  # data rows read from the file
+    planned: Mapped[dict[str, Any]]  # create, update, unchanged, deactivate, invalid
+    done: Mapped[dict[str, Any]]  # the same, counted as they are applied, plus failed
+    # The first errors (line, message); ``error_count`` counts all of them.
+    errors: Mapped[dict[str, Any]]
+    error_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+
+
+class ImportRow(Base):
+    """One planned change of an import: a row of the file, or a user missing from it (to
+    deactivate). ``seq`` orders them (the file's rows by line, then the deactivations)."""
+
+    __tablename__ = "user_import_rows"
+
+    import_id: Mapped[str] = mapped_column(
+        ForeignKey("user_imports.id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    line: Mapped[int | None] = mapped_column(Integer)  # None for a deactivation
+    action: Mapped[str] = mapped_column(String(16))  # create|update|unchanged|deactivate
+    user_id: Mapped[str | None] = mapped_column(String(36))  # known at planning for all but create
+    values: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc, nullable=True)  # RowValues
+    state: Mapped[str] = mapped_column(String(8), default="pending")  # pending|done|failed
+    error: Mapped[str | None] = mapped_column(Text)

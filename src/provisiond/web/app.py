@@ -35,6 +35,7 @@ from provisiond.web.routes import (
     dashboard,
     directory,
     groups,
+    imports,
     push_groups,
     reports,
     runs,
@@ -91,8 +92,8 @@ def create_console(rt: Runtime, *, idle_seconds: float | None = None) -> FastAPI
     console.state.login_throttle = LoginThrottle()
     console.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     for module in (
-        auth, dashboard, apps, app_tabs, app_side, push_groups, directory, groups, runs, tasks,
-        activity, workers, access, reports,
+        auth, dashboard, apps, app_tabs, app_side, push_groups, imports, directory, groups, runs,
+        tasks, activity, workers, access, reports,
     ):
         console.include_router(module.router)
     _install_errors(console)
