@@ -139,6 +139,9 @@ class Worker:
         # app id -> (monotonic time it expires, the app's settings version it was seen with)
         self._known_empty: dict[str, tuple[float, str]] = {}
         self._probing: set[str] = set()
+        # app id -> monotonic time until which its probe's answer "not empty" stands: without
+        # it every batch of creates probed again until the first account was written.
+        self._not_empty: dict[str, float] = {}
         self._flush_now: asyncio.Event | None = None
         self._arrived: asyncio.Event | None = None
         self._writing = 0  # outcomes in the write transaction now
@@ -421,7 +424,7 @@ class Worker:
                     self._release(task)
                 continue
             self._concurrency[app_id] = ctx.provisioning.concurrency
-            if ready.probe_empty and app_id not in self._known_empty.keys() | self._probing:
+            if ready.probe_empty and not self._probed(app_id):
                 # Beside the creates, not before them: a slow answer delays nothing.
                 self._probing.add(app_id)
                 self._spawn(self._probe_empty(ctx))
@@ -442,6 +445,14 @@ class Worker:
             self._probing.discard(ctx.app_id)
         if empty:
             self._known_empty[ctx.app_id] = (time.monotonic() + KNOWN_EMPTY_SECONDS, ctx.version)
+        else:
+            self._not_empty[ctx.app_id] = time.monotonic() + KNOWN_EMPTY_SECONDS
+
+    def _probed(self, app_id: str) -> bool:
+        """Whether the app's emptiness is known (either way) and still trusted."""
+        if app_id in self._known_empty or app_id in self._probing:
+            return True
+        return self._not_empty.get(app_id, 0.0) > time.monotonic()
 
     def _skips_lookup(self, ctx: AppContext) -> bool:
         seen = self._known_empty.get(ctx.app_id)
@@ -492,7 +503,7 @@ class Worker:
                 for app_id, kinds in pending.items()
                 if OperationKind.CREATE in kinds
                 and contexts[app_id].provisioning.matching == "userName"
-                and app_id not in self._known_empty
+                and not self._probed(app_id)
                 and not has_accounts(session, app_id)
             }
         prepared: dict[str, _Prepared] = {app_id: _Prepared(None, [], []) for app_id in batch}
