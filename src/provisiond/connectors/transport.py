@@ -186,14 +186,21 @@ class _Body(httpx.AsyncByteStream):
 
 
 def _mapped(exc: Exception, request: httpx.Request) -> httpx.TransportError:
-    """aiohttp's error (or the socket's) as the httpx one the connector handles."""
-    text = str(exc) or type(exc).__name__
+    """aiohttp's error (or the socket's) as the httpx one the connector handles.
+
+    Only what this side says is quoted (a timeout, the connect call's or the TLS library's
+    error): aiohttp's parser errors quote the bytes the peer sent, and whatever listens at an
+    app's URL (an SSH banner, an intranet page) must not be readable through the connector's
+    messages (docs/security.md)."""
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return httpx.ConnectTimeout(text, request=request)
+        return httpx.ConnectTimeout(str(exc) or "connect timeout", request=request)
     if isinstance(exc, aiohttp.ServerTimeoutError):
-        return httpx.ReadTimeout(text, request=request)
+        return httpx.ReadTimeout(str(exc) or "read timeout", request=request)
     if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ClientSSLError):
-        return httpx.ConnectError(text, request=request)
-    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
-        return httpx.RemoteProtocolError(text, request=request)
-    return httpx.ReadError(text, request=request)
+        return httpx.ConnectError(str(exc) or type(exc).__name__, request=request)
+    what = type(exc).__name__
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return httpx.RemoteProtocolError("the app closed the connection", request=request)
+    if isinstance(exc, aiohttp.ClientResponseError | aiohttp.ClientPayloadError):
+        return httpx.RemoteProtocolError(f"the answer is not valid HTTP ({what})", request=request)
+    return httpx.ReadError(f"the connection failed ({what})", request=request)

@@ -98,6 +98,18 @@ class _Prepared:
     probe_empty: bool = False
 
 
+# What a claim read and decided with it (a batch holding a lifecycle task), or the read's error.
+_ReadAhead = dict[str, _Prepared] | BaseException | None
+
+
+def _accounts_by_app(claimed: Sequence[queue.Claimed]) -> dict[str, list[queue.Claimed]]:
+    accounts: dict[str, list[queue.Claimed]] = {}
+    for task in claimed:
+        if task.kind != "group":
+            accounts.setdefault(task.app_id, []).append(task)
+    return accounts
+
+
 class Worker:
     def __init__(
         self,
@@ -187,8 +199,7 @@ class Worker:
                         await self._in_db(self._housekeeping)
                         next_sweep = time.monotonic() + HOUSEKEEPING_SECONDS
                     self._wake.clear()
-                    claimed = await self._claim()
-                    self._dispatch(claimed)
+                    self._dispatch(*await self._claim())
                     if outage:
                         log.info("the database answers again: claiming")
                     outage = 0
@@ -275,10 +286,10 @@ class Worker:
 
     # -- claiming ----------------------------------------------------------------------------
 
-    async def _claim(self) -> list[queue.Claimed]:
+    async def _claim(self) -> tuple[list[queue.Claimed], _ReadAhead]:
         room_total = self.capacity - len(self._slots)
         if room_total <= 0 or not await self.upkeep.registered():
-            return []
+            return [], None
         room_normal = self.capacity - self.reserved - (len(self._slots) - self._urgent)
         room = {
             app_id: self._depth(app_id) - self._per_app.get(app_id, 0)
@@ -294,16 +305,30 @@ class Worker:
         urgent_anywhere = self._news and bool(full)
         self._news = False
         try:
-            claimed = await self._in_db(
-                self._claim_in_db, room_total, room_normal, room, full, default, urgent_anywhere
+            claimed, read_ahead = await self._in_db(
+                self._claim_and_read, room_total, room_normal, room, full, default,
+                urgent_anywhere,
             )
             # Took all it could: more may be due, so freed slots are worth a claim.
             self._starved = len(claimed) >= min(room_total, max(room_normal, 1))
-            return claimed
+            return claimed, read_ahead
         except IntegrityError:
             # An on-demand run took one of these keys in the same instant (uq_tasks_running_key):
             # nothing was claimed; the next round claims what is still queued.
-            return []
+            return [], None
+
+    def _claim_and_read(self, *args: Any) -> tuple[list[queue.Claimed], _ReadAhead]:
+        """The claim; and when it took a lifecycle task (a leaver's deprovisioning), the read
+        and decide of its account tasks in the same trip to the database thread, one hand-off
+        between threads less before its requests go out."""
+        claimed = self._claim_in_db(*args)
+        accounts = _accounts_by_app(claimed)
+        if not any(task.priority == 0 for tasks in accounts.values() for task in tasks):
+            return claimed, None
+        try:
+            return claimed, self._prepare_all(accounts)
+        except Exception as exc:  # handled as a failed read, by _run_accounts
+            return claimed, exc
 
     def _claim_in_db(
         self,
@@ -352,8 +377,7 @@ class Worker:
                 batch += queue.claim(session, self.id, min(left, self.reserved), urgent_only=True)
         return batch
 
-    def _dispatch(self, claimed: Sequence[queue.Claimed]) -> None:
-        accounts: dict[str, list[queue.Claimed]] = {}
+    def _dispatch(self, claimed: Sequence[queue.Claimed], read_ahead: _ReadAhead = None) -> None:
         for task in claimed:
             urgent = task.priority == 0
             self._slots[(task.id, task.claimed_at)] = (task.app_id, urgent)
@@ -361,10 +385,9 @@ class Worker:
             self._urgent += urgent
             if task.kind == "group":  # pushed groups: their own reconciler, one at a time
                 self._spawn(self._run_group(task))
-            else:
-                accounts.setdefault(task.app_id, []).append(task)
+        accounts = _accounts_by_app(claimed)
         if accounts:
-            self._spawn(self._run_accounts(accounts))
+            self._spawn(self._run_accounts(accounts, read_ahead))
 
     def _spawn(self, job: Any) -> None:
         task = asyncio.create_task(job)
@@ -406,10 +429,20 @@ class Worker:
 
     # -- account tasks -----------------------------------------------------------------------
 
-    async def _run_accounts(self, batch: dict[str, list[queue.Claimed]]) -> None:
-        """Read and decide every app's account tasks of a claim at once, then apply each."""
+    async def _run_accounts(
+        self,
+        batch: dict[str, list[queue.Claimed]],
+        read_ahead: _ReadAhead = None,
+    ) -> None:
+        """Read and decide every app's account tasks of a claim at once (unless the claim
+        did already: ``read_ahead``), then apply each."""
         try:
-            prepared = await self._in_db(self._prepare_all, batch)
+            if isinstance(read_ahead, BaseException):
+                raise read_ahead
+            if read_ahead is None:
+                prepared = await self._in_db(self._prepare_all, batch)
+            else:
+                prepared = read_ahead
         except Exception as exc:  # a bug must not kill the loop; the tasks are marked dead
             tasks = [task for group in batch.values() for task in group]
             log.exception("reading %d account tasks failed", len(tasks))
