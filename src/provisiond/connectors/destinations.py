@@ -131,6 +131,25 @@ def refuse(policy: DestinationPolicy, host: str, addresses: Iterable[str]) -> No
             )
 
 
+async def checked_addresses(
+    policy: DestinationPolicy,
+    resolve: Resolver,
+    host: str,
+    port: int,
+    unreachable: Callable[[str], Exception],
+) -> Sequence[str]:
+    """The addresses ``host`` resolves to, every one allowed by the policy (else
+    DestinationRefused); a name that does not resolve raises ``unreachable(why)``."""
+    try:
+        addresses = await resolve(host, port)
+    except OSError as exc:
+        raise unreachable(f"cannot resolve {host}: {exc}") from exc
+    if not addresses:
+        raise unreachable(f"{host} resolves to no address")
+    refuse(policy, host, addresses)
+    return addresses
+
+
 class GuardedBackend(httpcore.AsyncNetworkBackend):
     """httpcore's network backend, resolving names itself and connecting only to addresses the
     policy allows. The connection is opened to the checked address (never resolved twice), while
@@ -149,13 +168,9 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        try:
-            addresses = await self._resolve(host, port)
-        except OSError as exc:
-            raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
-        if not addresses:
-            raise httpcore.ConnectError(f"{host} resolves to no address")
-        refuse(self.policy, host, addresses)
+        addresses = await checked_addresses(
+            self.policy, self._resolve, host, port, httpcore.ConnectError
+        )
         failure: Exception | None = None
         for address in addresses:
             try:

@@ -31,6 +31,7 @@ from yarl import URL
 from provisiond.connectors.destinations import (
     DestinationPolicy,
     Resolver,
+    checked_addresses,
     refuse,
     system_resolver,
     tls_context,
@@ -48,13 +49,9 @@ class GuardedResolver(AbstractResolver):
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
-        try:
-            addresses = await self._resolve(host, port)
-        except OSError as exc:
-            raise httpx.ConnectError(f"cannot resolve {host}: {exc}") from exc
-        if not addresses:
-            raise httpx.ConnectError(f"{host} resolves to no address")
-        refuse(self.policy, host, addresses)
+        addresses = await checked_addresses(
+            self.policy, self._resolve, host, port, httpx.ConnectError
+        )
         return [
             {
                 "hostname": host,

@@ -37,7 +37,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import httpx
 from sqlalchemy import func, select
@@ -98,8 +98,15 @@ class _Prepared:
     probe_empty: bool = False
 
 
-# What a claim read and decided with it (a batch holding a lifecycle task), or the read's error.
+# What a claim read and decided with it, or the read's error.
 _ReadAhead = dict[str, _Prepared] | BaseException | None
+
+
+class _Claim(NamedTuple):
+    tasks: list[queue.Claimed]
+    read_ahead: _ReadAhead = None
+    due_read: bool = False  # whether next_due was read with the claim
+    next_due: datetime | None = None
 
 
 def _accounts_by_app(claimed: Sequence[queue.Claimed]) -> dict[str, list[queue.Claimed]]:
@@ -199,13 +206,14 @@ class Worker:
                         await self._in_db(self._housekeeping)
                         next_sweep = time.monotonic() + HOUSEKEEPING_SECONDS
                     self._wake.clear()
-                    self._dispatch(*await self._claim())
+                    claim = await self._claim()
+                    self._dispatch(claim.tasks, claim.read_ahead)
                     if outage:
                         log.info("the database answers again: claiming")
                     outage = 0
                     if self._starved and len(self._slots) < self.capacity:
                         continue
-                    await self._idle(stop)
+                    await self._idle(stop, claim)
                 except SQLAlchemyError:
                     # The database is away (restarting, a network cut): keep what runs, claim
                     # nothing, ask again with backoff. Workers that still reach it take over
@@ -263,11 +271,11 @@ class Worker:
         except Exception:  # housekeeping must never stop the worker; it is retried later
             log.exception("worker housekeeping failed")
 
-    async def _idle(self, stop: asyncio.Event) -> None:
+    async def _idle(self, stop: asyncio.Event, claim: _Claim) -> None:
         assert self._wake is not None
         timeout = IDLE_POLL_SECONDS
         if len(self._slots) < self.capacity:  # at capacity, a finished task wakes us anyway
-            due = await self._in_db(self._next_due)
+            due = claim.next_due if claim.due_read else await self._in_db(self._next_due)
             if due is not None:
                 timeout = max(0.0, min(timeout, (due - utcnow()).total_seconds()))
         waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
@@ -286,10 +294,10 @@ class Worker:
 
     # -- claiming ----------------------------------------------------------------------------
 
-    async def _claim(self) -> tuple[list[queue.Claimed], _ReadAhead]:
+    async def _claim(self) -> _Claim:
         room_total = self.capacity - len(self._slots)
         if room_total <= 0 or not await self.upkeep.registered():
-            return [], None
+            return _Claim([])
         room_normal = self.capacity - self.reserved - (len(self._slots) - self._urgent)
         room = {
             app_id: self._depth(app_id) - self._per_app.get(app_id, 0)
@@ -305,30 +313,31 @@ class Worker:
         urgent_anywhere = self._news and bool(full)
         self._news = False
         try:
-            claimed, read_ahead = await self._in_db(
+            claim: _Claim = await self._in_db(
                 self._claim_and_read, room_total, room_normal, room, full, default,
                 urgent_anywhere,
             )
             # Took all it could: more may be due, so freed slots are worth a claim.
-            self._starved = len(claimed) >= min(room_total, max(room_normal, 1))
-            return claimed, read_ahead
+            self._starved = len(claim.tasks) >= min(room_total, max(room_normal, 1))
+            return claim
         except IntegrityError:
             # An on-demand run took one of these keys in the same instant (uq_tasks_running_key):
             # nothing was claimed; the next round claims what is still queued.
-            return [], None
+            return _Claim([])
 
-    def _claim_and_read(self, *args: Any) -> tuple[list[queue.Claimed], _ReadAhead]:
-        """The claim; and when it took a lifecycle task (a leaver's deprovisioning), the read
-        and decide of its account tasks in the same trip to the database thread, one hand-off
-        between threads less before its requests go out."""
-        claimed = self._claim_in_db(*args)
+    def _claim_and_read(self, *args: Any) -> _Claim:
+        """The claim, the read and decide of its account tasks, and when the next task comes
+        due, in one trip to the database thread: a leaver's requests go out one hand-off
+        between threads sooner, and the idle wait needs no query of its own."""
+        claimed, due = self._claim_in_db(*args)
         accounts = _accounts_by_app(claimed)
-        if not any(task.priority == 0 for tasks in accounts.values() for task in tasks):
-            return claimed, None
-        try:
-            return claimed, self._prepare_all(accounts)
-        except Exception as exc:  # handled as a failed read, by _run_accounts
-            return claimed, exc
+        read_ahead: _ReadAhead = None
+        if accounts:
+            try:
+                read_ahead = self._prepare_all(accounts)
+            except Exception as exc:  # handled as a failed read, by _run_accounts
+                read_ahead = exc
+        return _Claim(claimed, read_ahead, True, due)
 
     def _claim_in_db(
         self,
@@ -338,8 +347,9 @@ class Worker:
         full: list[str],
         default: int,
         urgent_anywhere: bool = False,
-    ) -> list[queue.Claimed]:
-        """Up to ``room_total`` tasks, of which at most ``room_normal`` not lifecycle ones.
+    ) -> tuple[list[queue.Claimed], datetime | None]:
+        """Up to ``room_total`` tasks, of which at most ``room_normal`` not lifecycle ones,
+        and when the next task not due yet comes due.
 
         A claim looks at a window of the due tasks: when an app reached its room in it, the
         claim is made again without that app, so that its older backlog cannot hide the tasks
@@ -375,7 +385,8 @@ class Worker:
             if urgent_anywhere and left > 0:
                 # Lifecycle tasks of apps without room: bounded by the worker's capacity only.
                 batch += queue.claim(session, self.id, min(left, self.reserved), urgent_only=True)
-        return batch
+            due = queue.next_due(session, after=utcnow())  # see _next_due
+        return batch, due
 
     def _dispatch(self, claimed: Sequence[queue.Claimed], read_ahead: _ReadAhead = None) -> None:
         for task in claimed:
