@@ -504,7 +504,7 @@ def load_average() -> str:
 
 @contextlib.contextmanager
 def provisiond_server(
-    database_url: str, data_dir: Path, startup_timeout: float = 30.0
+    database_url: str, data_dir: Path, startup_timeout: float = 120.0
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """provisiond (REST API + in-process worker thread) in a subprocess; yields its base URL.
 

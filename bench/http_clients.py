@@ -1,6 +1,6 @@
 """HTTP client stacks against a real SCIM target: httpx.AsyncClient against aiohttp.ClientSession.
 
-    .venv/bin/pip install aiohttp     # for this measurement only: not a project dependency
+    (aiohttp is a project dependency since bench/RESULTS.md §7: the connector's transport)
     .venv/bin/python bench/http_clients.py [--users 2000] [--concurrency 8] [--repeats 3]
         [--timeout 240] [--budget 1800] [--clients httpx,httpx-trust_env=False,...]
         [--json results.json]

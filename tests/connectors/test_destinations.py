@@ -18,6 +18,7 @@ from provisiond.connectors.destinations import (
 )
 from provisiond.connectors.registry import build_connector, destination_policy
 from provisiond.connectors.scim import ScimConnector
+from provisiond.connectors.transport import AiohttpTransport
 from provisiond.domain.apps import (
     NoAuth,
     OAuth2ClientCredentials,
@@ -194,6 +195,35 @@ def test_the_policy_holds_for_every_request_through_the_transport() -> None:
                 await client.get("http://[::ffff:169.254.169.254]/latest/meta-data/")
 
     asyncio.run(main())
+
+
+def test_the_connectors_transport_refuses_literals_and_names_that_resolve_to_them(
+    serve: Callable[[Responder], LoopbackServer],
+) -> None:
+    """The aiohttp transport the connector sends through: an IP literal is checked before the
+    request goes out (aiohttp does not resolve one), a name on every address it resolves to,
+    each time a connection is opened (the first connection to the name is real)."""
+    server = serve(listing)
+    port = int(server.url.rsplit(":", 1)[1])
+    answers: list[Sequence[str]] = [["127.0.0.1"], ["127.0.0.1", "169.254.169.254"]]
+
+    async def rebinding(host: str, port: int) -> Sequence[str]:
+        return answers.pop(0)
+
+    async def main() -> None:
+        transport = AiohttpTransport(LOOPBACK, httpx.Limits(max_connections=1), rebinding)
+        async with httpx.AsyncClient(transport=transport, trust_env=False) as client:
+            for url in ("http://169.254.169.254/latest/", "http://[::ffff:a9fe:a9fe]/latest/"):
+                with pytest.raises(DestinationRefused, match="cloud metadata"):
+                    await client.get(url)
+            first = await client.get(f"http://app.example:{port}/v2/Users")
+            assert first.status_code == 200
+            await first.aclose()  # unread: its connection is dropped, the next one connects
+            with pytest.raises(DestinationRefused, match=r"app\.example \(169\.254\.169\.254\)"):
+                await client.get(f"http://app.example:{port}/v2/Users")
+
+    asyncio.run(main())
+    assert answers == [] and len(server.requests) == 1
 
 
 def test_the_oauth_token_endpoint_is_held_to_the_policy_too(

@@ -27,7 +27,13 @@ from provisiond.engine import worker as worker_module
 from provisiond.engine.context import read_context
 from provisiond.engine.decide import Snapshot, snapshot
 from provisiond.engine.executor import Result
-from provisiond.engine.outcomes import Outcome, account_failure, applied
+from provisiond.engine.outcomes import (
+    Outcome,
+    TaskWrite,
+    Transition,
+    account_failure,
+    applied,
+)
 from provisiond.engine.planner import AccountStatus, ActualAccount, OperationKind
 from provisiond.engine.reader import read_inputs
 from provisiond.engine.worker import Worker
@@ -417,3 +423,41 @@ def test_a_deprovisioning_is_written_without_waiting_for_the_slow_creates_of_its
     accounts = accounts_of(runtime, app_id)
     assert {j: accounts[j].status for j in joiners} == {j: "active" for j in joiners}
     assert accounts[leaver].status == "deactivated"
+
+
+
+def test_successors_are_found_per_key_in_one_look_across_apps(runtime: Runtime) -> None:
+    """A leaver's batch spans many apps: a task queued for one of its keys meanwhile is seen,
+    and a queued task of the same user in another app of the batch, not a key of it, is not."""
+    with runtime.db.session() as session:
+        a, b = (
+            apps.create_app(
+                session, SYSTEM, runtime.vault, name=f"succ-{n}", label=n,
+                connector=ScimConnectorSettings(
+                    base_url="http://127.0.0.1:9/v2", auth={"type": "none"}
+                ),
+                provisioning=ProvisioningSettings(),
+            ).id
+            for n in ("a", "b")
+        )
+    x, y = make_users(runtime, 2, prefix="succ")
+
+    def ran(*keys: tuple[str, str]) -> list[Outcome]:
+        now = utcnow()
+        return [
+            Outcome(
+                queue.Claimed(
+                    id=f"t{n}", app_id=app_id, kind="user", subject_id=subject, run_id=None,
+                    reason="r", priority=0, attempts=1, verify_remote=False,
+                    correlation_id="c", created_at=now, updated_at=now, claimed_by="w",
+                    claimed_at=now,
+                ),
+                TaskWrite(Transition.CLOSE, "unchanged"),
+            )
+            for n, (app_id, subject) in enumerate(keys)
+        ]
+
+    with runtime.db.session() as session:
+        queue.enqueue(session, b, [x], reason="r", correlation_id="c")
+        assert not writer.successors_queued(session, ran((a, x), (b, y)))
+        assert writer.successors_queued(session, ran((a, y), (b, x)))

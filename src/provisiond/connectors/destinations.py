@@ -118,6 +118,38 @@ async def system_resolver(host: str, port: int) -> Sequence[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
+def refuse(policy: DestinationPolicy, host: str, addresses: Iterable[str]) -> None:
+    """Raise DestinationRefused if any of the addresses ``host`` resolved to is refused: a
+    rebinding name may hand out a public address first and the metadata one on the next try."""
+    for address in addresses:
+        why = policy.refusal(address)
+        if why is not None:
+            shown = address if address == host else f"{host} ({address})"
+            raise DestinationRefused(
+                f"refused to connect to {shown}: {why} "
+                "(the connector destination policy, docs/security.md)"
+            )
+
+
+async def checked_addresses(
+    policy: DestinationPolicy,
+    resolve: Resolver,
+    host: str,
+    port: int,
+    unreachable: Callable[[str], Exception],
+) -> Sequence[str]:
+    """The addresses ``host`` resolves to, every one allowed by the policy (else
+    DestinationRefused); a name that does not resolve raises ``unreachable(why)``."""
+    try:
+        addresses = await resolve(host, port)
+    except OSError as exc:
+        raise unreachable(f"cannot resolve {host}: {exc}") from exc
+    if not addresses:
+        raise unreachable(f"{host} resolves to no address")
+    refuse(policy, host, addresses)
+    return addresses
+
+
 class GuardedBackend(httpcore.AsyncNetworkBackend):
     """httpcore's network backend, resolving names itself and connecting only to addresses the
     policy allows. The connection is opened to the checked address (never resolved twice), while
@@ -136,22 +168,9 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        try:
-            addresses = await self._resolve(host, port)
-        except OSError as exc:
-            raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
-        if not addresses:
-            raise httpcore.ConnectError(f"{host} resolves to no address")
-        for address in addresses:
-            # Any denied address refuses the name: a rebinding name may hand out a public
-            # address first and the metadata one on the next try.
-            why = self.policy.refusal(address)
-            if why is not None:
-                shown = address if address == host else f"{host} ({address})"
-                raise DestinationRefused(
-                    f"refused to connect to {shown}: {why} "
-                    "(the connector destination policy, docs/security.md)"
-                )
+        addresses = await checked_addresses(
+            self.policy, self._resolve, host, port, httpcore.ConnectError
+        )
         failure: Exception | None = None
         for address in addresses:
             try:
@@ -176,7 +195,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
 
 
 @functools.cache
-def _tls() -> ssl.SSLContext:
+def tls_context() -> ssl.SSLContext:
     """One verifying TLS context for every connector: loading the CA bundle takes a noticeable
     part of a second, and a context is safe to share between connections."""
     return httpx.create_ssl_context()
@@ -189,9 +208,9 @@ def guarded_transport(
     httpx takes no network backend, so its connection pool is replaced by an equal one that
     has it. Proxies from the environment are not used (``trust_env`` off in the connector):
     through a proxy, the address connected to would be the proxy's, not the app's."""
-    transport = httpx.AsyncHTTPTransport(verify=_tls(), limits=limits)
+    transport = httpx.AsyncHTTPTransport(verify=tls_context(), limits=limits)
     transport._pool = httpcore.AsyncConnectionPool(
-        ssl_context=_tls(),
+        ssl_context=tls_context(),
         max_connections=limits.max_connections,
         max_keepalive_connections=limits.max_keepalive_connections,
         keepalive_expiry=limits.keepalive_expiry,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 
 from sqlalchemy import func, select
@@ -44,8 +44,9 @@ class AppContext:
     roles: RoleSettings
     policy_key: bytes  # the app-wide part of every user's fingerprint
 
-    @property
+    @cached_property
     def deprovision(self) -> Deprovision:
+        # Once per context, not per task: the context is cached per app and policy version.
         return self.policy.deprovisioning(self.provisioning)
 
 

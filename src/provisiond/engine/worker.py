@@ -37,7 +37,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import httpx
 from sqlalchemy import func, select
@@ -107,6 +107,26 @@ class _Prepared:
     probe_empty: bool = False
 
 
+# What a claim read and decided with it, or the read's error.
+_ReadAhead = dict[str, _Prepared] | BaseException | None
+
+
+class _Claim(NamedTuple):
+    tasks: list[queue.Claimed]
+    read_ahead: _ReadAhead = None
+    due_read: bool = False  # whether next_due was read with the claim
+    next_due: datetime | None = None
+
+
+def _accounts_by_app(claimed: Sequence[queue.Claimed]) -> dict[str, list[queue.Claimed]]:
+    """The account tasks of a claim (not group tasks, not imports or orphans), by app."""
+    accounts: dict[str, list[queue.Claimed]] = {}
+    for task in claimed:
+        if task.kind != "group" and task.kind not in OTHER_KINDS:
+            accounts.setdefault(task.app_id, []).append(task)
+    return accounts
+
+
 class Worker:
     def __init__(
         self,
@@ -153,6 +173,9 @@ class Worker:
         # app id -> (monotonic time it expires, the app's settings version it was seen with)
         self._known_empty: dict[str, tuple[float, str]] = {}
         self._probing: set[str] = set()
+        # app id -> monotonic time until which its probe's answer "not empty" stands: without
+        # it every batch of creates probed again until the first account was written.
+        self._not_empty: dict[str, float] = {}
         self._flush_now: asyncio.Event | None = None
         self._arrived: asyncio.Event | None = None
         self._writing = 0  # outcomes in the write transaction now
@@ -212,14 +235,14 @@ class Worker:
                         await self._in_db(self._housekeeping)
                         next_sweep = time.monotonic() + HOUSEKEEPING_SECONDS
                     self._wake.clear()
-                    claimed = await self._claim()
-                    self._dispatch(claimed)
+                    claim = await self._claim()
+                    self._dispatch(claim.tasks, claim.read_ahead)
                     if outage:
                         log.info("the database answers again: claiming")
                     outage = 0
                     if self._starved and len(self._slots) < self.capacity:
                         continue
-                    await self._idle(stop)
+                    await self._idle(stop, claim)
                 except SQLAlchemyError:
                     # The database is away (restarting, a network cut): keep what runs, claim
                     # nothing, ask again with backoff. Workers that still reach it take over
@@ -277,11 +300,11 @@ class Worker:
         except Exception:  # housekeeping must never stop the worker; it is retried later
             log.exception("worker housekeeping failed")
 
-    async def _idle(self, stop: asyncio.Event) -> None:
+    async def _idle(self, stop: asyncio.Event, claim: _Claim) -> None:
         assert self._wake is not None
         timeout = IDLE_POLL_SECONDS
         if len(self._slots) < self.capacity:  # at capacity, a finished task wakes us anyway
-            due = await self._in_db(self._next_due)
+            due = claim.next_due if claim.due_read else await self._in_db(self._next_due)
             if due is not None:
                 timeout = max(0.0, min(timeout, (due - utcnow()).total_seconds()))
         waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
@@ -300,10 +323,10 @@ class Worker:
 
     # -- claiming ----------------------------------------------------------------------------
 
-    async def _claim(self) -> list[queue.Claimed]:
+    async def _claim(self) -> _Claim:
         room_total = self.capacity - len(self._slots)
         if room_total <= 0 or not await self.upkeep.registered():
-            return []
+            return _Claim([])
         room_normal = self.capacity - self.reserved - (len(self._slots) - self._urgent)
         room = {
             app_id: self._depth(app_id) - self._per_app.get(app_id, 0)
@@ -319,16 +342,31 @@ class Worker:
         urgent_anywhere = self._news and bool(full)
         self._news = False
         try:
-            claimed = await self._in_db(
-                self._claim_in_db, room_total, room_normal, room, full, default, urgent_anywhere
+            claim: _Claim = await self._in_db(
+                self._claim_and_read, room_total, room_normal, room, full, default,
+                urgent_anywhere,
             )
             # Took all it could: more may be due, so freed slots are worth a claim.
-            self._starved = len(claimed) >= min(room_total, max(room_normal, 1))
-            return claimed
+            self._starved = len(claim.tasks) >= min(room_total, max(room_normal, 1))
+            return claim
         except IntegrityError:
             # An on-demand run took one of these keys in the same instant (uq_tasks_running_key):
             # nothing was claimed; the next round claims what is still queued.
-            return []
+            return _Claim([])
+
+    def _claim_and_read(self, *args: Any) -> _Claim:
+        """The claim, the read and decide of its account tasks, and when the next task comes
+        due, in one trip to the database thread: a leaver's requests go out one hand-off
+        between threads sooner, and the idle wait needs no query of its own."""
+        claimed, due = self._claim_in_db(*args)
+        accounts = _accounts_by_app(claimed)
+        read_ahead: _ReadAhead = None
+        if accounts:
+            try:
+                read_ahead = self._prepare_all(accounts)
+            except Exception as exc:  # handled as a failed read, by _run_accounts
+                read_ahead = exc
+        return _Claim(claimed, read_ahead, True, due)
 
     def _claim_in_db(
         self,
@@ -338,8 +376,9 @@ class Worker:
         full: list[str],
         default: int,
         urgent_anywhere: bool = False,
-    ) -> list[queue.Claimed]:
-        """Up to ``room_total`` tasks, of which at most ``room_normal`` not lifecycle ones.
+    ) -> tuple[list[queue.Claimed], datetime | None]:
+        """Up to ``room_total`` tasks, of which at most ``room_normal`` not lifecycle ones,
+        and when the next task not due yet comes due.
 
         A claim looks at a window of the due tasks: when an app reached its room in it, the
         claim is made again without that app, so that its older backlog cannot hide the tasks
@@ -378,10 +417,10 @@ class Worker:
                 batch += queue.claim(
                     session, self.id, min(left, self.reserved), urgent_only=True, cluster=cluster
                 )
-        return batch
+            due = queue.next_due(session, after=utcnow())  # see _next_due
+        return batch, due
 
-    def _dispatch(self, claimed: Sequence[queue.Claimed]) -> None:
-        accounts: dict[str, list[queue.Claimed]] = {}
+    def _dispatch(self, claimed: Sequence[queue.Claimed], read_ahead: _ReadAhead = None) -> None:
         for task in claimed:
             urgent = task.priority == 0
             self._slots[(task.id, task.claimed_at)] = (task.app_id, urgent)
@@ -391,10 +430,9 @@ class Worker:
                 self._spawn(self._run_group(task))
             elif task.kind in OTHER_KINDS:  # an import: outside the app's gate, one request at once
                 self._spawn(self._run_other(task))
-            else:
-                accounts.setdefault(task.app_id, []).append(task)
+        accounts = _accounts_by_app(claimed)
         if accounts:
-            self._spawn(self._run_accounts(accounts))
+            self._spawn(self._run_accounts(accounts, read_ahead))
 
     def _spawn(self, job: Any) -> None:
         task = asyncio.create_task(job)
@@ -436,10 +474,20 @@ class Worker:
 
     # -- account tasks -----------------------------------------------------------------------
 
-    async def _run_accounts(self, batch: dict[str, list[queue.Claimed]]) -> None:
-        """Read and decide every app's account tasks of a claim at once, then apply each."""
+    async def _run_accounts(
+        self,
+        batch: dict[str, list[queue.Claimed]],
+        read_ahead: _ReadAhead = None,
+    ) -> None:
+        """Read and decide every app's account tasks of a claim at once (unless the claim
+        did already: ``read_ahead``), then apply each."""
         try:
-            prepared = await self._in_db(self._prepare_all, batch)
+            if isinstance(read_ahead, BaseException):
+                raise read_ahead
+            if read_ahead is None:
+                prepared = await self._in_db(self._prepare_all, batch)
+            else:
+                prepared = read_ahead
         except Exception as exc:  # a bug must not kill the loop; the tasks are marked dead
             tasks = [task for group in batch.values() for task in group]
             log.exception("reading %d account tasks failed", len(tasks))
@@ -454,7 +502,7 @@ class Worker:
                     self._release(task)
                 continue
             self._concurrency[app_id] = ctx.provisioning.concurrency
-            if ready.probe_empty and app_id not in self._known_empty.keys() | self._probing:
+            if ready.probe_empty and not self._probed(app_id):
                 # Beside the creates, not before them: a slow answer delays nothing.
                 self._probing.add(app_id)
                 self._spawn(self._probe_empty(ctx))
@@ -475,6 +523,14 @@ class Worker:
             self._probing.discard(ctx.app_id)
         if empty:
             self._known_empty[ctx.app_id] = (time.monotonic() + KNOWN_EMPTY_SECONDS, ctx.version)
+        else:
+            self._not_empty[ctx.app_id] = time.monotonic() + KNOWN_EMPTY_SECONDS
+
+    def _probed(self, app_id: str) -> bool:
+        """Whether the app's emptiness is known (either way) and still trusted."""
+        if app_id in self._known_empty or app_id in self._probing:
+            return True
+        return self._not_empty.get(app_id, 0.0) > time.monotonic()
 
     def _skips_lookup(self, ctx: AppContext) -> bool:
         seen = self._known_empty.get(ctx.app_id)
@@ -525,7 +581,7 @@ class Worker:
                 for app_id, kinds in pending.items()
                 if OperationKind.CREATE in kinds
                 and contexts[app_id].provisioning.matching == "userName"
-                and app_id not in self._known_empty
+                and not self._probed(app_id)
                 and not has_accounts(session, app_id)
             }
         prepared: dict[str, _Prepared] = {app_id: _Prepared(None, [], []) for app_id in batch}

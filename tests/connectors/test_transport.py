@@ -1,0 +1,104 @@
+"""The connector's aiohttp transport: TLS verified against the URL's host, failures mapped."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import ssl
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from provisiond.connectors.scim import ScimConnector
+from provisiond.domain.apps import NoAuth, ScimConnectorSettings
+from provisiond.errors import TerminalError, TransientError
+from tests.connectors.conftest import LOOPBACK, free_port
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+class _Never(BaseHTTPRequestHandler):
+    reached: list[str] = []  # what got past the handshake: nothing should
+
+    def do_GET(self) -> None:
+        self.reached.append(self.path)
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def untrusted_tls(tmp_path: Path) -> Iterator[str]:
+    """A real HTTPS server on 127.0.0.1 with a certificate nobody trusts."""
+    cert, key = _self_signed(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Never)
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.02,), daemon=True)
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{httpd.server_address[1]}/v2"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()
+
+
+def _holds_no_users(base_url: str) -> None:
+    connector = ScimConnector(ScimConnectorSettings(base_url=base_url, auth=NoAuth()),
+                              policy=LOOPBACK)
+
+    async def main() -> None:
+        try:
+            await connector.holds_no_users()
+        finally:
+            await connector.aclose()
+
+    asyncio.run(main())
+
+
+def test_a_certificate_nobody_trusts_is_a_terminal_tls_failure(
+    untrusted_tls: str,
+) -> None:
+    with pytest.raises(TerminalError, match=r"TLS handshake with .* failed"):
+        _holds_no_users(untrusted_tls)
+    assert _Never.reached == []
+
+
+def test_a_closed_port_is_a_transient_failure() -> None:
+    with pytest.raises(TransientError, match="cannot reach"):
+        _holds_no_users(f"http://127.0.0.1:{free_port()}/v2")
