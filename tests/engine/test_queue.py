@@ -154,6 +154,12 @@ def test_two_workers_share_the_work_each_task_once(runtime: Runtime) -> None:
         app_id = make_app(runtime, base)
         users = make_users(runtime, 40, prefix="pair")
         with runtime.db.session() as session:
+            # On PostgreSQL the two workers make a cluster, and an app's concurrency holds
+            # across it: one worker (capacity 8: at most 4 of an app at once) leaves the
+            # other room only when the app may run more than it takes.
+            app = apps.get_app(session, app_id)
+            apps.set_provisioning(session, SYSTEM, app,
+                                  ProvisioningSettings(enabled=True, concurrency=8))
             for user_id in users:
                 assignments.create_assignment(session, SYSTEM, app_id, principal_type="user",
                                               principal_id=user_id, role=None, priority=None)
