@@ -5,21 +5,43 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+from pydantic import TypeAdapter
 
 from provisiond.config import Settings
 from provisiond.connectors.base import Connector
 from provisiond.connectors.destinations import DestinationPolicy
+from provisiond.connectors.postgres import PostgresRoleConnector
 from provisiond.connectors.scim import ScimConnector
-from provisiond.domain.apps import ProvisioningSettings, ScimConnectorSettings
+from provisiond.domain.apps import (
+    AnyConnectorSettings,
+    ConnectorSettings,
+    ProvisioningSettings,
+    ScimConnectorSettings,
+    connector_kind,
+)
+from provisiond.domain.connector_kinds import LdapConnectorSettings, PostgresConnectorSettings
+from provisiond.errors import TerminalError
+
+_SETTINGS: TypeAdapter[AnyConnectorSettings] = TypeAdapter(ConnectorSettings)
 
 
-def connector_settings(public: dict[str, Any], secrets: dict[str, str]) -> ScimConnectorSettings:
-    merged = {**public, "auth": {**public.get("auth", {}), **secrets}}
-    return ScimConnectorSettings.model_validate(merged)
+def connector_settings(public: dict[str, Any], secrets: dict[str, str]) -> AnyConnectorSettings:
+    """An app's settings from its stored halves: a SCIM app's secrets belong in its ``auth``,
+    another kind's are fields of its own (``password``, ``bind_password``)."""
+    if connector_kind(public) == "scim":
+        merged = {**public, "auth": {**public.get("auth", {}), **secrets}}
+    else:
+        merged = {**public, **secrets}
+    return _SETTINGS.validate_python(merged)
+
+
+def parse_connector(value: Any) -> AnyConnectorSettings:
+    """Settings as an admin sends them (a dict), of the kind they name (``scim`` by default)."""
+    return _SETTINGS.validate_python(value)
 
 
 def build_connector(
-    settings: ScimConnectorSettings,
+    settings: AnyConnectorSettings,
     provisioning: ProvisioningSettings,
     transport: httpx.AsyncBaseTransport | None = None,
     config: Settings | None = None,
@@ -27,12 +49,20 @@ def build_connector(
     """``config``: the operator's settings, for what any connector may reach and read (the
     defaults, the strictest, without it)."""
     config = config or Settings()
+    policy = destination_policy(config)
+    if isinstance(settings, PostgresConnectorSettings):
+        return PostgresRoleConnector(
+            settings, concurrency=provisioning.concurrency, policy=policy
+        )
+    if isinstance(settings, LdapConnectorSettings):
+        raise TerminalError("the LDAP connector is not there yet")
+    assert isinstance(settings, ScimConnectorSettings)
     return ScimConnector(
         settings,
         concurrency=provisioning.concurrency,
         rate_limit_per_second=provisioning.rate_limit_per_second,
         transport=transport,
-        policy=destination_policy(config),
+        policy=policy,
         max_response_bytes=config.connector_max_response_bytes,
     )
 

@@ -9,8 +9,18 @@ from datetime import timedelta
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    HttpUrl,
+    SecretStr,
+    Tag,
+    field_validator,
+)
 
+from provisiond.domain.connector_kinds import LdapConnectorSettings, PostgresConnectorSettings
 from provisiond.domain.roles import RoleMode
 
 _NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
@@ -109,6 +119,7 @@ class ScimConnectorSettings(BaseModel):
 
     model_config = _SECRET_BEARING
 
+    kind: Literal["scim"] = "scim"
     type: Literal["scim2"] = "scim2"
     base_url: str
     auth: ConnectorAuth = Field(default_factory=NoAuth)
@@ -152,13 +163,38 @@ def redacted_url(value: str) -> str:
     return parts._replace(netloc=host, query="", fragment="").geturl()
 
 
+def connector_kind(value: Any) -> str:
+    """The kind of a connector's settings: ``scim`` when it does not say (every app stored
+    before there were other kinds)."""
+    if isinstance(value, Mapping):
+        return str(value.get("kind") or "scim")
+    return str(getattr(value, "kind", "scim"))
+
+
+# An app's connector, by kind (domain.connector_kinds holds the non-SCIM ones).
+ConnectorSettings = Annotated[
+    Annotated[ScimConnectorSettings, Tag("scim")]
+    | Annotated[LdapConnectorSettings, Tag("ldap")]
+    | Annotated[PostgresConnectorSettings, Tag("postgresql")],
+    Discriminator(connector_kind),
+]
+AnyConnectorSettings = ScimConnectorSettings | LdapConnectorSettings | PostgresConnectorSettings
+MODEL_OF: dict[str, type[AnyConnectorSettings]] = {
+    "scim": ScimConnectorSettings,
+    "ldap": LdapConnectorSettings,
+    "postgresql": PostgresConnectorSettings,
+}
+
+
 def shown_connector(stored: Mapping[str, Any]) -> dict[str, Any]:
     """A stored (public) connector as it is shown: a setting added since it was saved shows
     the default the connector runs with, not a blank."""
+    model = MODEL_OF.get(connector_kind(stored), ScimConnectorSettings)
     defaults = {
         name: info.default
-        for name, info in ScimConnectorSettings.model_fields.items()
-        if name != "auth" and not info.is_required()
+        for name, info in model.model_fields.items()
+        # Secrets are write-only: not even a default is shown for them.
+        if name != "auth" and not info.is_required() and "SecretStr" not in str(info.annotation)
     }
     return {**defaults, **stored}
 

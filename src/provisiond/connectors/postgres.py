@@ -1,0 +1,598 @@
+"""The PostgreSQL role connector: an app that is a database server, whose roles are its accounts.
+
+* an account is a LOGIN role named after the user's ``userName``; its remote id is the role's
+  OID, which a rename (``ALTER ROLE ... RENAME``) keeps;
+* app roles (the SCIM ``roles`` values) are group roles (NOLOGIN) granted to the account, kept
+  exact; pushed groups are group roles too, their members the accounts granted them;
+* deactivating is NOLOGIN and the end of the role's open sessions (pg_terminate_backend): a
+  revoked login must not stay connected; deleting is REASSIGN OWNED, DROP OWNED, DROP ROLE.
+
+Roles are cluster-wide, so provisiond marks the ones it manages with a role comment
+(``MARKS``) and never lists, revokes or drops a role without its mark. It never adopts or
+grants a privileged role (SUPERUSER, CREATEROLE, REPLICATION, BYPASSRLS). Every name in SQL is
+``sql.Identifier``-quoted and every value a parameter or ``sql.Literal``: nothing a user's
+profile holds is spliced into a statement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import TupleRow
+
+from provisiond.connectors.base import (
+    Change,
+    ConnectionReport,
+    ConnectionStep,
+    Page,
+    Quirks,
+    RemoteGroup,
+    RemoteUser,
+)
+from provisiond.connectors.destinations import (
+    DestinationPolicy,
+    DestinationRefused,
+    Resolver,
+    checked_address,
+    system_resolver,
+)
+from provisiond.domain.connector_kinds import PostgresConnectorSettings, check_role_name
+from provisiond.errors import (
+    ConnectorError,
+    RemoteConflict,
+    RemoteNotFound,
+    TerminalError,
+    TransientError,
+)
+
+# The role comment that marks what provisiond manages, by what the role is to it.
+MARKS = {
+    "account": "provisiond: account",
+    "app_role": "provisiond: app role",
+    "group": "provisiond: pushed group",
+}
+# Roles whose attributes make them an administrator of the cluster: never touched.
+PRIVILEGED = ("rolsuper", "rolcreaterole", "rolreplication", "rolbypassrls")
+STATEMENT_TIMEOUT_MS = 30_000
+
+Connection = psycopg.AsyncConnection[TupleRow]
+
+
+class PostgresRoleConnector:
+    """Connections are opened on demand, at most ``concurrency`` at once, and kept idle for the
+    next operation; each operation is one transaction."""
+
+    def __init__(
+        self,
+        settings: PostgresConnectorSettings,
+        *,
+        concurrency: int = 4,
+        policy: DestinationPolicy | None = None,
+        resolve: Resolver = system_resolver,
+    ) -> None:
+        self._settings = settings
+        self._policy = policy or DestinationPolicy()
+        self._resolve = resolve
+        self._slots = asyncio.Semaphore(concurrency)
+        self._idle: list[Connection] = []
+
+    # -- connections ------------------------------------------------------------------------
+
+    async def _connect(self) -> Connection:
+        s = self._settings
+        address = await checked_address(self._policy, s.host, s.port, self._resolve)
+        try:
+            return await psycopg.AsyncConnection.connect(
+                host=s.host,
+                hostaddr=address,  # the checked address; TLS still verifies ``host``
+                port=s.port,
+                dbname=s.database,
+                user=s.username,
+                password=s.password.get_secret_value() if s.password else None,
+                sslmode=s.sslmode,
+                connect_timeout=s.connect_timeout_seconds,
+                application_name="provisiond",
+                options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
+                autocommit=True,
+            )
+        except psycopg.Error as exc:
+            raise connection_error(exc, s) from exc
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[psycopg.AsyncCursor[TupleRow]]:
+        async with self._slots:
+            conn = self._idle.pop() if self._idle else await self._connect()
+            try:
+                async with conn.transaction(), conn.cursor() as cursor:
+                    yield cursor
+            except psycopg.Error as exc:
+                await conn.close()
+                raise statement_error(exc) from exc
+            except ConnectorError:
+                self._idle.append(conn)  # rolled back; the connection is sound
+                raise
+            except BaseException:
+                await conn.close()  # cancelled mid-statement, say: its state is unknown
+                raise
+            if conn.closed or conn.broken:
+                return
+            self._idle.append(conn)
+
+    async def aclose(self) -> None:
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            await conn.close()
+
+    # -- connection test --------------------------------------------------------------------
+
+    async def test_connection(self) -> ConnectionReport:
+        s = self._settings
+        report = ConnectionReport(quirks=await self.quirks())
+        try:
+            async with self._transaction() as cur:
+                await cur.execute("SELECT current_setting('server_version'), current_user")
+                version, user = _one(await cur.fetchone())
+                await cur.execute(
+                    "SELECT rolsuper, rolcreaterole, pg_has_role(current_user, "
+                    "'pg_signal_backend', 'MEMBER') FROM pg_roles WHERE rolname = current_user"
+                )
+                superuser, createrole, signal = _one(await cur.fetchone())
+        except ConnectorError as exc:
+            report.steps.append(_failed_connect(exc, s))
+            return report
+        report.steps.append(
+            ConnectionStep(
+                "connect", True, f"connected to {s.database} on {s.host}:{s.port} as {user} "
+                f"(PostgreSQL {version})",
+            )
+        )
+        if not (superuser or createrole):
+            report.steps.append(_privilege_step(f"role {user} lacks CREATEROLE: it cannot create or alter roles"))
+        elif not (superuser or signal):
+            report.steps.append(
+                _privilege_step(
+                    f"role {user} cannot end a deactivated role's sessions: "
+                    f"GRANT pg_signal_backend TO {user}"
+                )
+            )
+        else:
+            what = "SUPERUSER" if superuser else "CREATEROLE and pg_signal_backend"
+            report.steps.append(ConnectionStep("privileges", True, f"role {user} has {what}"))
+        return report
+
+    async def quirks(self) -> Quirks:
+        return Quirks(patch=True, filter=True, max_results=1000, etag=False)
+
+    # -- accounts ---------------------------------------------------------------------------
+
+    async def find_user(self, attribute: str, value: str) -> RemoteUser | None:
+        if attribute != "userName":
+            raise TerminalError(
+                f"a PostgreSQL app matches accounts by userName (the role name), not {attribute}"
+            )
+        async with self._transaction() as cur:
+            row = await _role_by(cur, "rolname = %s", value)
+            if row is None:
+                return None
+            _refuse_privileged(row)
+            return await _remote_user(cur, row)
+
+    async def holds_no_users(self) -> bool:
+        async with self._transaction() as cur:
+            await cur.execute(
+                "SELECT NOT EXISTS (SELECT 1 FROM pg_roles r WHERE "
+                "shobj_description(r.oid, 'pg_authid') = %s)",
+                (MARKS["account"],),
+            )
+            return bool(_one(await cur.fetchone())[0])
+
+    async def get_user(self, remote_id: str) -> RemoteUser | None:
+        if not remote_id.isdigit():
+            return None
+        async with self._transaction() as cur:
+            row = await _role_by(cur, "oid = %s", int(remote_id))
+            return None if row is None else await _remote_user(cur, row)
+
+    async def list_users(self, start_index: int, count: int) -> Page:
+        async with self._transaction() as cur:
+            rows = await _marked(cur, "account", start_index, count)
+            items = [await _remote_user(cur, row) for row in rows]
+            total = await _count_marked(cur, "account")
+        return Page(items=items, total=total, start_index=start_index)
+
+    async def create_user(self, attributes: Mapping[str, Any]) -> RemoteUser:
+        name = role_name(attributes.get("userName"))
+        active = _active(attributes)
+        statement = sql.SQL("CREATE ROLE {} {}").format(
+            sql.Identifier(name), sql.SQL("LOGIN" if active else "NOLOGIN")
+        )
+        if attributes.get("password"):
+            # DDL takes no bind parameters: a Literal is psycopg's quoting of the value.
+            statement += sql.SQL(" PASSWORD {}").format(sql.Literal(str(attributes["password"])))
+        async with self._transaction() as cur:
+            await cur.execute(statement)
+            await _mark(cur, name, "account")
+            wanted = _wanted_roles(attributes)
+            if wanted is not None:
+                await _set_app_roles(cur, name, wanted)
+            row = await _role_by(cur, "rolname = %s", name)
+            assert row is not None
+            return await _remote_user(cur, row)
+
+    async def update_user(
+        self, remote_id: str, changes: Sequence[Change], attributes: Mapping[str, Any]
+    ) -> None:
+        active = _active(attributes)
+        async with self._transaction() as cur:
+            name = await _account_name(cur, remote_id)
+            new_name = role_name(attributes.get("userName", name))
+            if new_name != name:
+                await cur.execute(
+                    sql.SQL("ALTER ROLE {} RENAME TO {}").format(
+                        sql.Identifier(name), sql.Identifier(new_name)
+                    )
+                )
+                name = new_name
+            await cur.execute(
+                sql.SQL("ALTER ROLE {} {}").format(
+                    sql.Identifier(name), sql.SQL("LOGIN" if active else "NOLOGIN")
+                )
+            )
+            wanted = _wanted_roles(attributes)
+            if wanted is not None:
+                await _set_app_roles(cur, name, wanted)
+        if not active:
+            # After the commit: a session that reconnects in between is refused (NOLOGIN).
+            await self._end_sessions(name)
+
+    async def delete_user(self, remote_id: str) -> None:
+        owner = self._settings.reassign_owned_to
+        async with self._transaction() as cur:
+            try:
+                name = await _account_name(cur, remote_id)
+            except RemoteNotFound:
+                return  # already gone: the goal is reached
+            await cur.execute(sql.SQL("ALTER ROLE {} NOLOGIN").format(sql.Identifier(name)))
+        await self._end_sessions(name)
+        async with self._transaction() as cur:
+            # REASSIGN/DROP OWNED reach the connected database only (and the shared objects).
+            await cur.execute(
+                sql.SQL("REASSIGN OWNED BY {} TO {}").format(
+                    sql.Identifier(name),
+                    sql.Identifier(owner) if owner else sql.SQL("CURRENT_USER"),
+                )
+            )
+            await cur.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
+            await cur.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+
+    async def _end_sessions(self, name: str) -> None:
+        async with self._transaction() as cur:
+            await cur.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s",
+                (name,),
+            )
+
+    # -- pushed groups ----------------------------------------------------------------------
+
+    async def find_group(self, display_name: str) -> RemoteGroup | None:
+        async with self._transaction() as cur:
+            row = await _role_by(cur, "rolname = %s", display_name)
+            if row is None:
+                return None
+            if row["mark"] != MARKS["group"]:
+                raise RemoteConflict(
+                    f"a role named {display_name!r} exists and is not a group provisiond pushed"
+                )
+            return await _remote_group(cur, row)
+
+    async def get_group(self, remote_id: str) -> RemoteGroup | None:
+        if not remote_id.isdigit():
+            return None
+        async with self._transaction() as cur:
+            row = await _role_by(cur, "oid = %s", int(remote_id))
+            if row is None or row["mark"] != MARKS["group"]:
+                return None
+            return await _remote_group(cur, row)
+
+    async def list_groups(self, start_index: int, count: int) -> Page:
+        async with self._transaction() as cur:
+            rows = await _marked(cur, "group", start_index, count)
+            items = [await _remote_group(cur, row) for row in rows]
+            total = await _count_marked(cur, "group")
+        return Page(items=items, total=total, start_index=start_index)
+
+    async def create_group(self, display_name: str, members: Sequence[str]) -> RemoteGroup:
+        name = role_name(display_name)
+        async with self._transaction() as cur:
+            await cur.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(name)))
+            await _mark(cur, name, "group")
+            await _set_members(cur, name, members)
+            row = await _role_by(cur, "rolname = %s", name)
+            assert row is not None
+            return await _remote_group(cur, row)
+
+    async def update_group(
+        self,
+        remote_id: str,
+        *,
+        display_name: str | None = None,
+        add: Sequence[str] = (),
+        remove: Sequence[str] = (),
+        members: Sequence[str] | None = None,
+    ) -> int:
+        async with self._transaction() as cur:
+            name = await _group_name(cur, remote_id)
+            if display_name is not None and display_name != name:
+                new_name = role_name(display_name)
+                await cur.execute(
+                    sql.SQL("ALTER ROLE {} RENAME TO {}").format(
+                        sql.Identifier(name), sql.Identifier(new_name)
+                    )
+                )
+                name = new_name
+            if members is None:
+                current = await _member_ids(cur, name)
+                members = sorted((current | set(add)) - set(remove))
+            await _set_members(cur, name, members)
+        return 1
+
+    async def replace_group(
+        self, remote_id: str, display_name: str, members: Sequence[str]
+    ) -> None:
+        await self.update_group(remote_id, display_name=display_name, members=members)
+
+    async def delete_group(self, remote_id: str) -> None:
+        async with self._transaction() as cur:
+            try:
+                name = await _group_name(cur, remote_id)
+            except RemoteNotFound:
+                return
+            await cur.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+
+
+# -- statements ---------------------------------------------------------------------------------
+
+Cursor = psycopg.AsyncCursor[TupleRow]
+_ROLE_COLUMNS = (
+    "SELECT oid, rolname, rolcanlogin, shobj_description(oid, 'pg_authid'), "
+    "rolsuper, rolcreaterole, rolreplication, rolbypassrls FROM pg_roles WHERE "
+)
+
+
+def _row(values: tuple[Any, ...]) -> dict[str, Any]:
+    oid, name, login, mark, *privileged = values
+    return {
+        "oid": int(oid),
+        "name": str(name),
+        "login": bool(login),
+        "mark": mark,
+        "privileged": [flag for flag, on in zip(PRIVILEGED, privileged, strict=True) if on],
+    }
+
+
+async def _role_by(cur: Cursor, where: str, value: Any) -> dict[str, Any] | None:
+    await cur.execute(sql.SQL(_ROLE_COLUMNS + where), (value,))
+    found = await cur.fetchone()
+    return None if found is None else _row(found)
+
+
+async def _marked(cur: Cursor, what: str, start_index: int, count: int) -> list[dict[str, Any]]:
+    await cur.execute(
+        sql.SQL(_ROLE_COLUMNS + "shobj_description(oid, 'pg_authid') = %s ORDER BY oid "
+                "OFFSET %s LIMIT %s"),
+        (MARKS[what], max(start_index - 1, 0), max(count, 0)),
+    )
+    return [_row(values) for values in await cur.fetchall()]
+
+
+async def _count_marked(cur: Cursor, what: str) -> int:
+    await cur.execute(
+        "SELECT count(*) FROM pg_roles WHERE shobj_description(oid, 'pg_authid') = %s",
+        (MARKS[what],),
+    )
+    return int(_one(await cur.fetchone())[0])
+
+
+async def _mark(cur: Cursor, name: str, what: str) -> None:
+    await cur.execute(
+        sql.SQL("COMMENT ON ROLE {} IS {}").format(sql.Identifier(name), sql.Literal(MARKS[what]))
+    )
+
+
+async def _account_name(cur: Cursor, remote_id: str) -> str:
+    row = await _role_by(cur, "oid = %s", int(remote_id)) if remote_id.isdigit() else None
+    if row is None:
+        raise RemoteNotFound(f"no role with OID {remote_id}")
+    _refuse_privileged(row)
+    return str(row["name"])
+
+
+async def _group_name(cur: Cursor, remote_id: str) -> str:
+    row = await _role_by(cur, "oid = %s", int(remote_id)) if remote_id.isdigit() else None
+    if row is None or row["mark"] != MARKS["group"]:
+        raise RemoteNotFound(f"no group role with OID {remote_id}")
+    return str(row["name"])
+
+
+async def _granted(cur: Cursor, member: str, what: str) -> set[str]:
+    """The roles of kind ``what`` granted to ``member``."""
+    await cur.execute(
+        "SELECT g.rolname FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid "
+        "JOIN pg_roles u ON u.oid = m.member "
+        "WHERE u.rolname = %s AND shobj_description(g.oid, 'pg_authid') = %s",
+        (member, MARKS[what]),
+    )
+    return {str(values[0]) for values in await cur.fetchall()}
+
+
+async def _set_app_roles(cur: Cursor, name: str, wanted: set[str]) -> None:
+    """Grant exactly ``wanted`` of the app-role group roles (created when missing)."""
+    current = await _granted(cur, name, "app_role")
+    for role in sorted(wanted - current):
+        row = await _role_by(cur, "rolname = %s", role)
+        if row is None:
+            await cur.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
+            await _mark(cur, role, "app_role")
+        elif row["mark"] != MARKS["app_role"]:
+            _refuse_privileged(row)
+        await cur.execute(
+            sql.SQL("GRANT {} TO {}").format(sql.Identifier(role), sql.Identifier(name))
+        )
+    for role in sorted(current - wanted):
+        await cur.execute(
+            sql.SQL("REVOKE {} FROM {}").format(sql.Identifier(role), sql.Identifier(name))
+        )
+
+
+async def _member_ids(cur: Cursor, group: str) -> set[str]:
+    await cur.execute(
+        "SELECT m.member FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid "
+        "WHERE g.rolname = %s",
+        (group,),
+    )
+    return {str(values[0]) for values in await cur.fetchall()}
+
+
+async def _set_members(cur: Cursor, group: str, members: Sequence[str]) -> None:
+    wanted = {m for m in members if m.isdigit()}
+    current = await _member_ids(cur, group)
+    for oid in sorted(wanted - current):
+        member = await _account_name(cur, oid)
+        await cur.execute(
+            sql.SQL("GRANT {} TO {}").format(sql.Identifier(group), sql.Identifier(member))
+        )
+    for oid in sorted(current - wanted):
+        row = await _role_by(cur, "oid = %s", int(oid))
+        if row is not None:
+            await cur.execute(
+                sql.SQL("REVOKE {} FROM {}").format(
+                    sql.Identifier(group), sql.Identifier(row["name"])
+                )
+            )
+
+
+async def _remote_user(cur: Cursor, row: Mapping[str, Any]) -> RemoteUser:
+    roles = sorted(await _granted(cur, row["name"], "app_role"))
+    return RemoteUser(
+        remote_id=str(row["oid"]),
+        attributes={
+            "userName": row["name"],
+            "active": row["login"],
+            "roles": [{"value": role} for role in roles],
+        },
+    )
+
+
+async def _remote_group(cur: Cursor, row: Mapping[str, Any]) -> RemoteGroup:
+    return RemoteGroup(
+        remote_id=str(row["oid"]),
+        display_name=row["name"],
+        members=frozenset(await _member_ids(cur, row["name"])),
+    )
+
+
+# -- values -------------------------------------------------------------------------------------
+
+
+def role_name(value: Any) -> str:
+    """The role name a userName (or group name) gives, or a TerminalError saying why none."""
+    if not isinstance(value, str):
+        raise TerminalError("the account has no userName: a PostgreSQL role needs a name")
+    try:
+        return check_role_name(value)
+    except ValueError as exc:
+        raise TerminalError(str(exc)) from None
+
+
+def _active(attributes: Mapping[str, Any]) -> bool:
+    value = attributes.get("active", True)
+    return value is not False and str(value).lower() != "false"
+
+
+def _wanted_roles(attributes: Mapping[str, Any]) -> set[str] | None:
+    """The app roles an account should hold, None when the attributes do not say (an app
+    without SCIM roles keeps whatever grants a DBA made)."""
+    roles = attributes.get("roles")
+    if roles is None:
+        return None
+    names = {str(item.get("value")) if isinstance(item, Mapping) else str(item) for item in roles}
+    return {role_name(name) for name in names}
+
+
+def _refuse_privileged(row: Mapping[str, Any]) -> None:
+    if row["privileged"]:
+        flags = ", ".join(flag.removeprefix("rol").upper() for flag in row["privileged"])
+        raise TerminalError(
+            f"role {row['name']!r} exists and is privileged ({flags}): provisiond never "
+            "manages or grants such a role"
+        )
+
+
+def _one(row: tuple[Any, ...] | None) -> tuple[Any, ...]:
+    assert row is not None
+    return row
+
+
+# -- errors -------------------------------------------------------------------------------------
+
+# SQLSTATE classes (PostgreSQL appendix A) that another attempt may get past.
+_TRANSIENT_CLASSES = ("08", "40", "53", "57")
+
+
+def statement_error(exc: psycopg.Error) -> ConnectorError:
+    state = exc.sqlstate or ""
+    message = exc.diag.message_primary or str(exc).strip() or type(exc).__name__
+    text = f"PostgreSQL {state}: {message}" if state else f"PostgreSQL: {message}"
+    if isinstance(exc, psycopg.OperationalError) and not state:
+        return TransientError(text)
+    if state[:2] in _TRANSIENT_CLASSES:
+        return TransientError(text)
+    if state == "XX000" and "concurrently" in message:
+        # Two GRANTs on one role at once race on its catalog row: the next attempt passes.
+        return TransientError(text)
+    if state == "42710":  # duplicate_object: the role exists (the lookup missed it)
+        return RemoteConflict(text)
+    return TerminalError(text)
+
+
+def connection_error(exc: psycopg.Error, s: PostgresConnectorSettings) -> ConnectorError:
+    """A failed connection, said precisely: which of address, credentials, database failed.
+    libpq reports a refused login without a SQLSTATE: its FATAL message tells them apart."""
+    state, text = exc.sqlstate or "", str(exc)
+    where = f"{s.host}:{s.port}"
+    if state == "28P01" or "password authentication failed" in text:
+        return TerminalError(f"authentication failed for user {s.username} at {where}")
+    if f'role "{s.username}" does not exist' in text:
+        return TerminalError(f"authentication failed for user {s.username} at {where}: no such role")
+    if state == "28000" or "no pg_hba.conf entry" in text:
+        return TerminalError(
+            f"the server at {where} refused user {s.username} for database {s.database} "
+            "(no pg_hba.conf entry allows it)"
+        )
+    if state == "3D000" or f'database "{s.database}" does not exist' in text:
+        return TerminalError(f"database {s.database} does not exist at {where}")
+    if state:
+        return statement_error(exc)
+    last = text.strip().splitlines()[-1] if text.strip() else type(exc).__name__
+    return TransientError(f"cannot connect to {where}: {last}")
+
+
+def _failed_connect(exc: ConnectorError, s: PostgresConnectorSettings) -> ConnectionStep:
+    if isinstance(exc, DestinationRefused):
+        summary = "refused by the connector destination policy"
+    elif "authentication failed" in exc.detail or "refused user" in exc.detail:
+        summary = "the server rejected the credentials"
+    elif "does not exist" in exc.detail:
+        summary = f"database {s.database} does not exist"
+    else:
+        summary = "no PostgreSQL answer: the server is unreachable (a super admin sees the details)"
+    return ConnectionStep("connect", False, exc.detail, summary)
+
+
+def _privilege_step(detail: str) -> ConnectionStep:
+    return ConnectionStep("privileges", False, detail)
