@@ -10,6 +10,7 @@ from pydantic import TypeAdapter
 from provisiond.config import Settings
 from provisiond.connectors.base import Connector
 from provisiond.connectors.destinations import DestinationPolicy
+from provisiond.connectors.ldap import LdapConnector
 from provisiond.connectors.postgres import PostgresRoleConnector
 from provisiond.connectors.scim import ScimConnector
 from provisiond.domain.apps import (
@@ -20,7 +21,6 @@ from provisiond.domain.apps import (
     connector_kind,
 )
 from provisiond.domain.connector_kinds import LdapConnectorSettings, PostgresConnectorSettings
-from provisiond.errors import TerminalError
 
 _SETTINGS: TypeAdapter[AnyConnectorSettings] = TypeAdapter(ConnectorSettings)
 
@@ -55,7 +55,7 @@ def build_connector(
             settings, concurrency=provisioning.concurrency, policy=policy
         )
     if isinstance(settings, LdapConnectorSettings):
-        raise TerminalError("the LDAP connector is not there yet")
+        return LdapConnector(settings, concurrency=provisioning.concurrency, policy=policy)
     assert isinstance(settings, ScimConnectorSettings)
     return ScimConnector(
         settings,
