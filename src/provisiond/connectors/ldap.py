@@ -14,15 +14,11 @@ most ``concurrency`` at once, connections kept bound for the next operation.
 
 from __future__ import annotations
 
-import asyncio
 import functools
-import ssl
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import ldap3
-from ldap3.core import exceptions as ldap_errors
 from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import escape_rdn
 
@@ -37,9 +33,7 @@ from provisiond.connectors.base import (
 )
 from provisiond.connectors.destinations import (
     DestinationPolicy,
-    DestinationRefused,
     Resolver,
-    checked_address,
     system_resolver,
 )
 from provisiond.connectors.ldap_entries import (
@@ -52,6 +46,13 @@ from provisiond.connectors.ldap_entries import (
     same_dn,
     scim_attributes,
     unescape,
+)
+from provisiond.connectors.ldap_link import (
+    LdapLink,
+    check,
+    failed_step,
+    first_value,
+    search,
 )
 from provisiond.domain.connector_kinds import LdapConnectorSettings
 from provisiond.errors import (
@@ -80,84 +81,13 @@ class LdapConnector:
         resolve: Resolver = system_resolver,
     ) -> None:
         self._s = settings
-        self._policy = policy or DestinationPolicy()
-        self._resolve = resolve
-        self._slots = asyncio.Semaphore(concurrency)
-        self._idle: list[ldap3.Connection] = []
-        parts = urlsplit(settings.url)
-        self._host = parts.hostname or ""
-        self._tls = parts.scheme == "ldaps"
-        self._port = parts.port or (636 if self._tls else 389)
-
-    # -- connections ------------------------------------------------------------------------
+        self._link = LdapLink(settings, concurrency=concurrency, policy=policy, resolve=resolve)
 
     async def _run(self, work: Callable[[ldap3.Connection], T]) -> T:
-        async with self._slots:
-            conn = self._idle.pop() if self._idle else await self._open()
-            try:
-                result = await asyncio.to_thread(work, conn)
-            except ConnectorError:
-                self._idle.append(conn)
-                raise
-            except ldap_errors.LDAPException as exc:
-                conn.unbind()
-                raise TransientError(f"LDAP: {exc}") from exc
-            except BaseException:
-                conn.unbind()
-                raise
-            self._idle.append(conn)
-            return result
-
-    async def _open(self) -> ldap3.Connection:
-        address = await checked_address(self._policy, self._host, self._port, self._resolve)
-        return await asyncio.to_thread(self._bind, address)
-
-    def _bind(self, address: str) -> ldap3.Connection:
-        s = self._s
-        tls = ldap3.Tls(
-            validate=ssl.CERT_REQUIRED if s.tls_verify else ssl.CERT_NONE,
-            ca_certs_file=s.ca_file,
-            valid_names=[self._host],  # the certificate is for the URL's host, not the address
-            sni=self._host,
-        )
-        server = ldap3.Server(
-            address,
-            port=self._port,
-            use_ssl=self._tls,
-            tls=tls,
-            connect_timeout=s.timeout_seconds,
-            get_info=ldap3.NONE,
-        )
-        conn = ldap3.Connection(
-            server,
-            user=s.bind_dn,
-            password=s.bind_password.get_secret_value(),
-            receive_timeout=max(1, round(s.timeout_seconds)),  # ldap3 packs it as an int
-            raise_exceptions=False,
-        )
-        where = f"{self._host}:{self._port}"
-        try:
-            conn.open()
-            if s.start_tls and not conn.start_tls():
-                raise TerminalError(f"StartTLS refused by {where}: {_said(conn)}")
-        except ldap_errors.LDAPStartTLSError as exc:
-            raise TerminalError(f"StartTLS with {where} failed: {exc}") from exc
-        except ldap_errors.LDAPSocketOpenError as exc:
-            if "certificate" in str(exc).lower() or "ssl" in str(exc).lower():
-                raise TerminalError(f"TLS with {where} failed: {exc}") from exc
-            raise TransientError(f"cannot connect to {where}: {exc}") from exc
-        except ldap_errors.LDAPException as exc:
-            raise TransientError(f"cannot connect to {where}: {exc}") from exc
-        if not conn.bind():
-            description = conn.result.get("description")
-            conn.unbind()
-            raise TerminalError(f"bind as {s.bind_dn} failed: {description}")
-        return conn
+        return await self._link.run(work)
 
     async def aclose(self) -> None:
-        idle, self._idle = self._idle, []
-        for conn in idle:
-            await asyncio.to_thread(conn.unbind)
+        await self._link.aclose()
 
     # -- connection test --------------------------------------------------------------------
 
@@ -167,12 +97,9 @@ class LdapConnector:
         try:
             await self._run(lambda conn: None)
         except ConnectorError as exc:
-            report.steps.append(_failed("bind", exc))
+            report.steps.append(failed_step("bind", exc))
             return report
-        security = "LDAPS" if self._tls else "StartTLS" if s.start_tls else "no TLS"
-        report.steps.append(
-            ConnectionStep("bind", True, f"bound as {s.bind_dn} to {self._host}:{self._port} ({security})")
-        )
+        report.steps.append(ConnectionStep("bind", True, f"bound as {s.bind_dn} to {self._link}"))
         bases = [("users_dn", s.users_dn), ("groups_dn", s.groups_dn), ("inactive_dn", s.inactive_dn)]
         for name, dn in bases:
             if dn is None:
@@ -203,7 +130,7 @@ class LdapConnector:
 
     def _user(self, entry: Mapping[str, Any]) -> RemoteUser:
         return RemoteUser(
-            remote_id=_first(entry["attributes"], "entryUUID") or "",
+            remote_id=first_value(entry["attributes"], "entryUUID") or "",
             attributes=scim_attributes(entry["attributes"], self._active(entry)),
         )
 
@@ -217,7 +144,7 @@ class LdapConnector:
     def _search_users(self, conn: ldap3.Connection, condition: str) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
         for base in self._user_bases():
-            found += _search(conn, base, f"(&(objectClass=inetOrgPerson){condition})",
+            found += search(conn, base, f"(&(objectClass=inetOrgPerson){condition})",
                              [*_READ, self._s.disabled_attribute])
         return found
 
@@ -268,8 +195,8 @@ class LdapConnector:
             entry.setdefault(rdn_attribute, [])  # the RDN's value must be a value of the entry
             if not any(v == unescape(rdn_value) for v in entry[rdn_attribute]):
                 entry[rdn_attribute] = [*entry[rdn_attribute], unescape(rdn_value)]
-            _check(conn, conn.add(dn, list(PERSON_CLASSES), entry), f"add {dn}")
-            read = _search(conn, dn, "(objectClass=*)", [*_READ, s.disabled_attribute], ldap3.BASE)
+            check(conn, conn.add(dn, list(PERSON_CLASSES), entry), f"add {dn}")
+            read = search(conn, dn, "(objectClass=*)", [*_READ, s.disabled_attribute], ldap3.BASE)
             if not read:
                 raise TransientError(f"LDAP: the entry {dn} just added cannot be read back")
             match = read[0]
@@ -307,13 +234,13 @@ class LdapConnector:
                 ]
                 modify[s.disabled_attribute] = [(ldap3.MODIFY_REPLACE, values)]
             if modify:
-                _check(conn, conn.modify(dn, modify), f"modify {dn}")
+                check(conn, conn.modify(dn, modify), f"modify {dn}")
             parent = parent_of(dn)
             if s.deactivation == "move" and s.inactive_dn:
                 parent = s.users_dn if active else s.inactive_dn
             if not same_dn(rdn_of(dn), rdn) or not same_dn(parent, parent_of(dn)):
                 moved = conn.modify_dn(dn, rdn, delete_old_dn=True, new_superior=parent)
-                _check(conn, moved, f"rename {dn} to {rdn},{parent}")
+                check(conn, moved, f"rename {dn} to {rdn},{parent}")
                 self._rename_member(conn, dn, f"{rdn},{parent}")
                 dn = f"{rdn},{parent}"
             if attributes.get("roles") is not None:
@@ -328,7 +255,7 @@ class LdapConnector:
                 return  # already gone: the goal is reached
             # Without the refint overlay the directory keeps dangling members: drop them first.
             self._rename_member(conn, entry["dn"], None)
-            _check(conn, conn.delete(entry["dn"]), f"delete {entry['dn']}")
+            check(conn, conn.delete(entry["dn"]), f"delete {entry['dn']}")
 
         await self._run(delete)
 
@@ -351,12 +278,12 @@ class LdapConnector:
         marks = "".join(f"(description={escape_filter_chars(m)})" for m in MARKS.values())
         which = f"(description={escape_filter_chars(MARKS[mark])})" if mark != "any" else f"(|{marks})"
         query = f"(&(objectClass=groupOfNames){which}{condition})"
-        return _search(conn, self._groups_dn(), query, _READ)
+        return search(conn, self._groups_dn(), query, _READ)
 
     def _set_roles(self, conn: ldap3.Connection, dn: str, wanted: set[str]) -> None:
         """``dn`` a member of exactly the app-role groups named ``wanted`` (created if missing)."""
         held = self._groups(conn, f"(member={escape_filter_chars(dn)})", "app_role")
-        held_names = {_first(g["attributes"], "cn") or "": g for g in held}
+        held_names = {first_value(g["attributes"], "cn") or "": g for g in held}
         for name in sorted(wanted - set(held_names)):
             found = self._groups(conn, f"(cn={escape_filter_chars(name)})", "app_role")
             if found:
@@ -366,7 +293,7 @@ class LdapConnector:
                 group_dn = f"cn={escape_rdn(name)},{self._groups_dn()}"
                 added = conn.add(group_dn, ["groupOfNames"], {"cn": name, "member": [dn],
                                                                "description": MARKS["app_role"]})
-                _check(conn, added, f"add {group_dn}")
+                check(conn, added, f"add {group_dn}")
         for name, group in held_names.items():
             if name not in wanted:
                 members = [m for m in group["attributes"].get("member") or [] if not same_dn(m, dn)]
@@ -376,12 +303,12 @@ class LdapConnector:
         members = [m for m in group["attributes"].get("member") or [] if m != NO_MEMBER]
         ids = set()
         for member in members:
-            found = _search(conn, member, "(objectClass=*)", ["entryUUID"], scope=ldap3.BASE)
-            if found and _first(found[0]["attributes"], "entryUUID"):
-                ids.add(str(_first(found[0]["attributes"], "entryUUID")))
+            found = search(conn, member, "(objectClass=*)", ["entryUUID"], scope=ldap3.BASE)
+            if found and first_value(found[0]["attributes"], "entryUUID"):
+                ids.add(str(first_value(found[0]["attributes"], "entryUUID")))
         return RemoteGroup(
-            remote_id=_first(group["attributes"], "entryUUID") or "",
-            display_name=_first(group["attributes"], "cn") or "",
+            remote_id=first_value(group["attributes"], "entryUUID") or "",
+            display_name=first_value(group["attributes"], "cn") or "",
             members=frozenset(ids),
         )
 
@@ -400,7 +327,7 @@ class LdapConnector:
             found = self._groups(conn, condition)
             if found:
                 return self._remote_group(conn, found[0])
-            others = _search(conn, self._groups_dn(), f"(&(objectClass=groupOfNames){condition})", ["cn"])
+            others = search(conn, self._groups_dn(), f"(&(objectClass=groupOfNames){condition})", ["cn"])
             if others:
                 raise RemoteConflict(f"a group named {display_name!r} exists and is not one provisiond pushed")
             return None
@@ -428,7 +355,7 @@ class LdapConnector:
             member_dns = self._member_dns(conn, members) or [NO_MEMBER]
             added = conn.add(dn, ["groupOfNames"], {"cn": display_name, "member": member_dns,
                                                      "description": MARKS["group"]})
-            _check(conn, added, f"add {dn}")
+            check(conn, added, f"add {dn}")
             found = self._groups(conn, f"(cn={escape_filter_chars(display_name)})")
             return self._remote_group(conn, found[0])
 
@@ -453,9 +380,9 @@ class LdapConnector:
             wanted = set(members) if members is not None else (set(current) | set(add)) - set(remove)
             if wanted != current:
                 _put_members(conn, dn, self._member_dns(conn, sorted(wanted)))
-            if display_name is not None and display_name != _first(group["attributes"], "cn"):
+            if display_name is not None and display_name != first_value(group["attributes"], "cn"):
                 new_rdn = f"cn={escape_rdn(display_name)}"
-                _check(conn, conn.modify_dn(dn, new_rdn, delete_old_dn=True), f"rename {dn}")
+                check(conn, conn.modify_dn(dn, new_rdn, delete_old_dn=True), f"rename {dn}")
             return 1
 
         return await self._run(update)
@@ -467,7 +394,7 @@ class LdapConnector:
         def delete(conn: ldap3.Connection) -> None:
             found = self._groups(conn, f"(entryUUID={escape_filter_chars(remote_id)})")
             if found:
-                _check(conn, conn.delete(found[0]["dn"]), f"delete {found[0]['dn']}")
+                check(conn, conn.delete(found[0]["dn"]), f"delete {found[0]['dn']}")
 
         await self._run(delete)
 
@@ -475,69 +402,23 @@ class LdapConnector:
 # -- operations ---------------------------------------------------------------------------------
 
 
-def _search(
-    conn: ldap3.Connection, base: str, query: str, attributes: list[str], scope: Any = ldap3.SUBTREE
-) -> list[dict[str, Any]]:
-    ok = conn.search(base, query, search_scope=scope, attributes=attributes)
-    if not ok and conn.result.get("result") not in (0, 32):  # 32: noSuchObject, nothing found
-        _check(conn, ok, f"search {base}")
-    return [
-        {"dn": entry["dn"], "attributes": dict(entry["attributes"])}
-        for entry in conn.response or []
-        if entry.get("type") == "searchResEntry"
-    ]
-
-
 def _put_members(conn: ldap3.Connection, dn: str, members: Sequence[str]) -> None:
     unique = list(dict.fromkeys(m for m in members if m != NO_MEMBER)) or [NO_MEMBER]
-    _check(conn, conn.modify(dn, {"member": [(ldap3.MODIFY_REPLACE, unique)]}), f"modify {dn}")
+    check(conn, conn.modify(dn, {"member": [(ldap3.MODIFY_REPLACE, unique)]}), f"modify {dn}")
 
 
 def _exists(conn: ldap3.Connection, *, dn: str) -> bool:
-    return bool(_search(conn, dn, "(objectClass=*)", ["objectClass"], scope=ldap3.BASE))
+    return bool(search(conn, dn, "(objectClass=*)", ["objectClass"], scope=ldap3.BASE))
 
 
 def _missing_classes(conn: ldap3.Connection) -> list[str]:
     """The object classes provisiond writes that the server's subschema (RFC 4512 §4.2) lacks."""
-    root = _search(conn, "", "(objectClass=*)", ["subschemaSubentry"], scope=ldap3.BASE)
-    subschema = _first(root[0]["attributes"], "subschemaSubentry") if root else None
-    found = _search(conn, subschema or "cn=Subschema", "(objectClass=subschema)", ["objectClasses"],
+    root = search(conn, "", "(objectClass=*)", ["subschemaSubentry"], scope=ldap3.BASE)
+    subschema = first_value(root[0]["attributes"], "subschemaSubentry") if root else None
+    found = search(conn, subschema or "cn=Subschema", "(objectClass=subschema)", ["objectClasses"],
                     scope=ldap3.BASE)
     known = " ".join(str(v) for v in (found[0]["attributes"].get("objectClasses") or [])) if found else ""
     return [name for name in ("inetOrgPerson", "groupOfNames") if f"'{name}'" not in known]
-
-
-# LDAP result codes (RFC 4511 §4.1.9) another attempt may get past: busy, unavailable,
-# unwillingToPerform is not one; timeLimitExceeded, adminLimitExceeded, other (loop/timeouts).
-_TRANSIENT_RESULTS = {3, 11, 51, 52, 80}
-
-
-def _check(conn: ldap3.Connection, ok: bool, what: str) -> None:
-    if ok:
-        return
-    code = conn.result.get("result")
-    text = f"LDAP {what}: {_said(conn)}"
-    if code == 68:  # entryAlreadyExists
-        raise RemoteConflict(text)
-    if code == 32:  # noSuchObject
-        raise RemoteNotFound(text)
-    if code in _TRANSIENT_RESULTS or code is None:
-        raise TransientError(text)
-    raise TerminalError(text)
-
-
-def _said(conn: ldap3.Connection) -> str:
-    result = conn.result or {}
-    message = result.get("message")
-    description = result.get("description") or "failed"
-    return f"{description} ({message})" if message else str(description)
-
-
-def _first(attributes: Mapping[str, Any], name: str) -> str | None:
-    value = attributes.get(name)
-    if isinstance(value, list):
-        return str(value[0]) if value else None
-    return None if value is None else str(value)
 
 
 def _active(attributes: Mapping[str, Any]) -> bool:
@@ -550,13 +431,3 @@ def _wanted_roles(attributes: Mapping[str, Any]) -> set[str]:
     return {str(r.get("value")) if isinstance(r, Mapping) else str(r) for r in roles}
 
 
-def _failed(name: str, exc: ConnectorError) -> ConnectionStep:
-    if isinstance(exc, DestinationRefused):
-        summary = "refused by the connector destination policy"
-    elif "bind as" in exc.detail:
-        summary = "the directory rejected the bind credentials"
-    elif "TLS" in exc.detail:
-        summary = "TLS with the directory failed"
-    else:
-        summary = "no LDAP answer: the directory is unreachable (a super admin sees the details)"
-    return ConnectionStep(name, False, exc.detail, summary)

@@ -120,13 +120,12 @@ class PostgresConnectorSettings(BaseModel):
 LdapDeactivation = Literal["attribute", "move"]
 
 
-class LdapConnectorSettings(BaseModel):
-    """An LDAP directory (OpenLDAP, 389 DS, AD LDS...) where accounts are inetOrgPerson entries
-    and pushed groups groupOfNames entries."""
+class LdapConnection(BaseModel):
+    """How to reach and bind to an LDAP directory: what the target connector and an import
+    from a directory (services.ldap_import) share."""
 
     model_config = _SECRET_BEARING
 
-    kind: Literal["ldap"] = "ldap"
     url: str = Field(description="ldap://host[:port] or ldaps://host[:port]")
     start_tls: bool = False
     # Verify the server's certificate (LDAPS and StartTLS) against the system's CAs or ca_file.
@@ -134,17 +133,6 @@ class LdapConnectorSettings(BaseModel):
     ca_file: str | None = None
     bind_dn: str
     bind_password: SecretStr
-    users_dn: str
-    groups_dn: str | None = None
-    # The new entry's RDN from its SCIM attributes, e.g. "uid={userName}" or "cn={displayName}";
-    # values are escaped (RFC 4514), so any user name gives a valid DN.
-    user_rdn: str = "uid={userName}"
-    # Deactivating an account: set disabled_attribute to disabled_value, or move the entry to
-    # inactive_dn. Deleting (deprovision_action delete) removes the entry.
-    deactivation: LdapDeactivation = "attribute"
-    disabled_attribute: str = "employeeType"
-    disabled_value: str = "disabled"
-    inactive_dn: str | None = None
     timeout_seconds: float = Field(default=10.0, gt=0, le=120)
 
     @field_validator("url")
@@ -161,7 +149,36 @@ class LdapConnectorSettings(BaseModel):
             raise ValueError("url must be only scheme://host[:port]: the DNs are settings of their own")
         return value.strip().rstrip("/")
 
-    @field_validator("bind_dn", "users_dn", "groups_dn", "inactive_dn")
+    @field_validator("bind_dn")
+    @classmethod
+    def _bind_dn(cls, value: str) -> str:
+        return check_dn(value, "bind_dn")
+
+    @model_validator(mode="after")
+    def _tls_once(self) -> LdapConnection:
+        if self.start_tls and self.url.startswith("ldaps:"):
+            raise ValueError("start_tls is for ldap:// URLs: ldaps:// is TLS from the start")
+        return self
+
+
+class LdapConnectorSettings(LdapConnection):
+    """An LDAP directory (OpenLDAP, 389 DS, AD LDS...) where accounts are inetOrgPerson entries
+    and pushed groups groupOfNames entries."""
+
+    kind: Literal["ldap"] = "ldap"
+    users_dn: str
+    groups_dn: str | None = None
+    # The new entry's RDN from its SCIM attributes, e.g. "uid={userName}" or "cn={displayName}";
+    # values are escaped (RFC 4514), so any user name gives a valid DN.
+    user_rdn: str = "uid={userName}"
+    # Deactivating an account: set disabled_attribute to disabled_value, or move the entry to
+    # inactive_dn. Deleting (deprovision_action delete) removes the entry.
+    deactivation: LdapDeactivation = "attribute"
+    disabled_attribute: str = "employeeType"
+    disabled_value: str = "disabled"
+    inactive_dn: str | None = None
+
+    @field_validator("users_dn", "groups_dn", "inactive_dn")
     @classmethod
     def _dn(cls, value: str | None, info: object) -> str | None:
         name = getattr(info, "field_name", "DN")
@@ -202,6 +219,4 @@ class LdapConnectorSettings(BaseModel):
     def _move_needs_a_place(self) -> LdapConnectorSettings:
         if self.deactivation == "move" and not self.inactive_dn:
             raise ValueError("deactivation move needs inactive_dn, the OU deactivated entries go to")
-        if self.start_tls and self.url.startswith("ldaps:"):
-            raise ValueError("start_tls is for ldap:// URLs: ldaps:// is TLS from the start")
         return self
