@@ -203,3 +203,12 @@ def read(server: Slapd, base: str, query: str = "(objectClass=*)") -> dict[str, 
         return {e.entry_dn: e.entry_attributes_as_dict for e in conn.entries}
     finally:
         conn.unbind()
+
+
+def admin_connection(server: Slapd) -> Any:
+    """An ldap3 connection bound as the directory's admin (close it with ``unbind``)."""
+    import ldap3
+
+    return ldap3.Connection(
+        ldap3.Server(server.host, port=server.port), ADMIN_DN, ADMIN_PASSWORD, auto_bind=True
+    )

@@ -20,6 +20,7 @@ from provisiond.api.routers import (
     apps,
     assignments,
     groups,
+    imports,
     logs,
     policy,
     push_groups,
@@ -86,7 +87,7 @@ def create_app(
     )
     for module in (
         users, groups, apps, roles, assignments, push_groups, policy, sync, tasks, logs, workers,
-        tokens, admins,
+        tokens, admins, imports,
     ):
         v1.include_router(module.router)
     app.include_router(v1)
