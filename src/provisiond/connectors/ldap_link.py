@@ -9,6 +9,7 @@ the certificate for the URL's host.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -69,10 +70,10 @@ class LdapLink:
                 self._idle.append(conn)
                 raise
             except ldap_errors.LDAPException as exc:
-                conn.unbind()
+                _discard(conn)
                 raise TransientError(f"LDAP: {exc}") from exc
             except BaseException:
-                conn.unbind()
+                _discard(conn)
                 raise
             self._idle.append(conn)
             return result
@@ -106,9 +107,13 @@ class LdapLink:
         )
         where = f"{self._host}:{self._port}"
         try:
-            conn.open()
-            if s.start_tls and not conn.start_tls():
-                raise TerminalError(f"StartTLS refused by {where}: {said(conn)}")
+            try:
+                conn.open()
+                if s.start_tls and not conn.start_tls():
+                    raise TerminalError(f"StartTLS refused by {where}: {said(conn)}")
+            except BaseException:
+                _discard(conn)  # ldap3 leaves the socket of a failed connect open
+                raise
         except ldap_errors.LDAPStartTLSError as exc:
             raise TerminalError(f"StartTLS with {where} failed: {exc}") from exc
         except ldap_errors.LDAPSocketOpenError as exc:
@@ -119,14 +124,23 @@ class LdapLink:
             raise TransientError(f"cannot connect to {where}: {exc}") from exc
         if not conn.bind():
             description = conn.result.get("description")
-            conn.unbind()
+            _discard(conn)
             raise TerminalError(f"bind as {s.bind_dn} failed: {description}")
         return conn
 
     async def aclose(self) -> None:
         idle, self._idle = self._idle, []
         for conn in idle:
-            await asyncio.to_thread(conn.unbind)
+            await asyncio.to_thread(_discard, conn)
+
+
+def _discard(conn: ldap3.Connection) -> None:
+    """Unbind and close, whatever state the connection is in."""
+    with contextlib.suppress(ldap_errors.LDAPException, OSError):
+        conn.unbind()
+    sock = getattr(conn, "socket", None)
+    if sock is not None:
+        sock.close()
 
 
 # -- operations shared by the connector and imports --------------------------------------------

@@ -192,9 +192,9 @@ class PostgresRoleConnector:
             return bool(_one(await cur.fetchone())[0])
 
     async def get_user(self, remote_id: str) -> RemoteUser | None:
-        if not remote_id.isdigit():
-            return None
-        async with self._transaction() as cur:
+        async with self._transaction() as cur:  # connects first: a down server is not "gone"
+            if not remote_id.isdigit():
+                return None
             row = await _role_by(cur, "oid = %s", int(remote_id))
             return None if row is None else await _remote_user(cur, row)
 
@@ -280,8 +280,18 @@ class PostgresRoleConnector:
     # -- pushed groups ----------------------------------------------------------------------
 
     async def find_group(self, display_name: str) -> RemoteGroup | None:
+        """The pushed group of that name, in any case (RFC 7643 §4.1.1: displayName is not
+        case-exact), though role names are."""
         async with self._transaction() as cur:
             row = await _role_by(cur, "rolname = %s", display_name)
+            if row is None:
+                await cur.execute(
+                    sql.SQL(_ROLE_COLUMNS + "lower(rolname) = lower(%s) AND "
+                            "shobj_description(oid, 'pg_authid') = %s ORDER BY oid LIMIT 1"),
+                    (display_name, MARKS["group"]),
+                )
+                found = await cur.fetchone()
+                row = None if found is None else _row(found)
             if row is None:
                 return None
             if row["mark"] != MARKS["group"]:
@@ -291,9 +301,9 @@ class PostgresRoleConnector:
             return await _remote_group(cur, row)
 
     async def get_group(self, remote_id: str) -> RemoteGroup | None:
-        if not remote_id.isdigit():
-            return None
         async with self._transaction() as cur:
+            if not remote_id.isdigit():
+                return None
             row = await _role_by(cur, "oid = %s", int(remote_id))
             if row is None or row["mark"] != MARKS["group"]:
                 return None
