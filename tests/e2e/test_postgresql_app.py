@@ -1,7 +1,7 @@
 """A PostgreSQL server as an app, over real HTTP: its roles are the accounts (issue 16).
 
 The admin's journey (create, test, enable, assign with roles, update, deactivate, reactivate)
-on SQLite and on a PostgreSQL store, and a user name PostgreSQL cannot take recorded as the
+on a PostgreSQL store, and a user name PostgreSQL cannot take recorded as the
 account's error. The target is the test PostgreSQL server, in a scratch database, every role
 named with the test's own prefix (roles are cluster-wide).
 """
@@ -42,6 +42,8 @@ def postgresql_app(name: str, db: Scratch) -> dict[str, Any]:
     }
 
 
+# The PostgreSQL-store case of the issue's journeys (the LDAP one runs on SQLite).
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_postgresql_admin_journey(api: httpx.Client, db: Scratch) -> None:
     p = db.prefix
     app = api.post("/apps", json=postgresql_app(p.replace("_", "-") + "wh", db))
