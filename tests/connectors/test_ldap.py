@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -15,6 +12,7 @@ from provisiond.connectors.ldap import LdapConnector
 from provisiond.connectors.ldap_entries import dn_key
 from provisiond.domain.connector_kinds import LdapConnectorSettings
 from provisiond.errors import RemoteConflict, TerminalError
+from tests.support.aio import synchronously
 from tests.support.slapd import (
     ADMIN_DN,
     ADMIN_PASSWORD,
@@ -29,12 +27,6 @@ from tests.support.slapd import (
 LOOPBACK = DestinationPolicy(allow_loopback=True)
 
 
-def synchronously(test: Callable[..., Awaitable[None]]) -> Callable[..., None]:
-    @functools.wraps(test)
-    def run(*args: Any, **kwargs: Any) -> None:
-        asyncio.run(test(*args, **kwargs))  # type: ignore[arg-type]
-
-    return run
 
 
 def tree(server: Slapd) -> dict[str, str]:

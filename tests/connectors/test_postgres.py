@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import functools
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,19 +11,12 @@ from provisiond.connectors.destinations import DestinationPolicy
 from provisiond.connectors.postgres import PostgresRoleConnector
 from provisiond.domain.connector_kinds import PostgresConnectorSettings
 from provisiond.errors import RemoteConflict, TerminalError
+from tests.support.aio import synchronously
 from tests.support.pg_roles import Scratch, scratch
 
 LOOPBACK = DestinationPolicy(allow_loopback=True)
 
 
-def synchronously(test: Callable[..., Awaitable[None]]) -> Callable[..., None]:
-    """A test written as a coroutine, run to its end (pytest sees its fixtures through wraps)."""
-
-    @functools.wraps(test)
-    def run(*args: Any, **kwargs: Any) -> None:
-        asyncio.run(test(*args, **kwargs))  # type: ignore[arg-type]
-
-    return run
 
 
 @pytest.fixture

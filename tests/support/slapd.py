@@ -23,6 +23,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from tests.support.servers import free_port
+
 SLAPD = "/usr/sbin/slapd"
 SCHEMA_DIR = Path("/etc/ldap/schema")
 MODULE_DIR = Path("/usr/lib/ldap")
@@ -47,13 +49,6 @@ class Slapd:
     @property
     def ldaps_url(self) -> str:
         return f"ldaps://{self.host}:{self.tls_port}"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _certificate(directory: Path) -> tuple[Path, Path]:
@@ -122,7 +117,7 @@ def slapd(schemas: Sequence[str] = FULL_SCHEMA) -> Iterator[Slapd]:
     directory = Path(tempfile.mkdtemp(prefix="provisiond-slapd-"))
     cert, key = _certificate(directory)
     conf = _config(directory, schemas, cert, key)
-    port, tls_port = _free_port(), _free_port()
+    port, tls_port = free_port(), free_port()
     urls = f"ldap://127.0.0.1:{port}/ ldaps://127.0.0.1:{tls_port}/"
     log = (directory / "slapd.log").open("w")
     # -d 0: stay in the foreground (the test owns the process) and log nothing extra.

@@ -12,7 +12,14 @@ from typing import Annotated, Any
 import typer
 
 from provisiond.cli.client import state
-from provisiond.cli.secret_input import read_secret
+from provisiond.cli.secret_input import (
+    BindPasswordEnv,
+    BindPasswordStdin,
+    LdapUrl,
+    StartTls,
+    bind_password,
+    read_secret,
+)
 
 Label = Annotated[str | None, typer.Option(help="Display name; NAME if not given.")]
 Name = Annotated[str, typer.Argument(help="Unique, lower-case, URL-safe name, e.g. warehouse.")]
@@ -69,22 +76,18 @@ def create_postgresql(
 def create_ldap(
     ctx: typer.Context,
     name: Name,
-    url: Annotated[str, typer.Option(help="ldap://host[:port] or ldaps://host[:port].")],
+    url: LdapUrl,
     bind_dn: Annotated[str, typer.Option(help="The DN provisiond binds as.")],
     users_dn: Annotated[str, typer.Option(help="Where accounts are created.")],
-    bind_password_stdin: Annotated[
-        bool, typer.Option("--bind-password-stdin", help="The bind password, from stdin.")
-    ] = False,
-    bind_password_env: Annotated[
-        str | None, typer.Option(metavar="VAR", help="The bind password, from $VAR.")
-    ] = None,
+    bind_password_stdin: BindPasswordStdin = False,
+    bind_password_env: BindPasswordEnv = None,
     groups_dn: Annotated[
         str | None, typer.Option(help="Where role and pushed groups are (groupOfNames).")
     ] = None,
     user_rdn: Annotated[
         str, typer.Option(help="A new entry's RDN from its SCIM attributes.")
     ] = "uid={userName}",
-    start_tls: Annotated[bool, typer.Option(help="StartTLS on an ldap:// URL.")] = False,
+    start_tls: StartTls = False,
     ca_file: Annotated[
         str | None, typer.Option(help="CA certificates (PEM) to verify the server by.")
     ] = None,
@@ -99,10 +102,7 @@ def create_ldap(
     label: Label = None,
 ) -> None:
     """Connect an LDAP directory: accounts as inetOrgPerson, groups as groupOfNames."""
-    password = read_secret(
-        "bind password", "bind-password", from_stdin=bind_password_stdin,
-        env=bind_password_env, needed_by="--bind-dn",
-    )
+    password = bind_password(bind_password_stdin, bind_password_env)
     connector: dict[str, Any] = {
         "kind": "ldap", "url": url, "bind_dn": bind_dn, "bind_password": password,
         "users_dn": users_dn, "user_rdn": user_rdn, "start_tls": start_tls,

@@ -7,7 +7,13 @@ from typing import Annotated, Any
 import typer
 
 from provisiond.cli.client import state
-from provisiond.cli.secret_input import read_secret
+from provisiond.cli.secret_input import (
+    BindPasswordEnv,
+    BindPasswordStdin,
+    LdapUrl,
+    StartTls,
+    bind_password,
+)
 
 # The plan's kinds of change, as the preview lists them.
 KINDS = (
@@ -21,18 +27,14 @@ KINDS = (
 def import_ldap(
     ctx: typer.Context,
     name: Annotated[str, typer.Option("--name", help="The source's name; imported users carry it.")],
-    url: Annotated[str, typer.Option(help="ldap://host[:port] or ldaps://host[:port].")],
+    url: LdapUrl,
     bind_dn: Annotated[str, typer.Option(help="The DN to bind as.")],
     base_dn: Annotated[str, typer.Option(help="Where the users are.")],
-    bind_password_stdin: Annotated[
-        bool, typer.Option("--bind-password-stdin", help="The bind password, from stdin.")
-    ] = False,
-    bind_password_env: Annotated[
-        str | None, typer.Option(metavar="VAR", help="The bind password, from $VAR.")
-    ] = None,
+    bind_password_stdin: BindPasswordStdin = False,
+    bind_password_env: BindPasswordEnv = None,
     filter: Annotated[str, typer.Option(help="Which entries are users.")] = "(objectClass=inetOrgPerson)",
     group_base_dn: Annotated[str | None, typer.Option(help="Where the groups are.")] = None,
-    start_tls: Annotated[bool, typer.Option(help="StartTLS on an ldap:// URL.")] = False,
+    start_tls: StartTls = False,
     ca_file: Annotated[str | None, typer.Option(help="CA certificates (PEM), on the server.")] = None,
     disabled_attribute: Annotated[
         str | None, typer.Option(help="An entry with --disabled-value here is suspended.")
@@ -44,10 +46,7 @@ def import_ldap(
     apply: Annotated[bool, typer.Option(help="Make the changes (else only show them).")] = False,
 ) -> None:
     """Import users and groups from LDAP: shows the plan; --apply makes it so."""
-    password = read_secret(
-        "bind password", "bind-password", from_stdin=bind_password_stdin,
-        env=bind_password_env, needed_by="--bind-dn",
-    )
+    password = bind_password(bind_password_stdin, bind_password_env)
     source: dict[str, Any] = {
         "name": name, "url": url, "bind_dn": bind_dn, "bind_password": password,
         "base_dn": base_dn, "filter": filter, "start_tls": start_tls,

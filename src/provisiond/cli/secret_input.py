@@ -5,8 +5,25 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Annotated
 
 import typer
+
+# The options every LDAP command takes (an app's bind, an import's bind).
+LdapUrl = Annotated[str, typer.Option("--url", help="ldap://host[:port] or ldaps://host[:port].")]
+BindPasswordStdin = Annotated[
+    bool, typer.Option("--bind-password-stdin", help="The bind password, from stdin.")
+]
+BindPasswordEnv = Annotated[
+    str | None, typer.Option("--bind-password-env", metavar="VAR", help="The bind password, from $VAR.")
+]
+StartTls = Annotated[bool, typer.Option("--start-tls/--no-start-tls", help="StartTLS on an ldap:// URL.")]
+
+
+def bind_password(from_stdin: bool, env: str | None) -> str:
+    return read_secret(
+        "bind password", "bind-password", from_stdin=from_stdin, env=env, needed_by="--bind-dn"
+    )
 
 
 def read_secret(what: str, flag: str, *, from_stdin: bool, env: str | None, needed_by: str) -> str:

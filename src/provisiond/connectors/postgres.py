@@ -230,14 +230,7 @@ class PostgresRoleConnector:
         active = _active(attributes)
         async with self._transaction() as cur:
             name = await _account_name(cur, remote_id)
-            new_name = role_name(attributes.get("userName", name))
-            if new_name != name:
-                await cur.execute(
-                    sql.SQL("ALTER ROLE {} RENAME TO {}").format(
-                        sql.Identifier(name), sql.Identifier(new_name)
-                    )
-                )
-                name = new_name
+            name = await _renamed(cur, name, attributes.get("userName", name))
             await cur.execute(
                 sql.SQL("ALTER ROLE {} {}").format(
                     sql.Identifier(name), sql.SQL("LOGIN" if active else "NOLOGIN")
@@ -337,14 +330,8 @@ class PostgresRoleConnector:
     ) -> int:
         async with self._transaction() as cur:
             name = await _group_name(cur, remote_id)
-            if display_name is not None and display_name != name:
-                new_name = role_name(display_name)
-                await cur.execute(
-                    sql.SQL("ALTER ROLE {} RENAME TO {}").format(
-                        sql.Identifier(name), sql.Identifier(new_name)
-                    )
-                )
-                name = new_name
+            if display_name is not None:
+                name = await _renamed(cur, name, display_name)
             if members is None:
                 current = await _member_ids(cur, name)
                 members = sorted((current | set(add)) - set(remove))
@@ -406,6 +393,18 @@ async def _count_marked(cur: Cursor, what: str) -> int:
         (MARKS[what],),
     )
     return int(_one(await cur.fetchone())[0])
+
+
+async def _renamed(cur: Cursor, name: str, wanted: Any) -> str:
+    """The role's name after renaming it to ``wanted`` (a rename keeps its OID and grants)."""
+    new_name = role_name(wanted)
+    if new_name != name:
+        await cur.execute(
+            sql.SQL("ALTER ROLE {} RENAME TO {}").format(
+                sql.Identifier(name), sql.Identifier(new_name)
+            )
+        )
+    return new_name
 
 
 async def _mark(cur: Cursor, name: str, what: str) -> None:
