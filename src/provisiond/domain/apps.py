@@ -176,7 +176,12 @@ ConnectorSettings = Annotated[
     Annotated[ScimConnectorSettings, Tag("scim")]
     | Annotated[LdapConnectorSettings, Tag("ldap")]
     | Annotated[PostgresConnectorSettings, Tag("postgresql")],
-    Discriminator(connector_kind),
+    # A kind that is none of these is named in no error (it might be a pasted secret).
+    Discriminator(
+        connector_kind,
+        custom_error_type="connector_kind",
+        custom_error_message="kind must be scim, ldap or postgresql",
+    ),
 ]
 AnyConnectorSettings = ScimConnectorSettings | LdapConnectorSettings | PostgresConnectorSettings
 MODEL_OF: dict[str, type[AnyConnectorSettings]] = {

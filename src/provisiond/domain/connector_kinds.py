@@ -43,8 +43,9 @@ def check_dn(value: str, what: str) -> str:
         for ava in _split_unescaped(rdn, "+"):
             attribute, equals, text = ava.partition("=")
             if not equals or not _ATTRIBUTE.match(attribute.strip()) or not text.strip():
+                # Not quoted: a password pasted in the wrong field must not come back.
                 raise ValueError(
-                    f"{what} {value!r} is not a DN: each part must be attribute=value, "
+                    f"{what} is not a DN: each part must be attribute=value, "
                     "e.g. ou=people,dc=example,dc=org"
                 )
     return value
