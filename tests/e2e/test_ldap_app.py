@@ -93,6 +93,9 @@ def test_ldap_bad_template_and_bad_bind_are_recorded(api: httpx.Client, ldap_ser
     assert "the DN template cn={title} gives no DN: the account has no title" in dead[0]["last_error"]
     assert read(ldap_server, ous["people"], "(uid=*)") == {}
 
+    # The stored bind password does not follow the app to another server.
+    moved = api.patch(f"/apps/{app_id}", json={"connector": {"url": "ldap://localhost:1"}})
+    assert moved.status_code == 422 and "bind_password" in moved.json()["detail"]
     wrong = api.patch(f"/apps/{app_id}", json={"connector": {"bind_password": "wrong"}})
     assert wrong.status_code == 200, wrong.text
     test = api.post(f"/apps/{app_id}/provisioning/test").json()

@@ -50,7 +50,10 @@ def _seal(connector: AnyConnectorSettings, vault: Vault) -> tuple[dict[str, Any]
     if not isinstance(connector, ScimConnectorSettings):
         # The other kinds hold their secrets as fields of their own (password, bind_password).
         names, secret = split_secrets(connector.model_dump(mode="python"))
-        return connector.model_dump(mode="json", include=set(names)), (
+        fields = type(connector).model_fields
+        # An unset optional secret (a password under trust auth) is no public setting either.
+        public_names = {n for n in names if "SecretStr" not in str(fields[n].annotation)}
+        return connector.model_dump(mode="json", include=public_names), (
             vault.seal(secret) if secret else None
         )
     names, secret = split_secrets(connector.auth.model_dump(mode="python"))
