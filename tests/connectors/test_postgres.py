@@ -116,11 +116,22 @@ async def test_a_bad_role_name_is_refused_with_the_reason(db: Scratch, name: str
 
 
 @synchronously
-async def test_a_privileged_role_is_never_adopted(db: Scratch) -> None:
+async def test_a_privileged_role_is_never_adopted_nor_an_unmarked_one_granted(db: Scratch) -> None:
     c = connector(db)
     try:
         with pytest.raises(TerminalError, match=r"privileged \(SUPER"):
             await c.find_user("userName", "postgres")
+        with db.connect() as conn:
+            conn.execute(f'CREATE ROLE "{db.prefix}dba_role" NOLOGIN')
+            conn.execute(f'CREATE ROLE "{db.prefix}old" LOGIN')
+        with pytest.raises(TerminalError, match="is not an app role provisiond manages"):
+            await c.create_user({"userName": f"{db.prefix}x", "roles": [{"value": f"{db.prefix}dba_role"}]})
+        assert db.role(f"{db.prefix}x") is None  # one transaction: nothing half-made
+        adopted = await c.find_user("userName", f"{db.prefix}old")
+        assert adopted is not None
+        await c.update_user(adopted.remote_id, [], {"userName": f"{db.prefix}old", "active": False})
+        listed = await c.list_users(1, 1000)
+        assert adopted.remote_id in {u.remote_id for u in listed.items}
     finally:
         await c.aclose()
 

@@ -418,6 +418,9 @@ async def _account_name(cur: Cursor, remote_id: str) -> str:
     if row is None:
         raise RemoteNotFound(f"no role with OID {remote_id}")
     _refuse_privileged(row)
+    if row["mark"] is None:
+        # An existing role adopted by the matching rule: provisiond's from now on.
+        await _mark(cur, row["name"], "account")
     return str(row["name"])
 
 
@@ -448,7 +451,13 @@ async def _set_app_roles(cur: Cursor, name: str, wanted: set[str]) -> None:
             await cur.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
             await _mark(cur, role, "app_role")
         elif row["mark"] != MARKS["app_role"]:
+            # A role made by someone else is granted only once marked as provisiond's: else
+            # provisiond could grant it but never see it to revoke it.
             _refuse_privileged(row)
+            raise TerminalError(
+                f"role {role!r} exists and is not an app role provisiond manages: to let it "
+                f"grant the role, COMMENT ON ROLE it IS '{MARKS['app_role']}'"
+            )
         await cur.execute(
             sql.SQL("GRANT {} TO {}").format(sql.Identifier(role), sql.Identifier(name))
         )
