@@ -20,6 +20,7 @@ from tests.support.slapd import (
     SUFFIX,
     Slapd,
     add_ous,
+    admin_connection,
     read,
     slapd,
 )
@@ -181,3 +182,20 @@ async def test_a_schema_without_inetorgperson_is_named() -> None:
             assert report.reason == "schema: the server's schema lacks objectClass inetOrgPerson"
         finally:
             await c.aclose()
+
+
+@synchronously
+async def test_a_group_provisiond_did_not_make_is_not_used_for_a_role(ldap_server: Slapd) -> None:
+    ous = tree(ldap_server)
+    conn = admin_connection(ldap_server)
+    try:
+        assert conn.add(f"cn=admins,{ous['groups']}", ["groupOfNames"], {"member": [""]})
+    finally:
+        conn.unbind()
+    c = connector(ldap_server, ous)
+    try:
+        with pytest.raises(TerminalError, match="is not an app-role group provisiond manages"):
+            await c.create_user({**ADA, "roles": [{"value": "admins"}]})
+        assert await c.find_user("userName", "ada") is None  # refused before anything is written
+    finally:
+        await c.aclose()

@@ -195,6 +195,8 @@ class LdapConnector:
             entry.setdefault(rdn_attribute, [])  # the RDN's value must be a value of the entry
             if not any(v == unescape(rdn_value) for v in entry[rdn_attribute]):
                 entry[rdn_attribute] = [*entry[rdn_attribute], unescape(rdn_value)]
+            if attributes.get("roles") is not None:
+                self._check_roles(conn, _wanted_roles(attributes))
             check(conn, conn.add(dn, list(PERSON_CLASSES), entry), f"add {dn}")
             read = search(conn, dn, "(objectClass=*)", [*_READ, s.disabled_attribute], ldap3.BASE)
             if not read:
@@ -218,6 +220,8 @@ class LdapConnector:
             entry = self._by_uuid(conn, remote_id)
             if entry is None:
                 raise RemoteNotFound(f"no entry with entryUUID {remote_id}")
+            if attributes.get("roles") is not None:
+                self._check_roles(conn, _wanted_roles(attributes))
             dn, current = entry["dn"], entry["attributes"]
             rdn_attribute = rdn.partition("=")[0]
             modify: dict[str, list[tuple[str, list[str]]]] = {}
@@ -279,6 +283,18 @@ class LdapConnector:
         which = f"(description={escape_filter_chars(MARKS[mark])})" if mark != "any" else f"(|{marks})"
         query = f"(&(objectClass=groupOfNames){which}{condition})"
         return search(conn, self._groups_dn(), query, _READ)
+
+    def _check_roles(self, conn: ldap3.Connection, wanted: set[str]) -> None:
+        """Refuse, before anything is written, a role whose group exists and is not provisiond's
+        (LDAP has no transactions: an account must not be left made without its roles)."""
+        for name in sorted(wanted):
+            group_dn = f"cn={escape_rdn(name)},{self._groups_dn()}"
+            found = search(conn, group_dn, "(objectClass=*)", ["description"], scope=ldap3.BASE)
+            if found and MARKS["app_role"] not in (found[0]["attributes"].get("description") or []):
+                raise TerminalError(
+                    f"{group_dn} exists and is not an app-role group provisiond manages: "
+                    f"give it description: {MARKS['app_role']} to let provisiond use it"
+                )
 
     def _set_roles(self, conn: ldap3.Connection, dn: str, wanted: set[str]) -> None:
         """``dn`` a member of exactly the app-role groups named ``wanted`` (created if missing)."""
