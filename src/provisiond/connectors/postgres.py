@@ -8,7 +8,8 @@
   revoked login must not stay connected; deleting is REASSIGN OWNED, DROP OWNED, DROP ROLE.
 
 Roles are cluster-wide, so provisiond marks the ones it manages with a role comment
-(``MARKS``) and never lists, revokes or drops a role without its mark. It never adopts or
+(``postgres_catalog.MARKS``, where the statements on the catalog are) and never lists, revokes
+or drops a role without its mark. It never adopts or
 grants a privileged role (SUPERUSER, CREATEROLE, REPLICATION, BYPASSRLS). Every name in SQL is
 ``sql.Identifier``-quoted and every value a parameter or ``sql.Literal``: nothing a user's
 profile holds is spliced into a statement.
@@ -41,7 +42,29 @@ from provisiond.connectors.destinations import (
     checked_address,
     system_resolver,
 )
-from provisiond.domain.connector_kinds import PostgresConnectorSettings, check_role_name
+from provisiond.connectors.postgres_catalog import (
+    MARKS,
+    ROLE_COLUMNS,
+    account_name,
+    count_marked,
+    group_name,
+    is_active,
+    mark,
+    marked,
+    member_ids,
+    one,
+    refuse_privileged,
+    remote_group,
+    remote_user,
+    renamed,
+    role_by,
+    role_name,
+    role_row,
+    set_app_roles,
+    set_members,
+    wanted_roles,
+)
+from provisiond.domain.connector_kinds import PostgresConnectorSettings
 from provisiond.errors import (
     ConnectorError,
     RemoteConflict,
@@ -50,14 +73,6 @@ from provisiond.errors import (
     TransientError,
 )
 
-# The role comment that marks what provisiond manages, by what the role is to it.
-MARKS = {
-    "account": "provisiond: account",
-    "app_role": "provisiond: app role",
-    "group": "provisiond: pushed group",
-}
-# Roles whose attributes make them an administrator of the cluster: never touched.
-PRIVILEGED = ("rolsuper", "rolcreaterole", "rolreplication", "rolbypassrls")
 STATEMENT_TIMEOUT_MS = 30_000
 
 Connection = psycopg.AsyncConnection[TupleRow]
@@ -136,12 +151,12 @@ class PostgresRoleConnector:
         try:
             async with self._transaction() as cur:
                 await cur.execute("SELECT current_setting('server_version'), current_user")
-                version, user = _one(await cur.fetchone())
+                version, user = one(await cur.fetchone())
                 await cur.execute(
                     "SELECT rolsuper, rolcreaterole, pg_has_role(current_user, "
                     "'pg_signal_backend', 'MEMBER') FROM pg_roles WHERE rolname = current_user"
                 )
-                superuser, createrole, signal = _one(await cur.fetchone())
+                superuser, createrole, signal = one(await cur.fetchone())
         except ConnectorError as exc:
             report.steps.append(_failed_connect(exc, s))
             return report
@@ -176,11 +191,11 @@ class PostgresRoleConnector:
                 f"a PostgreSQL app matches accounts by userName (the role name), not {attribute}"
             )
         async with self._transaction() as cur:
-            row = await _role_by(cur, "rolname = %s", value)
+            row = await role_by(cur, "rolname = %s", value)
             if row is None:
                 return None
-            _refuse_privileged(row)
-            return await _remote_user(cur, row)
+            refuse_privileged(row)
+            return await remote_user(cur, row)
 
     async def holds_no_users(self) -> bool:
         async with self._transaction() as cur:
@@ -189,25 +204,25 @@ class PostgresRoleConnector:
                 "shobj_description(r.oid, 'pg_authid') = %s)",
                 (MARKS["account"],),
             )
-            return bool(_one(await cur.fetchone())[0])
+            return bool(one(await cur.fetchone())[0])
 
     async def get_user(self, remote_id: str) -> RemoteUser | None:
         async with self._transaction() as cur:  # connects first: a down server is not "gone"
             if not remote_id.isdigit():
                 return None
-            row = await _role_by(cur, "oid = %s", int(remote_id))
-            return None if row is None else await _remote_user(cur, row)
+            row = await role_by(cur, "oid = %s", int(remote_id))
+            return None if row is None else await remote_user(cur, row)
 
     async def list_users(self, start_index: int, count: int) -> Page:
         async with self._transaction() as cur:
-            rows = await _marked(cur, "account", start_index, count)
-            items = [await _remote_user(cur, row) for row in rows]
-            total = await _count_marked(cur, "account")
+            rows = await marked(cur, "account", start_index, count)
+            items = [await remote_user(cur, row) for row in rows]
+            total = await count_marked(cur, "account")
         return Page(items=items, total=total, start_index=start_index)
 
     async def create_user(self, attributes: Mapping[str, Any]) -> RemoteUser:
         name = role_name(attributes.get("userName"))
-        active = _active(attributes)
+        active = is_active(attributes)
         statement = sql.SQL("CREATE ROLE {} {}").format(
             sql.Identifier(name), sql.SQL("LOGIN" if active else "NOLOGIN")
         )
@@ -216,29 +231,29 @@ class PostgresRoleConnector:
             statement += sql.SQL(" PASSWORD {}").format(sql.Literal(str(attributes["password"])))
         async with self._transaction() as cur:
             await cur.execute(statement)
-            await _mark(cur, name, "account")
-            wanted = _wanted_roles(attributes)
+            await mark(cur, name, "account")
+            wanted = wanted_roles(attributes)
             if wanted is not None:
-                await _set_app_roles(cur, name, wanted)
-            row = await _role_by(cur, "rolname = %s", name)
+                await set_app_roles(cur, name, wanted)
+            row = await role_by(cur, "rolname = %s", name)
             assert row is not None
-            return await _remote_user(cur, row)
+            return await remote_user(cur, row)
 
     async def update_user(
         self, remote_id: str, changes: Sequence[Change], attributes: Mapping[str, Any]
     ) -> None:
-        active = _active(attributes)
+        active = is_active(attributes)
         async with self._transaction() as cur:
-            name = await _account_name(cur, remote_id)
-            name = await _renamed(cur, name, attributes.get("userName", name))
+            name = await account_name(cur, remote_id)
+            name = await renamed(cur, name, attributes.get("userName", name))
             await cur.execute(
                 sql.SQL("ALTER ROLE {} {}").format(
                     sql.Identifier(name), sql.SQL("LOGIN" if active else "NOLOGIN")
                 )
             )
-            wanted = _wanted_roles(attributes)
+            wanted = wanted_roles(attributes)
             if wanted is not None:
-                await _set_app_roles(cur, name, wanted)
+                await set_app_roles(cur, name, wanted)
         if not active:
             # After the commit: a session that reconnects in between is refused (NOLOGIN).
             await self._end_sessions(name)
@@ -247,7 +262,7 @@ class PostgresRoleConnector:
         owner = self._settings.reassign_owned_to
         async with self._transaction() as cur:
             try:
-                name = await _account_name(cur, remote_id)
+                name = await account_name(cur, remote_id)
             except RemoteNotFound:
                 return  # already gone: the goal is reached
             await cur.execute(sql.SQL("ALTER ROLE {} NOLOGIN").format(sql.Identifier(name)))
@@ -276,48 +291,48 @@ class PostgresRoleConnector:
         """The pushed group of that name, in any case (RFC 7643 §4.1.1: displayName is not
         case-exact), though role names are."""
         async with self._transaction() as cur:
-            row = await _role_by(cur, "rolname = %s", display_name)
+            row = await role_by(cur, "rolname = %s", display_name)
             if row is None:
                 await cur.execute(
-                    sql.SQL(_ROLE_COLUMNS + "lower(rolname) = lower(%s) AND "
+                    sql.SQL(ROLE_COLUMNS + "lower(rolname) = lower(%s) AND "
                             "shobj_description(oid, 'pg_authid') = %s ORDER BY oid LIMIT 1"),
                     (display_name, MARKS["group"]),
                 )
                 found = await cur.fetchone()
-                row = None if found is None else _row(found)
+                row = None if found is None else role_row(found)
             if row is None:
                 return None
             if row["mark"] != MARKS["group"]:
                 raise RemoteConflict(
                     f"a role named {display_name!r} exists and is not a group provisiond pushed"
                 )
-            return await _remote_group(cur, row)
+            return await remote_group(cur, row)
 
     async def get_group(self, remote_id: str) -> RemoteGroup | None:
         async with self._transaction() as cur:
             if not remote_id.isdigit():
                 return None
-            row = await _role_by(cur, "oid = %s", int(remote_id))
+            row = await role_by(cur, "oid = %s", int(remote_id))
             if row is None or row["mark"] != MARKS["group"]:
                 return None
-            return await _remote_group(cur, row)
+            return await remote_group(cur, row)
 
     async def list_groups(self, start_index: int, count: int) -> Page:
         async with self._transaction() as cur:
-            rows = await _marked(cur, "group", start_index, count)
-            items = [await _remote_group(cur, row) for row in rows]
-            total = await _count_marked(cur, "group")
+            rows = await marked(cur, "group", start_index, count)
+            items = [await remote_group(cur, row) for row in rows]
+            total = await count_marked(cur, "group")
         return Page(items=items, total=total, start_index=start_index)
 
     async def create_group(self, display_name: str, members: Sequence[str]) -> RemoteGroup:
         name = role_name(display_name)
         async with self._transaction() as cur:
             await cur.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(name)))
-            await _mark(cur, name, "group")
-            await _set_members(cur, name, members)
-            row = await _role_by(cur, "rolname = %s", name)
+            await mark(cur, name, "group")
+            await set_members(cur, name, members)
+            row = await role_by(cur, "rolname = %s", name)
             assert row is not None
-            return await _remote_group(cur, row)
+            return await remote_group(cur, row)
 
     async def update_group(
         self,
@@ -329,13 +344,13 @@ class PostgresRoleConnector:
         members: Sequence[str] | None = None,
     ) -> int:
         async with self._transaction() as cur:
-            name = await _group_name(cur, remote_id)
+            name = await group_name(cur, remote_id)
             if display_name is not None:
-                name = await _renamed(cur, name, display_name)
+                name = await renamed(cur, name, display_name)
             if members is None:
-                current = await _member_ids(cur, name)
+                current = await member_ids(cur, name)
                 members = sorted((current | set(add)) - set(remove))
-            await _set_members(cur, name, members)
+            await set_members(cur, name, members)
         return 1
 
     async def replace_group(
@@ -346,214 +361,10 @@ class PostgresRoleConnector:
     async def delete_group(self, remote_id: str) -> None:
         async with self._transaction() as cur:
             try:
-                name = await _group_name(cur, remote_id)
+                name = await group_name(cur, remote_id)
             except RemoteNotFound:
                 return
             await cur.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
-
-
-# -- statements ---------------------------------------------------------------------------------
-
-Cursor = psycopg.AsyncCursor[TupleRow]
-_ROLE_COLUMNS = (
-    "SELECT oid, rolname, rolcanlogin, shobj_description(oid, 'pg_authid'), "
-    "rolsuper, rolcreaterole, rolreplication, rolbypassrls FROM pg_roles WHERE "
-)
-
-
-def _row(values: tuple[Any, ...]) -> dict[str, Any]:
-    oid, name, login, mark, *privileged = values
-    return {
-        "oid": int(oid),
-        "name": str(name),
-        "login": bool(login),
-        "mark": mark,
-        "privileged": [flag for flag, on in zip(PRIVILEGED, privileged, strict=True) if on],
-    }
-
-
-async def _role_by(cur: Cursor, where: str, value: Any) -> dict[str, Any] | None:
-    await cur.execute(sql.SQL(_ROLE_COLUMNS + where), (value,))
-    found = await cur.fetchone()
-    return None if found is None else _row(found)
-
-
-async def _marked(cur: Cursor, what: str, start_index: int, count: int) -> list[dict[str, Any]]:
-    await cur.execute(
-        sql.SQL(_ROLE_COLUMNS + "shobj_description(oid, 'pg_authid') = %s ORDER BY oid "
-                "OFFSET %s LIMIT %s"),
-        (MARKS[what], max(start_index - 1, 0), max(count, 0)),
-    )
-    return [_row(values) for values in await cur.fetchall()]
-
-
-async def _count_marked(cur: Cursor, what: str) -> int:
-    await cur.execute(
-        "SELECT count(*) FROM pg_roles WHERE shobj_description(oid, 'pg_authid') = %s",
-        (MARKS[what],),
-    )
-    return int(_one(await cur.fetchone())[0])
-
-
-async def _renamed(cur: Cursor, name: str, wanted: Any) -> str:
-    """The role's name after renaming it to ``wanted`` (a rename keeps its OID and grants)."""
-    new_name = role_name(wanted)
-    if new_name != name:
-        await cur.execute(
-            sql.SQL("ALTER ROLE {} RENAME TO {}").format(
-                sql.Identifier(name), sql.Identifier(new_name)
-            )
-        )
-    return new_name
-
-
-async def _mark(cur: Cursor, name: str, what: str) -> None:
-    await cur.execute(
-        sql.SQL("COMMENT ON ROLE {} IS {}").format(sql.Identifier(name), sql.Literal(MARKS[what]))
-    )
-
-
-async def _account_name(cur: Cursor, remote_id: str) -> str:
-    row = await _role_by(cur, "oid = %s", int(remote_id)) if remote_id.isdigit() else None
-    if row is None:
-        raise RemoteNotFound(f"no role with OID {remote_id}")
-    _refuse_privileged(row)
-    if row["mark"] is None:
-        # An existing role adopted by the matching rule: provisiond's from now on.
-        await _mark(cur, row["name"], "account")
-    return str(row["name"])
-
-
-async def _group_name(cur: Cursor, remote_id: str) -> str:
-    row = await _role_by(cur, "oid = %s", int(remote_id)) if remote_id.isdigit() else None
-    if row is None or row["mark"] != MARKS["group"]:
-        raise RemoteNotFound(f"no group role with OID {remote_id}")
-    return str(row["name"])
-
-
-async def _granted(cur: Cursor, member: str, what: str) -> set[str]:
-    """The roles of kind ``what`` granted to ``member``."""
-    await cur.execute(
-        "SELECT g.rolname FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid "
-        "JOIN pg_roles u ON u.oid = m.member "
-        "WHERE u.rolname = %s AND shobj_description(g.oid, 'pg_authid') = %s",
-        (member, MARKS[what]),
-    )
-    return {str(values[0]) for values in await cur.fetchall()}
-
-
-async def _set_app_roles(cur: Cursor, name: str, wanted: set[str]) -> None:
-    """Grant exactly ``wanted`` of the app-role group roles (created when missing)."""
-    current = await _granted(cur, name, "app_role")
-    for role in sorted(wanted - current):
-        row = await _role_by(cur, "rolname = %s", role)
-        if row is None:
-            await cur.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
-            await _mark(cur, role, "app_role")
-        elif row["mark"] != MARKS["app_role"]:
-            # A role made by someone else is granted only once marked as provisiond's: else
-            # provisiond could grant it but never see it to revoke it.
-            _refuse_privileged(row)
-            raise TerminalError(
-                f"role {role!r} exists and is not an app role provisiond manages: to let it "
-                f"grant the role, COMMENT ON ROLE it IS '{MARKS['app_role']}'"
-            )
-        await cur.execute(
-            sql.SQL("GRANT {} TO {}").format(sql.Identifier(role), sql.Identifier(name))
-        )
-    for role in sorted(current - wanted):
-        await cur.execute(
-            sql.SQL("REVOKE {} FROM {}").format(sql.Identifier(role), sql.Identifier(name))
-        )
-
-
-async def _member_ids(cur: Cursor, group: str) -> set[str]:
-    await cur.execute(
-        "SELECT m.member FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid "
-        "WHERE g.rolname = %s",
-        (group,),
-    )
-    return {str(values[0]) for values in await cur.fetchall()}
-
-
-async def _set_members(cur: Cursor, group: str, members: Sequence[str]) -> None:
-    wanted = {m for m in members if m.isdigit()}
-    current = await _member_ids(cur, group)
-    for oid in sorted(wanted - current):
-        member = await _account_name(cur, oid)
-        await cur.execute(
-            sql.SQL("GRANT {} TO {}").format(sql.Identifier(group), sql.Identifier(member))
-        )
-    for oid in sorted(current - wanted):
-        row = await _role_by(cur, "oid = %s", int(oid))
-        if row is not None:
-            await cur.execute(
-                sql.SQL("REVOKE {} FROM {}").format(
-                    sql.Identifier(group), sql.Identifier(row["name"])
-                )
-            )
-
-
-async def _remote_user(cur: Cursor, row: Mapping[str, Any]) -> RemoteUser:
-    roles = sorted(await _granted(cur, row["name"], "app_role"))
-    return RemoteUser(
-        remote_id=str(row["oid"]),
-        attributes={
-            "userName": row["name"],
-            "active": row["login"],
-            "roles": [{"value": role} for role in roles],
-        },
-    )
-
-
-async def _remote_group(cur: Cursor, row: Mapping[str, Any]) -> RemoteGroup:
-    return RemoteGroup(
-        remote_id=str(row["oid"]),
-        display_name=row["name"],
-        members=frozenset(await _member_ids(cur, row["name"])),
-    )
-
-
-# -- values -------------------------------------------------------------------------------------
-
-
-def role_name(value: Any) -> str:
-    """The role name a userName (or group name) gives, or a TerminalError saying why none."""
-    if not isinstance(value, str):
-        raise TerminalError("the account has no userName: a PostgreSQL role needs a name")
-    try:
-        return check_role_name(value)
-    except ValueError as exc:
-        raise TerminalError(str(exc)) from None
-
-
-def _active(attributes: Mapping[str, Any]) -> bool:
-    value = attributes.get("active", True)
-    return value is not False and str(value).lower() != "false"
-
-
-def _wanted_roles(attributes: Mapping[str, Any]) -> set[str] | None:
-    """The app roles an account should hold, None when the attributes do not say (an app
-    without SCIM roles keeps whatever grants a DBA made)."""
-    roles = attributes.get("roles")
-    if roles is None:
-        return None
-    names = {str(item.get("value")) if isinstance(item, Mapping) else str(item) for item in roles}
-    return {role_name(name) for name in names}
-
-
-def _refuse_privileged(row: Mapping[str, Any]) -> None:
-    if row["privileged"]:
-        flags = ", ".join(flag.removeprefix("rol").upper() for flag in row["privileged"])
-        raise TerminalError(
-            f"role {row['name']!r} exists and is privileged ({flags}): provisiond never "
-            "manages or grants such a role"
-        )
-
-
-def _one(row: tuple[Any, ...] | None) -> tuple[Any, ...]:
-    assert row is not None
-    return row
 
 
 # -- errors -------------------------------------------------------------------------------------
