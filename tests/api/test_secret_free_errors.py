@@ -135,6 +135,7 @@ BAD_OTHER_KINDS: list[tuple[dict[str, Any], str]] = [
 ]
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the store plays no part
 @pytest.mark.parametrize(("connector", "field"), BAD_OTHER_KINDS)
 def test_a_bad_ldap_or_postgresql_connector_is_a_secret_free_422(
     api: httpx.Client, connector: dict[str, Any], field: str,

@@ -73,7 +73,7 @@ outsiders = st.dictionaries(
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(before=people, after=people, groups_before=memberships, groups_after=memberships, others=outsiders)
 def test_an_import_converges_and_spares_other_users(
     before: dict[str, tuple[str, bool]],
