@@ -74,6 +74,7 @@ async def test_accounts_by_attribute_deactivation(ldap_server: Slapd) -> None:
         groups = read(ldap_server, ous["groups"], "(objectClass=groupOfNames)")
         assert groups[f"cn=editor,{ous['groups']}"]["member"] == [dn]
         assert await c.find_user("userName", "ada") == created
+        assert not await c.holds_no_users()
         with pytest.raises(RemoteConflict):
             await c.create_user(ADA)
 

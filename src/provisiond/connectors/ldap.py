@@ -165,7 +165,15 @@ class LdapConnector:
         return found[0] if found else None
 
     async def holds_no_users(self) -> bool:
-        return not (await self.list_users(1, 1)).items
+        def any_user(conn: ldap3.Connection) -> bool:
+            for base in self._user_bases():
+                # One entry is enough to know (sizeLimitExceeded, code 4, then says "more").
+                conn.search(base, "(objectClass=inetOrgPerson)", attributes=["1.1"], size_limit=1)
+                if any(e.get("type") == "searchResEntry" for e in conn.response or []):
+                    return True
+            return False
+
+        return not await self._run(any_user)
 
     async def list_users(self, start_index: int, count: int) -> Page:
         found = await self._run(lambda conn: self._search_users(conn, ""))
