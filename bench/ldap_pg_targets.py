@@ -57,9 +57,9 @@ def provision(runtime: Any, group_id: str, connector: Any, concurrency: int, nam
 
 def bare_ldap(server: Any, parent: str, users: list[Any], concurrency: int) -> float:
     import ldap3
+    from tests.support.slapd import ADMIN_DN, ADMIN_PASSWORD
 
     from provisiond.connectors.ldap_entries import PERSON_CLASSES, person_attributes
-    from tests.support.slapd import ADMIN_DN, ADMIN_PASSWORD
 
     payloads = [person_attributes(user.scim_payload()) for user in users]
     lanes = [payloads[i::concurrency] for i in range(concurrency)]
@@ -106,9 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=4)
     args = parser.parse_args(argv)
     banner("LDAP and PostgreSQL targets", users=args.users, concurrency=args.concurrency)
-    from provisiond.domain.connector_kinds import LdapConnectorSettings, PostgresConnectorSettings
     from tests.support.pg_roles import scratch
     from tests.support.slapd import ADMIN_DN, ADMIN_PASSWORD, add_ous, read, slapd
+
+    from provisiond.domain.connector_kinds import LdapConnectorSettings, PostgresConnectorSettings
 
     n, c = args.users, args.concurrency
     with workdir() as wd, slapd() as server, scratch(PG_ADMIN) as db:
