@@ -195,9 +195,26 @@ class RequestLog:
         await send({"type": "http.response.body", "body": body})
 
 
+class Slow:
+    """ASGI middleware: every request to /Users or /Groups answered ``latency`` seconds later (a distant app,
+    so that concurrency rather than CPU bounds a run)."""
+
+    def __init__(self, app: Any, latency: float) -> None:
+        self.app, self.latency = app, latency
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        path = scope.get("path", "")
+        if self.latency and scope["type"] == "http" and ("/Users" in path or "/Groups" in path):
+            import asyncio
+
+            await asyncio.sleep(self.latency)
+        await self.app(scope, receive, send)
+
+
 @contextlib.contextmanager
-def recording_scim_target(token: str = TARGET_TOKEN) -> Iterator[str]:
-    """One scim2-server process behind ``RequestLog``; yields its base URL (``.../v2``)."""
+def recording_scim_target(token: str = TARGET_TOKEN, latency: float = 0.0) -> Iterator[str]:
+    """One scim2-server process behind ``RequestLog``; yields its base URL (``.../v2``).
+    ``latency``: seconds added to every SCIM request."""
     port = free_port()
     command = [
         sys.executable,
@@ -207,6 +224,8 @@ def recording_scim_target(token: str = TARGET_TOKEN) -> Iterator[str]:
         str(port),
         "--bearer-token",
         token,
+        "--latency",
+        str(latency),
     ]
     process = subprocess.Popen(command, env={**os.environ, "PYTHONWARNINGS": "ignore"})
     base = f"http://{LOOPBACK}:{port}/v2"
@@ -248,8 +267,9 @@ def _serve_target(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="bench/_support.py target")
     parser.add_argument("--port", required=True, type=int)
     parser.add_argument("--bearer-token", required=True)
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added per request")
     args = parser.parse_args(argv)
-    app = RequestLog(build([args.bearer_token]))
+    app = RequestLog(Slow(build([args.bearer_token]), args.latency))
     uvicorn.run(app, host=LOOPBACK, port=args.port, log_level="warning", lifespan="on")
 
 

@@ -130,7 +130,9 @@ def shown_test(actor: Actor, report: dict[str, Any] | None) -> dict[str, Any] | 
     ]
     failed = next((step for step in steps if not step.get("ok")), None)
     reason = f"{failed['name']}: {failed['detail']}" if failed else report.get("reason")
-    return {**report, "steps": steps, "reason": reason}
+    # The dialect notes read the peer's ServiceProviderConfig: shown once it is known to be SCIM.
+    notes = report.get("notes", []) if report.get("ok") else []
+    return {**report, "steps": steps, "reason": reason, "notes": notes}
 
 
 def shown_test_failure(actor: Actor, exc: Conflict) -> Conflict:

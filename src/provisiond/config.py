@@ -9,7 +9,7 @@ import ipaddress
 import json
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -33,7 +33,15 @@ class Settings(BaseSettings):
         "(while `provisiond keys rotate` moves everything to the current key).",
     )
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    scim_source_edits: Literal["warn", "refuse"] = Field(
+        default="warn",
+        description="An admin edit of an attribute a SCIM client owns: warned of, or refused.",
+    )
     run_worker: bool = Field(default=True, description="Run a worker inside `serve`.")
+    scheduler_tick_seconds: float = Field(
+        default=60.0, gt=0, le=3600,
+        description="How often a worker's scheduler looks for apps due a scheduled full sync.",
+    )
     task_max_attempts: int = Field(default=6, ge=1, le=50)
     retry_base_seconds: float = Field(default=2.0, gt=0)
     retry_max_seconds: float = Field(default=900.0, gt=0)
@@ -45,6 +53,11 @@ class Settings(BaseSettings):
     worker_drain_seconds: float = Field(
         default=20.0, ge=0, le=3600,
         description="On SIGTERM, how long a worker finishes its tasks before giving them back.",
+    )
+    event_retention_days: int = Field(
+        default=365, ge=0, le=36_500,
+        description="How long the activity log keeps events (0: for ever). On PostgreSQL a "
+        "month is dropped whole once all of it is older, so events stay up to a month longer.",
     )
     # Ports of connector targets that are reached without TLS verification are never
     # configured here: TLS is always verified.

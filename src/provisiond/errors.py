@@ -11,10 +11,13 @@
     ├── Forbidden                    403
     └── ConnectorError               a downstream application failed
         ├── TransientError           worth retrying: timeout, 5xx, connection refused
-        │   └── RateLimited          429, with the target's Retry-After
+        │   ├── RateLimited          429, with the target's Retry-After
+        │   └── NotRevoked           a deprovisioning answered 2xx, yet the read-back shows access
         └── TerminalError            retrying cannot help: 400, 401, 403, bad payload
             ├── RemoteConflict       409: the account exists already (the executor adopts it)
-            └── RemoteNotFound       404 on a known account: it was removed behind our back
+            ├── RemoteNotFound       404 on a known account: it was removed behind our back
+            └── RemoteUnsupported    501: the app does not implement the operation (RFC 7644
+                                     §3.12): never retried, a reason to fall back (PATCH → PUT)
 
 Whether to retry belongs to the type, decided here once: the executor asks ``error.retryable``.
 """
@@ -87,6 +90,13 @@ class RateLimited(TransientError):
         self.retry_after = retry_after
 
 
+class NotRevoked(TransientError):
+    """The app accepted a deactivation or a delete, but reading the account back shows it
+    still active (or still there): retried, since the app's answer was not the truth."""
+
+    type = "connector-not-revoked"
+
+
 class TerminalError(ConnectorError):
     type = "connector-terminal"
 
@@ -97,6 +107,10 @@ class RemoteConflict(TerminalError):
 
 class RemoteNotFound(TerminalError):
     type = "connector-not-found"
+
+
+class RemoteUnsupported(TerminalError):
+    type = "connector-unsupported"
 
 
 def validation_message(error: Any) -> str:

@@ -176,7 +176,7 @@ CONSOLE: dict[tuple[str, str], Action] = {
         ("POST", f"/apps/{{app_id}}/{form}"): Action.APP_MANAGE
         for form in (
             "connector", "test", "provisioning", "sync", "roles", "push-groups", "assignments",
-            "policy",
+            "policy", "import", "matches", "orphans",
         )
     },
     ("POST", "/apps/{app_id}/roles/{role_id}/delete"): Action.APP_MANAGE,
@@ -223,6 +223,10 @@ CONSOLE: dict[tuple[str, str], Action] = {
     ("GET", "/activity/{event_id}"): Action.LOG_READ,
     ("GET", "/workers"): Action.METRICS_READ,
     ("POST", "/apps/{app_id}/provisioning/resume"): Action.APP_MANAGE,
+    ("GET", "/directory/users/{user_id}/receipt"): Action.DIRECTORY_READ,
+    ("GET", "/directory/users/{user_id}/receipt.json"): Action.DIRECTORY_READ,
+    ("GET", "/posture"): Action.DIRECTORY_READ,
+    ("GET", "/posture.csv"): Action.DIRECTORY_READ,
 }
 PUBLIC = {("GET", "/login"), ("POST", "/login"), ("POST", "/logout")}  # tested in tests/web
 

@@ -3,9 +3,12 @@ against a real server and a real SCIM app; its secret never on the command line 
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.cli.conftest import Run, flat, ok
 from tests.e2e.conftest import TARGET_TOKEN
@@ -46,3 +49,30 @@ def test_move_an_app_to_its_real_base_url_and_give_it_a_new_token(
     ok(cli("provisioning", "test", name))
     logged = api.get("/logs", params={"app": app_id, "q": "", "limit": 50}).text
     assert TARGET_TOKEN not in logged and "stale-token" not in logged
+
+
+# The store plays no part in a profile: SQLite only.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_pick_and_edit_an_apps_dialect_profile(
+    cli: Run, api: httpx.Client, target: str, tmp_path: Path
+) -> None:
+    name = f"erp-{str(time.monotonic_ns())[-8:]}"
+    ok(cli("apps", "create", name, "--base-url", target, "--auth", "bearer", "--token-stdin",
+           "--profile", "okta-compatible", input=TARGET_TOKEN + "\n"))
+    assert api.get(f"/apps/{name}").json()["connector"]["profile"]["patch"] == "no-path"
+    tested = ok(cli("provisioning", "test", name))
+    assert "note: user updates are sent as one PATCH replace without a path" in flat(tested.output)
+
+    # An unknown name is refused by the server with what it expects; nothing changes.
+    bad = cli("apps", "update", name, "--profile", "workday")
+    assert bad.exit_code == 1 and "profile" in flat(bad.output)
+    assert api.get(f"/apps/{name}").json()["connector"]["profile"]["name"] == "okta-compatible"
+
+    # A document starts from the profile it names: here the RFC's, without PATCH.
+    document = tmp_path / "profile.json"
+    document.write_text(json.dumps({"name": "rfc", "patch": "none", "requests_per_hour": 1000}))
+    result = ok(cli("apps", "update", name, "--profile", f"@{document}"))
+    assert result.stdout.strip() == f"updated app {name}: profile"
+    tested = flat(ok(cli("provisioning", "test", name)).output)
+    assert "this app does not support PATCH: updates will be sent as PUT" in tested
+    assert "at most 1,000 requests an hour" in tested

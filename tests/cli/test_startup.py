@@ -74,8 +74,8 @@ def test_root_help_is_whole_off_a_terminal() -> None:
         assert line.split(None, 1)[1] == entry.summary(name).get_short_help_str(1000)
     assert [line for line in output.splitlines()[1:] if line.endswith("...")] == []
     assert "<bool>" not in output
-    assert [line for line in output.splitlines() if line.endswith(":") and not line.startswith(" ")][-5:] == [
-        "Server:", "Directory:", "Applications:", "Policies:", "Activity:"]
+    assert [line for line in output.splitlines() if line.endswith(":") and not line.startswith(" ")][-6:] == [
+        "Server:", "Directory:", "Applications:", "Policies:", "Activity:", "Reports:"]
 
 
 def test_subcommand_help_has_no_bool_placeholders() -> None:

@@ -23,7 +23,8 @@ import httpx
 import pytest
 
 from provisiond.connectors.base import ConnectionReport, Quirks
-from provisiond.connectors.scim import TOKEN_RESPONSE_MAX_BYTES, ScimConnector
+from provisiond.connectors.scim import ScimConnector
+from provisiond.connectors.scim_auth import TOKEN_RESPONSE_MAX_BYTES
 from provisiond.domain.apps import (
     BasicAuth,
     BearerAuth,
@@ -148,7 +149,8 @@ def test_connection_succeeds_and_reads_the_quirks(scim_settings: ScimConnectorSe
     assert report.quirks is not None
     assert report.quirks.patch
     assert report.quirks.filter
-    assert report.quirks.max_results == 1000  # scim2-server's published filter.maxResults
+    # The page size: the profile's (100), as scim2-server's filter.maxResults (1000) allows.
+    assert report.quirks.max_results == 100
     assert quirks == report.quirks  # the connection test primes the connector's quirks
 
 

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from provisiond.engine import quarantine
 from provisiond.runtime import Runtime
 from tests.e2e.conftest import TARGET_TOKEN, assign, eventually, person, remote_user, scim_app
 from tests.support.faulty import Fault, FaultyTarget
+from tests.support.tcp_proxy import TcpProxy
 
 
 def enabled_app(
@@ -163,42 +166,77 @@ def test_deprovisioning_that_keeps_failing_is_dead_and_visible(
     assert dismissed["status"] == "dismissed"
 
 
+def app_metric(api: httpx.Client, name: str, **labels: str) -> float:
+    """A sample of /metrics (scraped with the test's admin token), summed over ``labels``."""
+    root = str(api.base_url).removesuffix("/").removesuffix("/api/v1")
+    answer = httpx.get(f"{root}/metrics", headers={"Authorization": api.headers["Authorization"]})
+    assert answer.status_code == 200, answer.text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(answer.text)
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    )
+
+
 def test_an_app_that_keeps_failing_is_quarantined_then_resumes_by_itself(
     api: httpx.Client, faulty: tuple[FaultyTarget, str], runtime: Runtime,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    target, base = faulty
-    app = enabled_app(api, "outage", base, concurrency=1)
-    assert runtime.worker is not None
-    # Small enough for a test: 3 of 3 attempts failing, probes a second apart. Tasks have 3
-    # attempts here, and the users are assigned one by one: the first task may well make all
-    # 3 failures itself; the last of them quarantines the app and the task waits all the same.
-    monkeypatch.setattr(runtime.worker.upkeep, "_watch", quarantine.Watch(window=3, failing=3))
-    monkeypatch.setattr(quarantine, "SCHEDULE", (1.0,))
-    for method in ("GET", "POST", "PATCH", "PUT"):  # the app is down
-        target.inject(Fault(method, 503, times=100_000))
-    for n in range(4):
-        user = api.post("/users", json=person(f"waiting.{n}")).json()
-        assign(api, app["id"], "user", user["id"])
+    _, base = faulty
+    parts = urlsplit(base)
+    assert parts.port is not None
+    with TcpProxy("127.0.0.1", parts.port) as proxy:
+        app = enabled_app(
+            api, "outage", base.replace(f":{parts.port}/", f":{proxy.port}/"), concurrency=1
+        )
+        leaver = api.post("/users", json=person("leaving.soon")).json()
+        assign(api, app["id"], "user", leaver["id"])
+        eventually(lambda: api.get(f"/apps/{app['id']}/accounts").json()["items"])
+        assert runtime.worker is not None
+        # Small enough for a test: 3 of 3 attempts failing, probes a second apart. Tasks have
+        # 3 attempts here, and the users are assigned one by one: the first task may well make
+        # all 3 failures itself; the last of them quarantines the app and the task waits.
+        monkeypatch.setattr(runtime.worker.upkeep, "_watch", quarantine.Watch(window=3, failing=3))
+        monkeypatch.setattr(quarantine, "SCHEDULE", (1.0,))
+        proxy.cut()  # the app is down: its address refuses every connection
+        for n in range(3):
+            user = api.post("/users", json=person(f"waiting.{n}")).json()
+            assign(api, app["id"], "user", user["id"])
+        api.post(f"/users/{leaver['id']}/lifecycle/deactivate").raise_for_status()
 
-    def quarantined() -> dict[str, Any] | None:
-        answer = api.get(f"/apps/{app['id']}/provisioning/state")
-        assert answer.status_code == 200, answer.text
-        state: dict[str, Any] = answer.json()
-        return state if state["state"] == "quarantined" else None
+        def quarantined() -> dict[str, Any] | None:
+            answer = api.get(f"/apps/{app['id']}/provisioning/state")
+            assert answer.status_code == 200, answer.text
+            state: dict[str, Any] = answer.json()
+            return state if state["state"] == "quarantined" else None
 
-    state = eventually(quarantined)
-    assert "3 of its last 3 requests failed" in state["reason"]
-    assert state["queued"] >= 1
-    eventually(lambda: api.get("/logs", params={"action": "app.provisioning.probe"}).json()[
-        "items"
-    ])  # a probe ran while it was down, and failed
-    tasks = api.get("/tasks", params={"app": app["id"]}).json()["items"]
-    assert not [t for t in tasks if t["status"] == "dead"], tasks  # waiting, not burnt
+        state = eventually(quarantined)
+        assert "3 of its last 3 requests failed" in state["reason"]
 
-    target.faults.clear()  # the app is back
-    eventually(lambda: len(api.get(f"/apps/{app['id']}/accounts").json()["items"]) == 4, 120)
+        def waiting() -> bool:  # the three creates, and the leaver's deprovisioning, shown so
+            now = quarantined()
+            return now is not None and now["queued"] >= 4 and now["queued_deprovisions"] == 1
+
+        eventually(waiting)
+        assert app_metric(api, "provisiond_app_state", app="outage", state="quarantined") == 1
+        assert app_metric(api, "provisiond_app_quarantines_total", app="outage") == 1
+        eventually(lambda: api.get("/logs", params={"action": "app.provisioning.probe"}).json()[
+            "items"
+        ])  # a probe ran while it was down, and failed
+        tasks = api.get("/tasks", params={"app": app["id"]}).json()["items"]
+        assert not [t for t in tasks if t["status"] == "dead"], tasks  # waiting, not burnt
+
+        proxy.restore()  # the app is back
+
+        def landed() -> bool:
+            accounts = api.get(f"/apps/{app['id']}/accounts").json()["items"]
+            status = {a["user_id"]: a["status"] for a in accounts}
+            return len(accounts) == 4 and status[leaver["id"]] == "deactivated"
+
+        eventually(landed, 120)
     assert api.get(f"/apps/{app['id']}/provisioning/state").json()["state"] == "flowing"
+    assert app_metric(api, "provisiond_app_state", app="outage", state="flowing") == 1
     resumed = api.get("/logs", params={"action": "app.provisioning.resume"}).json()["items"]
     assert "the probe passed" in resumed[0]["message"]
     # Resuming by hand answers 409 when there is nothing to resume.

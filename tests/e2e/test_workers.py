@@ -19,9 +19,9 @@ import pytest
 from sqlalchemy import select
 
 from provisiond.api import create_app
-from provisiond.engine import queue
+from provisiond.engine import queue, retention
 from provisiond.runtime import Runtime
-from provisiond.store.tables import Task, WorkerProcess
+from provisiond.store.tables import PeriodicJob, Task, WorkerProcess
 from tests.cli.conftest import process
 from tests.e2e.conftest import TARGET_TOKEN, eventually, person, scim_app
 from tests.support.faulty import Fault, FaultyTarget
@@ -114,6 +114,12 @@ def beats(runtime: Runtime, pid: int) -> list[Any]:
         return [r.beat_at for r in session.scalars(select(WorkerProcess)) if r.pid == pid]
 
 
+def retention_job(runtime: Runtime) -> PeriodicJob | None:
+    with runtime.db.session() as session:
+        job = session.get(PeriodicJob, retention.JOB)
+        return job if job is not None and job.last_done_at is not None else None
+
+
 def creates(target: FaultyTarget) -> int:
     return sum(1 for method, path in target.requests if method == "POST" and path.endswith("/Users"))
 
@@ -138,6 +144,10 @@ def test_a_killed_workers_task_is_taken_over_within_the_worker_timeout(
         ["worker"], env, tmp_path / "two.log"
     ) as two:
         eventually(lambda: len(worker_pids(runtime)) == 2, 60)
+        # The activity log's periodic job: offered by both on start, run by one of them.
+        job = eventually(lambda: retention_job(runtime), 60)
+        assert job.holder is None and job.last_result["deleted"] == 0
+        assert job.due_at > job.last_done_at
         user_id = join(api_only, app_id, "ada.lovelace")
         holder = eventually(
             lambda: creates(target) == 1 and next(

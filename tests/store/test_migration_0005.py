@@ -2,21 +2,9 @@
 
 from __future__ import annotations
 
-from alembic import command
 from sqlalchemy import create_engine, text
 
-from provisiond.store.migrate import alembic_config
-
-
-def _run(url: str, revision: str, *, down: bool = False) -> None:
-    engine = create_engine(url)
-    config = alembic_config(url)
-    with engine.begin() as connection:
-        if connection.dialect.name == "sqlite":
-            connection.exec_driver_sql("PRAGMA foreign_keys=ON")  # as the store runs it
-        config.attributes["connection"] = connection
-        (command.downgrade if down else command.upgrade)(config, revision)
-    engine.dispose()
+from tests.support.migrations import migrate as _run
 
 
 def test_assignment_role_texts_become_app_roles(database_url: str) -> None:

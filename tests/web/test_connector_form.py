@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import httpx
+import pytest
 from sqlalchemy import select
 
 from provisiond.runtime import Runtime
@@ -67,3 +68,40 @@ def test_a_deadline_out_of_bounds_is_refused_beside_its_field(
         assert _value(refused.text, "request_deadline_seconds") == typed  # what was typed stays
     with runtime.db.session() as session:
         assert session.scalars(select(App)).one().connector["request_deadline_seconds"] == 30.0
+
+
+def _selected(html: str) -> str:
+    select = html[html.index('<select id="profile"') :]
+    select = select[: select.index("</select>")]
+    match = re.search(r'<option value="([^"]*)" selected>', select)
+    assert match, select
+    return match.group(1)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # no store behaviour here
+def test_the_dialect_profile_is_picked_and_an_edited_one_kept(
+    console: httpx.Client, runtime: Runtime
+) -> None:
+    page = _new_app(console)
+    assert _selected(console.get(page).text) == "rfc"
+    connector = page.replace("/provisioning", "/connector")
+    form = {"base_url": BASE_URL, "auth_type": "none"}
+    saved = post_form(console, page, connector, {**form, "profile": "okta-compatible"})
+    assert saved.status_code == 303, saved.text
+    assert _selected(console.get(page).text) == "okta-compatible"
+
+    # Edited elsewhere (API, CLI): the form offers to keep it, and keeps it when left so.
+    with runtime.db.session() as session:
+        app = session.scalars(select(App)).one()
+        app.connector = {**app.connector, "profile": {**app.connector["profile"], "page_size": 7}}
+    shown = console.get(page).text
+    assert _selected(shown) == "" and "okta-compatible, edited" in shown
+    assert post_form(console, page, connector, {**form, "profile": ""}).status_code == 303
+    with runtime.db.session() as session:
+        profile = session.scalars(select(App)).one().connector["profile"]
+    assert (profile["name"], profile["page_size"], profile["patch"]) == (
+        "okta-compatible", 7, "no-path"
+    )
+
+    refused = post_form(console, page, connector, {**form, "profile": "workday"})
+    assert refused.status_code == 422 and 'id="profile-error"' in refused.text

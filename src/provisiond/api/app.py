@@ -17,6 +17,7 @@ from provisiond.api.deps import AdminDep, admin, single_query_values
 from provisiond.api.fallback import ConsoleMount
 from provisiond.api.routers import (
     admins,
+    app_accounts,
     apps,
     assignments,
     groups,
@@ -24,17 +25,24 @@ from provisiond.api.routers import (
     logs,
     policy,
     push_groups,
+    receipts,
+    reports,
     roles,
+    scim_clients,
     sync,
     tasks,
     tokens,
     users,
     workers,
 )
+from provisiond.api.scim import PREFIX as SCIM_PREFIX
+from provisiond.api.scim import create_scim_app
+from provisiond.api.scim.errors import error_response
 from provisiond.authz import Action
 from provisiond.config import Settings
 from provisiond.runtime import Runtime
 from provisiond.services.context import current_correlation_id, new_correlation_id
+from provisiond.services.schedules import Scheduler
 from provisiond.store import migrate
 from provisiond.web import create_console
 
@@ -58,11 +66,17 @@ def create_app(
                 f"the database is at revision {current}, the code needs {head}: run `provisiond migrate`"
             )
         rt.seal_canary()
+        scheduler = None
         if start_worker if start_worker is not None else settings.run_worker:
             rt.start_worker()
+            # Beside every worker; one of the cluster's schedulers runs each tick.
+            scheduler = Scheduler(rt.db, settings.scheduler_tick_seconds)
+            scheduler.start()
         try:
             yield
         finally:
+            if scheduler is not None:
+                scheduler.stop()
             rt.stop()
 
     app = FastAPI(
@@ -87,7 +101,7 @@ def create_app(
     )
     for module in (
         users, groups, apps, roles, assignments, push_groups, policy, sync, tasks, logs, workers,
-        tokens, admins, imports,
+        tokens, admins, receipts, reports, app_accounts, scim_clients, imports,
     ):
         v1.include_router(module.router)
     app.include_router(v1)
@@ -132,6 +146,9 @@ def create_app(
         an app_admin token gets its own apps' series only."""
         body, content_type = metrics.exposition(rt, actor)
         return Response(body, media_type=content_type)
+
+    # provisiond's directory as a SCIM service provider: its own errors, tokens and no OpenAPI.
+    app.mount(SCIM_PREFIX, create_scim_app(rt))
 
     # The console answers every path the API does not: it must stay the last route, and it
     # steps aside for /api/ paths so that the API answers its own 404s and 405s.
@@ -198,6 +215,10 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        detail = f"the request body is larger than {self.limit} bytes"
+        if str(scope.get("path", "")).startswith(SCIM_PREFIX):  # SCIM clients read SCIM errors
+            await error_response(413, detail)(scope, receive, send)
+            return
         response = problems.problem(
             413,
             "payload-too-large",

@@ -28,6 +28,7 @@ from provisiond.services.context import Actor
 from provisiond.services.monitoring import Histogram
 
 TASK_STATUSES = ("queued", "running", "dead")
+APP_STATES = ("flowing", "paused", "quarantined")
 
 
 def _buckets(histogram: Histogram) -> list[tuple[str, float]]:
@@ -52,6 +53,8 @@ class DatabaseCollector(Collector):
             held = monitoring.accounts(session)
             latency = monitoring.deprovision_latency(session)
             durations = monitoring.run_durations(session)
+            states = monitoring.app_states(session)
+            quarantined = monitoring.quarantines(session)
         if scope is not None:
             # Filtered after the (grouped, small) queries: one place decides what is shown.
             names = {k: v for k, v in names.items() if k in scope}
@@ -61,6 +64,8 @@ class DatabaseCollector(Collector):
             held = {k: v for k, v in held.items() if k[0] in scope}
             latency = {k: v for k, v in latency.items() if k in scope}
             durations = {k: v for k, v in durations.items() if k[0] in scope}
+            states = {k: v for k, v in states.items() if k in scope}
+            quarantined = {k: v for k, v in quarantined.items() if k in scope}
 
         def app(app_id: str | None) -> str:
             return names.get(app_id or "", app_id or "")
@@ -84,6 +89,26 @@ class DatabaseCollector(Collector):
         for app_id, count in retries.items():
             retried.add_metric([app(app_id)], count)
         yield retried
+
+        state = GaugeMetricFamily(
+            "provisiond_app_state",
+            "1 for the state each app is in: flowing, paused (it answered 429) or quarantined.",
+            labels=["app", "state"],
+        )
+        for app_id in sorted(names):
+            now = states.get(app_id, "flowing")
+            for name in APP_STATES:
+                state.add_metric([app(app_id), name], 1 if name == now else 0)
+        yield state
+
+        held_back = CounterMetricFamily(
+            "provisiond_app_quarantines",
+            "Times each app was quarantined (its requests kept failing), from the activity log.",
+            labels=["app"],
+        )
+        for app_id in sorted(names):
+            held_back.add_metric([app(app_id)], quarantined.get(app_id, 0))
+        yield held_back
 
         queue = GaugeMetricFamily(
             "provisiond_task_queue_depth", "Tasks by app and status.", labels=["app", "status"]

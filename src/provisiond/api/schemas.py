@@ -75,6 +75,11 @@ class UserOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     status_changed_at: datetime
+    source: str | None = Field(
+        default=None,
+        description="The SCIM client (GET /scim-clients) that created the user and owns its "
+        "attributes; null for a user an admin created.",
+    )
 
     @classmethod
     def of(cls, user: tables.User) -> UserOut:
@@ -85,6 +90,7 @@ class UserOut(BaseModel):
             created_at=user.created_at,
             updated_at=user.updated_at,
             status_changed_at=user.status_changed_at,
+            source=user.source,
         )
 
 
@@ -154,6 +160,7 @@ class AppCreate(Strict):
                 "type": "scim2",
                 "base_url": "https://crm.example.com/scim/v2",
                 "auth": {"type": "bearer", "token": "<the app's SCIM token>"},
+                "profile": "rfc",
             },
         },
         secret=True,

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import enum
 import functools
+import json
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -27,6 +29,31 @@ provisioning = typer.Typer(
 
 AppArg = Annotated[str, typer.Argument(metavar="APP", help="The app's id or name.")]
 Opt = Annotated[str | None, typer.Option(show_default=False)]
+ProfileOpt = Annotated[
+    str | None,
+    typer.Option(
+        metavar="NAME|@FILE",
+        show_default=False,
+        help="How the app speaks SCIM: rfc, entra-compatible, okta-compatible, or @FILE, a "
+        "profile document in JSON (docs/connectors.md); the server checks it.",
+    ),
+]
+
+
+def profile_value(given: str) -> Any:
+    """A profile's name as given, or the JSON document of ``@FILE``."""
+    if not given.startswith("@"):
+        return given
+    try:
+        return json.loads(Path(given[1:]).read_text())
+    except (OSError, ValueError) as exc:
+        raise typer.BadParameter(f"cannot read the profile {given[1:]}: {exc}") from exc
+
+
+def profile_label(profile: Any) -> str:
+    if not isinstance(profile, dict):
+        return str(profile or "rfc")
+    return str(profile.get("name", "rfc"))
 
 
 class Auth(enum.StrEnum):
@@ -96,6 +123,7 @@ def render_app(app: dict[str, Any]) -> list[tuple[str, Any]]:
     rows: list[tuple[str, Any]] = [
         ("id", app["id"]), ("name", app["name"]), ("label", app["label"]),
         ("base url", connector.get("base_url")), ("auth", auth_label(app)),
+        ("profile", profile_label(connector.get("profile"))),
     ]
     rows += [
         (key.replace("_", " "), auth[key])
@@ -126,6 +154,8 @@ def render_provisioning(settings: dict[str, Any]) -> list[tuple[str, Any]]:
         ("role mode", settings.get("role_mode")),
         ("concurrency", settings.get("concurrency")),
         ("rate limit", f"{rate:g}/s" if rate else "unlimited"),
+        ("full sync", f"every {every:g} h" if (every := settings.get("full_sync_every_hours"))
+         else "on demand only"),
         ("last test", last_test(settings.get("last_test"))),
     ]
 
@@ -252,11 +282,14 @@ def create_app(
         TokenEndpointAuth | None,
         _auth_option("oauth2: how the client authenticates (default client_secret_basic)."),
     ] = None,
+    profile: ProfileOpt = None,
 ) -> None:
     """Connect an app (provisioning starts disabled: test it, then enable it)."""
     given = dict(locals())
     st = state(ctx)
     connector = {"type": "scim2", "base_url": base_url, "auth": connector_auth(auth, given)}
+    if profile is not None:
+        connector["profile"] = profile_value(profile)
     created = st.api.post("/apps", {"name": name, "label": label or name, "connector": connector})
     st.out.done(created, f"created app {created['name']}: {created['id']}")
 
@@ -322,8 +355,10 @@ def update_app(
         TokenEndpointAuth | None,
         _auth_option("oauth2: how the client authenticates (client_secret_basic or _post)."),
     ] = None,
+    profile: ProfileOpt = None,
 ) -> None:
-    """Change an app's label or connector: base URL, authentication, a new secret.
+    """Change an app's label or connector: base URL, authentication, a new secret, its SCIM
+    dialect profile.
 
     The stored secret is kept unless a new one is given, and only while the host stays the same
     (moving the app to another host takes its secret again). Test it after: `provisioning test`.
@@ -332,14 +367,18 @@ def update_app(
     auth_given = any(
         given[name] not in (None, False) for names in AUTH_OPTIONS.values() for name in names
     )
-    if label is None and base_url is None and auth is None and not auth_given:
-        raise typer.BadParameter("nothing to change: give --label, --base-url, --auth or a secret")
+    if label is None and base_url is None and auth is None and profile is None and not auth_given:
+        raise typer.BadParameter(
+            "nothing to change: give --label, --base-url, --auth, --profile or a secret"
+        )
     st = state(ctx)
     current = st.api.get(path("apps", app))
     kind = Auth(auth_label(current))
     connector: dict[str, Any] = {}
     if base_url is not None:
         connector["base_url"] = base_url
+    if profile is not None:
+        connector["profile"] = profile_value(profile)
     if auth is not None and auth is not kind:
         connector["auth"] = connector_auth(auth, given)  # a new kind: all of it, secret too
     elif auth is not None or auth_given:
@@ -350,7 +389,9 @@ def update_app(
     if connector:
         body["connector"] = connector
     updated = st.api.patch(path("apps", current["id"]), body)
-    changed = [key.replace("_", " ") for key in ("label", "base_url") if given[key] is not None]
+    changed = [
+        key.replace("_", " ") for key in ("label", "base_url", "profile") if given[key] is not None
+    ]
     changed += [
         f"auth {key.replace('_', ' ')}" for key in connector.get("auth", {})
         if key != "type" or auth not in (None, kind)
@@ -428,6 +469,10 @@ def set_settings(
     rate_limit: Annotated[
         float | None, typer.Option(min=0, help="Requests per second; 0 for unlimited.")
     ] = None,
+    full_sync_every: Annotated[
+        float | None,
+        typer.Option(min=0, help="Hours between scheduled full syncs; 0 for on demand only."),
+    ] = None,
 ) -> None:
     """Change provisioning settings (the others stay as they are)."""
     given = dict(locals())
@@ -444,6 +489,8 @@ def set_settings(
         changes["concurrency"] = concurrency
     if rate_limit is not None:
         changes["rate_limit_per_second"] = rate_limit or None
+    if full_sync_every is not None:
+        changes["full_sync_every_hours"] = full_sync_every or None
     if not changes and not features:
         raise typer.BadParameter("give at least one setting to change (see --help)")
     wanted = _settings(st, app)
@@ -490,6 +537,8 @@ def test_connection(ctx: typer.Context, app: AppArg) -> None:
         for step in report.get("steps", []):
             mark = Text("✓ ", style="green") if step["ok"] else Text("✗ ", style="red")
             st.out.line(mark + Text(f"{step['name']}: {step['detail']}"))
+        for note in report.get("notes", []):
+            st.out.line(Text(f"  note: {note}", style="yellow"))
         ok = report["ok"]
         st.out.line("connection OK" if ok else f"connection test failed: {report['reason']}")
     if not report["ok"]:

@@ -101,6 +101,23 @@ class Api:
         params: dict[str, Any] | None = None,
         json: Any = None,
     ) -> Any:
+        response = self._send(method, url, params=params, json=json)
+        if response.status_code == 204 or not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise CliError(
+                f"{self.server} did not answer with JSON: is it a provisiond server?", 2
+            ) from None
+
+    def text(self, url: str, **params: Any) -> str:
+        """A GET whose answer is text (a CSV export), not JSON."""
+        return str(self._send("GET", url, params=params).text)
+
+    def _send(
+        self, method: str, url: str, *, params: dict[str, Any] | None, json: Any = None
+    ) -> Any:
         import httpx
 
         query = {k: v for k, v in (params or {}).items() if v is not None}
@@ -122,14 +139,7 @@ class Api:
             ) from None
         if response.is_error:
             raise ApiError.of(response, token_sent=self._token_sent)
-        if response.status_code == 204 or not response.content:
-            return None
-        try:
-            return response.json()
-        except ValueError:
-            raise CliError(
-                f"{self.server} did not answer with JSON: is it a provisiond server?", 2
-            ) from None
+        return response
 
     def get(self, url: str, **params: Any) -> Any:
         return self.request("GET", url, params=params)

@@ -10,7 +10,7 @@ and workers still hold the old key: restart them.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -19,7 +19,15 @@ from provisiond.cli.server import database, load_settings, require_schema
 from provisiond.errors import ProvisiondError
 from provisiond.services.context import Actor
 
-app = typer.Typer(help="The key that seals connector credentials, on the server.", no_args_is_help=True)
+if TYPE_CHECKING:  # the server's modules load when a command runs, not at every start
+    from provisiond.config import Settings
+    from provisiond.store.db import Database
+    from provisiond.store.keys import KeyRing
+
+app = typer.Typer(
+    help="The keys on the server: the one that seals credentials, the one that signs receipts.",
+    no_args_is_help=True,
+)
 
 
 @app.command("rotate")
@@ -42,8 +50,7 @@ def rotate(
     with database(settings) as db:
         require_schema(db, out)
         try:
-            ring = keys.load(settings, may_create=lambda: not keys.holds_sealed(db.engine))
-            keys.check(db.engine, ring)
+            ring = _ring(settings, db)
             env = settings.secret_key is not None
             path = keys.key_file(settings)
             if not env:
@@ -71,3 +78,41 @@ def rotate(
     if env:
         out.note(f"remove {keys.ENV_OLD_KEYS} from the environment now")
     out.note("restart every `provisiond serve` and `provisiond worker`: they still hold the old key")
+
+
+@app.command("rotate-signing")
+def rotate_signing(ctx: typer.Context) -> None:
+    """Retire the key that signs receipts and make a new one; receipts signed before still
+    verify (retired keys stay published at GET /api/v1/receipts/keys)."""
+    from provisiond.services import activity, signing
+
+    out = state(ctx).out
+    settings = load_settings()
+    with database(settings) as db:
+        require_schema(db, out)
+        try:
+            ring = _ring(settings, db)
+            with db.session() as session:
+                retired = [k.id for k in signing.published(session) if k.retired_at is None]
+                new = signing.rotate(session, ring.vault())
+                activity.record(
+                    session, Actor("cli"), "system.signing_key.rotate",
+                    f"receipts are now signed with the key {new}",
+                    targets={"key": new}, details={"retired": retired},
+                )
+        except ProvisiondError as exc:
+            raise CliError(exc.detail, 1) from None
+    if out.json:
+        out.print_json({"key": new, "retired": retired})
+        return
+    out.line(f"receipts are now signed with the key {new}"
+             + (f"; retired {', '.join(retired)}" if retired else ""))
+
+
+def _ring(settings: Settings, db: Database) -> KeyRing:
+    """The configured key ring, refused (``KeyMismatch``) if it cannot open the database."""
+    from provisiond.store import keys
+
+    ring = keys.load(settings, may_create=lambda: not keys.holds_sealed(db.engine))
+    keys.check(db.engine, ring)
+    return ring

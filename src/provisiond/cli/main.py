@@ -94,6 +94,7 @@ ENTRIES = {
     "worker": Entry("provisiond.cli.server", "worker", "Server"),
     "migrate": Entry("provisiond.cli.server", "migrate_command", "Server"),
     "token": Entry("provisiond.cli.server", "token_app", "Server"),
+    "scim-token": Entry("provisiond.cli.scim_tokens", "app", "Directory"),
     "admin": Entry("provisiond.cli.admin_accounts", "app", "Server"),
     "keys": Entry("provisiond.cli.keys", "app", "Server"),
     "users": Entry("provisiond.cli.directory", "users", "Directory"),
@@ -108,6 +109,10 @@ ENTRIES = {
     "assignments": Entry("provisiond.cli.sync", "assignments", "Applications"),
     "sync": Entry("provisiond.cli.sync", "sync", "Applications"),
     "accounts": Entry("provisiond.cli.sync", "accounts", "Applications"),
+    "import": Entry("provisiond.cli.imports", "import_app", "Applications"),
+    "matches": Entry("provisiond.cli.imports", "matches", "Applications"),
+    "orphans": Entry("provisiond.cli.imports", "orphans", "Applications"),
+    "drift": Entry("provisiond.cli.imports", "drift", "Applications"),
     "policy": Entry("provisiond.cli.policy", "policy", "Policies"),
     "preview": Entry("provisiond.cli.policy", "preview", "Policies"),
     "provision": Entry("provisiond.cli.policy", "provision", "Policies"),
@@ -115,6 +120,8 @@ ENTRIES = {
     "logs": Entry("provisiond.cli.activity", "logs", "Activity"),
     "tasks": Entry("provisiond.cli.activity", "tasks", "Activity"),
     "workers": Entry("provisiond.cli.activity", "workers", "Activity"),
+    "receipt": Entry("provisiond.cli.receipts", "receipt", "Reports"),
+    "posture": Entry("provisiond.cli.posture", "posture", "Reports"),
 }
 
 

@@ -216,8 +216,12 @@ def worker(ctx: typer.Context, log_level: LogLevelOption = LogLevel.info) -> Non
             stop.set()
 
         previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        from provisiond.services.schedules import Scheduler
+
+        scheduler = Scheduler(db, settings.scheduler_tick_seconds)
         try:
             rt.start_worker()
+            scheduler.start()
             assert rt.worker is not None
             wake = "LISTEN/NOTIFY" if db.is_postgres else "polling (SQLite has no NOTIFY)"
             log.info("worker %s started on %s, woken by %s", rt.worker.id, describe(db), wake)
@@ -225,6 +229,7 @@ def worker(ctx: typer.Context, log_level: LogLevelOption = LogLevel.info) -> Non
                 if not _worker_alive():
                     raise CliError("the worker stopped unexpectedly; see the log above", 1)
         finally:
+            scheduler.stop()
             rt.stop()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)

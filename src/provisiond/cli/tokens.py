@@ -57,16 +57,17 @@ def revoke_token(
 ) -> None:
     """Revoke an API token: it is refused from its next request on."""
     st = state(ctx)
-    found = _find(st.api.get("/tokens")["items"], token)
+    found = find_one(st.api.get("/tokens")["items"], token)
     revoked = st.api.post(path("tokens", found["id"], "revoke"))
     st.out.done(revoked, f"revoked API token {found['name']} ({found['prefix']}…)")
 
 
-def _find(items: list[dict[str, Any]], wanted: str) -> dict[str, Any]:
+def find_one(items: list[dict[str, Any]], wanted: str, what: str = "API token") -> dict[str, Any]:
+    """The one item whose id, prefix or name is ``wanted`` (tokens, SCIM clients)."""
     for key in ("id", "prefix", "name"):
         hits = [item for item in items if item[key] == wanted]
         if len(hits) == 1:
             return hits[0]
         if len(hits) > 1:
-            raise CliError(f"{len(hits)} active tokens have the {key} {wanted!r}: give its id", 1)
-    raise CliError(f"no active API token with the id, prefix or name {wanted!r}", 1)
+            raise CliError(f"{len(hits)} active {what}s have the {key} {wanted!r}: give its id", 1)
+    raise CliError(f"no active {what} with the id, prefix or name {wanted!r}", 1)

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+from provisiond.domain.dialects import ScimProfile
+
+if TYPE_CHECKING:
+    import httpx
+
+    from provisiond.config import Settings
+    from provisiond.domain.apps import ProvisioningSettings
 
 
 class Change(Protocol):
@@ -60,13 +68,36 @@ class Page:
 class Quirks:
     """A target's dialect, as data the connector reads (never ``if vendor == ...``).
 
-    Filled from the app's ServiceProviderConfig (RFC 7643 §5) at first use.
+    ``profile`` is the whole dialect (domain/dialects.py): the app's stored profile, narrowed by
+    what its ServiceProviderConfig (RFC 7643 §5) announces at first use. The flags are what the
+    engine asks of it: ``patch``, whether a group's members may be changed in place (else the
+    engine sends the whole group with ``replace_group``); ``filter``, whether lookups filter.
     """
 
     patch: bool = True
     filter: bool = True
     max_results: int = 100
     etag: bool = False
+    profile: ScimProfile = field(default_factory=ScimProfile)
+
+    @classmethod
+    def of(cls, profile: ScimProfile, *, etag: bool = False) -> Quirks:
+        return cls(
+            patch=profile.membership != "put",
+            filter=profile.filters,
+            max_results=profile.page_size,
+            etag=etag,
+            profile=profile,
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "patch": self.patch,
+            "filter": self.filter,
+            "max_results": self.max_results,
+            "etag": self.etag,
+            "profile": self.profile.model_dump(mode="json"),
+        }
 
 
 @dataclass
@@ -87,6 +118,9 @@ class ConnectionReport:
 
     steps: list[ConnectionStep] = field(default_factory=list)
     quirks: Quirks | None = None
+    # What the app's dialect changes, in an admin's words ("this app does not support PATCH:
+    # updates will be sent as PUT"), from its profile as discovery narrowed it.
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -105,8 +139,16 @@ class ConnectionReport:
                 {"name": s.name, "ok": s.ok, "detail": s.detail, "summary": s.summary or s.detail}
                 for s in self.steps
             ],
-            "quirks": None if self.quirks is None else self.quirks.__dict__,
+            "quirks": None if self.quirks is None else self.quirks.as_dict(),
+            "notes": list(self.notes),
         }
+
+
+class RateGate(Protocol):
+    """What a connector waits on before each request: a rate limit (its own, or one shared by
+    a cluster of workers, engine.rate)."""
+
+    async def take(self) -> None: ...
 
 
 class Connector(Protocol):
@@ -166,3 +208,22 @@ class Connector(Protocol):
     async def quirks(self) -> Quirks: ...
 
     async def aclose(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What any kind of connector is built with, besides its own settings."""
+
+    provisioning: ProvisioningSettings
+    config: Settings  # the operator's: destination policy, answer size cap...
+    transport: httpx.AsyncBaseTransport | None = None  # tests' in-process peers; else the network
+    rate_gate: RateGate | None = None  # the app's rate limit as a cluster holds it (engine.rate)
+
+
+class ConnectorFactory(Protocol):
+    """What an entry point of group ``provisiond.connectors`` names (docs/connectors.md): it
+    builds the connector of one kind from the app's connector settings (public settings and
+    secrets merged), validating them itself; bad settings raise ``pydantic.ValidationError``
+    or ``provisiond.errors.Invalid``."""
+
+    def __call__(self, settings: Mapping[str, Any], context: BuildContext) -> Connector: ...

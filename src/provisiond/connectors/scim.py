@@ -10,14 +10,13 @@ single I/O seam that tests can point at a misbehaving transport.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import quote_plus
 
 import httpx
 from pydantic import ValidationError
@@ -40,27 +39,42 @@ from provisiond.connectors.base import (
     ConnectionStep,
     Page,
     Quirks,
+    RateGate,
     RemoteGroup,
     RemoteUser,
 )
-from provisiond.connectors.bodies import ACCEPT_ENCODING, TooLarge, read_bounded
+from provisiond.connectors.bodies import ACCEPT_ENCODING, read_bounded
 from provisiond.connectors.destinations import (
     DestinationPolicy,
     DestinationRefused,
     guarded_transport,
 )
+from provisiond.connectors.paging import Walk
 from provisiond.connectors.remote_ids import check_remote_id, segment
+from provisiond.connectors.scim_auth import scim_auth
+from provisiond.connectors.scim_dialect import (
+    encoded,
+    match_key,
+    match_keys,
+    matches,
+    member_removals,
+    only_match,
+    patch_body,
+    quoted,
+    refs,
+    unmet,
+    user_operations,
+)
 from provisiond.domain.apps import (
-    BasicAuth,
-    BearerAuth,
-    OAuth2ClientCredentials,
     ScimConnectorSettings,
 )
+from provisiond.domain.dialects import ScimProfile
 from provisiond.errors import (
     ConnectorError,
     RateLimited,
     RemoteConflict,
     RemoteNotFound,
+    RemoteUnsupported,
     TerminalError,
     TransientError,
 )
@@ -68,17 +82,22 @@ from provisiond.errors import (
 SCIM_MEDIA_TYPE = "application/scim+json"
 CORE_USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 CORE_GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
-PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+# The batch limits are a profile's (domain/dialects.py); these are the RFC profile's defaults.
 # Member values one PATCH carries at most: big pushes go in a few requests, not one per member,
 # yet no request grows past what targets accept (Entra caps a PATCH at about 1,000 values).
-MEMBERS_PER_REQUEST = 500
+MEMBERS_PER_REQUEST = ScimProfile().members_per_request
 # A ``members[value eq "…"]`` removal is one filter pass over the group at the target: at 5,000
 # members scim2-server takes ~0.15 s for each (measured), so removals get a budget of their own.
-REMOVALS_PER_REQUEST = 25
+REMOVALS_PER_REQUEST = ScimProfile().removals_per_request
 # Beyond this many removals one ``replace`` of the whole member list is far cheaper (0.24 s at
 # 5,000 members, against ~40 s for 250 removals), as long as the list itself stays moderate.
-REPLACE_ABOVE_REMOVALS = 100
-REPLACE_MAX_MEMBERS = 10_000
+REPLACE_ABOVE_REMOVALS = ScimProfile().replace_above_removals
+REPLACE_MAX_MEMBERS = ScimProfile().replace_max_members
+# What an answer to a PATCH may mean "this app does not do PATCH": 501 (RFC 7644 §3.12), 405.
+_UNSUPPORTED = (405, 501)
+# How long a listing of an app that cannot filter is trusted to find accounts by (it is kept
+# current with what this connector creates, and dropped when a create meets an existing account).
+LISTING_SECONDS = 300.0
 ENTERPRISE_USER = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 ScimUser = User[EnterpriseUser]
 # Parametrised once: pydantic keeps generic specialisations only weakly, and rebuilding one
@@ -86,8 +105,6 @@ ScimUser = User[EnterpriseUser]
 UserPatchOp = PatchOp[ScimUser]
 UserPatchOperation = PatchOperation[ScimUser]
 UserListResponse = ListResponse[ScimUser]
-# A token response is a few hundred bytes (RFC 6749 §5.1); a larger one is not read into memory.
-TOKEN_RESPONSE_MAX_BYTES = 64 * 1024
 
 
 class ScimConnector:
@@ -102,17 +119,19 @@ class ScimConnector:
         transport: httpx.AsyncBaseTransport | None = None,
         policy: DestinationPolicy | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        rate_gate: RateGate | None = None,
     ) -> None:
         """``transport`` replaces the network (tests' in-process targets); without it every
         connection is checked against ``policy`` (by default: no loopback, link-local or
-        metadata addresses)."""
+        metadata addresses). ``rate_gate`` replaces this process's own rate limiter (a
+        cluster's, shared by every worker)."""
         self.settings = settings
         self.max_response_bytes = max_response_bytes
         policy = policy or DestinationPolicy()
         limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
         self._client = httpx.AsyncClient(
             base_url=settings.base_url + "/",
-            auth=_auth(settings, transport, max_response_bytes, policy),
+            auth=scim_auth(settings, transport, max_response_bytes, policy),
             timeout=httpx.Timeout(settings.timeout_seconds),
             headers={
                 "Accept": SCIM_MEDIA_TYPE,
@@ -125,9 +144,17 @@ class ScimConnector:
             trust_env=False,
         )
         self._gate = asyncio.Semaphore(concurrency)
-        self._bucket = _TokenBucket(rate_limit_per_second) if rate_limit_per_second else None
+        # The app's own hourly budget (its profile) paces requests too; the lower rate wins.
+        rate_limit_per_second = settings.profile.paced(rate_limit_per_second)
+        self._bucket: RateGate | None = rate_gate or (
+            _TokenBucket(rate_limit_per_second) if rate_limit_per_second else None
+        )
         self._quirks: Quirks | None = None
         self._discovery = asyncio.Lock()
+        # An app without filters: per matching attribute, when it was listed and the account
+        # ids by match key (ids only: the accounts are read again when found).
+        self._listed: dict[str, tuple[float, dict[str, list[str]]]] = {}
+        self._listing = asyncio.Lock()
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -144,10 +171,21 @@ class ScimConnector:
         if self._quirks is None:
             response = await self._send("GET", "ServiceProviderConfig")
             if response.status_code == 404:
-                self._quirks = Quirks()  # not published: assume the RFC's common ground
+                # Not published: the profile as the admin picked it.
+                self._quirks = Quirks.of(self.settings.profile)
             else:
-                self._quirks = _quirks_from(_body(response, "ServiceProviderConfig"))
+                body = _body(response, "ServiceProviderConfig")
+                self._quirks = _quirks_from(body, self.settings.profile)
         return self._quirks
+
+    async def _profile(self) -> ScimProfile:
+        return (await self.quirks()).profile
+
+    async def _fall_back(self, **changes: str) -> None:
+        """The app refused what its profile promised (a 501 to PATCH): speak without it from
+        now on, as if its ServiceProviderConfig had said so."""
+        quirks = await self.quirks()
+        self._quirks = Quirks.of(quirks.profile.model_copy(update=changes), etag=quirks.etag)
 
     async def test_connection(self) -> ConnectionReport:
         """Discovery, then an authenticated ``GET /Users?count=1``; says precisely what failed."""
@@ -162,7 +200,7 @@ class ScimConnector:
         if not spc_missing:
             try:
                 report.quirks = self._quirks = _quirks_from(
-                    _body(response, "GET /ServiceProviderConfig")
+                    _body(response, "GET /ServiceProviderConfig"), self.settings.profile
                 )
             except ConnectorError as exc:
                 report.steps.append(_failed("discovery", exc))
@@ -185,7 +223,7 @@ class ScimConnector:
                 report.steps.append(_failed("authenticated read", exc))
             return report
         if spc_missing:
-            report.quirks = self._quirks = Quirks()
+            report.quirks = self._quirks = Quirks.of(self.settings.profile)
             report.steps.append(
                 ConnectionStep(
                     "discovery",
@@ -199,25 +237,57 @@ class ScimConnector:
         report.steps.append(
             ConnectionStep("authenticated read", True, f"GET /Users answered, {total} users")
         )
+        assert report.quirks is not None
+        report.notes = report.quirks.profile.notes()
         return report
 
     # -- users --------------------------------------------------------------------------------
 
     async def find_user(self, attribute: str, value: str) -> RemoteUser | None:
-        quirks = await self.quirks()
-        if not quirks.filter:
-            return None  # a create that collides then answers 409 and is adopted
+        profile = await self._profile()
+        if not profile.filters:
+            # RFC 7644 §3.4.2.2 lets an app not filter: match a listing here, by the RFC's case
+            # rules (a create would otherwise collide, or duplicate the account). Listed once,
+            # not per lookup: a full sync would list the app once per person.
+            index = await self._listed_by(attribute, profile)
+            found = []
+            for remote_id in index.get(match_key(attribute, value), []):
+                user = await self.get_user(remote_id)  # current, and still there
+                if user is not None and matches(user, attribute, value):
+                    found.append(user)
+            return only_match(found, attribute, value)
         response = await self._send(
             "GET",
             "Users",
-            params={"filter": f'{attribute} eq "{_quoted(value)}"', "startIndex": 1, "count": 2},
+            params={"filter": f'{attribute} eq "{quoted(value)}"', "startIndex": 1, "count": 2},
         )
         resources = _parse_list(_body(response, "GET /Users?filter"))
-        if len(resources) > 1:
-            raise TerminalError(
-                f"{len(resources)} accounts match {attribute} eq {value!r}: refusing to guess"
-            )
-        return _remote(resources[0], "GET /Users?filter") if resources else None
+        users = [_remote(resource, "GET /Users?filter") for resource in resources]
+        return only_match(users, attribute, value)
+
+    async def _listed_by(self, attribute: str, profile: ScimProfile) -> dict[str, list[str]]:
+        async with self._listing:  # the first lookups of a sync must not each list the app
+            listed = self._listed.get(attribute)
+            if listed is not None and time.monotonic() - listed[0] < LISTING_SECONDS:
+                return listed[1]
+            index: dict[str, list[str]] = {}
+            walk = Walk(self.list_users, key=lambda u: u.remote_id, page_size=profile.page_size)
+            async for page in walk:
+                for user in page:
+                    for key in match_keys(user, attribute):
+                        index.setdefault(key, []).append(user.remote_id)
+            self._listed[attribute] = (time.monotonic(), index)
+            return index
+
+    def _listed_now(self, created: RemoteUser | None) -> None:
+        """Keep the listings current: an account created here joins them; ``None`` (a create
+        that met an existing account) drops them, so the next lookup lists the app again."""
+        if created is None:
+            self._listed.clear()
+            return
+        for attribute, (_, index) in self._listed.items():
+            for key in match_keys(created, attribute):
+                index.setdefault(key, []).append(created.remote_id)
 
     async def holds_no_users(self) -> bool:
         """Whether the app holds no user at all; False when its answer cannot say."""
@@ -237,36 +307,69 @@ class ScimConnector:
             "GET", "Users", params={"startIndex": start_index, "count": count}
         )
         body = _body(response, "GET /Users")
-        users = [_remote(resource, "GET /Users") for resource in _parse_list(body)]
+        # Lenient, as a listing must be: totalResults may be missing, and one account with an
+        # unusable id must not hide the others. The ids are not checked here: whoever uses
+        # one checks it (remote_ids.remote_id_flaw; the import skips and counts them).
+        resources = body.get("Resources") or []
+        if not isinstance(resources, list):
+            raise TerminalError("GET /Users answered Resources that is not a list")
+        users = [
+            RemoteUser(str(r["id"]), dict(r)) for r in resources if isinstance(r, dict) and r.get("id")
+        ]
         return Page(users, _total(body), start_index)
 
     async def create_user(self, attributes: Mapping[str, Any]) -> RemoteUser:
-        payload = _user_payload(attributes, Context.RESOURCE_CREATION_REQUEST)
+        # Encoding is the admin's stated profile: discovery narrows what is sent, not how.
+        payload = encoded(
+            _user_payload(attributes, Context.RESOURCE_CREATION_REQUEST), self.settings.profile
+        )
         response = await self._send("POST", "Users", body=payload)
         if response.status_code == 409:
+            self._listed_now(None)
             raise RemoteConflict(_problem(response, "POST /Users"), http_status=409)
-        return _remote(_body(response, "POST /Users"), "POST /Users")
+        created = _remote(_body(response, "POST /Users"), "POST /Users")
+        # Indexed by what was sent too: an app may answer without every attribute.
+        self._listed_now(RemoteUser(created.remote_id, {**payload, **created.attributes}))
+        return created
 
     async def update_user(
         self, remote_id: str, changes: Sequence[Change], attributes: Mapping[str, Any]
     ) -> None:
-        quirks = await self.quirks()
-        if quirks.patch:
-            operations = [
-                UserPatchOperation(op="remove", path=path)
-                if value is None
-                else UserPatchOperation(op="replace", path=path, value=value)
-                for path, value in _patch_paths(changes)
-            ]
-            body = _dump(UserPatchOp(operations=operations), Context.RESOURCE_PATCH_REQUEST)
-            response = await self._send("PATCH", f"Users/{segment(remote_id)}", body=body)
-            what = "PATCH /Users/{id}"
-        else:
-            # RFC 7644 §3.5.1: PUT replaces the whole resource; send all that provisiond manages.
-            body = _user_payload(attributes, Context.RESOURCE_REPLACEMENT_REQUEST)
-            body["id"] = remote_id
-            response = await self._send("PUT", f"Users/{segment(remote_id)}", body=body)
-            what = "PUT /Users/{id}"
+        profile = await self._profile()
+        if profile.deactivate_by == "delete" and any(
+            c.attribute.lower() == "active" and c.new is False for c in changes
+        ):
+            # The app has no active flag: an account that must be off goes. A reactivation then
+            # meets a 404, and the executor creates the account again.
+            await self.delete_user(remote_id)
+            return
+        if not profile.put_only:
+            operations = user_operations(_patch_paths(changes), changes, profile)
+            if profile.patch == "rfc":  # checked by scim2-models; no-path values are free-form
+                model = UserPatchOp(operations=[UserPatchOperation(**o) for o in operations])
+                operations = _dump(model, Context.RESOURCE_PATCH_REQUEST)["Operations"]
+            try:
+                response = await self._send(
+                    "PATCH", f"Users/{segment(remote_id)}", body=patch_body(operations, profile)
+                )
+            except RemoteUnsupported:
+                response = None
+            if response is not None and not (
+                response.status_code == 404 and profile.patch_404 == "unsupported"
+            ):
+                self._updated(response, remote_id, "PATCH /Users/{id}")
+                return
+            await self._fall_back(patch="none", membership="put")
+        # RFC 7644 §3.5.1: PUT replaces the whole resource; send all that provisiond manages.
+        body = _user_payload(attributes, Context.RESOURCE_REPLACEMENT_REQUEST)
+        body["id"] = remote_id
+        response = await self._send(
+            "PUT", f"Users/{segment(remote_id)}", body=encoded(body, profile)
+        )
+        self._updated(response, remote_id, "PUT /Users/{id}")
+
+    @staticmethod
+    def _updated(response: httpx.Response, remote_id: str, what: str) -> None:
         if response.status_code == 404:
             raise RemoteNotFound(
                 f"{what}: the account {remote_id} no longer exists", http_status=404
@@ -290,7 +393,7 @@ class ScimConnector:
                 "GET",
                 "Groups",
                 params={
-                    "filter": f'displayName eq "{_quoted(display_name)}"',
+                    "filter": f'displayName eq "{quoted(display_name)}"',
                     "startIndex": 1,
                     "count": 2,
                 },
@@ -303,22 +406,8 @@ class ScimConnector:
                     f"{total} groups in the app are named {display_name!r}: refusing to guess"
                 )
         else:  # no filter: page through the groups
-            found, start = [], 1
-            while True:
-                response = await self._send(
-                    "GET", "Groups", params={"startIndex": start, "count": quirks.max_results}
-                )
-                body = _body(response, "GET /Groups")
-                page = _groups(body, "GET /Groups")
-                found += [g for g in page if g.display_name.casefold() == display_name.casefold()]
-                start += len(page)
-                listed = body.get("totalResults")
-                # Without totalResults, a short page is the last one.
-                last = (
-                    start > int(listed) if listed is not None else len(page) < quirks.max_results
-                )
-                if not page or last:
-                    break
+            walk = Walk(self.list_groups, key=lambda g: g.remote_id, page_size=quirks.max_results)
+            found = [group async for page in walk for group in page]
         found = [g for g in found if g.display_name.casefold() == display_name.casefold()]
         if len(found) > 1:
             raise TerminalError(
@@ -340,7 +429,7 @@ class ScimConnector:
         return Page(_groups(body, "GET /Groups"), _total(body), start_index)
 
     async def create_group(self, display_name: str, members: Sequence[str]) -> RemoteGroup:
-        body = {"schemas": [CORE_GROUP], "displayName": display_name, "members": _refs(members)}
+        body = {"schemas": [CORE_GROUP], "displayName": display_name, "members": refs(members)}
         response = await self._send("POST", "Groups", body=body)
         if response.status_code == 409:
             raise RemoteConflict(_problem(response, "POST /Groups"), http_status=409)
@@ -356,52 +445,106 @@ class ScimConnector:
         remove: Sequence[str] = (),
         members: Sequence[str] | None = None,
     ) -> int:
-        """PATCH add/remove of members (``members[value eq "…"]`` for a removal, RFC 7644
-        §3.5.2.2), in requests of at most MEMBERS_PER_REQUEST values and REMOVALS_PER_REQUEST
-        removals; a rename rides on the first. Many removals, given the whole new member list
-        (``members``), are one ``replace`` of ``members`` instead (§3.5.2.3). Returns the number
-        of requests sent."""
+        """Member changes in place, as the profile's membership style says (RFC 7644 §3.5.2.2):
+        ``add`` of ``members`` and removals by ``members[value eq "…"]`` filter (or by value
+        list), in requests of at most the profile's ``members_per_request`` values and
+        ``removals_per_request`` filtered removals, a rename riding on the first. Many removals,
+        given the whole new member list (``members``), are one ``replace`` of ``members``
+        instead (§3.5.2.3), as is every change for a replace-only app. Where the app answers
+        with the group, it must hold what was asked. Returns the number of requests sent."""
+        change = _MemberChange(display_name, add, remove, members)
+        if (await self._profile()).membership != "put":
+            try:
+                return await self._patch_members(remote_id, change)
+            except RemoteUnsupported:
+                # A 501 (or what the profile says a 404 means): the app does not PATCH groups.
+                await self._fall_back(membership="put")
+        return await self._put_members(remote_id, change)
+
+    async def _patch_members(self, remote_id: str, change: _MemberChange) -> int:
+        display_name, add, remove = change.display_name, change.add, change.remove
+        members = change.members
+        profile = await self._profile()
         rename: list[dict[str, Any]] = (
             [{"op": "replace", "path": "displayName", "value": display_name}]
             if display_name is not None
             else []
         )
-        if (
+        if profile.membership == "replace" or (
             members is not None
-            and len(remove) > REPLACE_ABOVE_REMOVALS
-            and len(members) <= REPLACE_MAX_MEMBERS
+            and len(remove) > profile.replace_above_removals
+            and len(members) <= profile.replace_max_members
         ):
-            replace = {"op": "replace", "path": "members", "value": _refs(members)}
-            await self._patch_group(remote_id, [*rename, replace])
-            return 1
-        removals = [
-            {"op": "remove", "path": f'members[value eq "{_quoted(member)}"]'} for member in remove
-        ]
+            sent = 0
+            if members is None:  # replace-only, without the list: read the group first
+                members = (await self._group_after(remote_id, add, remove))[1]
+                sent = 1
+            replace = {"op": "replace", "path": "members", "value": refs(members)}
+            await self._patch_group(remote_id, [*rename, replace], members, remove)
+            return sent + 1
+        removals = member_removals(remove, profile)
         additions = list(add)
         sent = 0
         while rename or removals or additions:
-            # Each request is filled up to the bound: removals first, then additions.
-            taken, removals = removals[:REMOVALS_PER_REQUEST], removals[REMOVALS_PER_REQUEST:]
-            operations: list[dict[str, Any]] = [*rename, *taken]
+            # Each request is filled up to the bounds: removals first, then additions.
+            operations: list[dict[str, Any]] = [*rename]
             rename = []
-            room = MEMBERS_PER_REQUEST - len(taken)
-            if room and additions:
-                operations.append(
-                    {"op": "add", "path": "members", "value": _refs(additions[:room])}
-                )
-                additions = additions[room:]
-            await self._patch_group(remote_id, operations)
+            room, filtered = profile.members_per_request, profile.removals_per_request
+            removed: list[str] = []
+            while removals and room >= len(removals[0][1]) and filtered > 0:
+                operation, values = removals.pop(0)
+                operations.append(operation)
+                removed += values
+                room -= len(values)
+                filtered -= 1 if "[" in operation["path"] else 0
+            added: list[str] = []
+            if room > 0 and additions:
+                added, additions = additions[:room], additions[room:]
+                operations.append({"op": "add", "path": "members", "value": refs(added)})
+            await self._patch_group(remote_id, operations, added, removed)
             sent += 1
         return sent
 
-    async def _patch_group(self, remote_id: str, operations: list[dict[str, Any]]) -> None:
-        body = {"schemas": [PATCH_OP], "Operations": operations}
+    async def _group_after(
+        self, remote_id: str, add: Sequence[str], remove: Sequence[str]
+    ) -> tuple[RemoteGroup, list[str]]:
+        """The group as the app holds it, and its members once ``add`` and ``remove`` apply."""
+        group = await self.get_group(remote_id)
+        if group is None:
+            raise RemoteNotFound(f"the group {remote_id} no longer exists", http_status=404)
+        return group, sorted((group.members | set(add)) - set(remove))
+
+    async def _put_members(self, remote_id: str, change: _MemberChange) -> int:
+        """For an app whose groups change by PUT only: read the group (for its name, and its
+        members when not given) and send it whole."""
+        group, after = await self._group_after(remote_id, change.add, change.remove)
+        wanted = list(change.members) if change.members is not None else after
+        await self.replace_group(remote_id, change.display_name or group.display_name, wanted)
+        return 2
+
+    async def _patch_group(
+        self,
+        remote_id: str,
+        operations: list[dict[str, Any]],
+        added: Sequence[str] = (),
+        removed: Sequence[str] = (),
+    ) -> None:
+        profile = await self._profile()
+        body = patch_body(operations, profile)
+        what = "PATCH /Groups/{id}"
         response = await self._send("PATCH", f"Groups/{segment(remote_id)}", body=body)
+        if response.status_code == 404 and profile.patch_404 == "unsupported":
+            raise RemoteUnsupported(f"{what} answered 404: taken as PATCH not supported")
         if response.status_code == 404:
-            raise RemoteNotFound(
-                f"PATCH /Groups/{{id}}: the group {remote_id} no longer exists", http_status=404
-            )
-        _require_success(response, "PATCH /Groups/{id}")
+            raise RemoteNotFound(f"{what}: the group {remote_id} no longer exists", http_status=404)
+        _require_success(response, what)
+        returned = _body(response, what, allow_empty=True)
+        if returned.get("members") is not None and returned.get("id"):
+            # A 200 with the group: believe what it holds, not the status (a target that
+            # answers 200 and keeps a removed member would otherwise pass for healthy).
+            problem = unmet(_group(returned, what), added, removed)
+            if problem:
+                raise TerminalError(f"{what} answered {response.status_code}, yet {problem}")
 
     async def replace_group(
         self, remote_id: str, display_name: str, members: Sequence[str]
@@ -411,7 +554,7 @@ class ScimConnector:
             "schemas": [CORE_GROUP],
             "id": remote_id,
             "displayName": display_name,
-            "members": _refs(members),
+            "members": refs(members),
         }
         response = await self._send("PUT", f"Groups/{segment(remote_id)}", body=body)
         if response.status_code == 404:
@@ -486,6 +629,16 @@ class ScimConnector:
 # -- pure helpers: building requests and checking responses ------------------------------------
 
 
+@dataclass(frozen=True)
+class _MemberChange:
+    """What ``update_group`` was asked: a rename, members to add and remove, the whole list."""
+
+    display_name: str | None
+    add: Sequence[str]
+    remove: Sequence[str]
+    members: Sequence[str] | None
+
+
 def _user_payload(attributes: Mapping[str, Any], context: Context) -> dict[str, Any]:
     schemas = [CORE_USER]
     if ENTERPRISE_USER in attributes:
@@ -537,6 +690,8 @@ def _raise_for_status(response: httpx.Response, what: str) -> None:
             f"the application rejected the credentials: {_problem(response, what)}",
             http_status=status,
         )
+    if status in _UNSUPPORTED:  # RFC 7644 §3.12: not supported; asking again changes nothing
+        raise RemoteUnsupported(_problem(response, what), http_status=status)
     if status >= 500 or status == 408:
         raise TransientError(_problem(response, what), http_status=status)
     raise TerminalError(_problem(response, what), http_status=status)
@@ -593,14 +748,6 @@ def _remote(body: Mapping[str, Any], what: str) -> RemoteUser:
     return RemoteUser(remote_id=remote_id, attributes=dict(body))
 
 
-def _refs(members: Sequence[str]) -> list[dict[str, str]]:
-    return [{"value": member} for member in members]
-
-
-def _quoted(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"')
-
-
 def _group(body: Mapping[str, Any], what: str) -> RemoteGroup:
     """A SCIM Group (RFC 7643 §4.2): an id, a displayName, members by ``value``."""
     remote_id, name = body.get("id"), body.get("displayName")
@@ -642,7 +789,8 @@ def _parse_list(body: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [dict(resource) for resource in resources]
 
 
-def _quirks_from(body: Mapping[str, Any]) -> Quirks:
+def _quirks_from(body: Mapping[str, Any], profile: ScimProfile) -> Quirks:
+    """The app's profile, narrowed by what its ServiceProviderConfig announces."""
     try:
         config = ServiceProviderConfig.model_validate(
             body, scim_ctx=Context.RESOURCE_QUERY_RESPONSE
@@ -651,23 +799,24 @@ def _quirks_from(body: Mapping[str, Any]) -> Quirks:
         raise TerminalError(
             f"the answer is not a SCIM ServiceProviderConfig: {_first_error(exc)}"
         ) from exc
-    return Quirks(
+    narrowed = profile.narrowed(
         patch=bool(config.patch and config.patch.supported),
         filter=bool(config.filter and config.filter.supported),
-        max_results=(
-            config.filter.max_results if config.filter and config.filter.max_results else 100
-        ),
-        etag=bool(config.etag and config.etag.supported),
+        max_results=config.filter.max_results if config.filter else None,
     )
+    return Quirks.of(narrowed, etag=bool(config.etag and config.etag.supported))
 
 
 def _discovery_step(quirks: Quirks | None) -> ConnectionStep:
     assert quirks is not None
+    profile = quirks.profile
     features = ", ".join(
         f"{name} {'yes' if on else 'no'}"
-        for name, on in (("PATCH", quirks.patch), ("filter", quirks.filter))
+        for name, on in (("PATCH", not profile.put_only), ("filter", profile.filters))
     )
-    return ConnectionStep("discovery", True, f"ServiceProviderConfig read: {features}")
+    return ConnectionStep(
+        "discovery", True, f"ServiceProviderConfig read: {features}; profile {profile.name}"
+    )
 
 
 NO_SCIM_ANSWER = (
@@ -711,165 +860,6 @@ def _retry_after(value: str | None) -> float | None:
 def _is_tls_failure(exc: Exception) -> bool:
     text = repr(exc) + repr(exc.__cause__) + repr(exc.__context__)
     return any(mark in text for mark in ("SSL", "CERTIFICATE", "TLS", "certificate"))
-
-
-# -- authentication -----------------------------------------------------------------------------
-
-
-def _auth(
-    settings: ScimConnectorSettings,
-    transport: httpx.AsyncBaseTransport | None,
-    max_response_bytes: int,
-    policy: DestinationPolicy,
-) -> httpx.Auth | None:
-    auth = settings.auth
-    if isinstance(auth, BearerAuth):
-        return _StaticBearer(auth.token.get_secret_value())
-    if isinstance(auth, BasicAuth):
-        return httpx.BasicAuth(auth.username, auth.password.get_secret_value())
-    if isinstance(auth, OAuth2ClientCredentials):
-        return _ClientCredentials(
-            auth, settings.timeout_seconds, transport, max_response_bytes, policy
-        )
-    return None
-
-
-class _StaticBearer(httpx.Auth):
-    def __init__(self, token: str) -> None:
-        self._header = f"Bearer {token}"
-
-    def auth_flow(self, request: httpx.Request) -> Any:
-        request.headers["Authorization"] = self._header
-        yield request
-
-
-class _ClientCredentials(httpx.Auth):
-    """OAuth 2.0 client credentials (RFC 6749 §4.4): one token shared by the app's requests,
-    fetched again shortly before it expires, or once when the app refuses it (a 401)."""
-
-    def __init__(
-        self,
-        settings: OAuth2ClientCredentials,
-        timeout: float,
-        transport: httpx.AsyncBaseTransport | None,
-        max_response_bytes: int,
-        policy: DestinationPolicy,
-    ) -> None:
-        self.settings = settings
-        self._timeout = timeout
-        self._transport = transport
-        self._max_response_bytes = max_response_bytes
-        self._policy = policy
-        self._token: str | None = None
-        self._expires_at = 0.0
-        self._lock = asyncio.Lock()
-
-    async def _fresh_token(self, *, refused: str | None = None) -> str:
-        """The cached token while it is valid; a new one once it expires, or if ``refused``
-        (the token the app answered 401 to) is still the cached one. Concurrent requests refused
-        the same token fetch one new token between them, not one each."""
-        async with self._lock:
-            valid = self._token is not None and time.monotonic() < self._expires_at
-            if valid and self._token != refused:
-                assert self._token is not None
-                return self._token
-            self._token, lifetime = await self._request_token()
-            # Renew ahead of the expiry (a request in flight must not carry a token that lapses
-            # on the way), by a tenth of the lifetime and at most 30 s.
-            self._expires_at = time.monotonic() + lifetime - min(30.0, lifetime / 10)
-            return self._token
-
-    async def _request_token(self) -> tuple[str, float]:
-        settings = self.settings
-        url = str(settings.token_url)
-        secret = settings.client_secret.get_secret_value()
-        data = {"grant_type": "client_credentials"}
-        if settings.scope:
-            data["scope"] = settings.scope
-        headers = {"Accept": "application/json"}
-        if settings.token_endpoint_auth_method == "client_secret_post":  # noqa: S105 - a name
-            data |= {"client_id": settings.client_id, "client_secret": secret}
-        else:
-            # RFC 6749 §2.3.1: id and secret are form-urlencoded before they are joined for
-            # HTTP Basic (a ':' or '%' in a secret would otherwise change its meaning).
-            pair = f"{quote_plus(settings.client_id)}:{quote_plus(secret)}"
-            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
-        try:
-            # Its own client: the app's default headers (and its auth) are not for this host,
-            # and a redirect is not followed, so the secret goes to the configured URL only.
-            # The token endpoint is a destination like the app: the same policy (its own
-            # resolution and checked addresses, no environment proxy) and a size cap.
-            transport = self._transport or guarded_transport(self._policy, httpx.Limits())
-            limit = min(TOKEN_RESPONSE_MAX_BYTES, self._max_response_bytes)
-            async with httpx.AsyncClient(
-                timeout=self._timeout, transport=transport, trust_env=False,
-                headers={"Accept-Encoding": ACCEPT_ENCODING},
-            ) as client:
-                streamed = await client.send(
-                    client.build_request("POST", url, data=data, headers=headers), stream=True
-                )
-                try:  # inflated in bounded steps: a gzip bomb is refused, not unpacked
-                    response = await read_bounded(streamed, limit, f"token endpoint {url}")
-                except TooLarge:
-                    raise TooLarge(
-                        f"token endpoint {url} answered more than {limit} bytes",
-                        http_status=streamed.status_code,
-                    ) from None
-                finally:
-                    await streamed.aclose()
-                raw = response.content
-        except httpx.HTTPError as exc:
-            raise TransientError(f"cannot reach the token endpoint {url}: {exc}") from exc
-        if response.status_code >= 500 or response.status_code == 429:
-            raise TransientError(f"token endpoint {url} answered {response.status_code}")
-        try:
-            payload = json.loads(raw)
-        except ValueError:
-            payload = None
-        if not isinstance(payload, dict):
-            payload = {}
-        if response.status_code != 200:
-            # RFC 6749 §5.2: an error code (invalid_client, invalid_scope, …) and perhaps a
-            # description; both are the server's words, shown without anything we sent.
-            said = " ".join(
-                _redacted(str(payload[key]), secret)[:200]
-                for key in ("error", "error_description")
-                if payload.get(key)
-            )
-            raise TerminalError(
-                f"token endpoint {url} refused the client credentials of "
-                f"{settings.client_id!r}: {response.status_code} {said or response.reason_phrase}",
-                http_status=response.status_code,
-            )
-        token, token_type = payload.get("access_token"), payload.get("token_type", "bearer")
-        if not isinstance(token, str) or not token:
-            raise TerminalError(f"token endpoint {url} answered 200 without an access_token")
-        if str(token_type).lower() != "bearer":  # RFC 6750 is the only kind we can send
-            raise TerminalError(
-                f"token endpoint {url} issued a {str(token_type)[:40]!r} token, not a bearer token"
-            )
-        # RFC 6749 §5.1: expires_in is recommended, not required; without it assume 5 minutes.
-        try:
-            lifetime = float(payload.get("expires_in", 300))
-        except (TypeError, ValueError):
-            lifetime = 300.0
-        return token, max(0.0, min(lifetime, 86_400.0))
-
-    async def async_auth_flow(
-        self, request: httpx.Request
-    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        token = await self._fresh_token()
-        request.headers["Authorization"] = f"Bearer {token}"
-        response = yield request
-        if response.status_code == 401:
-            # The app refused a token we thought valid (revoked, or its clock ahead of ours):
-            # one new token and one retry; a second 401 is the app's answer.
-            request.headers["Authorization"] = f"Bearer {await self._fresh_token(refused=token)}"
-            yield request
-
-
-def _redacted(text: str, secret: str) -> str:
-    return text.replace(secret, "[redacted]") if secret else text
 
 
 class _TokenBucket:

@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from provisiond.domain.connector_kinds import LdapConnectorSettings, PostgresConnectorSettings
+from provisiond.domain.dialects import ScimProfile
 from provisiond.domain.roles import RoleMode
 
 _NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
@@ -53,6 +54,42 @@ class Features(BaseModel):
 MatchingAttribute = Literal["userName", "externalId", "emails.value"]
 
 
+class MatchRule(BaseModel):
+    """One rule an import links app accounts by: the app's ``app_attribute`` equals the
+    directory's ``user_attribute`` (``id``, ``login``, ``email`` or any profile attribute).
+    userName and emails compare case-insensitively (RFC 7643 §4.1: caseExact false);
+    externalId exactly (caseExact true)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    app_attribute: Literal["externalId", "userName", "emails"]
+    user_attribute: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def default_match_rules() -> list[MatchRule]:
+    return [
+        MatchRule(app_attribute="externalId", user_attribute="id"),
+        MatchRule(app_attribute="userName", user_attribute="login"),
+        MatchRule(app_attribute="emails", user_attribute="email"),
+    ]
+
+
+class ImportSettings(BaseModel):
+    """The app's side (services.app_accounts): how an import reads the app and links what it
+    finds, and what a full reconcile does about drift (engine.drift)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    page_size: int = Field(default=100, ge=1, le=1000)
+    # In precedence order: the first rule that finds exactly one directory user decides.
+    match_rules: list[MatchRule] = Field(default_factory=default_match_rules, max_length=8)
+    # Off: every match waits for an admin to confirm or reject it.
+    auto_link: bool = True
+    # What a full reconcile does about attributes changed in the app behind provisiond's back
+    # (engine.drift): send the policy's values again, or only record and show the drift.
+    drift: Literal["correct", "report"] = "correct"
+
+
 class ProvisioningSettings(BaseModel):
     """What provisiond may do in an app and how fast."""
 
@@ -64,9 +101,12 @@ class ProvisioningSettings(BaseModel):
     matching: MatchingAttribute = "userName"
     concurrency: int = Field(default=4, ge=1, le=64)
     rate_limit_per_second: float | None = Field(default=None, gt=0, le=10_000)
+    # A full reconcile (reading the app, repairing drift) this often; None: only on demand.
+    full_sync_every_hours: float | None = Field(default=24.0, gt=0, le=8760)
     # How the roles of several assignments combine (engine/roles.py): the winning assignment's
     # (a direct one, else the group with the lowest priority number), or all of them.
     role_mode: RoleMode = "priority"
+    imports: ImportSettings = Field(default_factory=ImportSettings)
 
 
 # Validation errors of connector settings never carry the input: pydantic puts the whole
@@ -130,6 +170,8 @@ class ScimConnectorSettings(BaseModel):
     # on the way), so no target holds a worker slot longer. At most 5 minutes: the lease of a
     # claim on demand (engine/queue.py LEASE) must outlast any one request it sends.
     request_deadline_seconds: float = Field(default=30.0, ge=1, le=300)
+    # How this app speaks SCIM (domain/dialects.py): a shipped profile's name or a document.
+    profile: ScimProfile = Field(default_factory=ScimProfile)
 
     @field_validator("base_url")
     @classmethod
@@ -196,12 +238,16 @@ def shown_connector(stored: Mapping[str, Any]) -> dict[str, Any]:
     the default the connector runs with, not a blank."""
     model = MODEL_OF.get(connector_kind(stored), ScimConnectorSettings)
     defaults = {
-        name: info.default
+        name: _plain(info.get_default(call_default_factory=True))
         for name, info in model.model_fields.items()
         # Secrets are write-only: not even a default is shown for them.
         if name != "auth" and not info.is_required() and "SecretStr" not in str(info.annotation)
     }
     return {**defaults, **stored}
+
+
+def _plain(value: Any) -> Any:
+    return value.model_dump(mode="json") if isinstance(value, BaseModel) else value
 
 
 def app_name_pattern() -> str:

@@ -6,13 +6,13 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import httpx
 
 from provisiond.config import Settings
-from provisiond.connectors.base import Connector
+from provisiond.connectors.base import Connector, RateGate
 from provisiond.connectors.registry import build_connector
 from provisiond.engine.context import AppContext
 from provisiond.engine.pushed_groups import GroupSnapshot
@@ -24,12 +24,19 @@ class ConnectorPool:
     """One connector per app (pooled connections), rebuilt when the app's settings change."""
 
     def __init__(
-        self, transport: httpx.AsyncBaseTransport | None = None, config: Settings | None = None
+        self,
+        transport: httpx.AsyncBaseTransport | None = None,
+        config: Settings | None = None,
+        *,
+        rate_gates: Callable[[str, float], RateGate] | None = None,
     ) -> None:
+        """``rate_gates``: the app's rate limit as a cluster holds it (engine.rate), for apps
+        that have one; without it each connector keeps its own."""
         self._items: dict[str, tuple[str, Connector]] = {}
         self._retired: list[Connector] = []
         self._transport = transport
         self._config = config
+        self._rate_gates = rate_gates
 
     async def get(self, snap: AppContext | GroupSnapshot) -> Connector:
         """The app's connector for these settings. A task read before a change of the app's
@@ -41,8 +48,13 @@ class ConnectorPool:
         if current is not None and current[0] >= version:  # ISO timestamps order as text
             return current[1]
         assert snap.connector is not None, "a planning context sends nothing"
+        # The app's hourly budget (a SCIM app's dialect profile) holds cluster-wide too.
+        rate = snap.provisioning.rate_limit_per_second
+        profile = getattr(snap.connector, "profile", None)  # other kinds have none
+        rate = profile.paced(rate) if profile is not None else rate
         connector = build_connector(
-            snap.connector, snap.provisioning, self._transport, self._config
+            snap.connector, snap.provisioning, self._transport, self._config,
+            rate_gate=self._rate_gates(app_id, rate) if rate and self._rate_gates else None,
         )
         self._items[app_id] = (version, connector)
         if current is not None:

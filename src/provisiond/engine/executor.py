@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import secrets
 import string
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from provisiond.connectors.base import Connector, RemoteUser
 from provisiond.domain.apps import Deprovision, ProvisioningSettings
 from provisiond.engine.desired import DesiredAccount
+from provisiond.engine.drift import as_applied, drift_of, last_modified
 from provisiond.engine.planner import (
     AccountStatus,
     ActualAccount,
@@ -24,7 +25,7 @@ from provisiond.engine.planner import (
     applied,
 )
 from provisiond.engine.planner import plan as plan_one
-from provisiond.errors import RemoteConflict, RemoteNotFound
+from provisiond.errors import NotRevoked, RemoteConflict, RemoteNotFound
 
 OUTCOME_OF = {
     OperationKind.CREATE: "created",
@@ -35,6 +36,25 @@ OUTCOME_OF = {
 }
 
 
+DEPROVISIONS = (OperationKind.DEACTIVATE, OperationKind.DELETE)
+
+
+@dataclass(frozen=True)
+class ReadBack:
+    """What the app showed when the account was read back after a deprovisioning."""
+
+    action: str  # deactivate | delete
+    remote_id: str
+    applied_at: datetime  # when the app answered the deprovisioning
+    state: str  # inactive (active false) | absent (404) | active
+    at: datetime
+
+    @property
+    def confirmed(self) -> bool:
+        # A delete is proven by a 404 only; a deactivation by active false, or by a 404.
+        return self.state == "absent" or (self.action == "deactivate" and self.state == "inactive")
+
+
 @dataclass
 class Result:
     """What one reconcile did: the outcome, the operation, the account after it, and the trace."""
@@ -43,6 +63,9 @@ class Result:
     operation: Operation | None = None
     account: ActualAccount | None = None
     trace: list[dict[str, Any]] = field(default_factory=list)
+    readback: ReadBack | None = None  # after a deprovisioning
+    # What changed in the app since last applied (engine.drift); None: it was not read back.
+    drift: list[dict[str, Any]] | None = None
 
     def step(self, name: str, detail: str, **data: Any) -> None:
         self.trace.append({"step": name, "detail": detail, **data})
@@ -61,6 +84,34 @@ def _matching_value(desired: DesiredAccount, attribute: str) -> str | None:
 def _from_remote(remote: RemoteUser) -> ActualAccount:
     status = AccountStatus.ACTIVE if remote.active else AccountStatus.DEACTIVATED
     return ActualAccount(remote.remote_id, dict(remote.attributes), status)
+
+
+def _checked_for_drift(
+    result: Result,
+    settings: ProvisioningSettings,
+    desired: DesiredAccount | None,
+    applied: ActualAccount,
+    remote: RemoteUser,
+) -> ActualAccount:
+    """The account as the planner is to see it, with the drift since it was applied recorded
+    on ``result`` (engine.drift): as the app holds it, or in ``report`` mode as applied."""
+    found = _from_remote(remote)
+    if not applied.attributes:  # nothing applied yet (a record without attributes)
+        result.drift = []
+        return found
+    drift = drift_of(
+        applied.attributes, found.attributes, desired.attributes if desired else None,
+        modified=last_modified(found.attributes),
+    )
+    result.drift = drift
+    if not drift:
+        return found
+    names = ", ".join(entry["attribute"] for entry in drift)
+    if settings.imports.drift == "report":
+        result.step("drift", f"changed in the app since last applied: {names}; reported only")
+        return replace(found, attributes=as_applied(found.attributes, drift))
+    result.step("drift", f"changed in the app since last applied: {names}; corrected")
+    return found
 
 
 def strong_password(length: int = 24) -> str:
@@ -116,7 +167,7 @@ async def reconcile(
             actual = ActualAccount(None, {}, AccountStatus.DELETED)
         else:
             result.step("read", f"read account {actual.remote_id} from the app")
-            actual = _from_remote(remote)
+            actual = _checked_for_drift(result, settings, desired, actual, remote)
         result.account = actual
 
     operation = plan(actual)
@@ -163,17 +214,49 @@ async def reconcile(
     except RemoteNotFound:
         # Removed behind our back: forget it and, if it is still wanted, create it again.
         result.step("gone", "the account was removed in the app")
+        gone = operation
         actual = ActualAccount(None, {}, AccountStatus.DELETED)
         operation = plan(actual)
         result.operation = operation
         if operation is None:
+            if gone.kind in DEPROVISIONS and gone.remote_id:
+                # The app's own 404 to the deprovisioning is the read-back: the account is gone.
+                moment = datetime.now(UTC)
+                result.readback = ReadBack(gone.kind.value, gone.remote_id, moment, "absent", moment)
             result.account, result.outcome = actual, "deleted"
             return result
         remote_id = await _apply(connector, settings, operation)
     result.account = applied(operation, actual, remote_id)
     result.outcome = OUTCOME_OF[operation.kind]
     result.step("apply", f"{operation.kind.value} succeeded", remote_id=remote_id)
+    if operation.kind in DEPROVISIONS and operation.remote_id:
+        await read_back(connector, operation, result)
     return result
+
+
+async def read_back(connector: Connector, operation: Operation, result: Result) -> None:
+    """Read the account back after a deprovisioning (one GET) and keep what the app showed;
+    raises ``NotRevoked`` when it still shows access, so the task is retried."""
+    assert operation.remote_id is not None
+    applied_at = datetime.now(UTC)
+    remote = await connector.get_user(operation.remote_id)
+    state = "absent" if remote is None else ("active" if remote.active else "inactive")
+    seen = ReadBack(operation.kind.value, operation.remote_id, applied_at, state, datetime.now(UTC))
+    result.readback = seen
+    shown = {"absent": "404: the account is gone", "inactive": "active is false",
+             "active": "the account is still active"}[state]
+    if seen.confirmed:
+        result.step("read back", f"read account {operation.remote_id} back: {shown}",
+                    state=state, confirmed=True)
+        return
+    if state == "inactive":
+        shown = "the account is still there (inactive) after the delete"
+    result.step("read back", f"read account {operation.remote_id} back: {shown}",
+                state=state, confirmed=False)
+    raise NotRevoked(
+        f"the app accepted the {operation.kind.value} of account {operation.remote_id}, "
+        f"but reading it back shows {shown}"
+    )
 
 
 async def _apply(

@@ -20,7 +20,7 @@ import socket
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from provisiond.engine import queue
@@ -64,6 +64,15 @@ def beat(
         register(session, worker_id, now)
         session.flush()
         beat(session, worker_id, in_flight, draining=draining, now=now)
+
+
+def live_count(session: Session, timeout: timedelta, now: datetime | None = None) -> int:
+    """How many workers beat within ``timeout``: more than one makes a cluster, whose claims
+    hold each app's concurrency across all of them (engine.queue.claim)."""
+    now = now or utcnow()
+    return session.scalar(
+        select(func.count()).select_from(WorkerProcess).where(WorkerProcess.beat_at >= now - timeout)
+    ) or 0
 
 
 def release_orphans(session: Session, timeout: timedelta, now: datetime | None = None) -> int:

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from provisiond.engine.decide import Decision, Snapshot, Verdict, blocked_deprovision
-from provisiond.engine.executor import Result
+from provisiond.engine.executor import ReadBack, Result
 from provisiond.engine.planner import AccountStatus, ActualAccount, OperationKind
 from provisiond.engine.queue import Claimed, backoff
 
@@ -58,6 +58,7 @@ class AccountWrite:
     applied: dict[str, Any]
     deactivated_at: datetime | None
     fingerprint: str | None
+    drift: list[dict[str, Any]] | None = None  # None: not read back, the stored drift stays
 
 
 @dataclass
@@ -77,6 +78,9 @@ class Outcome:
     # cluster (engine.throttle), written whoever owns the task: it is the app's answer.
     pause: tuple[float, str] | None = None
     quarantine: str | None = None  # the app is to be quarantined, for this reason
+    # What the app showed when the account was read back after a deprovisioning (the
+    # receipt's evidence), written whoever owns the task: it is what the app said.
+    readback: ReadBack | None = None
 
 
 @dataclass(frozen=True)
@@ -241,9 +245,30 @@ def account_failure(
         subject=snap.user_label, app_name=snap.ctx.name, user_id=snap.user_id,
         targets=_targets(snap), operation=pending.kind.value if pending else None, now=now,
     )
+    readback = result.readback if result is not None else None
+    alarm = [] if readback is None or readback.confirmed else [
+        not_revoked_alarm(task, snap, readback, write, now)
+    ]
     return Outcome(task, write, account_error=error, owned_events=events, result=result,
+                   events=alarm, readback=readback,
                    deprovision=pending is not None and pending.kind in EVENT_ACTION
                    and EVENT_ACTION[pending.kind] == "app.user.deprovision")
+
+
+def not_revoked_alarm(
+    task: Claimed, snap: Snapshot, readback: ReadBack, write: TaskWrite, now: datetime
+) -> dict[str, Any]:
+    """The alarm for an app that answered a deprovisioning but still shows the account."""
+    then = "the task is dead" if write.transition is Transition.DEAD else "retrying"
+    return event(
+        task, "app.user.revocation.unconfirmed",
+        f"ALARM: {snap.ctx.name} accepted the {readback.action} of {snap.user_label} but still "
+        f"shows account {readback.remote_id} {readback.state} when read back; {then}",
+        now=now, outcome="failure", user_id=snap.user_id,
+        targets=_targets(snap, remote_id=readback.remote_id),
+        details={"alarm": True, "action": readback.action, "read_state": readback.state,
+                 "read_at": readback.at.isoformat(), "attempt": task.attempts},
+    )
 
 
 def _state(account: ActualAccount | None) -> tuple[str | None, str | None]:
@@ -269,9 +294,22 @@ def applied(task: Claimed, snap: Snapshot, result: Result, now: datetime) -> Out
             applied=managed(account.attributes),
             deactivated_at=deactivated_at,
             fingerprint=snap.fingerprint,
+            drift=result.drift,
         )
     operation = result.operation
     events: list[dict[str, Any]] = []
+    if result.drift:
+        events.append(
+            event(
+                task, "app.account.drift",
+                f"{snap.user_label}'s account in {snap.ctx.name} was changed in the app: "
+                + ", ".join(entry["attribute"] for entry in result.drift)
+                + (" (reported only)" if snap.ctx.provisioning.imports.drift == "report" else ""),
+                now=now, outcome="skipped", user_id=snap.user_id,
+                targets=_targets(snap, remote_id=account.remote_id if account else None),
+                details={"drift": result.drift, "mode": snap.ctx.provisioning.imports.drift},
+            )
+        )
     if operation is not None:
         latency_ms = round((now - task.created_at).total_seconds() * 1000)
         events.append(
@@ -303,6 +341,7 @@ def applied(task: Claimed, snap: Snapshot, result: Result, now: datetime) -> Out
         state_changed=_state(snap.actual) != _state(account),
         deprovision=operation is not None and EVENT_ACTION[operation.kind] == "app.user.deprovision",
         result=result,
+        readback=result.readback,
     )
 
 

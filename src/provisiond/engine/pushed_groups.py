@@ -24,6 +24,7 @@ from provisiond.engine.groups import GroupActual, GroupOutcome, reconcile_group
 from provisiond.engine.outcomes import ENGINE_ACTOR, RetryPolicy, Transition, failure
 from provisiond.engine.writer import count_outcomes
 from provisiond.errors import ConnectorError, RateLimited
+from provisiond.store import rollups
 from provisiond.store.db import Database
 from provisiond.store.events import add_event
 from provisiond.store.secrets import Vault
@@ -366,6 +367,7 @@ def retry_or_bury(
         targets=targets, operation=task.operation, now=now,
     )
     session.execute(insert(Event), events)
+    rollups.add(session, events)
     if write.transition is Transition.DEAD:
         task.status, task.last_error, task.updated_at = queue.DEAD, error, now
         if task.run_id:

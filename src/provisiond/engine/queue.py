@@ -21,7 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session, aliased
 
-from provisiond.store.tables import AppPause, Task, new_id, utcnow
+from provisiond.store.tables import App, AppPause, Task, new_id, utcnow
 
 
 class TaskStatus(StrEnum):
@@ -185,6 +185,7 @@ def claim(
     room: Mapping[str, int] | None = None,
     default_room: int | None = None,
     urgent_only: bool = False,
+    cluster: bool = False,
 ) -> list[Claimed]:
     """Take up to ``limit`` due tasks whose key is not running elsewhere, in one statement.
 
@@ -192,11 +193,20 @@ def claim(
     and no app gets more than its ``room`` (``default_room`` for apps not listed) in one claim,
     so one app's backlog neither starves the others nor fills the worker. ``urgent_only``
     takes only lifecycle tasks (priority 0), for the capacity kept for deprovisionings.
+
+    ``cluster`` (PostgreSQL, several workers): an app's concurrency holds across the cluster.
+    A task sends at most one request at a time and only while it is running, so no more of an
+    app's tasks run anywhere than its concurrency; claims are serialised by an advisory lock
+    held to the end of the caller's transaction, so two workers claiming at once cannot both
+    see the same free room.
     """
     if limit <= 0:
         return []
     dialect = session.get_bind().dialect.name
-    statement = _claim_statement(dialect, urgent_only)
+    cluster = cluster and dialect == "postgresql"
+    if cluster:
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CLAIM_LOCK})
+    statement = _claim_statement(dialect, urgent_only, cluster)
     # Apps without room are left out of the candidates, not only capped: their backlog
     # would otherwise fill the window and hide every other app's tasks.
     skipped = sorted(set(skip_apps) | {app_id for app_id, n in (room or {}).items() if n <= 0})
@@ -215,8 +225,13 @@ def claim(
     return claimed
 
 
+# The advisory lock that serialises cluster claims (any constant unique to provisiond).
+CLAIM_LOCK = 0x70726F76  # "prov"
+DEFAULT_CONCURRENCY = 4  # domain.apps.ProvisioningSettings.concurrency's default
+
+
 @lru_cache(maxsize=8)
-def _claim_statement(dialect: str, urgent_only: bool) -> Any:
+def _claim_statement(dialect: str, urgent_only: bool, cluster: bool = False) -> Any:
     """The claim, built once per dialect: its inputs are all bound parameters, so it is compiled
     once too (building and compiling it was most of a claim's cost)."""
     running = aliased(Task)
@@ -266,10 +281,26 @@ def _claim_statement(dialect: str, urgent_only: bool) -> Any:
         .label("app_rank")
     )
     ranked = select(candidates, rank).subquery("ranked")
-    cap = func.coalesce(
+    cap: Any = func.coalesce(
         select(room_value).where(rooms.c.key == ranked.c.app_id).scalar_subquery(),
         bindparam("default_room"),
     )
+    if cluster:
+        # What the app may still run: its concurrency (as stored now) less its tasks running
+        # on any worker (this statement's own claims are not among them yet).
+        elsewhere = aliased(Task)
+        running_now = (
+            select(func.count())
+            .where(elsewhere.app_id == ranked.c.app_id, elsewhere.status == RUNNING)
+            .scalar_subquery()
+        )
+        concurrency = func.coalesce(
+            select(App.provisioning["concurrency"].as_integer())
+            .where(App.id == ranked.c.app_id)
+            .scalar_subquery(),
+            DEFAULT_CONCURRENCY,
+        )
+        cap = func.least(cap, concurrency - running_now)
     chosen = (
         select(ranked.c.id)
         .where(ranked.c.app_rank <= cap)

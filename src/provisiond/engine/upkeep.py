@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from provisiond.config import Settings
-from provisiond.engine import liveness, quarantine, throttle
+from provisiond.engine import liveness, quarantine, retention, throttle
 from provisiond.engine.connections import ConnectorPool
 from provisiond.engine.context import AppContext, read_context
 from provisiond.errors import ConnectorError
@@ -29,6 +29,12 @@ from provisiond.store.secrets import Vault
 from provisiond.store.tables import utcnow
 
 log = logging.getLogger("provisiond.worker")
+RETENTION_OFFER = 60.0  # seconds between a worker's offers to run the retention job
+
+
+def _log_failure(done: asyncio.Future[Any]) -> None:
+    if not done.cancelled() and done.exception() is not None:
+        log.warning("the activity log's retention round failed", exc_info=done.exception())
 
 
 class Upkeep:
@@ -48,9 +54,12 @@ class Upkeep:
         self.db, self.settings, self.vault, self.id, self.pool = db, settings, vault, worker_id, pool
         self._in_db, self._spawn, self._wake, self._in_flight = in_db, spawn, wake, in_flight
         self._beaten: float | None = None  # monotonic time of the last heartbeat written
+        self._live = 1  # workers beating, this one included, as of the last heartbeat
         # app id -> until when its tasks wait: a pause's end, or a quarantine's next probe.
         self._paused: dict[str, datetime] = {}
         self._watch = quarantine.Watch()  # recent attempts per app: quarantine it?
+        self._retention: asyncio.Future[Any] | None = None
+        self._retention_offered: float | None = None  # monotonic
 
     # -- the heartbeat -------------------------------------------------------------------------
 
@@ -63,6 +72,7 @@ class Upkeep:
                 self._beaten = time.monotonic()
                 for app_id in probes:
                     self._spawn(self._probe(app_id))
+                self._offer_retention(stop)
             except SQLAlchemyError:
                 log.debug("heartbeat failed", exc_info=True)
             await asyncio.sleep(every)
@@ -73,6 +83,8 @@ class Upkeep:
         timeout = timedelta(seconds=self.settings.worker_timeout_seconds)
         with self.db.session() as session:
             liveness.beat(session, self.id, self._in_flight(), draining=draining)
+        with self.db.session() as session:
+            self._live = liveness.live_count(session, timeout)
         with self.db.session() as session:
             released = liveness.release_orphans(session, timeout)
         with self.db.session() as session:
@@ -88,6 +100,21 @@ class Upkeep:
             self._wake()
         return probes
 
+    def _offer_retention(self, stop: asyncio.Event) -> None:
+        """About once a minute, offer to run the activity log's periodic job (engine.retention:
+        one process of the cluster wins it), on a thread of its own, as a round can take
+        minutes and the heartbeat must not wait for it."""
+        now = time.monotonic()
+        running = self._retention is not None and not self._retention.done()
+        offered = self._retention_offered
+        if stop.is_set() or running or (offered is not None and now - offered < RETENTION_OFFER):
+            return
+        self._retention_offered = now
+        self._retention = asyncio.ensure_future(asyncio.to_thread(
+            retention.run_if_due, self.db, self.settings, f"worker:{self.id}"[:128], stop.is_set
+        ))
+        self._retention.add_done_callback(_log_failure)
+
     async def registered(self) -> bool:
         """May the worker claim? Its row must exist first (claims by a worker without one
         would be taken for abandoned), and not while its heartbeat is failing: past half the
@@ -96,6 +123,13 @@ class Upkeep:
             await self._in_db(self._beat, False)
             self._beaten = time.monotonic()
         return time.monotonic() - self._beaten < self.settings.worker_timeout_seconds / 2
+
+    def clustered(self) -> bool:
+        """Do other workers share this database (PostgreSQL)? Then claims hold every app's
+        concurrency cluster-wide. A worker joining a cluster claims capped from its first
+        claim (it beats before it claims); the others learn of it at their next beat, and
+        meanwhile the newcomer's capped claim counts their running tasks too."""
+        return self._live > 1 and self.db.is_postgres
 
     def beating(self) -> bool:
         """Has the worker written its heartbeat within the worker timeout (/readyz)?"""

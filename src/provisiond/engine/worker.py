@@ -33,7 +33,7 @@ import os
 import socket
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -44,11 +44,14 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from provisiond.config import Settings
+from provisiond.connectors.base import Connector
 from provisiond.engine import queue
 from provisiond.engine.connections import ConnectorPool, Gate
 from provisiond.engine.context import AppContext, read_contexts
 from provisiond.engine.decide import Snapshot, decide, snapshot, with_holds
 from provisiond.engine.executor import Result, reconcile
+from provisiond.engine.imports import run_import
+from provisiond.engine.orphans import run_orphan
 from provisiond.engine.outcomes import (
     Outcome,
     RetryPolicy,
@@ -65,6 +68,7 @@ from provisiond.engine.pushed_groups import (
     fail_group,
     group_snapshot,
 )
+from provisiond.engine.rate import ClusterRate
 from provisiond.engine.reader import has_accounts, read_batch, read_holds_many
 from provisiond.engine.upkeep import Upkeep
 from provisiond.engine.writer import successors_queued, write_outcomes
@@ -85,6 +89,11 @@ KNOWN_EMPTY_SECONDS = 300.0
 # A task that waited this long for its app's gate checks its lease and its key before sending.
 RECHECK_AFTER = timedelta(seconds=1)
 T = TypeVar("T")
+# Task kinds with a reconciler of their own, beside accounts (the default) and pushed groups.
+OTHER_KINDS: dict[str, Callable[[Any, queue.Claimed], Awaitable[None]]] = {
+    "import": run_import,
+    "orphan": run_orphan,
+}
 
 
 @dataclass
@@ -117,7 +126,12 @@ class Worker:
         self.share = max(1, self.capacity // 2)
         self.reserved = max(1, self.capacity // 4)
         self.id = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
-        self.pool = ConnectorPool(transport, settings)
+        # On PostgreSQL an app's rate limit holds for every worker sharing the database.
+        self.pool = ConnectorPool(
+            transport, settings,
+            rate_gates=(lambda app_id, rate: ClusterRate(db, app_id, rate))
+            if db.is_postgres else None,
+        )
         self.retry_policy = RetryPolicy(
             settings.task_max_attempts, settings.retry_base_seconds, settings.retry_max_seconds
         )
@@ -158,7 +172,21 @@ class Worker:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(wake.set)
 
+    def _nudge(self) -> None:
+        """Thread-safe: claim again now (room was freed), without counting it as new work."""
+        loop, wake = self._loop, self._wake
+        if loop is not None and wake is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(wake.set)
+
     # -- the database thread -----------------------------------------------------------------
+
+    async def in_db(self, function: Callable[..., T], *args: Any) -> T:
+        """Run ``function`` on the worker's database thread (for the reconcilers of other kinds)."""
+        return await self._in_db(function, *args)
+
+    async def connector_for(self, ctx: AppContext) -> Connector:
+        return await self.pool.get(ctx)
 
     async def _in_db(self, function: Callable[..., T], *args: Any) -> T:
         """Run ``function`` on the worker's database thread, off the event loop."""
@@ -318,6 +346,7 @@ class Worker:
         of apps behind it (at most twice more)."""
         batch: list[queue.Claimed] = []
         skip = set(full)
+        cluster = self.upkeep.clustered()
         with self.db.session() as session:
             for _ in range(3):
                 urgent_only = room_normal - sum(t.priority != 0 for t in batch) <= 0
@@ -328,7 +357,7 @@ class Worker:
                     break
                 got = queue.claim(
                     session, self.id, limit, skip_apps=sorted(skip), room=room,
-                    default_room=default, urgent_only=urgent_only,
+                    default_room=default, urgent_only=urgent_only, cluster=cluster,
                 )
                 batch += got
                 taken = Counter(task.app_id for task in got)
@@ -346,7 +375,9 @@ class Worker:
             left = room_total - len(batch)
             if urgent_anywhere and left > 0:
                 # Lifecycle tasks of apps without room: bounded by the worker's capacity only.
-                batch += queue.claim(session, self.id, min(left, self.reserved), urgent_only=True)
+                batch += queue.claim(
+                    session, self.id, min(left, self.reserved), urgent_only=True, cluster=cluster
+                )
         return batch
 
     def _dispatch(self, claimed: Sequence[queue.Claimed]) -> None:
@@ -358,6 +389,8 @@ class Worker:
             self._urgent += urgent
             if task.kind == "group":  # pushed groups: their own reconciler, one at a time
                 self._spawn(self._run_group(task))
+            elif task.kind in OTHER_KINDS:  # an import: outside the app's gate, one request at once
+                self._spawn(self._run_other(task))
             else:
                 accounts.setdefault(task.app_id, []).append(task)
         if accounts:
@@ -667,6 +700,10 @@ class Worker:
                 again = successors_queued(session, outcomes)
             if again:
                 self.wake()
+            elif self.upkeep.clustered():
+                # Capped claims count running tasks cluster-wide: the room these tasks held
+                # is free only now that they are closed, not when their app answered.
+                self._nudge()
             return owned
         except Exception as exc:
             if len(outcomes) == 1:
@@ -692,6 +729,23 @@ class Worker:
             # The database itself is away: the lease runs out and the task runs again.
             log.exception("recording the failure of task %s failed too", task.id)
             return set()
+
+    # -- imports -----------------------------------------------------------------------------
+
+    async def _run_other(self, claimed: queue.Claimed) -> None:
+        try:
+            await OTHER_KINDS[claimed.kind](self, claimed)
+        except Exception as exc:  # a bug must not kill the loop; the task is marked dead
+            log.exception("task %s of app %s crashed", claimed.id, claimed.app_id)
+            await self._in_db(self._bury, claimed, f"internal error: {type(exc).__name__}")
+        finally:
+            self._release(claimed)
+
+    def _bury(self, claimed: queue.Claimed, error: str) -> None:
+        with self.db.session() as session:
+            task = session.get(Task, claimed.id)
+            if task is not None and task.status == queue.RUNNING:
+                task.status, task.last_error, task.updated_at = queue.DEAD, error, utcnow()
 
     # -- pushed groups ---------------------------------------------------------------------
 

@@ -16,13 +16,14 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from provisiond.engine import quarantine, queue, throttle
+from provisiond.engine import quarantine, queue, revocations, throttle
 from provisiond.engine.outcomes import ENGINE_ACTOR, Outcome, Transition
 from provisiond.engine.reader import groups_to_recheck
+from provisiond.store import rollups
 from provisiond.store.tables import Account, App, Event, Run, Task, new_id
 
 _CLOSED = {
@@ -62,6 +63,7 @@ def write_outcomes(session: Session, outcomes: Sequence[Outcome], now: datetime)
             quarantine.enter(session, outcome.task.app_id, outcome.quarantine,
                              correlation_id=outcome.task.correlation_id, now=now)
     _upsert_accounts(session, [o for o in outcomes if o.account is not None], now)
+    revocations.record(session, [o for o in outcomes if o.readback is not None])
     errors = [o for o in outcomes if o.account_error is not None and o.task.id in owned]
     if errors:
         session.connection().execute(
@@ -74,6 +76,7 @@ def write_outcomes(session: Session, outcomes: Sequence[Outcome], now: datetime)
     events += [row for o in outcomes if o.task.id in owned for row in o.owned_events]
     if events:
         session.connection().execute(_INSERT_EVENT, events)
+        rollups.add(session, events)
     closes = [o for o in outcomes if o.task.id in owned and o.write.transition in _CLOSED]
     if closes:
         session.connection().execute(
@@ -191,6 +194,7 @@ def _upsert_accounts(session: Session, outcomes: Sequence[Outcome], now: datetim
             "applied": account.applied,
             "deactivated_at": account.deactivated_at,
             "fingerprint": account.fingerprint,
+            "drift": account.drift,
             "last_synced_at": now,
             "last_error": None,
             "created_at": now,
@@ -213,6 +217,8 @@ def _upsert_account(dialect: str) -> Any:
             "applied": new.applied,
             "deactivated_at": new.deactivated_at,
             "fingerprint": new.fingerprint,
+            # Only a write that read the app back says what drifted (engine.drift).
+            "drift": func.coalesce(new.drift, Account.drift),
             "last_synced_at": new.last_synced_at,
             "last_error": None,
         },

@@ -1,8 +1,9 @@
 """The figures behind /metrics and the console dashboard, read from the database when asked.
 
-Nothing is counted in memory: every figure comes from the tables (tasks, accounts, runs) or is
-derived from the activity log, so any number of API and worker processes agree, and a restart
-loses nothing. Queries are grouped aggregates; the log ones scan the ``app.user.*`` events.
+Nothing is counted in memory: every figure comes from the tables (tasks, accounts, runs) or from
+the activity log's rollups (store.rollups, kept in the transactions that write the events), so
+any number of API and worker processes agree, and a restart loses nothing. No figure scans the
+log: the dashboard's latency chart reads an app's last deprovisionings off one index.
 """
 
 from __future__ import annotations
@@ -12,14 +13,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import case, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from provisiond.engine import liveness
-from provisiond.store.tables import Account, App, Event, Run, Task, utcnow
+from provisiond.store.rollups import ALL_TIME, DEPROVISION, LATENCY_BUCKETS_SECONDS
+from provisiond.store.tables import Account, App, AppPause, Event, EventRollup, Run, Task, utcnow
 
-DEPROVISION = "app.user.deprovision"
-LATENCY_BUCKETS_SECONDS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
 RUN_BUCKETS_SECONDS = (1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0)
 
 
@@ -39,19 +39,47 @@ def app_names(session: Session) -> dict[str, str]:
 def operations(session: Session) -> list[tuple[str | None, str, str, int]]:
     """(app id, operation, outcome, count) of every provisioning attempt in the log."""
     rows = session.execute(
-        select(Event.app_id, Event.action, Event.outcome, func.count())
-        .where(Event.action.startswith("app.user."))
-        .group_by(Event.app_id, Event.action, Event.outcome)
+        select(EventRollup.app_id, EventRollup.action, EventRollup.outcome,
+               func.sum(EventRollup.count))
+        .where(EventRollup.day == ALL_TIME, EventRollup.action.startswith("app.user."))
+        .group_by(EventRollup.app_id, EventRollup.action, EventRollup.outcome)
     )
-    return [(app, action.removeprefix("app.user."), outcome, n) for app, action, outcome, n in rows]
+    return [
+        (app or None, action.removeprefix("app.user."), outcome, int(n))
+        for app, action, outcome, n in rows
+    ]
 
 
 def retries(session: Session) -> dict[str | None, int]:
     """Attempts that failed and were scheduled again, per app."""
     rows = session.execute(
-        select(Event.app_id, func.count()).where(Event.outcome == "retry").group_by(Event.app_id)
+        select(EventRollup.app_id, func.sum(EventRollup.count))
+        .where(EventRollup.day == ALL_TIME, EventRollup.outcome == "retry")
+        .group_by(EventRollup.app_id)
     )
-    return {app_id: count for app_id, count in rows}
+    return {app_id or None: int(count) for app_id, count in rows}
+
+
+def app_states(session: Session) -> dict[str, str]:
+    """App id -> ``paused`` (a 429) or ``quarantined``; apps not listed are flowing."""
+    now = utcnow()
+    return {
+        app_id: "quarantined" if kind == "quarantine" else "paused"
+        for app_id, kind, until in session.execute(
+            select(AppPause.app_id, AppPause.kind, AppPause.until)
+        )
+        if kind == "quarantine" or until > now
+    }
+
+
+def quarantines(session: Session) -> dict[str | None, int]:
+    """How many times each app was quarantined (from the activity log's rollups)."""
+    rows = session.execute(
+        select(EventRollup.app_id, func.sum(EventRollup.count))
+        .where(EventRollup.day == ALL_TIME, EventRollup.action == "app.provisioning.quarantine")
+        .group_by(EventRollup.app_id)
+    )
+    return {app_id or None: int(count) for app_id, count in rows}
 
 
 def queue_depth(session: Session) -> dict[tuple[str, str], int]:
@@ -89,22 +117,28 @@ def accounts(session: Session) -> dict[tuple[str, str], int]:
 
 def deprovision_latency(session: Session) -> dict[str | None, Histogram]:
     """Time from the change to the app's account deprovisioned (successful ones), per app."""
-    latency = Event.details["latency_ms"].as_float()
-    bounds = [round(bound * 1000) for bound in LATENCY_BUCKETS_SECONDS]
-    columns = [func.sum(case((latency <= bound, 1), else_=0)) for bound in bounds]
-    rows = session.execute(
-        select(Event.app_id, func.count(), func.sum(latency), *columns)
-        .where(Event.action == DEPROVISION, Event.outcome == "success")
-        .group_by(Event.app_id)
-    ).all()
+    per_app: dict[str | None, dict[int, tuple[int, float]]] = defaultdict(dict)
+    for app, bucket, count, total in session.execute(
+        select(EventRollup.app_id, EventRollup.bucket, func.sum(EventRollup.count),
+               func.sum(EventRollup.latency_ms))
+        .where(
+            EventRollup.day == ALL_TIME,
+            EventRollup.action == DEPROVISION,
+            EventRollup.outcome == "success",
+        )
+        .group_by(EventRollup.app_id, EventRollup.bucket)
+    ):
+        per_app[app or None][int(bucket)] = (int(count), float(total or 0))
     result: dict[str | None, Histogram] = {}
-    for app_id, count, total, *cumulative in rows:
-        buckets = [
-            (bound, int(n or 0))
-            for bound, n in zip(LATENCY_BUCKETS_SECONDS, cumulative, strict=True)
-        ]
-        buckets.append((float("inf"), int(count)))
-        result[app_id] = Histogram(buckets, int(count), float(total or 0) / 1000)
+    for app_id, counted in per_app.items():
+        buckets, running = [], 0
+        for index, bound in enumerate(LATENCY_BUCKETS_SECONDS):
+            running += counted.get(index, (0, 0.0))[0]
+            buckets.append((bound, running))
+        count = sum(n for n, _ in counted.values())
+        buckets.append((float("inf"), count))
+        total_ms = sum(ms for _, ms in counted.values())
+        result[app_id] = Histogram(buckets, count, total_ms / 1000)
     return result
 
 

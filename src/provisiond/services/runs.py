@@ -12,7 +12,7 @@ from provisiond.domain.policy import Limits, PolicyDocument
 from provisiond.engine import queue
 from provisiond.engine.mapping import CompiledPolicy
 from provisiond.errors import Conflict, NotFound
-from provisiond.services import activity, planning, policies, pushes, reach
+from provisiond.services import activity, app_accounts, planning, policies, pushes, reach
 from provisiond.services.apps import get_app, provisioning_of
 from provisiond.services.context import Actor
 from provisiond.store.tables import App, Run, Task, utcnow
@@ -301,6 +301,10 @@ def approve(session: Session, actor: Actor, run_id: str) -> Run:
         targets={"app": app.name, "run_id": run.id},
         details={"counts": run.held["counts"], "policy_version": run.policy_version},
     )
+    orphans = run.held.get("orphans")
+    if orphans:  # orphan accounts an admin asked to deprovision (services.app_accounts)
+        app_accounts.queue_orphans(session, actor, app, run, orphans["action"], orphans["ids"])
+        return run
     _start(session, actor, app, run, user_ids, str(run.held.get("reason", "approved")))
     return run
 

@@ -25,7 +25,8 @@ LAST_USED_RESOLUTION = timedelta(minutes=1)
 MAX_LIFETIME = timedelta(days=3650)
 
 
-def _hash(token: str) -> str:
+def token_hash(token: str) -> str:
+    """What is stored of a token (here and for SCIM clients): its SHA-256."""
     # A 256-bit random token needs no slow hash: SHA-256 cannot be brute-forced from it.
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -68,7 +69,7 @@ def issue_token(
     row = ApiToken(
         name=name,
         prefix=token[:10],
-        token_hash=_hash(token),
+        token_hash=token_hash(token),
         role=role,
         apps=app_ids,
         expires_at=expires_at,
@@ -132,7 +133,7 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def authenticate(session: Session, token: str) -> ApiToken:
-    row = session.scalar(select(ApiToken).where(ApiToken.token_hash == _hash(token)))
+    row = session.scalar(select(ApiToken).where(ApiToken.token_hash == token_hash(token)))
     now = utcnow()
     if row is None:
         raise Unauthorized("the API token is not valid")

@@ -40,7 +40,7 @@ from sqlalchemy.orm import Session
 from provisiond.config import Settings
 from provisiond.errors import ProvisiondError
 from provisiond.store.secrets import Vault
-from provisiond.store.tables import App, KeyCanary, utcnow
+from provisiond.store.tables import App, KeyCanary, SigningKey, utcnow
 
 ENV_KEY = "PROVISIOND_SECRET_KEY"
 ENV_OLD_KEYS = "PROVISIOND_OLD_SECRET_KEYS"
@@ -202,6 +202,9 @@ def _sealed_values(connection: Connection) -> list[tuple[str, str]]:
             select(App.name, App.credentials).where(App.credentials.is_not(None))
         )
         values.extend((f"the credentials of app {name!r}", sealed) for name, sealed in rows if sealed)
+    if SigningKey.__tablename__ in tables:
+        keys = connection.execute(select(SigningKey.id, SigningKey.private_key))
+        values.extend((f"the receipt signing key {kid}", sealed) for kid, sealed in keys)
     return values
 
 
@@ -267,27 +270,33 @@ def _canary(ring: KeyRing) -> KeyCanary:
 
 
 def reseal_all(session: Session, ring: KeyRing) -> int:
-    """Seal every stored value again with the ring's first key, in the caller's transaction.
+    """Seal every stored value (credentials, receipt signing keys) again with the ring's first
+    key, in the caller's transaction.
 
     A value no key of the ring opens aborts the whole rotation (``KeyMismatch``): nothing is
     half rotated. Returns how many values were sealed again (the canary included).
     """
     vault = ring.vault()
     count = 0
-    rows = session.execute(
+    apps = session.execute(
         select(App.id, App.name, App.credentials).where(App.credentials.is_not(None))
     ).all()
-    for app_id, name, sealed in rows:
-        if not sealed:
-            continue
-        if not vault.opens(sealed):
-            raise KeyMismatch(
-                f"the credentials of app {name!r} open with no key given: nothing was rotated"
+    signing = session.execute(select(SigningKey.id, SigningKey.id, SigningKey.private_key)).all()
+    for table, column, rows, what in (
+        (App, App.credentials, apps, "the credentials of app {!r}"),
+        (SigningKey, SigningKey.private_key, signing, "the receipt signing key {}"),
+    ):
+        for row_id, name, sealed in rows:
+            if not sealed:
+                continue
+            if not vault.opens(sealed):
+                raise KeyMismatch(
+                    f"{what.format(name)} opens with none of the keys given: nothing was rotated"
+                )
+            session.execute(
+                update(table).where(table.id == row_id).values({column: vault.reseal(sealed)})
             )
-        session.execute(
-            update(App).where(App.id == app_id).values(credentials=vault.reseal(sealed))
-        )
-        count += 1
+            count += 1
     canary = session.get(KeyCanary, CANARY_ID)
     fresh = _canary(ring)
     if canary is None:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -62,6 +64,8 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 JSONDoc = JSON().with_variant(JSONB(), "postgresql")
+# None is SQL NULL, not JSON null: "no value" and "the empty list" stay apart in COALESCE.
+NullableJSON = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 # SQLite's INTEGER PRIMARY KEY is its rowid; BIGINT would not autoincrement there.
 EventId = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -80,8 +84,17 @@ class User(Base):
     status: Mapped[str] = mapped_column(String(16), index=True)
     profile: Mapped[dict[str, Any]]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Indexed for SCIM's incremental reads (``meta.lastModified gt "…"``).
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     status_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Set when a SCIM client (Okta, Entra, an HR system) created the user: it is the source
+    # of truth for the user's attributes (docs/scim-server.md). The client's id, not a FK:
+    # revoking or deleting the client leaves the mark, which is history.
+    source: Mapped[str | None] = mapped_column(String(36), index=True)
+    # The SCIM client's own id for the user, and the type of the user's one email address:
+    # SCIM state the directory profile has no field for, kept so that it reads back as sent.
+    external_id: Mapped[str | None] = mapped_column(String(256), index=True)
+    email_type: Mapped[str | None] = mapped_column(String(32))
 
 
 class Group(Base):
@@ -95,6 +108,8 @@ class Group(Base):
     rule: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    source: Mapped[str | None] = mapped_column(String(36), index=True)  # as User.source
+    external_id: Mapped[str | None] = mapped_column(String(256), index=True)
 
 
 class GroupMember(Base):
@@ -205,7 +220,44 @@ class Account(Base):
     # The inputs (policy, settings, profile, status, assignments) this record was last
     # reconciled with: a preview skips users whose inputs have not changed since.
     fingerprint: Mapped[str | None] = mapped_column(String(64))
+    # What the last full reconcile found changed in the app since last applied (engine.drift):
+    # [] checked and clean, NULL never checked; kept by writes that did not read the app.
+    drift: Mapped[list[dict[str, Any]] | None] = mapped_column(NullableJSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Revocation(Base):
+    """What the app showed when provisiond read an account back after deprovisioning it: the
+    evidence a leaver's receipt is made of (services.receipts). One row per key, the latest
+    deprovisioning's; kept when the account record forgets the remote id (a delete)."""
+
+    __tablename__ = "revocations"
+
+    app_id: Mapped[str] = mapped_column(
+        ForeignKey("apps.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[str] = mapped_column(String(36), primary_key=True, index=True)
+    action: Mapped[str] = mapped_column(String(16))  # deactivate | delete
+    remote_id: Mapped[str] = mapped_column(String(256))
+    applied_at: Mapped[datetime]  # when the app answered the deactivation or the delete
+    read_state: Mapped[str] = mapped_column(String(16))  # inactive | absent | active
+    read_at: Mapped[datetime]
+    confirmed: Mapped[bool] = mapped_column(Boolean)
+    correlation_id: Mapped[str] = mapped_column(String(36))
+
+
+class SigningKey(Base):
+    """An Ed25519 key that signs receipts. The private half is sealed with the credentials key
+    (store.keys), like app credentials; the public half is published. The newest key not
+    retired signs; retired keys stay so that receipts they signed still verify."""
+
+    __tablename__ = "signing_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # the public key's fingerprint
+    public_key: Mapped[str] = mapped_column(String(64))  # raw 32 bytes, base64url
+    private_key: Mapped[str] = mapped_column(Text)  # sealed (store.secrets.Vault)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    retired_at: Mapped[datetime | None]
 
 
 class Policy(Base):
@@ -328,6 +380,18 @@ class AppPause(Base):
     probes: Mapped[int] = mapped_column(Integer, default=0)  # quarantine: probes failed so far
 
 
+class AppRateSlot(Base):
+    """The next free moment to send a request to an app with a rate limit, for the whole
+    cluster (engine.rate): each request takes the slot and moves it on by 1/rate seconds."""
+
+    __tablename__ = "app_rate_slots"
+
+    app_id: Mapped[str] = mapped_column(
+        ForeignKey("apps.id", ondelete="CASCADE"), primary_key=True
+    )
+    next_slot: Mapped[datetime]
+
+
 class PushedGroup(Base):
     """A directory group pushed to an app: the app holds a group of the same name whose members
     are the group's effective members who have an active account there (services.pushes)."""
@@ -365,23 +429,149 @@ class PushedGroupMember(Base):
     user_id: Mapped[str | None] = mapped_column(String(36), index=True)  # None: a stranger
 
 
+class AppImport(Base):
+    """One import of an app's side (engine.imports): what it read, and what matching made of it.
+
+    ``queued`` -> ``running`` -> ``completed`` | ``failed``. Only a completed import marks the
+    accounts it did not see as gone and links what it matched: one interrupted halfway starts
+    again from the first page, nothing half-linked."""
+
+    __tablename__ = "app_imports"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    app_id: Mapped[str] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(128))
+    correlation_id: Mapped[str] = mapped_column(String(36))
+    pages: Mapped[int] = mapped_column(Integer, default=0)
+    accounts: Mapped[int] = mapped_column(Integer, default=0)  # distinct accounts read so far
+    groups: Mapped[int] = mapped_column(Integer, default=0)
+    repeated: Mapped[int] = mapped_column(Integer, default=0)  # items the app listed twice
+    claimed_total: Mapped[int | None] = mapped_column(Integer)  # the app's totalResults
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # starts from the first page
+    # linked, pending, conflict, unmatched, gone, skipped (no usable id): set on completion
+    counts: Mapped[dict[str, Any]]
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+
+class AppAccount(Base):
+    """An account as the app holds it, read by an import; what matching decided about it.
+
+    ``match``: ``linked`` (an ``accounts`` row holds its remote id), ``pending`` (a match an
+    admin confirms or rejects), ``conflict`` (several candidates: never a guess), ``unmatched``,
+    ``rejected`` (an admin said the match was wrong). ``gone_at``: a completed import no longer
+    saw it."""
+
+    __tablename__ = "app_accounts"
+    __table_args__ = (
+        UniqueConstraint("app_id", "remote_id"),
+        Index("ix_app_accounts_app_match", "app_id", "match"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    app_id: Mapped[str] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"))
+    remote_id: Mapped[str] = mapped_column(String(256))
+    user_name: Mapped[str | None] = mapped_column(String(256))
+    external_id: Mapped[str | None] = mapped_column(String(256))
+    emails: Mapped[list[str]] = mapped_column(JSONDoc, default=list)  # the primary first
+    primary_email: Mapped[str | None] = mapped_column(String(256))  # what matching reads
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The attributes as read (without meta, schemas, password), capped in size by the reader.
+    attributes: Mapped[dict[str, Any]]
+    read_at: Mapped[datetime]
+    import_id: Mapped[str] = mapped_column(String(36))  # the last import that saw it
+    first_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    gone_at: Mapped[datetime | None]
+    match: Mapped[str] = mapped_column(String(16), default="unmatched")
+    user_id: Mapped[str | None] = mapped_column(String(36), index=True)  # linked or proposed
+    rule: Mapped[str | None] = mapped_column(String(160))  # the rule that matched, as text
+    candidates: Mapped[list[str]] = mapped_column(JSONDoc, default=list)  # a conflict's users
+    # An orphan an admin chose to leave (with why); a deprovisioning it asked for (orphans).
+    ignored_at: Mapped[datetime | None]
+    note: Mapped[str | None] = mapped_column(Text)
+    decided_by: Mapped[str | None] = mapped_column(String(128))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AppGroup(Base):
+    """A group as the app holds it, read by an import of an app that pushes groups."""
+
+    __tablename__ = "app_groups"
+
+    app_id: Mapped[str] = mapped_column(
+        ForeignKey("apps.id", ondelete="CASCADE"), primary_key=True
+    )
+    remote_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    display_name: Mapped[str] = mapped_column(String(256))
+    members: Mapped[list[str]] = mapped_column(JSONDoc, default=list)  # account remote ids
+    read_at: Mapped[datetime]
+    import_id: Mapped[str] = mapped_column(String(36))
+    gone_at: Mapped[datetime | None]
+
+
 class Event(Base):
-    """One line of the activity log."""
+    """One line of the activity log.
+
+    On PostgreSQL the table is partitioned by month of ``time`` (migration 0026,
+    store.partitions): its primary key there is (id, time), as a partitioned table's must hold
+    the partition key; ids still come from one sequence, so ``id`` alone names an event and is
+    what the mapper keys on. Every index ends with ``id``, the log's order (newest first, keyset
+    pages by id), so a filter by app, user or action reads its page off one index in order.
+    """
 
     __tablename__ = "events"
-    __table_args__ = (Index("ix_events_app_time", "app_id", "id"),)
+    __table_args__ = (
+        Index("ix_events_app_time", "app_id", "id"),
+        Index("ix_events_app_action", "app_id", "action", "id"),
+        Index("ix_events_action_id", "action", "id"),
+        Index("ix_events_user_id_id", "user_id", "id"),
+    )
 
     id: Mapped[int] = mapped_column(EventId, primary_key=True, autoincrement=True)
     time: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     actor: Mapped[str] = mapped_column(String(128))
-    action: Mapped[str] = mapped_column(String(64), index=True)
+    action: Mapped[str] = mapped_column(String(64))
     outcome: Mapped[str] = mapped_column(String(16))  # success | failure | skipped | retry
     app_id: Mapped[str | None] = mapped_column(String(36))
-    user_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    user_id: Mapped[str | None] = mapped_column(String(36))
     targets: Mapped[dict[str, Any]]
     message: Mapped[str] = mapped_column(Text)
     details: Mapped[dict[str, Any]]
     correlation_id: Mapped[str] = mapped_column(String(36), index=True)
+
+
+class EventRollup(Base):
+    """Events counted per UTC day, app, action and outcome (store.rollups): what /metrics and
+    the dashboard read instead of the log. ``bucket`` is the latency histogram bucket of a
+    successful deprovisioning (an index into store.rollups.LATENCY_BOUNDS_MS, its length for
+    +Inf only) and -1 for every other event; ``app_id`` is '' for events of no app."""
+
+    __tablename__ = "event_rollups"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    app_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    action: Mapped[str] = mapped_column(String(64), primary_key=True)
+    outcome: Mapped[str] = mapped_column(String(16), primary_key=True)
+    bucket: Mapped[int] = mapped_column(Integer, primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
+    latency_ms: Mapped[float] = mapped_column(Float)  # the sum, for the histogram's _sum
+
+
+class PeriodicJob(Base):
+    """A job of the cluster (the activity log's retention): a leased row, so exactly one
+    process runs it at a time and once per interval (engine.retention)."""
+
+    __tablename__ = "periodic_jobs"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    due_at: Mapped[datetime]
+    holder: Mapped[str | None] = mapped_column(String(128))
+    lease_until: Mapped[datetime | None]
+    last_done_at: Mapped[datetime | None]
+    last_result: Mapped[dict[str, Any]] = mapped_column(JSONDoc, default=dict)
 
 
 class ApiToken(Base):
@@ -399,6 +589,21 @@ class ApiToken(Base):
     revoked_at: Mapped[datetime | None]
     # None: the token never expires on its own (it can still be revoked).
     expires_at: Mapped[datetime | None]
+
+
+class ScimClient(Base):
+    """A SCIM client (Okta, Entra, an HR system) that provisions into the directory over
+    /scim/v2 with its own bearer token: stored hashed, accepted nowhere else."""
+
+    __tablename__ = "scim_clients"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(128))
+    prefix: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
 
 
 class Admin(Base):

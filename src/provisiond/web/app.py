@@ -28,6 +28,7 @@ from provisiond.web.headers import SecurityHeaders
 from provisiond.web.routes import (
     access,
     activity,
+    app_side,
     app_tabs,
     apps,
     auth,
@@ -35,6 +36,7 @@ from provisiond.web.routes import (
     directory,
     groups,
     push_groups,
+    reports,
     runs,
     tasks,
     workers,
@@ -89,8 +91,8 @@ def create_console(rt: Runtime, *, idle_seconds: float | None = None) -> FastAPI
     console.state.login_throttle = LoginThrottle()
     console.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     for module in (
-        auth, dashboard, apps, app_tabs, push_groups, directory, groups, runs, tasks, activity,
-        workers, access,
+        auth, dashboard, apps, app_tabs, app_side, push_groups, directory, groups, runs, tasks,
+        activity, workers, access, reports,
     ):
         console.include_router(module.router)
     _install_errors(console)

@@ -9,6 +9,7 @@ from provisiond.api.schemas import Page, UserCreate, UserOut, UserPatch
 from provisiond.authz import Action
 from provisiond.domain.directory import Lifecycle, UserStatus
 from provisiond.services import directory
+from provisiond.services.inbound import ownership
 
 router = APIRouter(prefix="/users", tags=["users"])
 
@@ -52,9 +53,21 @@ def get_user(user_id: str, rt: RuntimeDep, _: AdminDep) -> UserOut:
 @router.patch(
     "/{user_id}", dependencies=[requires(Action.DIRECTORY_WRITE)], responses=declare(404, 409)
 )
-def update_user(user_id: str, body: UserPatch, rt: RuntimeDep, actor: AdminDep) -> UserOut:
-    """Change profile attributes (null removes one); the user's apps are reconciled."""
+def update_user(
+    user_id: str, body: UserPatch, rt: RuntimeDep, actor: AdminDep, response: Response
+) -> UserOut:
+    """Change profile attributes (null removes one); the user's apps are reconciled.
+
+    Attributes a SCIM client owns (the user's ``source``) are warned of in a ``Warning``
+    header, or refused with 409 (``PROVISIOND_SCIM_SOURCE_EDITS=refuse``)."""
     with rt.db.session() as session:
+        user = directory.get_user(session, user_id)
+        warning = ownership.check_admin_edit(
+            session, user, body.profile, rt.settings.scim_source_edits
+        )
+        if warning:
+            text = warning.replace('"', "'").encode("ascii", "replace").decode()
+            response.headers["Warning"] = f'299 provisiond "{text}"'
         return UserOut.of(directory.update_user(session, actor, user_id, body.profile))
 
 

@@ -30,6 +30,7 @@ from provisiond.web.confirm import Confirmation, ask, confirmed, deprovisions
 from provisiond.web.context import Console, ConsoleDep, PostDep, redirect, render
 from provisiond.web.forms import FieldErrors, service_errors, validation_errors
 from provisiond.web.policy_errors import MappingError, each_mapping
+from provisiond.web.routes import app_side
 from provisiond.web.routes.apps import load
 
 router = APIRouter()
@@ -484,7 +485,8 @@ def accounts(app_id: str, console: ConsoleDep) -> Response:
             .where(Account.app_id == app.id)
             .order_by(User.login_key)
         ).all()
-    return render_tab(console, app, "accounts", accounts=rows)
+        side = app_side.accounts_context(session, app.id)
+    return render_tab(console, app, "accounts", accounts=rows, **side)
 
 
 @router.get("/apps/{app_id}/activity")

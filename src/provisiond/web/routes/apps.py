@@ -19,6 +19,7 @@ from provisiond.domain.apps import (
     redacted_url,
     shown_connector,
 )
+from provisiond.domain.dialects import ScimProfile
 from provisiond.errors import Conflict, Invalid, ProvisiondError
 from provisiond.services import apps, connection, runs
 from provisiond.store.tables import App
@@ -34,6 +35,8 @@ SHOWN_AUTH_FIELDS = ("username", "token_url", "client_id", "scope", "token_endpo
 # Each kind's secret field: its hint says "Set" only for the kind the app has.
 SECRET_FIELDS = {"bearer": "token", "basic": "password", OAUTH2: "client_secret"}
 CONNECTOR_FIELDS = {
+    "profile": "profile",
+    "profile.name": "profile",
     "connector.auth": "auth_type",
     "base_url": "base_url",
     "auth.bearer.token": "token",
@@ -127,10 +130,15 @@ def create_app(console: PostDep) -> Response:
     console.authorize(Action.APP_CREATE)
     values = {key: console.field(key) for key in ("name", "label", "base_url", "auth_type")}
     values |= _shown_auth(console)
+    values["profile_choice"] = console.field("profile") or "rfc"
     errors: FieldErrors = {}
     try:
         connector = ScimConnectorSettings.model_validate(
-            {"base_url": values["base_url"], "auth": _auth(console, keep_secrets=False)}
+            {
+                "base_url": values["base_url"],
+                "auth": _auth(console, keep_secrets=False),
+                "profile": values["profile_choice"],
+            }
         )
         if not values["name"] or not values["label"]:
             raise Invalid(
@@ -193,6 +201,7 @@ def _provisioning_page(
             **shown_connector(app.connector),
             **{name: app.connector["auth"].get(name) or "" for name in SHOWN_AUTH_FIELDS},
             "auth_type": app.connector["auth"]["type"],
+            **_profile_choice(app.connector.get("profile")),
         },
         secret_hints=_secret_hints(
             app.connector.get("auth", {}).get("type") if app.credentials else None
@@ -204,6 +213,14 @@ def _provisioning_page(
         can_manage=console.may(Action.APP_MANAGE, app.id),
         can_delete=console.may(Action.APP_DELETE, app.id),
     )
+
+
+def _profile_choice(stored: Any) -> dict[str, str]:
+    """The dialect select's state: a shipped profile's name, or an edited one kept as it is."""
+    profile = ScimProfile.model_validate(stored or "rfc")
+    if profile.differs_from_shipped():
+        return {"profile_choice": "", "profile_edited": profile.name}
+    return {"profile_choice": profile.name}
 
 
 @router.get("/apps/{app_id}")
@@ -231,9 +248,14 @@ def save_connector(app_id: str, console: PostDep) -> Response:
         **_shown_auth(console),
         "timeout_seconds": console.field("timeout_seconds"),
         "request_deadline_seconds": console.field("request_deadline_seconds"),
+        **_profile_choice(app.connector.get("profile")),
     }
+    if console.field("profile"):
+        values |= {"profile_choice": console.field("profile"), "profile_edited": ""}
     try:
         changes: dict[str, Any] = {"base_url": values["base_url"], "auth": _auth(console, True)}
+        if console.field("profile"):  # empty: keep an edited profile as it is
+            changes["profile"] = console.field("profile")
         for name in ("timeout_seconds", "request_deadline_seconds"):
             seconds = _number(console, name, None)
             if seconds is not None:
@@ -273,6 +295,9 @@ def _settings_from(console: Console, current: ProvisioningSettings) -> dict[str,
         "role_mode": console.field("role_mode") or current.role_mode,
         "concurrency": console.field("concurrency") or current.concurrency,
         "rate_limit_per_second": console.field("rate_limit_per_second") or None,
+        "full_sync_every_hours": console.field("full_sync_every_hours") or None,
+        # Set through the API or the Accounts tab, never by this form: kept as it is.
+        "imports": current.imports.model_dump(),
     }
 
 

@@ -22,4 +22,5 @@ def dashboard(console: ConsoleDep) -> Response:
         figures = monitoring.dashboard(session, ids)
         # An app_admin's figures are its apps' only, the queue's age too (authz.app_scope).
         queued_age = monitoring.oldest_queued_age_seconds(session, app_ids=app_scope(console.actor))
-    return render(console.request, "dashboard.html", figures=figures, queued_age=queued_age)
+    return render(console.request, "dashboard.html", figures=figures, queued_age=queued_age,
+                  posture=console.may(Action.DIRECTORY_READ))

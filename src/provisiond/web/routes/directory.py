@@ -13,6 +13,7 @@ from provisiond.authz import Action, app_scope
 from provisiond.domain.directory import TRANSITIONS, Lifecycle, Profile, UserStatus
 from provisiond.errors import Conflict, Invalid
 from provisiond.services import activity, directory, impact, reach
+from provisiond.services.inbound import ownership
 from provisiond.services.monitoring import app_names
 from provisiond.store.tables import Account, Group, GroupMember, User
 from provisiond.web.confirm import Confirmation, ask, confirmed, deprovisions
@@ -122,12 +123,14 @@ def user(user_id: str, console: ConsoleDep) -> Response:
             session, activity.LogQuery(user_id=user_id, limit=25, app_ids=scope)
         )
         names = app_names(session)
+        source = ownership.source_name(session, row)
     current = UserStatus(row.status)
     actions = [action for action, (sources, _) in TRANSITIONS.items() if current in sources]
     return render(
         console.request,
         "directory/user.html",
         user=row,
+        source=source,
         accounts=held,
         groups=groups,
         nested=nested,
@@ -245,14 +248,18 @@ def update_user(user_id: str, console: PostDep) -> Response:
     with console.rt.db.session() as session:
         row = directory.get_user(session, user_id)
     merged = {k: v for k, v in {**row.profile, **changes}.items() if v is not None}
+    warning = None
     try:
         Profile.model_validate(merged)  # every message at once; the service stops at the first
         with console.rt.db.session() as session:
+            warning = ownership.check_admin_edit(
+                session, row, changes, console.rt.settings.scim_source_edits
+            )
             row = directory.update_user(session, console.actor, user_id, changes)
     except ValidationError as exc:
         return _edit_page(console, row, 422, values, validation_errors(exc))
     except (Invalid, Conflict) as exc:
         fields = {f"profile.{name}": name for name in EDIT_FIELDS}
         return _edit_page(console, row, 422, values, service_errors(exc, "login", fields))
-    console.flash(f"Saved the profile of {row.login}.")
+    console.flash(f"Saved the profile of {row.login}." + (f" Note: {warning}." if warning else ""))
     return redirect(console.request, f"/directory/users/{user_id}")

@@ -1,8 +1,6 @@
 """The LDAP and PostgreSQL connectors as subjects of the connector contract (issue 15's suite,
-tests/connectors/contract.py on the dialects branch). Not collected (no test_ prefix) until that
-suite is merged: then rename this module test_contract_ldap_pg.py. Run locally against the
-dialects branch's contract.py, both pass all 24 tests (17-38 s here, under load). Its group test names roles
-"Group ..." without the scratch prefix: they are dropped by the test itself, unless it fails.
+tests/connectors/contract.py). Its group test names roles "Group ..." without the scratch
+prefix: the test drops them itself, unless it fails.
 """
 
 from __future__ import annotations
@@ -59,3 +57,16 @@ class TestLdap(ConnectorContract):
             unreachable=mk(url="ldap://127.0.0.1:1"),
             refused=mk(bind_password="wrong"),
         )
+
+
+def test_the_built_in_kinds_are_found_by_entry_point() -> None:
+    from provisiond.config import Settings
+    from provisiond.connectors.base import BuildContext
+    from provisiond.connectors.registry import connector_factory
+    from provisiond.domain.apps import ProvisioningSettings
+
+    context = BuildContext(ProvisioningSettings(), Settings(), None)
+    ldap = {"url": "ldap://127.0.0.1", "bind_dn": "cn=a", "bind_password": "x", "users_dn": "ou=p"}
+    assert isinstance(connector_factory("ldap")(ldap, context), LdapConnector)
+    pg = {"host": "127.0.0.1", "username": "postgres"}
+    assert isinstance(connector_factory("postgresql")(pg, context), PostgresRoleConnector)

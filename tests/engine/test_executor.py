@@ -1,0 +1,84 @@
+"""The executor reads an account back after deprovisioning it: one GET, and the truth kept."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+
+from provisiond.connectors.scim import ScimConnector
+from provisiond.domain.apps import (
+    BearerAuth,
+    Deprovision,
+    DeprovisionAction,
+    ProvisioningSettings,
+    ScimConnectorSettings,
+)
+from provisiond.engine.executor import Result, reconcile
+from provisiond.engine.planner import AccountStatus, ActualAccount
+from provisiond.errors import NotRevoked
+from tests.support.lying import LyingTarget
+from tests.support.scim_asgi import BASE_URL, RecordingTarget
+
+SETTINGS = ProvisioningSettings(enabled=True)
+
+
+async def leave(connector: ScimConnector, action: DeprovisionAction, result: Result) -> None:
+    created = await connector.create_user(
+        {"userName": "lea.ver", "active": True, "schemas": [
+            "urn:ietf:params:scim:schemas:core:2.0:User"]}
+    )
+    actual = ActualAccount(created.remote_id, {"userName": "lea.ver", "active": True},
+                           AccountStatus.ACTIVE)
+    await reconcile(connector, SETTINGS, None, actual, verify_remote=False,
+                    deprovision=Deprovision(action), result=result)
+
+
+@pytest.mark.parametrize(("action", "seen"), [
+    (DeprovisionAction.DEACTIVATE, "inactive"), (DeprovisionAction.DELETE, "absent"),
+])
+def test_a_deprovisioning_is_read_back_with_one_get(action: DeprovisionAction, seen: str) -> None:
+    target = RecordingTarget()
+
+    async def scenario() -> Result:
+        connector = target.connector()
+        try:
+            await connector.create_user({"userName": "warm.up", "schemas": [
+                "urn:ietf:params:scim:schemas:core:2.0:User"]})  # discovery done
+            result = Result()
+            target.forget()
+            await leave(connector, action, result)
+            return result
+        finally:
+            await connector.aclose()
+
+    result = asyncio.run(scenario())
+    assert result.readback is not None
+    assert (result.readback.action, result.readback.state) == (action.value, seen)
+    assert result.readback.confirmed and result.readback.applied_at <= result.readback.at
+    sent = [(r.method, r.path) for r in target.requests()]
+    remote = result.readback.remote_id
+    assert sent[1:] == [("PATCH" if seen == "inactive" else "DELETE", f"/Users/{remote}"),
+                        ("GET", f"/Users/{remote}")]
+    assert result.trace[-1]["step"] == "read back" and result.trace[-1]["confirmed"] is True
+
+
+def test_an_app_that_still_shows_the_account_active_is_not_revoked() -> None:
+    liar = LyingTarget("t")
+    settings = ScimConnectorSettings(base_url=BASE_URL, auth=BearerAuth(token="t"))
+
+    async def scenario() -> Result:
+        connector = ScimConnector(settings, transport=httpx.ASGITransport(app=liar))
+        result = Result()
+        try:
+            with pytest.raises(NotRevoked, match="still active"):
+                await leave(connector, DeprovisionAction.DEACTIVATE, result)
+        finally:
+            await connector.aclose()
+        return result
+
+    result = asyncio.run(scenario())
+    assert result.readback is not None and result.readback.state == "active"
+    assert not result.readback.confirmed
+    assert liar.ignored and result.trace[-1]["confirmed"] is False
