@@ -19,6 +19,7 @@ demo: $(STAMP)
 test: $(STAMP) lint typecheck
 	@scripts/ensure-postgres.sh
 	@scripts/ensure-chromium.sh
+	@scripts/ensure-slapd.sh
 	$(BIN)/pytest -q -n 3 --dist loadfile
 
 lint: $(STAMP)

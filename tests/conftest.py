@@ -14,6 +14,7 @@ import pytest
 from provisiond.config import Settings
 from provisiond.runtime import Runtime
 from provisiond.store.db import Database
+from tests.support.slapd import Slapd, slapd
 
 # pytest-xdist's workers start with COLUMNS=80 and LINES=24 (execnet): the CLI would then cut
 # its tables to 80 columns, which a plain `pytest` run (and a pipe) never does.
@@ -49,6 +50,13 @@ def _fresh_pg_database(admin_url: str) -> tuple[str, str]:
 def _drop_pg_database(admin_url: str, name: str) -> None:
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def ldap_server() -> Iterator[Slapd]:
+    """One slapd per test process (xdist worker); each test works under an OU of its own."""
+    with slapd() as server:
+        yield server
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -91,6 +91,11 @@ def seeded(runtime: Runtime, target: str, admin_token: str) -> Iterator[tuple[st
         }
 
 
+# Operations that reach a system the request itself names (an LDAP source's URL): the
+# generated one does not exist, and the 502 saying so is the declared answer, not a bug.
+OUTBOUND = {"POST /api/v1/ldap-imports"}
+
+
 def _destructive_last(operation: schemathesis.APIOperation) -> bool:
     return operation.method.upper() == "DELETE"
 
@@ -127,8 +132,11 @@ def _fuzz(
                 if name in ids:
                     case.path_parameters[name] = ids[name]  # type: ignore[index]
         response = case.call(base_url=url, headers=headers)
+        checks = CHECKS
+        if operation.label in OUTBOUND and response.status_code == 502:
+            checks = [check for check in CHECKS if check is not not_a_server_error]
         try:
-            case.validate_response(response, checks=CHECKS, headers=headers)
+            case.validate_response(response, checks=checks, headers=headers)
         except FailureGroup as group:
             for failure in group.exceptions:
                 found.setdefault(operation.label, {}).setdefault(

@@ -121,3 +121,29 @@ def test_validation_errors_never_carry_the_secret(secret: str, bad: Any, base_ur
         with pytest.raises(ValidationError) as raised:
             model.model_validate(data)
         assert secret not in str(raised.value) and secret not in repr(raised.value)
+
+
+# LDAP and PostgreSQL connectors hold their secrets as fields of their own (issue 16).
+BAD_OTHER_KINDS: list[tuple[dict[str, Any], str]] = [
+    ({"kind": "ldap", "url": "http://127.0.0.1", "bind_dn": "cn=a", "bind_password": SECRET,
+      "users_dn": "ou=p"}, "connector.url"),
+    ({"kind": "ldap", "url": "ldap://127.0.0.1", "bind_dn": SECRET, "bind_password": SECRET,
+      "users_dn": "ou=p"}, "connector.bind_dn"),
+    ({"kind": "postgresql", "host": "127.0.0.1", "username": "u", "password": [SECRET]},
+     "connector.password"),
+    ({"kind": SECRET, "password": SECRET}, "connector"),
+]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the store plays no part
+@pytest.mark.parametrize(("connector", "field"), BAD_OTHER_KINDS)
+def test_a_bad_ldap_or_postgresql_connector_is_a_secret_free_422(
+    api: httpx.Client, connector: dict[str, Any], field: str,
+    server_log: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str],
+) -> None:
+    answer = api.post("/apps", json={"name": "other", "label": "Other", "connector": connector})
+    body = assert_problem(answer, 422)
+    assert body["field"] == field
+    assert SECRET not in answer.text
+    assert api.get("/apps").json()["items"] == []
+    assert SECRET not in _logged(server_log, capfd)

@@ -22,6 +22,7 @@ from provisiond.api.routers import (
     assignments,
     groups,
     imports,
+    ldap_imports,
     logs,
     policy,
     push_groups,
@@ -102,7 +103,7 @@ def create_app(
     )
     for module in (
         users, groups, apps, roles, assignments, push_groups, policy, sync, tasks, logs, workers,
-        tokens, admins, receipts, reports, app_accounts, scim_clients, imports,
+        tokens, admins, receipts, reports, app_accounts, scim_clients, ldap_imports, imports,
     ):
         v1.include_router(module.router)
     v1.include_router(imports.exports)

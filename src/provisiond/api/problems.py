@@ -4,6 +4,7 @@ document: a route lists the error statuses it answers with ``responses=declare(4
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -13,6 +14,7 @@ from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from provisiond.api.fallback import allowed_methods
+from provisiond.domain.apps import MODEL_OF
 from provisiond.errors import ProvisiondError, validation_message
 
 PROBLEM_JSON = "application/problem+json"
@@ -89,6 +91,14 @@ def problem(status: int, kind: str, title: str, detail: str, **extra: Any) -> JS
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+def _field(loc: Sequence[Any]) -> str:
+    parts = [str(part) for part in loc if part != "body"]
+    if len(parts) > 1 and parts[0] == "connector" and parts[1] in MODEL_OF:
+        # The kind pydantic puts in the location of a connector's error is not a field sent.
+        del parts[1]
+    return ".".join(parts) or "body"
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ProvisiondError)
     async def _domain(_: Request, exc: ProvisiondError) -> JSONResponse:
@@ -98,7 +108,7 @@ def install(app: FastAPI) -> None:
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [
             {
-                "field": ".".join(str(part) for part in error["loc"] if part != "body") or "body",
+                "field": _field(error["loc"]),
                 "message": validation_message(error),
                 "type": error["type"],
             }

@@ -10,9 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from provisiond.authz import shown_test
 from provisiond.domain.apps import (
+    ConnectorSettings,
     ProvisioningSettings,
-    ScimConnectorSettings,
     app_name_pattern,
+    connector_kind,
     shown_connector,
 )
 from provisiond.domain.directory import Profile
@@ -166,7 +167,9 @@ class AppCreate(Strict):
     )
     name: str = Field(pattern=app_name_pattern(), description="Unique, lower-case, URL-safe.")
     label: str = Field(min_length=1, max_length=256)
-    connector: ScimConnectorSettings
+    connector: ConnectorSettings = Field(
+        description="By kind: scim (the default), ldap or postgresql (docs/architecture.md, Connectors beyond SCIM)."
+    )
     provisioning: ProvisioningSettings = Field(default_factory=ProvisioningSettings)
 
 
@@ -193,7 +196,13 @@ class AppOut(BaseModel):
     def of(cls, app: tables.App, viewer: Actor) -> AppOut:
         connector = shown_connector(app.connector)
         # Write-only credentials: only whether they are set.
-        connector["auth"] = {**connector.get("auth", {}), "secret_set": app.credentials is not None}
+        if connector_kind(connector) == "scim":
+            connector["auth"] = {
+                **connector.get("auth", {}),
+                "secret_set": app.credentials is not None,
+            }
+        else:
+            connector["secret_set"] = app.credentials is not None
         return cls(
             id=app.id,
             name=app.name,

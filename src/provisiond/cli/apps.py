@@ -10,14 +10,13 @@ from __future__ import annotations
 import enum
 import functools
 import json
-import os
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.text import Text
 
+from provisiond.cli import app_kinds, secret_input
 from provisiond.cli.client import State, path, state
 from provisiond.cli.output import Column, when
 from provisiond.cli.runs import follow_run, summary
@@ -106,7 +105,7 @@ APP_COLUMNS = (
     Column("ID", "id"),
     Column("NAME", "name"),
     Column("LABEL", "label"),
-    Column("BASE URL", "connector.base_url"),
+    Column("BASE URL", lambda a: app_kinds.where(a.get("connector", {}))),
     Column("AUTH", auth_label),
     Column("PROVISIONING", lambda a: "enabled" if a["provisioning"].get("enabled") else "disabled"),
     Column("LAST TEST", lambda a: last_test(a.get("last_test")), wrap=True),
@@ -115,6 +114,12 @@ APP_COLUMNS = (
 
 def render_app(app: dict[str, Any]) -> list[tuple[str, Any]]:
     connector, auth = app.get("connector", {}), app.get("connector", {}).get("auth", {})
+    if connector.get("kind", "scim") != "scim":
+        return app_kinds.render(app, [
+            ("provisioning", "enabled" if app["provisioning"].get("enabled") else "disabled"),
+            ("last test", last_test(app.get("last_test"))),
+            ("created", when(app.get("created_at"))), ("updated", when(app.get("updated_at"))),
+        ])
     rows: list[tuple[str, Any]] = [
         ("id", app["id"]), ("name", app["name"]), ("label", app["label"]),
         ("base url", connector.get("base_url")), ("auth", auth_label(app)),
@@ -174,27 +179,9 @@ def get_app(ctx: typer.Context, app: AppArg) -> None:
 
 
 def read_secret(what: str, flag: str, *, from_stdin: bool, env: str | None, auth: Auth) -> str:
-    if from_stdin and env:
-        raise typer.BadParameter(f"give --{flag}-stdin or --{flag}-env, not both")
-    if env:
-        value = os.environ.get(env, "")
-        if not value.strip():
-            raise typer.BadParameter(
-                f"the environment variable {env} is not set", param_hint=f"--{flag}-env"
-            )
-    elif from_stdin:
-        if sys.stdin.isatty():
-            value = typer.prompt(what.capitalize(), hide_input=True, err=True)
-        else:
-            value = sys.stdin.read()
-        if not value.strip():
-            raise typer.BadParameter(f"no {what} on stdin", param_hint=f"--{flag}-stdin")
-    else:
-        raise typer.BadParameter(
-            f"--auth {auth.value} needs the {what}: --{flag}-stdin or --{flag}-env VAR",
-            param_hint="--auth",
-        )
-    return value.strip()
+    return secret_input.read_secret(
+        what, flag, from_stdin=from_stdin, env=env, needed_by=f"--auth {auth.value}"
+    )
 
 
 # The options that each kind of authentication takes.
@@ -305,6 +292,10 @@ def create_app(
         connector["profile"] = profile_value(profile)
     created = st.api.post("/apps", {"name": name, "label": label or name, "connector": connector})
     st.out.done(created, f"created app {created['name']}: {created['id']}")
+
+
+apps.command("create-postgresql")(app_kinds.create_postgresql)
+apps.command("create-ldap")(app_kinds.create_ldap)
 
 
 # The API's auth types, and what each takes that is not a secret.

@@ -99,6 +99,7 @@ ENTRIES = {
     "keys": Entry("provisiond.cli.keys", "app", "Server"),
     "users": Entry("provisiond.cli.user_files", "users", "Directory"),
     "groups": Entry("provisiond.cli.directory", "groups", "Directory"),
+    "import-ldap": Entry("provisiond.cli.ldap_import", "import_ldap", "Directory"),
     "apps": Entry("provisiond.cli.apps", "apps", "Applications"),
     "provisioning": Entry("provisiond.cli.apps", "provisioning", "Applications"),
     "roles": Entry("provisiond.cli.roles", "roles", "Applications"),

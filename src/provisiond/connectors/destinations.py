@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import httpcore
 import httpx
 
-from provisiond.errors import TerminalError
+from provisiond.errors import TerminalError, TransientError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -217,3 +217,26 @@ def guarded_transport(
         network_backend=GuardedBackend(policy, resolve),
     )
     return transport
+
+
+async def checked_address(
+    policy: DestinationPolicy, host: str, port: int, resolve: Resolver = system_resolver
+) -> str:
+    """The address to connect to for ``host``, every address it resolves to checked (as
+    GuardedBackend does for HTTP), for connectors that open their own sockets (LDAP,
+    PostgreSQL). Connecting to the returned address, never resolving twice, is the caller's part."""
+    try:
+        addresses = await resolve(host, port)
+    except OSError as exc:
+        raise TransientError(f"cannot resolve {host}: {exc}") from exc
+    if not addresses:
+        raise TransientError(f"{host} resolves to no address")
+    for address in addresses:
+        why = policy.refusal(address)
+        if why is not None:
+            shown = address if address == host else f"{host} ({address})"
+            raise DestinationRefused(
+                f"refused to connect to {shown}: {why} "
+                "(the connector destination policy, docs/security.md)"
+            )
+    return addresses[0]

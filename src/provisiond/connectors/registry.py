@@ -8,26 +8,47 @@ from importlib.metadata import EntryPoint, entry_points
 from typing import Any, cast
 
 import httpx
+from pydantic import TypeAdapter
 
 from provisiond.config import Settings
 from provisiond.connectors.base import BuildContext, Connector, ConnectorFactory, RateGate
 from provisiond.connectors.destinations import DestinationPolicy
+from provisiond.connectors.ldap import LdapConnector
+from provisiond.connectors.postgres import PostgresRoleConnector
 from provisiond.connectors.scim import ScimConnector
-from provisiond.domain.apps import ProvisioningSettings, ScimConnectorSettings
+from provisiond.domain.apps import (
+    AnyConnectorSettings,
+    ConnectorSettings,
+    ProvisioningSettings,
+    ScimConnectorSettings,
+    connector_kind,
+)
+from provisiond.domain.connector_kinds import LdapConnectorSettings, PostgresConnectorSettings
 from provisiond.errors import Invalid
 
+_SETTINGS: TypeAdapter[AnyConnectorSettings] = TypeAdapter(ConnectorSettings)
 # Connectors are found by Python entry points of this group (name: the connector kind), so a
 # third party ships one as a package; the built-in kinds are registered in pyproject.toml.
 ENTRY_POINT_GROUP = "provisiond.connectors"
 
 
-def connector_settings(public: dict[str, Any], secrets: dict[str, str]) -> ScimConnectorSettings:
-    merged = {**public, "auth": {**public.get("auth", {}), **secrets}}
-    return ScimConnectorSettings.model_validate(merged)
+def connector_settings(public: dict[str, Any], secrets: dict[str, str]) -> AnyConnectorSettings:
+    """An app's settings from its stored halves: a SCIM app's secrets belong in its ``auth``,
+    another kind's are fields of its own (``password``, ``bind_password``)."""
+    if connector_kind(public) == "scim":
+        merged = {**public, "auth": {**public.get("auth", {}), **secrets}}
+    else:
+        merged = {**public, **secrets}
+    return _SETTINGS.validate_python(merged)
+
+
+def parse_connector(value: Any) -> AnyConnectorSettings:
+    """Settings as an admin sends them (a dict), of the kind they name (``scim`` by default)."""
+    return _SETTINGS.validate_python(value)
 
 
 def build_connector(
-    settings: ScimConnectorSettings,
+    settings: AnyConnectorSettings,
     provisioning: ProvisioningSettings,
     transport: httpx.AsyncBaseTransport | None = None,
     config: Settings | None = None,
@@ -37,12 +58,20 @@ def build_connector(
     defaults, the strictest, without it). ``rate_gate``: the app's rate limit as the cluster
     holds it, instead of the connector's own."""
     config = config or Settings()
+    policy = destination_policy(config)
+    if isinstance(settings, PostgresConnectorSettings):
+        return PostgresRoleConnector(
+            settings, concurrency=provisioning.concurrency, policy=policy
+        )
+    if isinstance(settings, LdapConnectorSettings):
+        return LdapConnector(settings, concurrency=provisioning.concurrency, policy=policy)
+    assert isinstance(settings, ScimConnectorSettings)
     return ScimConnector(
         settings,
         concurrency=provisioning.concurrency,
         rate_limit_per_second=provisioning.rate_limit_per_second,
         transport=transport,
-        policy=destination_policy(config),
+        policy=policy,
         max_response_bytes=config.connector_max_response_bytes,
         rate_gate=rate_gate,
     )
@@ -87,4 +116,24 @@ def build_scim(settings: Mapping[str, Any], context: BuildContext) -> Connector:
         context.transport,
         context.config,
         rate_gate=context.rate_gate,
+    )
+
+
+def build_ldap(settings: Mapping[str, Any], context: BuildContext) -> Connector:
+    """The built-in ``ldap`` kind, as its entry point builds it."""
+    return build_connector(
+        LdapConnectorSettings.model_validate({**settings, "kind": "ldap"}),
+        context.provisioning,
+        context.transport,
+        context.config,
+    )
+
+
+def build_postgresql(settings: Mapping[str, Any], context: BuildContext) -> Connector:
+    """The built-in ``postgresql`` kind, as its entry point builds it."""
+    return build_connector(
+        PostgresConnectorSettings.model_validate({**settings, "kind": "postgresql"}),
+        context.provisioning,
+        context.transport,
+        context.config,
     )

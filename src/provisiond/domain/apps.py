@@ -9,8 +9,18 @@ from datetime import timedelta
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    HttpUrl,
+    SecretStr,
+    Tag,
+    field_validator,
+)
 
+from provisiond.domain.connector_kinds import LdapConnectorSettings, PostgresConnectorSettings
 from provisiond.domain.dialects import ScimProfile
 from provisiond.domain.roles import RoleMode
 
@@ -149,6 +159,7 @@ class ScimConnectorSettings(BaseModel):
 
     model_config = _SECRET_BEARING
 
+    kind: Literal["scim"] = "scim"
     type: Literal["scim2"] = "scim2"
     base_url: str
     auth: ConnectorAuth = Field(default_factory=NoAuth)
@@ -194,13 +205,43 @@ def redacted_url(value: str) -> str:
     return parts._replace(netloc=host, query="", fragment="").geturl()
 
 
+def connector_kind(value: Any) -> str:
+    """The kind of a connector's settings: ``scim`` when it does not say (every app stored
+    before there were other kinds)."""
+    if isinstance(value, Mapping):
+        return str(value.get("kind") or "scim")
+    return str(getattr(value, "kind", "scim"))
+
+
+# An app's connector, by kind (domain.connector_kinds holds the non-SCIM ones).
+ConnectorSettings = Annotated[
+    Annotated[ScimConnectorSettings, Tag("scim")]
+    | Annotated[LdapConnectorSettings, Tag("ldap")]
+    | Annotated[PostgresConnectorSettings, Tag("postgresql")],
+    # A kind that is none of these is named in no error (it might be a pasted secret).
+    Discriminator(
+        connector_kind,
+        custom_error_type="connector_kind",
+        custom_error_message="kind must be scim, ldap or postgresql",
+    ),
+]
+AnyConnectorSettings = ScimConnectorSettings | LdapConnectorSettings | PostgresConnectorSettings
+MODEL_OF: dict[str, type[AnyConnectorSettings]] = {
+    "scim": ScimConnectorSettings,
+    "ldap": LdapConnectorSettings,
+    "postgresql": PostgresConnectorSettings,
+}
+
+
 def shown_connector(stored: Mapping[str, Any]) -> dict[str, Any]:
     """A stored (public) connector as it is shown: a setting added since it was saved shows
     the default the connector runs with, not a blank."""
+    model = MODEL_OF.get(connector_kind(stored), ScimConnectorSettings)
     defaults = {
         name: _plain(info.get_default(call_default_factory=True))
-        for name, info in ScimConnectorSettings.model_fields.items()
-        if name != "auth" and not info.is_required()
+        for name, info in model.model_fields.items()
+        # Secrets are write-only: not even a default is shown for them.
+        if name != "auth" and not info.is_required() and "SecretStr" not in str(info.annotation)
     }
     return {**defaults, **stored}
 

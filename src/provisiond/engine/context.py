@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from provisiond.connectors.registry import connector_settings
-from provisiond.domain.apps import Deprovision, ProvisioningSettings, ScimConnectorSettings
+from provisiond.domain.apps import AnyConnectorSettings, Deprovision, ProvisioningSettings
 from provisiond.domain.policy import PolicyDocument
 from provisiond.domain.roles import RoleKind
 from provisiond.engine.fingerprint import policy_key
@@ -38,7 +38,7 @@ class AppContext:
     app_id: str
     name: str
     version: str  # changes with every change of the app's settings or credentials
-    connector: ScimConnectorSettings | None  # None: planning only (previews), nothing is sent
+    connector: AnyConnectorSettings | None  # None: planning only (previews), nothing is sent
     provisioning: ProvisioningSettings
     policy: CompiledPolicy
     roles: RoleSettings
@@ -88,7 +88,7 @@ def compile_saved(app_id: str, version: int, document_json: str) -> CompiledPoli
 
 
 # (app id, vault) -> (version, provisioning, connector): see the module's docstring.
-_SETTINGS: dict[tuple[str, int], tuple[str, ProvisioningSettings, ScimConnectorSettings]] = {}
+_SETTINGS: dict[tuple[str, int], tuple[str, ProvisioningSettings, AnyConnectorSettings]] = {}
 
 
 def read_context(session: Session, vault: Vault, app_id: str) -> AppContext | None:
@@ -157,7 +157,7 @@ def read_contexts(
     return found
 
 
-def _settings(row: Any, vault: Vault) -> tuple[ProvisioningSettings, ScimConnectorSettings]:
+def _settings(row: Any, vault: Vault) -> tuple[ProvisioningSettings, AnyConnectorSettings]:
     version = f"{row.updated_at.isoformat()}|{row.credentials}"
     key = (row.id, id(vault))
     hit = _SETTINGS.get(key)

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from sqlalchemy import delete, insert, literal
 from sqlalchemy.orm import Session
 
-from provisiond.domain.apps import ProvisioningSettings, ScimConnectorSettings
+from provisiond.domain.apps import AnyConnectorSettings, ProvisioningSettings
 from provisiond.engine import group_members, queue, throttle
 from provisiond.engine.context import read_context
 from provisiond.engine.executor import Result
@@ -49,7 +49,7 @@ class GroupSnapshot:
     app_id: str
     app_name: str
     app_version: str
-    connector: ScimConnectorSettings | None
+    connector: AnyConnectorSettings | None
     provisioning: ProvisioningSettings
     pushed_id: str
     group_id: str

@@ -9,8 +9,13 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from provisiond.connectors.registry import connector_settings
-from provisiond.domain.apps import ProvisioningSettings, ScimConnectorSettings
+from provisiond.connectors.registry import connector_settings, parse_connector
+from provisiond.domain.apps import (
+    AnyConnectorSettings,
+    ProvisioningSettings,
+    ScimConnectorSettings,
+    connector_kind,
+)
 from provisiond.errors import Conflict, Invalid, NotFound
 from provisiond.services import activity
 from provisiond.services.context import Actor
@@ -34,14 +39,23 @@ def provisioning_of(app: App) -> ProvisioningSettings:
     return ProvisioningSettings.model_validate(app.provisioning)
 
 
-def settings_of(app: App, vault: Vault) -> ScimConnectorSettings:
+def settings_of(app: App, vault: Vault) -> AnyConnectorSettings:
     return connector_settings(app.connector, vault.open(app.credentials))
 
 
-def _seal(connector: ScimConnectorSettings, vault: Vault) -> tuple[dict[str, Any], str | None]:
+def _seal(connector: AnyConnectorSettings, vault: Vault) -> tuple[dict[str, Any], str | None]:
     # The python dump tells the secrets (SecretStr) apart; the stored public half is the JSON
     # dump, since a python one keeps types a JSON column cannot hold (an OAuth token_url is
     # an HttpUrl).
+    if not isinstance(connector, ScimConnectorSettings):
+        # The other kinds hold their secrets as fields of their own (password, bind_password).
+        names, secret = split_secrets(connector.model_dump(mode="python"))
+        fields = type(connector).model_fields
+        # An unset optional secret (a password under trust auth) is no public setting either.
+        public_names = {n for n in names if "SecretStr" not in str(fields[n].annotation)}
+        return connector.model_dump(mode="json", include=public_names), (
+            vault.seal(secret) if secret else None
+        )
     names, secret = split_secrets(connector.auth.model_dump(mode="python"))
     shown = connector.auth.model_dump(mode="json")
     public = {
@@ -58,7 +72,7 @@ def create_app(
     *,
     name: str,
     label: str,
-    connector: ScimConnectorSettings,
+    connector: AnyConnectorSettings,
     provisioning: ProvisioningSettings,
 ) -> App:
     if session.scalar(select(App).where(App.name == name)) is not None:
@@ -70,7 +84,7 @@ def create_app(
     app = App(
         name=name,
         label=label,
-        connector_type=connector.type,
+        connector_type=connector_type_of(connector),
         connector=public,
         credentials=sealed,
         provisioning=provisioning.model_dump(mode="json"),
@@ -81,12 +95,23 @@ def create_app(
         session,
         actor,
         "app.lifecycle.create",
-        f"added app {name} ({connector.type})",
+        f"added app {name} ({connector_type_of(connector)})",
         app_id=app.id,
         targets={"app": name},
-        details={"base_url": connector.base_url, "auth": connector.auth.type},
+        details=_created_details(connector),
     )
     return app
+
+
+def connector_type_of(connector: AnyConnectorSettings) -> str:
+    """SCIM apps keep the type they always had ("scim2"); the other kinds are their kind."""
+    return connector.type if isinstance(connector, ScimConnectorSettings) else connector.kind
+
+
+def _created_details(connector: AnyConnectorSettings) -> dict[str, Any]:
+    if isinstance(connector, ScimConnectorSettings):
+        return {"base_url": connector.base_url, "auth": connector.auth.type}
+    return {"kind": connector.kind, "destination": _destinations(connector)[0]}
 
 
 def update_app(
@@ -105,7 +130,13 @@ def update_app(
     if label is not None and label != app.label:
         changes["label"] = {"old": app.label, "new": label}
         app.label = label
-    if connector is not None:
+    if connector is not None and connector_kind(app.connector) != "scim":
+        public, sealed = _updated_connector(app, vault, connector)
+        _note_connector_changes(changes, app, vault, public, sealed)
+        app.connector, app.credentials = public, sealed
+        if changes:
+            app.last_test = None
+    elif connector is not None:
         given_auth = connector.get("auth")
         if given_auth is not None and not isinstance(given_auth, dict):
             raise Invalid(
@@ -113,6 +144,7 @@ def update_app(
                 field="connector.auth",
             )
         current = settings_of(app, vault)
+        assert isinstance(current, ScimConnectorSettings)
         merged_auth = dict(given_auth or {})
         if merged_auth.get("type", current.auth.type) == current.auth.type:
             # The kept secrets stay SecretStr: a validation error about this dict (a missing
@@ -132,14 +164,7 @@ def update_app(
                 "send connector.auth with its secret (or type none) to change where the app is",
                 field="connector.auth",
             )
-        for key in sorted(set(public) | set(app.connector)):
-            if public.get(key) != app.connector.get(key):
-                changes[f"connector.{key}"] = {
-                    "old": app.connector.get(key),
-                    "new": public.get(key),
-                }
-        if vault.open(sealed) != vault.open(app.credentials):
-            changes["connector.credentials"] = "changed"  # never the values
+        _note_connector_changes(changes, app, vault, public, sealed)
         app.connector, app.credentials = public, sealed
         if changes:
             app.last_test = None  # a changed connector must be tested again
@@ -157,9 +182,47 @@ def update_app(
     return app
 
 
-def _destinations(settings: ScimConnectorSettings) -> tuple[str | None, ...]:
+def _note_connector_changes(
+    changes: dict[str, Any], app: App, vault: Vault, public: dict[str, Any], sealed: str | None
+) -> None:
+    for key in sorted(set(public) | set(app.connector)):
+        if public.get(key) != app.connector.get(key):
+            changes[f"connector.{key}"] = {"old": app.connector.get(key), "new": public.get(key)}
+    if vault.open(sealed) != vault.open(app.credentials):
+        changes["connector.credentials"] = "changed"  # never the values
+
+
+def _updated_connector(
+    app: App, vault: Vault, given: dict[str, Any]
+) -> tuple[dict[str, Any], str | None]:
+    """A non-SCIM connector with ``given`` fields changed: a secret left out is kept while the
+    server it goes to stays the same (as update_app does for SCIM)."""
+    current = settings_of(app, vault)
+    if connector_kind(given) != current.kind and "kind" in given:
+        raise Invalid(
+            f"an app's connector kind cannot change ({current.kind}): add another app",
+            field="connector.kind",
+        )
+    # The kept secrets stay SecretStr: a validation error cannot show them.
+    new = parse_connector({**dict(current), **given})
+    public, sealed = _seal(new, vault)
+    kept = set(vault.open(sealed)) - set(given)
+    if kept and _destinations(new) != _destinations(current):
+        raise Invalid(
+            "the stored credentials are only kept while the server stays the same: send the "
+            f"{', '.join(sorted(kept))} too to change where the app is",
+            field="connector",
+        )
+    return public, sealed
+
+
+def _destinations(settings: AnyConnectorSettings) -> tuple[str | None, ...]:
     """Where credentials are sent, as origins (scheme, host, port): the SCIM service's and,
-    for OAuth, the token endpoint's."""
+    for OAuth, the token endpoint's; a database's or a directory's server."""
+    if not isinstance(settings, ScimConnectorSettings):
+        if settings.kind == "postgresql":
+            return (f"postgresql://{settings.host.lower()}:{settings.port}",)
+        return (_origin(settings.url),)
     token_url = getattr(settings.auth, "token_url", None)
     return (_origin(settings.base_url), _origin(str(token_url)) if token_url else None)
 

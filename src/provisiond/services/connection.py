@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from provisiond.connectors.registry import build_connector
-from provisiond.domain.apps import ProvisioningSettings, ScimConnectorSettings
+from provisiond.domain.apps import AnyConnectorSettings, ProvisioningSettings
 from provisiond.errors import Conflict
 from provisiond.runtime import Runtime
 from provisiond.services import apps, grants, pushes, runs
@@ -14,7 +14,7 @@ from provisiond.store.tables import Run
 
 
 async def probe(
-    rt: Runtime, settings: ScimConnectorSettings, provisioning: ProvisioningSettings
+    rt: Runtime, settings: AnyConnectorSettings, provisioning: ProvisioningSettings
 ) -> dict[str, Any]:
     connector = build_connector(settings, provisioning, rt.transport, rt.settings)
     try:

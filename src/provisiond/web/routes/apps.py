@@ -15,6 +15,7 @@ from provisiond.domain.apps import (
     ProvisioningSettings,
     ScimConnectorSettings,
     app_name_pattern,
+    connector_kind,
     redacted_url,
     shown_connector,
 )
@@ -186,6 +187,9 @@ def _provisioning_page(
     test: dict[str, Any] | None = None,
     connector_values: dict[str, Any] | None = None,
 ) -> Response:
+    if connector_kind(app.connector) != "scim":
+        # LDAP and PostgreSQL connectors are shown, not edited, here (the API and CLI edit them).
+        connector_values = {"kind": app.connector["kind"], **shown_connector(app.connector)}
     return render(
         console.request,
         "apps/provisioning.html",
@@ -199,7 +203,9 @@ def _provisioning_page(
             "auth_type": app.connector["auth"]["type"],
             **_profile_choice(app.connector.get("profile")),
         },
-        secret_hints=_secret_hints(app.connector["auth"]["type"] if app.credentials else None),
+        secret_hints=_secret_hints(
+            app.connector.get("auth", {}).get("type") if app.credentials else None
+        ),
         settings=settings or apps.provisioning_of(app),
         last_test=shown_test(console.actor, test or app.last_test),
         features=FEATURES,
@@ -231,6 +237,11 @@ def provisioning(app_id: str, console: ConsoleDep) -> Response:
 @router.post("/apps/{app_id}/connector")
 def save_connector(app_id: str, console: PostDep) -> Response:
     app = load(console, app_id, Action.APP_MANAGE)
+    if connector_kind(app.connector) != "scim":
+        raise Conflict(
+            f"the console edits SCIM connectors only: change this {app.connector['kind']} "
+            "connector with PATCH /api/v1/apps/{id} or `provisiond apps` commands"
+        )
     values = {
         "base_url": console.field("base_url"),
         "auth_type": console.field("auth_type"),

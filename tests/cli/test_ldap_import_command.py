@@ -1,0 +1,32 @@
+"""``provisiond import-ldap``: a preview, then --apply, against the real server and slapd."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from tests.cli.conftest import Run, flat, ok
+from tests.support.slapd import ADMIN_DN, ADMIN_PASSWORD, Slapd, add_ous, admin_connection
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_import_ldap_previews_then_applies(cli: Run, ldap_server: Slapd) -> None:
+    token = uuid.uuid4().hex[:8]
+    ous = add_ous(ldap_server, f"i{token}", "people")
+    conn = admin_connection(ldap_server)
+    try:
+        entry = {"uid": f"ann.{token}", "cn": "Ann", "givenName": "Ann", "sn": "Lee",
+                 "mail": f"ann.{token}@example.com"}
+        assert conn.add(f"uid=ann.{token},{ous['people']}", ["inetOrgPerson"], entry)
+    finally:
+        conn.unbind()
+    args = ("import-ldap", "--name", f"corp-{token}", "--url", ldap_server.url, "--bind-dn", ADMIN_DN,
+            "--base-dn", ous["people"], "--bind-password-env", "LDAP_PW")
+    env = {"LDAP_PW": ADMIN_PASSWORD}
+    preview = flat(ok(cli(*args, env=env)).output)
+    assert preview == "1 create preview only: --apply makes these changes"
+    assert flat(ok(cli(*args, "--apply", env=env)).output) == "1 create applied"
+    assert flat(ok(cli(*args, env=env)).output).startswith("nothing to change")
+    users = flat(ok(cli("users", "list")).output)
+    assert f"ann.{token}" in users
