@@ -100,7 +100,8 @@ class ProvisioningSettings(BaseModel):
     deprovision_action: DeprovisionAction = DeprovisionAction.DEACTIVATE
     matching: MatchingAttribute = "userName"
     concurrency: int = Field(default=4, ge=1, le=64)
-    rate_limit_per_second: float | None = Field(default=None, gt=0, le=10_000)
+    # At least one request every 100 s: slower budgets are the SCIM profile's requests per hour.
+    rate_limit_per_second: float | None = Field(default=None, ge=0.01, le=10_000)
     # A full reconcile (reading the app, repairing drift) this often; None: only on demand.
     full_sync_every_hours: float | None = Field(default=24.0, gt=0, le=8760)
     # How the roles of several assignments combine (engine/roles.py): the winning assignment's

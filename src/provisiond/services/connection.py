@@ -16,7 +16,10 @@ from provisiond.store.tables import Run
 async def probe(
     rt: Runtime, settings: AnyConnectorSettings, provisioning: ProvisioningSettings
 ) -> dict[str, Any]:
-    connector = build_connector(settings, provisioning, rt.transport, rt.settings)
+    # A test is a handful of requests an admin waits for: the app's rate limit paces the
+    # provisioning, not this (at a very low limit the test would wait minutes between steps).
+    unpaced = provisioning.model_copy(update={"rate_limit_per_second": None})
+    connector = build_connector(settings, unpaced, rt.transport, rt.settings)
     try:
         report = await connector.test_connection()
     finally:
