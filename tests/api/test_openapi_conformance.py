@@ -96,6 +96,13 @@ def seeded(runtime: Runtime, target: str, admin_token: str) -> Iterator[tuple[st
 OUTBOUND = {"POST /api/v1/ldap-imports"}
 
 
+# Operations whose body is a file (``text/csv``, any bytes): a "negative" body generated from
+# its schema ({"type": "string"}) is a JSON value sent as text, which is a file too; the import
+# judges it (an unusable header makes the import ``invalid``, applied never), so refusing it
+# is not the document's promise.
+RAW_BODY = {"POST /api/v1/imports"}
+
+
 def _destructive_last(operation: schemathesis.APIOperation) -> bool:
     return operation.method.upper() == "DELETE"
 
@@ -135,6 +142,8 @@ def _fuzz(
         checks = CHECKS
         if operation.label in OUTBOUND and response.status_code == 502:
             checks = [check for check in CHECKS if check is not not_a_server_error]
+        if operation.label in RAW_BODY:
+            checks = [check for check in checks if check is not negative_data_rejection]
         try:
             case.validate_response(response, checks=checks, headers=headers)
         except FailureGroup as group:
