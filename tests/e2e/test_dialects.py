@@ -1,7 +1,8 @@
 """Every shipped dialect profile through the admin's journey, each against a strict peer that
 enforces it (tests/support/strict.py) over real HTTP: create the app with its profile, test it,
-enable it, assign a group, update, deactivate, push the group. The peer refuses anything said in
-another dialect; the journey passes only if the connector never made it refuse.
+enable it, assign a group, update, deactivate, push the group, import what the app holds. The
+peer refuses anything said in another dialect; the journey passes only if the connector never
+made it refuse.
 
 One more case is a PUT-only app that cannot filter and ignores ``count``: an account it already
 holds must be linked (found by listing), never duplicated.
@@ -18,6 +19,7 @@ import pytest
 
 from provisiond.domain.dialects import ScimProfile
 from tests.e2e.conftest import TARGET_TOKEN, assign, eventually, person
+from tests.e2e.test_import import finished_import
 from tests.support.servers import serve_app
 from tests.support.strict import StrictTarget
 
@@ -124,6 +126,18 @@ def test_a_profile_through_the_admin_journey(
     api.post(f"/users/{ada['id']}/lifecycle/deactivate").raise_for_status()
     eventually(lambda: inactive(app_users(base)[f"ada.{tag}"]))
     eventually(lambda: app_group(base, f"Team {tag}") == {bob_id})
+
+    # Import: every account the app holds is read in its dialect (pages as it pages them),
+    # and one planted behind provisiond's back is an orphan, linked to nobody.
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TARGET_TOKEN}"}) as app:
+        ghost = app.post("/Users", json={"schemas": [CORE_USER], "userName": f"ghost.{tag}"})
+        assert ghost.status_code == 201, ghost.text
+    done = finished_import(api, app_id)
+    assert done["accounts"] >= 3
+    orphans = api.get(f"/apps/{app_id}/orphans").json()["items"]
+    assert [o["reason"] for o in orphans if o["account"]["remote_id"] == ghost.json()["id"]] == [
+        "unlinked"
+    ]
 
     assert not target.refused, target.refused  # the app never had to refuse our dialect
     by_login = {a["login"]: a for a in api.get(f"/apps/{app_id}/accounts").json()["items"]}
