@@ -72,7 +72,7 @@ def test_discovery_says_what_is_supported(scim: httpx.Client) -> None:
     config = scim.get("ServiceProviderConfig").json()
     assert config["patch"]["supported"] and config["etag"]["supported"]
     assert config["filter"] == {"supported": True, "maxResults": 1000}
-    assert config["bulk"]["supported"] is False
+    assert config["bulk"] == {"supported": True, "maxOperations": 1000, "maxPayloadSize": 1048576}
     schemas = {s["id"] for s in scim.get("Schemas").json()["Resources"]}
     assert "urn:provisiond:params:scim:schemas:extension:profile:2.0:User" in schemas
     assert {r["name"] for r in scim.get("ResourceTypes").json()["Resources"]} == {"User", "Group"}
@@ -248,7 +248,7 @@ def test_oversize_bodies_get_a_scim_413(server: str, scim_token: str) -> None:
         headers={"Authorization": f"Bearer {scim_token}", "Content-Type": "application/scim+json"},
         content=b"{" + b" " * 2_000_000 + b"}",
     )
-    assert_error(answer, 413)
+    assert_error(answer, 413, "tooLarge")
 
 
 def test_root_search_covers_users_and_groups(scim: httpx.Client) -> None:

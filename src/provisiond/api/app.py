@@ -235,7 +235,7 @@ class BodyLimit:
     ) -> None:
         detail = f"the request body is larger than {limit or self.limit} bytes"
         if str(scope.get("path", "")).startswith(SCIM_PREFIX):  # SCIM clients read SCIM errors
-            await error_response(413, detail)(scope, receive, send)
+            await error_response(413, detail, "tooLarge")(scope, receive, send)
             return
         response = problems.problem(413, "payload-too-large", "Payload too large", detail)
         await response(scope, receive, send)

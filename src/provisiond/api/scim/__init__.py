@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 
 from provisiond.api.deps import RuntimeDep
-from provisiond.api.scim import errors
+from provisiond.api.scim import bulk, errors
 from provisiond.api.scim.deps import SCIM_PREFIX, BodyDep, CallerDep, base_url, search_query
 from provisiond.api.scim.errors import scim_response
 from provisiond.api.scim.resources import GROUPS, USERS, listed, routes, search_all
@@ -27,6 +27,7 @@ def create_scim_app(rt: Runtime) -> FastAPI:
     errors.install(app)
     app.include_router(routes(USERS))
     app.include_router(routes(GROUPS))
+    app.include_router(bulk.routes())
 
     @app.post("/.search")
     def search(request: Request, rt: RuntimeDep, _: CallerDep, body: BodyDep) -> Response:
@@ -34,9 +35,11 @@ def create_scim_app(rt: Runtime) -> FastAPI:
         return search_all(rt, search_query(body), base_url(request))
 
     @app.get("/ServiceProviderConfig")
-    def service_provider_config(request: Request, _: CallerDep) -> Response:
+    def service_provider_config(request: Request, rt: RuntimeDep, _: CallerDep) -> Response:
         """What this service provider supports (RFC 7643 §5)."""
-        return scim_response(discovery.service_provider_config(base_url(request)))
+        return scim_response(
+            discovery.service_provider_config(base_url(request), rt.settings.max_body_bytes)
+        )
 
     def _schemas(request: Request, rt: Runtime) -> list[dict[str, Any]]:
         with rt.db.session() as session:

@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from provisiond.errors import Conflict, Invalid, NotFound, ProvisiondError, Unauthorized
+from provisiond.errors import Conflict, Invalid, ProvisiondError
 from provisiond.services.inbound import ERROR, ScimError
 
 SCIM_JSON = "application/scim+json"
@@ -23,26 +23,35 @@ def scim_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     )
 
 
-def error_response(status: int, detail: str, scim_type: str | None = None) -> Response:
+def error_body(status: int, detail: str, scim_type: str | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {"schemas": [ERROR], "status": str(status), "detail": detail}
     if scim_type:
         body["scimType"] = scim_type
+    return body
+
+
+def error_response(status: int, detail: str, scim_type: str | None = None) -> Response:
     headers = {"WWW-Authenticate": 'Bearer realm="scim"'} if status == 401 else None
-    return scim_response(body, status, headers)
+    return scim_response(error_body(status, detail, scim_type), status, headers)
+
+
+def body_of(exc: ProvisiondError) -> dict[str, Any]:
+    """The SCIM error body for any of provisiond's errors (a response's, or a bulk
+    operation's ``response``)."""
+    if isinstance(exc, ScimError):
+        return error_body(exc.status, exc.detail, exc.scim_type)
+    if isinstance(exc, Conflict):
+        # A directory conflict over SCIM is a taken userName or displayName.
+        return error_body(409, exc.detail, "uniqueness" if "field" in exc.extra else None)
+    if isinstance(exc, Invalid):
+        return error_body(400, exc.detail, "invalidValue")
+    return error_body(exc.status, exc.detail)
 
 
 def of(exc: ProvisiondError) -> Response:
     """The SCIM error for any of provisiond's errors."""
-    if isinstance(exc, ScimError):
-        return error_response(exc.status, exc.detail, exc.scim_type)
-    if isinstance(exc, Conflict):
-        # A directory conflict over SCIM is a taken userName or displayName.
-        return error_response(409, exc.detail, "uniqueness" if "field" in exc.extra else None)
-    if isinstance(exc, Invalid):
-        return error_response(400, exc.detail, "invalidValue")
-    if isinstance(exc, NotFound | Unauthorized):
-        return error_response(exc.status, exc.detail)
-    return error_response(exc.status, exc.detail)
+    body = body_of(exc)
+    return error_response(int(body["status"]), body["detail"], body.get("scimType"))
 
 
 def install(app: FastAPI) -> None:

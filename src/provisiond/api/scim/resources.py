@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from provisiond.api.deps import RuntimeDep
 from provisiond.api.scim.deps import (
     BodyDep,
+    Caller,
     CallerDep,
     ListQuery,
     base_url,
@@ -91,10 +92,71 @@ def _matches(header: str, current: str) -> bool:
     return "*" in wanted or current.removeprefix("W/") in wanted
 
 
-def _if_match(request: Request, body: dict[str, Any]) -> None:
-    header = request.headers.get("if-match")
+def _if_match(header: str | None, body: dict[str, Any]) -> None:
     if header and not _matches(header, body["meta"]["version"]):
         raise ScimError(412, None, "the resource changed since it was read (If-Match)")
+
+
+# The writes, one directory change each in its own transaction: a single request and each
+# operation of a /Bulk (api/scim/bulk.py) go through these same functions.
+
+
+@dataclass(frozen=True)
+class Written:
+    """How a write is checked and answered: the base URL, the ``If-Match`` version (a bulk
+    operation's ``version``), and whether the resource is rendered after it."""
+
+    base: str
+    if_match: str | None = None
+    answer_body: bool = True
+
+
+def create_resource(rt: Runtime, kind: Kind, caller: Caller, body: Any, base: str) -> dict[str, Any]:
+    """POST: the new resource, rendered."""
+    with rt.db.session() as session:
+        client = session.get(ScimClient, caller.client_id)
+        row = kind.create(session, caller.actor, client, body)
+        session.flush()
+        return kind.render(session, row, base)
+
+
+def _write(
+    rt: Runtime, kind: Kind, resource_id: str, how: Written, change: Callable[[Session, Any], Any]
+) -> dict[str, Any] | None:
+    """One write, checked against ``If-Match`` (412 on an older version) first."""
+    with rt.db.session() as session:
+        row = kind.get(session, resource_id)
+        _if_match(how.if_match, kind.render(session, row, how.base))
+        change(session, row)
+        session.flush()
+        return kind.render(session, row, how.base) if how.answer_body else None
+
+
+def replace_resource(
+    rt: Runtime, kind: Kind, caller: Caller, resource_id: str, body: Any, how: Written
+) -> dict[str, Any] | None:
+    """PUT."""
+    return _write(rt, kind, resource_id, how,
+                  lambda session, row: kind.replace(session, caller.actor, row, body))
+
+
+def patch_resource(
+    rt: Runtime, kind: Kind, caller: Caller, resource_id: str, body: Any, how: Written
+) -> dict[str, Any] | None:
+    """PATCH (RFC 7644 §3.5.2)."""
+    dialect = rt.db.engine.dialect.name
+    return _write(
+        rt, kind, resource_id, how,
+        lambda session, row: kind.patch(session, caller.actor, row, body, how.base, dialect),
+    )
+
+
+def delete_resource(rt: Runtime, kind: Kind, caller: Caller, resource_id: str, how: Written) -> None:
+    """DELETE (a user is deprovisioned downstream first, in the same transaction)."""
+    with rt.db.session() as session:
+        row = kind.get(session, resource_id)
+        _if_match(how.if_match, kind.render(session, row, how.base))
+        kind.delete(session, caller.actor, row)
 
 
 def _answer(body: dict[str, Any], request: Request, status: int = 200) -> Response:
@@ -179,12 +241,7 @@ def routes(kind: Kind) -> APIRouter:
     @router.post("")
     def create(request: Request, rt: RuntimeDep, caller: CallerDep, body: BodyDep) -> Response:
         """Create; 409 uniqueness if the name is taken."""
-        with rt.db.session() as session:
-            client = session.get(ScimClient, caller.client_id)
-            row = kind.create(session, caller.actor, client, body)
-            session.flush()
-            out = kind.render(session, row, base_url(request))
-        return _answer(out, request, 201)
+        return _answer(create_resource(rt, kind, caller, body, base_url(request)), request, 201)
 
     @router.get("/{resource_id}")
     def read(resource_id: str, request: Request, rt: RuntimeDep, _: CallerDep) -> Response:
@@ -196,18 +253,7 @@ def routes(kind: Kind) -> APIRouter:
             return Response(status_code=304, headers={"ETag": out["meta"]["version"]})
         return _answer(out, request)
 
-    def write(
-        resource_id: str, request: Request, rt: RuntimeDep, change: Callable[[Session, Any], Any],
-        answer_body: bool,
-    ) -> Response:
-        """One write, checked against ``If-Match`` (412 on an older version) first."""
-        base = base_url(request)
-        with rt.db.session() as session:
-            row = kind.get(session, resource_id)
-            _if_match(request, kind.render(session, row, base))
-            change(session, row)
-            session.flush()
-            out = kind.render(session, row, base) if answer_body else None
+    def answered(out: dict[str, Any] | None, request: Request) -> Response:
         return Response(status_code=204) if out is None else _answer(out, request)
 
     @router.put("/{resource_id}")
@@ -215,28 +261,25 @@ def routes(kind: Kind) -> APIRouter:
         resource_id: str, request: Request, rt: RuntimeDep, caller: CallerDep, body: BodyDep
     ) -> Response:
         """Replace the whole resource; 412 if ``If-Match`` names an older version."""
-        return write(resource_id, request, rt,
-                     lambda session, row: kind.replace(session, caller.actor, row, body), True)
+        out = replace_resource(rt, kind, caller, resource_id, body, Written(base_url(request),
+                               request.headers.get("if-match")))
+        return answered(out, request)
 
     @router.patch("/{resource_id}")
     def patch(
         resource_id: str, request: Request, rt: RuntimeDep, caller: CallerDep, body: BodyDep
     ) -> Response:
         """Apply a PatchOp (RFC 7644 §3.5.2, Okta's and Entra's dialects too)."""
-        base, dialect = base_url(request), rt.db.engine.dialect.name
-        return write(
-            resource_id, request, rt,
-            lambda session, row: kind.patch(session, caller.actor, row, body, base, dialect),
-            kind.patch_answers_body or "attributes" in request.query_params,
-        )
+        answer_body = kind.patch_answers_body or "attributes" in request.query_params
+        out = patch_resource(rt, kind, caller, resource_id, body, Written(
+            base_url(request), request.headers.get("if-match"), answer_body))
+        return answered(out, request)
 
     @router.delete("/{resource_id}", status_code=204)
     def delete(resource_id: str, request: Request, rt: RuntimeDep, caller: CallerDep) -> Response:
         """Delete (a user is deprovisioned downstream first, in the same transaction)."""
-        with rt.db.session() as session:
-            row = kind.get(session, resource_id)
-            _if_match(request, kind.render(session, row, base_url(request)))
-            kind.delete(session, caller.actor, row)
+        delete_resource(rt, kind, caller, resource_id,
+                        Written(base_url(request), request.headers.get("if-match")))
         return Response(status_code=204)
 
     return router

@@ -17,8 +17,12 @@ LIST_RESPONSE = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 SEARCH_REQUEST = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
 ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
+BULK_REQUEST = "urn:ietf:params:scim:api:messages:2.0:BulkRequest"
+BULK_RESPONSE = "urn:ietf:params:scim:api:messages:2.0:BulkResponse"
 
 MAX_RESULTS = 1000  # the most resources one list answer holds (ServiceProviderConfig)
+# The most operations one /Bulk holds; its payload is bounded by Settings.max_body_bytes.
+MAX_OPERATIONS = 1000
 
 
 class ScimError(ProvisiondError):

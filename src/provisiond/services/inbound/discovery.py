@@ -32,7 +32,14 @@ from scim2_models.resources.schema import Attribute as SchemaAttribute
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from provisiond.services.inbound import ENTERPRISE, GROUP, MAX_RESULTS, PROFILE, USER
+from provisiond.services.inbound import (
+    ENTERPRISE,
+    GROUP,
+    MAX_OPERATIONS,
+    MAX_RESULTS,
+    PROFILE,
+    USER,
+)
 from provisiond.store.tables import User as UserRow
 
 # attribute -> the sub-attributes kept (None: a simple attribute)
@@ -149,11 +156,12 @@ def resource_types(base: str) -> list[dict[str, Any]]:
     return [rt.model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE) for rt in (user, group)]
 
 
-def service_provider_config(base: str) -> dict[str, Any]:
+def service_provider_config(base: str, max_payload_size: int) -> dict[str, Any]:
+    """What is supported; ``max_payload_size``: the largest body accepted (Settings)."""
     config = ServiceProviderConfig(
         documentation_uri="https://provisiond.dev/docs/scim-server",
         patch=Patch(supported=True),
-        bulk=Bulk(supported=False, max_operations=0, max_payload_size=0),
+        bulk=Bulk(supported=True, max_operations=MAX_OPERATIONS, max_payload_size=max_payload_size),
         filter=Filter(supported=True, max_results=MAX_RESULTS),
         change_password=ChangePassword(supported=False),
         sort=Sort(supported=True),
