@@ -140,3 +140,38 @@ def test_entra_provisions_through_provisiond_to_the_app(
     ok(idp.patch(f"Groups/{group['id']}", json={"schemas": [PATCH], "Operations": [
         {"op": "Remove", "path": "members", "value": [{"value": user["id"]}]}]}), 204)
     assert "members" not in ok(idp.get(f"Groups/{group['id']}"))
+
+
+# SQLite only, as above: a bulk's operations are the single requests' own code path.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_okta_bulk_provisions_and_deprovisions_through_provisiond(
+    api: httpx.Client, idp: httpx.Client, scim: httpx.Client, target: str
+) -> None:
+    s = str(time.monotonic_ns())[-8:]
+    login = f"alan.{s}@example.com"
+    bulk = "urn:ietf:params:scim:api:messages:2.0:BulkRequest"
+    created = ok(idp.post("Bulk", json={"schemas": [bulk], "Operations": [
+        {"method": "POST", "path": "/Users", "bulkId": "alan", "data": {
+            "schemas": [USER], "userName": login, "active": True,
+            "name": {"givenName": "Alan", "familyName": "Turing"},
+            "emails": [{"primary": True, "value": login, "type": "work"}]}},
+        {"method": "POST", "path": "/Groups", "bulkId": "bp", "data": {
+            "schemas": [GROUP], "displayName": f"Bletchley {s}",
+            "members": [{"type": "User", "value": "bulkId:alan"}]}},
+    ]}))["Operations"]
+    assert [op["status"] for op in created] == ["201", "201"]
+    user, group = (ok(idp.get(op["location"])) for op in created)
+    app = enabled_app(api, target, f"okta-bulk-{s}")
+    ok(api.post(f"/apps/{app['id']}/assignments",
+                json={"principal_type": "group", "principal_id": group["id"]}), 201)
+    assert eventually(lambda: remote_user(scim, login))["active"] is True
+
+    # A bulk PATCH active=false deactivates: the account is off downstream, as a single PATCH.
+    (off,) = ok(idp.post("Bulk", json={"schemas": [bulk], "Operations": [
+        {"method": "PATCH", "path": f"/Users/{user['id']}", "version": user["meta"]["version"],
+         "data": {"schemas": [PATCH], "Operations": [
+             {"op": "replace", "value": {"active": False}}]}}]}))["Operations"]
+    assert off["status"] == "200"
+    eventually(lambda: remote_user(scim, login)["active"] is False)  # type: ignore[index]
+    events = api.get("/logs", params={"user": user["id"]}).json()["items"]
+    assert {e["actor"] for e in events if e["action"].startswith("user.")} == {"scim:okta"}

@@ -43,6 +43,11 @@ def test_a_bulk_creates_a_user_and_a_group_that_references_it(scim: httpx.Client
     assert read["displayName"] == "Bulk engineering"
     assert [m["value"] for m in read["members"]] == [user_id]
     assert read["meta"]["version"] == renamed["version"]
+    # A version is the operation's If-Match: an older one is refused in place (412).
+    (stale,) = bulk(scim, {"method": "PATCH", "path": f"/Groups/{read['id']}",
+                           "version": user["version"], "data": patch_body(
+                               {"op": "replace", "path": "displayName", "value": "never"})})
+    assert stale["status"] == "412" and stale["response"]["status"] == "412"
 
 
 def test_fail_on_errors_stops_the_run_and_each_error_is_in_place(
