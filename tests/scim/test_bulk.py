@@ -27,12 +27,13 @@ def bulk(scim: httpx.Client, *operations: dict[str, Any], **extra: Any) -> list[
 
 
 def test_a_bulk_creates_a_user_and_a_group_that_references_it(scim: httpx.Client) -> None:
-    user, group, renamed = bulk(
+    # The group comes first and refers to the user after it: it waits for that POST (§3.7.2).
+    group, user, renamed = bulk(
         scim,
-        {"method": "POST", "path": "/Users", "bulkId": "ada", "data": user_body("ada.bulk")},
         {"method": "POST", "path": "/Groups", "bulkId": "eng", "data": {
             "schemas": [GROUP], "displayName": "Bulk engineers",
             "members": [{"type": "User", "value": "bulkId:ada"}]}},
+        {"method": "POST", "path": "/Users", "bulkId": "ada", "data": user_body("ada.bulk")},
         {"method": "PATCH", "path": "/Groups/bulkId:eng", "data": patch_body(
             {"op": "replace", "path": "displayName", "value": "Bulk engineering"})},
     )
@@ -71,7 +72,7 @@ def test_fail_on_errors_stops_the_run_and_each_error_is_in_place(
         assert not session.query(User).filter(User.login == "late.bulk").count()
 
 
-def test_references_forward_or_circular_fail_and_change_nothing(
+def test_circular_or_unknown_references_fail_and_change_nothing(
     scim: httpx.Client, runtime: Runtime
 ) -> None:
     results = bulk(
@@ -80,8 +81,11 @@ def test_references_forward_or_circular_fail_and_change_nothing(
             "schemas": [GROUP], "displayName": "Circular A", "members": [{"value": "bulkId:b"}]}},
         {"method": "POST", "path": "/Groups", "bulkId": "b", "data": {
             "schemas": [GROUP], "displayName": "Circular B", "members": [{"value": "bulkId:a"}]}},
+        {"method": "PATCH", "path": "/Groups/bulkId:nobody", "data": patch_body(
+            {"op": "replace", "path": "displayName", "value": "Circular C"})},
     )
-    assert [r["status"] for r in results] == ["400", "400"]
+    assert [r["status"] for r in results] == ["409", "409", "400"]
+    assert results[2]["response"]["scimType"] == "invalidValue"
     with runtime.db.session() as session:
         assert not session.query(Group).filter(Group.name.like("Circular%")).count()
 

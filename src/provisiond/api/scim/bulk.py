@@ -1,5 +1,6 @@
 """POST /scim/v2/Bulk (RFC 7644 §3.7): many writes in one request, each applied as the single
-request would be, through the same functions (api/scim/resources.py), in the order sent.
+request would be, through the same functions (api/scim/resources.py), in the order sent (an
+operation referring to a later POST's bulkId waiting for it).
 
 Not atomic, as the RFC has it: each operation is its own directory change in its own
 transaction (validated, logged with the SCIM client as actor, its tasks queued), exactly as if
@@ -115,21 +116,33 @@ def parse(body: Any) -> tuple[int | None, list[Operation]]:
     return fail_on_errors, operations
 
 
+def references(value: Any) -> set[str]:
+    """The bulkIds a value refers to: every ``"bulkId:xyz"`` string in it (§3.7.2)."""
+    if isinstance(value, str):
+        return {value[len(_PREFIX):]} if value.startswith(_PREFIX) else set()
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    return set().union(*(references(item) for item in items))
+
+
 def resolve(value: Any, created: dict[str, str]) -> Any:
-    """``value`` with every ``"bulkId:xyz"`` string replaced by the id that operation created
-    (§3.7.2). One not created yet (a later operation's, a circular chain, a failed or an
-    unknown one) is an error of the operation that holds it."""
+    """``value`` with every ``"bulkId:xyz"`` string replaced by the id that operation created."""
     if isinstance(value, str) and value.startswith(_PREFIX):
-        bulk_id = value[len(_PREFIX):]
-        if bulk_id not in created:
-            raise ScimError(400, "invalidValue", f"{value!r} names no resource created by an "
-                            "earlier operation of this bulk (unknown, failed, later or circular)")
-        return created[bulk_id]
+        return created[value[len(_PREFIX):]]
     if isinstance(value, list):
         return [resolve(item, created) for item in value]
     if isinstance(value, dict):
         return {key: resolve(item, created) for key, item in value.items()}
     return value
+
+
+def _unresolvable(wanted: set[str], posted: set[str], failed: set[str]) -> ScimError | None:
+    """Why an operation referring to ``wanted`` can never run (a bulkId no POST has, or one
+    whose POST failed)."""
+    if unknown := sorted(wanted - posted):
+        return ScimError(400, "invalidValue", f"no POST of this bulk has bulkId {unknown[0]!r}")
+    if gone := sorted(wanted & failed):
+        return ScimError(400, "invalidValue", f"the POST with bulkId {gone[0]!r} failed")
+    return None
 
 
 def _apply(
@@ -153,21 +166,52 @@ def _apply(
 
 
 def run(rt: Runtime, caller: Caller, body: Any, base: str) -> dict[str, Any]:
-    """The BulkResponse of a BulkRequest: one result per operation attempted, in order."""
+    """The BulkResponse of a BulkRequest: one result per operation attempted, in request order.
+
+    Operations run in the order sent, except that one referring to a later POST's bulkId waits
+    until that POST has run (§3.7.2: the service provider resolves references); operations
+    left waiting on each other are a circle, each refused with 409 (§3.7.1)."""
     fail_on_errors, operations = parse(body)
+    posted = {op.bulk_id for op in operations if op.method == "POST" and op.bulk_id}
     created: dict[str, str] = {}
-    results: list[dict[str, Any]] = []
-    errors = 0
-    for op in operations:
-        try:
-            results.append(_apply(rt, caller, op, created, base))
-        except ProvisiondError as exc:
-            error = body_of(exc)
-            results.append(op.answer(int(error["status"]), response=error))
-            errors += 1
-            if fail_on_errors is not None and errors >= fail_on_errors:
+    failed: set[str] = set()
+    results: dict[int, dict[str, Any]] = {}
+    pending = list(range(len(operations)))
+    wants = [references(op.data) | references(op.resource_id) for op in operations]
+
+    def fail(index: int, exc: ProvisiondError) -> bool:
+        """Record a failure; True when failOnErrors says stop."""
+        op = operations[index]
+        error = body_of(exc)
+        results[index] = op.answer(int(error["status"]), response=error)
+        if op.method == "POST" and op.bulk_id:
+            failed.add(op.bulk_id)
+        errors = sum(1 for r in results.values() if "response" in r)
+        return fail_on_errors is not None and errors >= fail_on_errors
+
+    while pending:
+        ready = None
+        for index in pending:
+            problem = _unresolvable(wants[index], posted, failed)
+            if problem is not None or wants[index] <= created.keys():
+                ready = (index, problem)
                 break
-    return {"schemas": [BULK_RESPONSE], "Operations": results}
+        if ready is None:  # each waits on another: a circle
+            circle = ScimError(409, None, "a circular bulkId reference (RFC 7644 §3.7.1)")
+            for index in pending:
+                if fail(index, circle):
+                    break
+            break
+        index, problem = ready
+        pending.remove(index)
+        try:
+            if problem is not None:
+                raise problem
+            results[index] = _apply(rt, caller, operations[index], created, base)
+        except ProvisiondError as exc:
+            if fail(index, exc):
+                break
+    return {"schemas": [BULK_RESPONSE], "Operations": [results[i] for i in sorted(results)]}
 
 
 def routes() -> APIRouter:
