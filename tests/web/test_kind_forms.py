@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from provisiond.runtime import Runtime
 from provisiond.store.tables import App
-from tests.support.pg_roles import Scratch, scratch
+from tests.support.pg_roles import Scratch, scratch_for_provisiond
 from tests.web.conftest import post_form
 
 LDAP_FORM = {
@@ -86,6 +86,9 @@ def test_an_ldap_app_is_added_tested_and_edited_keeping_its_password(
     assert app.connector["groups_dn"] == "ou=groups,dc=example,dc=org"
     assert runtime.vault.open(app.credentials) == {"bind_password": "ldap-s3cret"}
 
+    unplaced = post_form(console, provisioning, action, {**edit, "deactivation": "move"})
+    assert "needs inactive_dn" in _error(unplaced.text, "inactive_dn")
+
     # The kept password does not follow the app to another server.
     moved = post_form(console, provisioning, action, {**edit, "url": "ldap://elsewhere.example"})
     assert moved.status_code == 422, moved.text
@@ -95,10 +98,7 @@ def test_an_ldap_app_is_added_tested_and_edited_keeping_its_password(
 
 @pytest.fixture
 def db(pg_server: str) -> Iterator[Scratch]:
-    with scratch(pg_server) as made:
-        with made.connect() as conn:
-            conn.execute(f'CREATE ROLE "{made.prefix}provisiond" LOGIN CREATEROLE')
-            conn.execute(f'GRANT pg_signal_backend TO "{made.prefix}provisiond"')
+    with scratch_for_provisiond(pg_server) as made:
         yield made
 
 

@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 from provisiond.authz import Action, shown_test, shown_test_failure
 from provisiond.domain.apps import (
+    AnyConnectorSettings,
     ProvisioningSettings,
     ScimConnectorSettings,
     app_name_pattern,
@@ -94,13 +95,24 @@ def _new_page(console: Console, kind: str, values: dict[str, Any], errors: Field
     )
 
 
-def _check_name(name: str, label: str) -> None:
+def _add(console: Console, name: str, label: str, connector: AnyConnectorSettings) -> str:
+    """Add the app (any kind), provisioning off until its connection test passes; its id."""
     if not name or not label:
         raise Invalid("a name and a label are needed", field="name" if not name else "label")
     if not re.match(app_name_pattern(), name):
         raise Invalid(
             "lower-case letters, digits and '-', starting with a letter or digit", field="name"
         )
+    with console.rt.db.session() as session:
+        return apps.create_app(
+            session,
+            console.actor,
+            console.rt.vault,
+            name=name,
+            label=label,
+            connector=connector,
+            provisioning=ProvisioningSettings(),
+        ).id
 
 
 def _auth(form: Console, keep_secrets: bool) -> dict[str, Any]:
@@ -152,6 +164,8 @@ def _number(console: Console, name: str, default: float | None) -> float | None:
 def create_app(console: PostDep) -> Response:
     console.authorize(Action.APP_CREATE)
     kind = console.field("kind") or "scim"
+    if kind not in kind_forms.KINDS:
+        raise Invalid(f"choose one of {', '.join(kind_forms.KINDS)}", field="kind")
     if kind in kind_forms.MODELS:
         return _create_of_kind(console, kind)
     values = {key: console.field(key) for key in ("name", "label", "base_url", "auth_type")}
@@ -166,18 +180,7 @@ def create_app(console: PostDep) -> Response:
                 "profile": values["profile_choice"],
             }
         )
-        _check_name(values["name"], values["label"])
-        with console.rt.db.session() as session:
-            app = apps.create_app(
-                session,
-                console.actor,
-                console.rt.vault,
-                name=values["name"],
-                label=values["label"],
-                connector=connector,
-                provisioning=ProvisioningSettings(),
-            )
-            app_id = app.id
+        app_id = _add(console, values["name"], values["label"], connector)
     except ValidationError as exc:
         errors = validation_errors(exc, CONNECTOR_FIELDS)
     except (Invalid, Conflict) as exc:
@@ -198,17 +201,7 @@ def _create_of_kind(console: Console, kind: str) -> Response:
         connector = kind_forms.MODELS[kind].model_validate(
             kind_forms.settings_from(console, kind, keep_secret=False)
         )
-        _check_name(values["name"], values["label"])
-        with console.rt.db.session() as session:
-            app_id = apps.create_app(
-                session,
-                console.actor,
-                console.rt.vault,
-                name=values["name"],
-                label=values["label"],
-                connector=connector,
-                provisioning=ProvisioningSettings(),
-            ).id
+        app_id = _add(console, values["name"], values["label"], connector)
     except ValidationError as exc:
         errors = kind_forms.placed(validation_errors(exc), kind)
     except (Invalid, Conflict) as exc:
