@@ -10,11 +10,25 @@ from playwright.sync_api import ConsoleMessage, Page, expect
 from tests.e2e.conftest import person, scim_app
 from tests.web.conftest import PASSWORD, MakeAdmin
 
+LDAP_APP = {
+    "name": "legacy",
+    "label": "Legacy",
+    "connector": {
+        "kind": "ldap",
+        "url": "ldap://ldap.example.org",
+        "bind_dn": "cn=provisiond,dc=example,dc=org",
+        "bind_password": "not-used",
+        "users_dn": "ou=people,dc=example,dc=org",
+    },
+}
+
 
 def test_no_console_page_breaks_the_content_security_policy(
     page: Page, server: str, api: httpx.Client, target: str, make_admin: MakeAdmin
 ) -> None:
     app = api.post("/apps", json=scim_app("wiki", target)).json()
+    # The LDAP form's checkboxes and selects are its own markup: checked under the CSP too.
+    ldap = api.post("/apps", json=LDAP_APP).json()
     user = api.post("/users", json=person("csp.user")).json()
     group = api.post("/groups", json={"name": "Everyone"}).json()
     make_admin("root")
@@ -36,7 +50,10 @@ def test_no_console_page_breaks_the_content_security_policy(
     for path in (
         "/apps",
         "/apps/new",
+        "/apps/new?kind=ldap",
+        "/apps/new?kind=postgresql",
         f"/apps/{app['id']}/provisioning",
+        f"/apps/{ldap['id']}/provisioning",
         f"/apps/{app['id']}/assignments",
         f"/apps/{app['id']}/policy",
         "/directory/users",

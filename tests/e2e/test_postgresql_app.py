@@ -15,16 +15,12 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import assign, eventually, person
-from tests.support.pg_roles import Scratch, scratch
+from tests.support.pg_roles import Scratch, scratch_for_provisiond
 
 
 @pytest.fixture
 def db(pg_server: str) -> Iterator[Scratch]:
-    with scratch(pg_server) as made:
-        with made.connect() as conn:
-            # provisiond connects as a role of its own, not a superuser: what a DBA would give it.
-            conn.execute(f'CREATE ROLE "{made.prefix}provisiond" LOGIN CREATEROLE')
-            conn.execute(f'GRANT pg_signal_backend TO "{made.prefix}provisiond"')
+    with scratch_for_provisiond(pg_server) as made:
         yield made
 
 

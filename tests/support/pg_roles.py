@@ -77,3 +77,14 @@ def scratch(admin_url: str) -> Iterator[Scratch]:
                 )
                 conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(str(name))))
                 conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(str(name))))
+
+
+@contextmanager
+def scratch_for_provisiond(admin_url: str) -> Iterator[Scratch]:
+    """A scratch database and the role provisiond connects as: not a superuser, what a DBA
+    would give it (CREATEROLE, and pg_signal_backend to end a deactivated role's sessions)."""
+    with scratch(admin_url) as made:
+        with made.connect() as conn:
+            conn.execute(f'CREATE ROLE "{made.prefix}provisiond" LOGIN CREATEROLE')
+            conn.execute(f'GRANT pg_signal_backend TO "{made.prefix}provisiond"')
+        yield made

@@ -1,15 +1,15 @@
-"""The console shows an LDAP or PostgreSQL app's connector (read-only) and lists it."""
+"""The console lists an LDAP or PostgreSQL app and shows its connector in its own form."""
 
 from __future__ import annotations
 
 import httpx
 import pytest
 
-from tests.web.conftest import MakeAdmin, post_form, sign_in
+from tests.web.conftest import MakeAdmin, sign_in
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_a_postgresql_app_is_shown_not_edited(api: httpx.Client, server: str, make_admin: MakeAdmin) -> None:
+def test_a_postgresql_app_is_shown_in_its_form(api: httpx.Client, server: str, make_admin: MakeAdmin) -> None:
     body = {
         "name": "warehouse",
         "label": "Warehouse",
@@ -23,7 +23,5 @@ def test_a_postgresql_app_is_shown_not_edited(api: httpx.Client, server: str, ma
         page = client.get(f"/apps/{app['id']}/provisioning")
         assert page.status_code == 200
         assert "db.example.com" in page.text and "s3cret-pg" not in page.text
-        assert "changed with the API" in page.text
-        refused = post_form(client, f"/apps/{app['id']}/provisioning",
-                            f"/apps/{app['id']}/connector", {"base_url": "https://x.example"})
-        assert refused.status_code == 409
+        assert 'name="host" type="text" value="db.example.com"' in page.text
+        assert "Set — leave empty to keep it." in page.text

@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 from provisiond.authz import Action, shown_test, shown_test_failure
 from provisiond.domain.apps import (
+    AnyConnectorSettings,
     ProvisioningSettings,
     ScimConnectorSettings,
     app_name_pattern,
@@ -23,6 +24,7 @@ from provisiond.domain.dialects import ScimProfile
 from provisiond.errors import Conflict, Invalid, ProvisiondError
 from provisiond.services import apps, connection, runs
 from provisiond.store.tables import App
+from provisiond.web import kind_forms
 from provisiond.web.context import Console, ConsoleDep, PostDep, redirect, render
 from provisiond.web.forms import FieldErrors, checked, service_errors, validation_errors
 
@@ -68,16 +70,49 @@ def list_apps(console: ConsoleDep) -> Response:
 
 
 @router.get("/apps/new")
-def new_app(console: ConsoleDep) -> Response:
+def new_app(console: ConsoleDep, kind: str = "scim") -> Response:
+    """Add application; ``?kind=`` picks the connector's form (a link: no script under CSP)."""
     console.authorize(Action.APP_CREATE)
+    if kind not in kind_forms.KINDS:
+        raise Invalid(f"choose one of {', '.join(kind_forms.KINDS)}", field="kind")
+    values: dict[str, Any] = {"auth_type": "bearer"}
+    if kind != "scim":
+        values = kind_forms.shown(shown_connector({"kind": kind}), kind)
+    return _new_page(console, kind, values, {})
+
+
+def _new_page(console: Console, kind: str, values: dict[str, Any], errors: FieldErrors) -> Response:
     return render(
         console.request,
         "apps/new.html",
-        values={"auth_type": "bearer"},
-        errors={},
+        status_code=422 if errors else 200,
+        kind=kind,
+        values=values,
+        errors=errors,
         pattern=app_name_pattern(),
         secret_hints=_secret_hints(None, new=True),
+        secret_hint=kind_forms.secret_hint(kind, False, new=True),
     )
+
+
+def _add(console: Console, name: str, label: str, connector: AnyConnectorSettings) -> str:
+    """Add the app (any kind), provisioning off until its connection test passes; its id."""
+    if not name or not label:
+        raise Invalid("a name and a label are needed", field="name" if not name else "label")
+    if not re.match(app_name_pattern(), name):
+        raise Invalid(
+            "lower-case letters, digits and '-', starting with a letter or digit", field="name"
+        )
+    with console.rt.db.session() as session:
+        return apps.create_app(
+            session,
+            console.actor,
+            console.rt.vault,
+            name=name,
+            label=label,
+            connector=connector,
+            provisioning=ProvisioningSettings(),
+        ).id
 
 
 def _auth(form: Console, keep_secrets: bool) -> dict[str, Any]:
@@ -128,6 +163,11 @@ def _number(console: Console, name: str, default: float | None) -> float | None:
 @router.post("/apps/new")
 def create_app(console: PostDep) -> Response:
     console.authorize(Action.APP_CREATE)
+    kind = console.field("kind") or "scim"
+    if kind not in kind_forms.KINDS:
+        raise Invalid(f"choose one of {', '.join(kind_forms.KINDS)}", field="kind")
+    if kind in kind_forms.MODELS:
+        return _create_of_kind(console, kind)
     values = {key: console.field(key) for key in ("name", "label", "base_url", "auth_type")}
     values |= _shown_auth(console)
     values["profile_choice"] = console.field("profile") or "rfc"
@@ -140,41 +180,36 @@ def create_app(console: PostDep) -> Response:
                 "profile": values["profile_choice"],
             }
         )
-        if not values["name"] or not values["label"]:
-            raise Invalid(
-                "a name and a label are needed", field="name" if not values["name"] else "label"
-            )
-        if not re.match(app_name_pattern(), values["name"]):
-            raise Invalid(
-                "lower-case letters, digits and '-', starting with a letter or digit", field="name"
-            )
-        with console.rt.db.session() as session:
-            app = apps.create_app(
-                session,
-                console.actor,
-                console.rt.vault,
-                name=values["name"],
-                label=values["label"],
-                connector=connector,
-                provisioning=ProvisioningSettings(),
-            )
-            app_id = app.id
+        app_id = _add(console, values["name"], values["label"], connector)
     except ValidationError as exc:
         errors = validation_errors(exc, CONNECTOR_FIELDS)
     except (Invalid, Conflict) as exc:
         errors = service_errors(exc, "name")
     if errors:
-        return render(
-            console.request,
-            "apps/new.html",
-            status_code=422,
-            values={**values, "base_url": redacted_url(values["base_url"])},
-            errors=errors,
-            pattern=app_name_pattern(),
-            secret_hints=_secret_hints(None, new=True),
+        return _new_page(
+            console, "scim", {**values, "base_url": redacted_url(values["base_url"])}, errors
         )
     console.flash(f"Added {values['name']}. Test the connection, then enable provisioning.")
     return redirect(console.request, f"/apps/{app_id}/provisioning")
+
+
+def _create_of_kind(console: Console, kind: str) -> Response:
+    """Add an LDAP or PostgreSQL app: its settings validated by the model the API uses."""
+    values = {"name": console.field("name"), "label": console.field("label")}
+    values |= kind_forms.typed(console, kind)
+    try:
+        connector = kind_forms.MODELS[kind].model_validate(
+            kind_forms.settings_from(console, kind, keep_secret=False)
+        )
+        app_id = _add(console, values["name"], values["label"], connector)
+    except ValidationError as exc:
+        errors = kind_forms.placed(validation_errors(exc), kind)
+    except (Invalid, Conflict) as exc:
+        errors = service_errors(exc, "name")
+    else:
+        console.flash(f"Added {values['name']}. Test the connection, then enable provisioning.")
+        return redirect(console.request, f"/apps/{app_id}/provisioning")
+    return _new_page(console, kind, values, errors)
 
 
 def _provisioning_page(
@@ -187,15 +222,19 @@ def _provisioning_page(
     test: dict[str, Any] | None = None,
     connector_values: dict[str, Any] | None = None,
 ) -> Response:
-    if connector_kind(app.connector) != "scim":
-        # LDAP and PostgreSQL connectors are shown, not edited, here (the API and CLI edit them).
-        connector_values = {"kind": app.connector["kind"], **shown_connector(app.connector)}
+    kind = connector_kind(app.connector)
+    if kind != "scim" and connector_values is None:
+        connector_values = kind_forms.shown(shown_connector(app.connector), kind)
     return render(
         console.request,
         "apps/provisioning.html",
         status_code=status_code,
         app=app,
         tab="provisioning",
+        kind=kind,
+        secret_hint=kind_forms.secret_hint(kind, app.credentials is not None)
+        if kind != "scim"
+        else "",
         connector=connector_values
         or {
             **shown_connector(app.connector),
@@ -237,11 +276,9 @@ def provisioning(app_id: str, console: ConsoleDep) -> Response:
 @router.post("/apps/{app_id}/connector")
 def save_connector(app_id: str, console: PostDep) -> Response:
     app = load(console, app_id, Action.APP_MANAGE)
-    if connector_kind(app.connector) != "scim":
-        raise Conflict(
-            f"the console edits SCIM connectors only: change this {app.connector['kind']} "
-            "connector with PATCH /api/v1/apps/{id} or `provisiond apps` commands"
-        )
+    kind = connector_kind(app.connector)
+    if kind != "scim":
+        return _save_of_kind(console, app, kind)
     values = {
         "base_url": console.field("base_url"),
         "auth_type": console.field("auth_type"),
@@ -272,6 +309,32 @@ def save_connector(app_id: str, console: PostDep) -> Response:
         console.flash("Connector settings saved. Test the connection again.")
         return redirect(console.request, f"/apps/{app.id}/provisioning")
     values["base_url"] = redacted_url(values["base_url"])  # never echo a pasted secret
+    return _provisioning_page(console, app, status_code=422, errors=errors, connector_values=values)
+
+
+def _save_of_kind(console: Console, app: App, kind: str) -> Response:
+    """Edit an LDAP or PostgreSQL connector through the API's merge: an empty secret keeps the
+    stored one while the server stays the same."""
+    values = kind_forms.typed(console, kind)
+    try:
+        if console.field("kind") not in ("", kind):
+            raise Invalid(f"this app's connector is {kind}: add another app", field="form")
+        with console.rt.db.session() as session:
+            apps.update_app(
+                session,
+                console.actor,
+                console.rt.vault,
+                app.id,
+                label=None,
+                connector=kind_forms.settings_from(console, kind, keep_secret=True),
+            )
+    except ValidationError as exc:
+        errors = kind_forms.placed(validation_errors(exc), kind)
+    except ProvisiondError as exc:
+        errors = kind_forms.placed(service_errors(exc, "form"), kind)
+    else:
+        console.flash("Connector settings saved. Test the connection again.")
+        return redirect(console.request, f"/apps/{app.id}/provisioning")
     return _provisioning_page(console, app, status_code=422, errors=errors, connector_values=values)
 
 
