@@ -10,17 +10,23 @@ from tests.cli.conftest import Run, flat, ok
 from tests.support.slapd import ADMIN_DN, ADMIN_PASSWORD, Slapd, add_ous, admin_connection
 
 
+def _one_person(ldap_server: Slapd, token: str, first: str) -> dict[str, str]:
+    """A fresh OU with one person in it (``{first}.{token}``)."""
+    ous = add_ous(ldap_server, f"{first[0]}{token}", "people")
+    conn = admin_connection(ldap_server)
+    try:
+        entry = {"uid": f"{first}.{token}", "cn": first, "givenName": first, "sn": "Lee",
+                 "mail": f"{first}.{token}@example.com"}
+        assert conn.add(f"uid={first}.{token},{ous['people']}", ["inetOrgPerson"], entry)
+    finally:
+        conn.unbind()
+    return ous
+
+
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_import_ldap_previews_then_applies(cli: Run, ldap_server: Slapd) -> None:
     token = uuid.uuid4().hex[:8]
-    ous = add_ous(ldap_server, f"i{token}", "people")
-    conn = admin_connection(ldap_server)
-    try:
-        entry = {"uid": f"ann.{token}", "cn": "Ann", "givenName": "Ann", "sn": "Lee",
-                 "mail": f"ann.{token}@example.com"}
-        assert conn.add(f"uid=ann.{token},{ous['people']}", ["inetOrgPerson"], entry)
-    finally:
-        conn.unbind()
+    ous = _one_person(ldap_server, token, "ann")
     args = ("import-ldap", "--name", f"corp-{token}", "--url", ldap_server.url, "--bind-dn", ADMIN_DN,
             "--base-dn", ous["people"], "--bind-password-env", "LDAP_PW")
     env = {"LDAP_PW": ADMIN_PASSWORD}
@@ -35,14 +41,7 @@ def test_import_ldap_previews_then_applies(cli: Run, ldap_server: Slapd) -> None
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_ldap_source_create_list_run_delete(cli: Run, ldap_server: Slapd) -> None:
     token = uuid.uuid4().hex[:8]
-    ous = add_ous(ldap_server, f"j{token}", "people")
-    conn = admin_connection(ldap_server)
-    try:
-        entry = {"uid": f"kim.{token}", "cn": "Kim", "givenName": "Kim", "sn": "Ng",
-                 "mail": f"kim.{token}@example.com"}
-        assert conn.add(f"uid=kim.{token},{ous['people']}", ["inetOrgPerson"], entry)
-    finally:
-        conn.unbind()
+    ous = _one_person(ldap_server, token, "kim")
     name = f"hr-{token}"
     made = ok(cli("ldap-source", "create", "--name", name, "--url", ldap_server.url,
                   "--bind-dn", ADMIN_DN, "--base-dn", ous["people"], "--bind-password-env", "LDAP_PW",

@@ -33,8 +33,10 @@ log = logging.getLogger(__name__)
 
 
 class SourceSchedule(BaseModel):
+    # Bounded: a timedelta of 1e300 hours overflows, and the scheduler's tick must not fail.
     every_hours: float | None = Field(
-        default=None, gt=0, description="Run (applying) this long after the last run; null: on demand."
+        default=None, gt=0, le=87600,
+        description="Run (applying) this long after the last run; null: on demand.",
     )
     full_every: int = Field(
         default=6, ge=1, le=1000,
