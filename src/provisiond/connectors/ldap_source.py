@@ -20,7 +20,7 @@ from provisiond.errors import TerminalError
 PAGE_SIZE = 500
 # The operational attribute (RFC 4512) incremental reads resume from; asked for by name.
 MODIFIED = "modifyTimestamp"
-GENERALIZED_TIME = re.compile(r"\d{14}(\.\d{1,6})?Z")
+GENERALIZED_TIME = re.compile(r"[0-9]{14}(\.[0-9]{1,6})?Z")  # ASCII digits only
 
 
 async def read_source(
