@@ -93,7 +93,7 @@ def seeded(runtime: Runtime, target: str, admin_token: str) -> Iterator[tuple[st
 
 # Operations that reach a system the request itself names (an LDAP source's URL): the
 # generated one does not exist, and the 502 saying so is the declared answer, not a bug.
-OUTBOUND = {"POST /api/v1/ldap-imports"}
+OUTBOUND = {"POST /api/v1/ldap-imports", "POST /api/v1/ldap-sources/{source_id}/run"}
 
 
 # Operations whose body is a file (``text/csv``, any bytes): a "negative" body generated from

@@ -23,6 +23,7 @@ from provisiond.api.routers import (
     groups,
     imports,
     ldap_imports,
+    ldap_sources,
     logs,
     policy,
     push_groups,
@@ -72,7 +73,7 @@ def create_app(
         if start_worker if start_worker is not None else settings.run_worker:
             rt.start_worker()
             # Beside every worker; one of the cluster's schedulers runs each tick.
-            scheduler = Scheduler(rt.db, settings.scheduler_tick_seconds)
+            scheduler = Scheduler(rt.db, settings.scheduler_tick_seconds, rt)
             scheduler.start()
         try:
             yield
@@ -103,7 +104,7 @@ def create_app(
     )
     for module in (
         users, groups, apps, roles, assignments, push_groups, policy, sync, tasks, logs, workers,
-        tokens, admins, receipts, reports, app_accounts, scim_clients, ldap_imports, imports,
+        tokens, admins, receipts, reports, app_accounts, scim_clients, ldap_imports, ldap_sources, imports,
     ):
         v1.include_router(module.router)
     v1.include_router(imports.exports)

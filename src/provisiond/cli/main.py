@@ -100,6 +100,7 @@ ENTRIES = {
     "users": Entry("provisiond.cli.user_files", "users", "Directory"),
     "groups": Entry("provisiond.cli.directory", "groups", "Directory"),
     "import-ldap": Entry("provisiond.cli.ldap_import", "import_ldap", "Directory"),
+    "ldap-source": Entry("provisiond.cli.ldap_import", "ldap_source", "Directory"),
     "apps": Entry("provisiond.cli.apps", "apps", "Applications"),
     "provisioning": Entry("provisiond.cli.apps", "provisioning", "Applications"),
     "roles": Entry("provisiond.cli.roles", "roles", "Applications"),

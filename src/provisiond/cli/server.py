@@ -218,7 +218,7 @@ def worker(ctx: typer.Context, log_level: LogLevelOption = LogLevel.info) -> Non
         previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         from provisiond.services.schedules import Scheduler
 
-        scheduler = Scheduler(db, settings.scheduler_tick_seconds)
+        scheduler = Scheduler(db, settings.scheduler_tick_seconds, rt)
         try:
             rt.start_worker()
             scheduler.start()

@@ -6,6 +6,7 @@ in pages rather than one answer the server may cut at its size limit.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,31 +18,52 @@ from provisiond.domain.ldap_import import LdapSource, SourceEntry
 from provisiond.errors import TerminalError
 
 PAGE_SIZE = 500
+# The operational attribute (RFC 4512) incremental reads resume from; asked for by name.
+MODIFIED = "modifyTimestamp"
+GENERALIZED_TIME = re.compile(r"[0-9]{14}(\.[0-9]{1,6})?Z")  # ASCII digits only
 
 
 async def read_source(
-    source: LdapSource, policy: DestinationPolicy
+    source: LdapSource, policy: DestinationPolicy, *, since: str | None = None
 ) -> tuple[list[SourceEntry], dict[str, list[str]]]:
-    """The user entries the source's filter selects, and its groups (name -> member DNs)."""
+    """The user entries the source's filter selects, and its groups (name -> member DNs).
+
+    ``since`` (a GeneralizedTime): only the entries modified since then, and no groups — a
+    membership change touches the group's entry, not the user's, so only a full read sees it."""
     link = LdapLink(source, concurrency=1, policy=policy)
     try:
-        return await link.run(lambda conn: _read(conn, source))
+        return await link.run(lambda conn: _read(conn, source, since))
     finally:
         await link.aclose()
 
 
+def high_water(entries: Sequence[SourceEntry]) -> str | None:
+    """The highest modifyTimestamp among the entries (None if the server gives none).
+    GeneralizedTime in UTC ("20261201155700Z") orders as text."""
+    stamps = [
+        str(value)
+        for entry in entries
+        for name, values in entry.attributes.items()
+        if name.lower() == MODIFIED.lower()
+        for value in values
+    ]
+    # Only a well-formed stamp goes into the next filter: nothing the server sent is spliced in.
+    return max((s for s in stamps if GENERALIZED_TIME.fullmatch(s)), default=None)
+
+
 def _read(
-    conn: ldap3.Connection, source: LdapSource
+    conn: ldap3.Connection, source: LdapSource, since: str | None
 ) -> tuple[list[SourceEntry], dict[str, list[str]]]:
-    wanted = sorted(set(source.mapping.values()))
+    wanted = sorted(set(source.mapping.values()) | {MODIFIED})
     if source.disabled_attribute:
         wanted.append(source.disabled_attribute)
+    query = source.filter if since is None else f"(&{source.filter}({MODIFIED}>={since}))"
     users = [
         SourceEntry(dn, attributes)
-        for dn, attributes in _paged(conn, source.base_dn, source.filter, wanted)
+        for dn, attributes in _paged(conn, source.base_dn, query, wanted)
     ]
     groups: dict[str, list[str]] = {}
-    if source.group_base_dn:
+    if source.group_base_dn and since is None:
         for _, attributes in _paged(conn, source.group_base_dn, source.group_filter, ["cn", "member"]):
             names = attributes.get("cn") or []
             if names:

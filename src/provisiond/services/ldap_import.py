@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from provisiond.connectors.ldap_source import read_source
+from provisiond.connectors.ldap_source import high_water, read_source
 from provisiond.connectors.registry import destination_policy
 from provisiond.domain.directory import Lifecycle, Profile, UserStatus
 from provisiond.domain.ldap_import import DirectoryUser, ImportPlan, LdapSource, plan_import
@@ -24,9 +24,18 @@ from provisiond.services.context import Actor
 from provisiond.store.tables import Group, GroupMember, User
 
 
-async def import_from_ldap(rt: Runtime, actor: Actor, source: LdapSource, *, apply: bool) -> dict[str, Any]:
-    """The plan (``describe()``) and whether it was applied."""
-    entries, groups = await read_source(source, destination_policy(rt.settings))
+async def import_from_ldap(
+    rt: Runtime, actor: Actor, source: LdapSource, *, apply: bool, since: str | None = None
+) -> dict[str, Any]:
+    """The plan (``describe()``) and whether it was applied, with how many entries were read
+    and the highest modifyTimestamp among them.
+
+    ``since``: an incremental import, of the entries modified since then only. It deactivates
+    no one and leaves groups alone: who left the filter, and membership changes, only a full
+    read can see (services.ldap_sources runs one every so often)."""
+    entries, groups = await read_source(source, destination_policy(rt.settings), since=since)
+    if since is not None:
+        source = source.model_copy(update={"deactivate_missing": False})
     with rt.db.session() as session:
         plan = plan_import(
             source, entries, groups, _directory_users(session), _directory_groups(session, groups)
@@ -44,7 +53,10 @@ async def import_from_ldap(rt: Runtime, actor: Actor, source: LdapSource, *, app
                 f"imported from LDAP source {source.name}",
                 targets={"source": source.name}, details=plan.counts(),
             )
-        return {"applied": apply, "source": source.name, **plan.describe()}
+        return {
+            "applied": apply, "source": source.name, "read": len(entries),
+            "high_water": high_water(entries), **plan.describe(),
+        }
 
 
 def _directory_users(session: Session) -> dict[str, DirectoryUser]:

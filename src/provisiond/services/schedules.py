@@ -8,10 +8,14 @@ writer serialises ticks anyway. A tick that finds an app overdue — for a minut
 scheduler having been stopped — starts one run, whose start resets the clock: a missed
 schedule runs once, not once per missed interval. Apps disabled, quarantined or with a full
 run still going are left for a later tick.
+
+The same tick runs the stored LDAP sources that are due (services.ldap_sources): claimed under
+the lock (their last run set to now, so no other scheduler takes them), then run after it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from datetime import datetime, timedelta
@@ -19,7 +23,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from provisiond.services import activity, runs
+from provisiond.runtime import Runtime
+from provisiond.services import activity, ldap_sources, runs
 from provisiond.services.apps import provisioning_of
 from provisiond.services.context import Actor
 from provisiond.store.db import Database
@@ -82,11 +87,26 @@ def run_due(db: Database, now: datetime | None = None) -> list[str]:
         return started
 
 
-class Scheduler:
-    """Ticks ``run_due`` on a thread of its own until stopped (beside a worker)."""
+def claim_due_sources(db: Database, now: datetime | None = None) -> list[str]:
+    """The ids of the stored LDAP sources due now, claimed for this scheduler (their last run
+    set to now), unless another scheduler is ticking."""
+    with db.session() as session:
+        if db.is_postgres and not session.scalar(
+            text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": SCHEDULE_LOCK}
+        ):
+            return []
+        rows = ldap_sources.due(session, now)
+        for row in rows:
+            row.last_run_at = now or utcnow()
+        return [row.id for row in rows]
 
-    def __init__(self, db: Database, tick_seconds: float) -> None:
-        self.db, self.tick = db, tick_seconds
+
+class Scheduler:
+    """Ticks ``run_due`` on a thread of its own until stopped (beside a worker); given the
+    runtime, also runs the LDAP sources that are due."""
+
+    def __init__(self, db: Database, tick_seconds: float, rt: Runtime | None = None) -> None:
+        self.db, self.tick, self.rt = db, tick_seconds, rt
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="provisiond-scheduler", daemon=True)
 
@@ -107,3 +127,14 @@ class Scheduler:
                 continue
             for name in started:
                 log.info("scheduled full sync of %s started", name)
+            if self.rt is not None:
+                self._run_sources(self.rt)
+
+    def _run_sources(self, rt: Runtime) -> None:
+        try:
+            ids = claim_due_sources(self.db)
+            if ids:  # this thread has no event loop of its own: one per batch of runs
+                for name in asyncio.run(ldap_sources.run_due(rt, ids)):
+                    log.info("scheduled run of LDAP source %s applied", name)
+        except Exception:
+            log.warning("the scheduler's LDAP sources failed", exc_info=True)

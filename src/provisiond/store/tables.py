@@ -679,3 +679,22 @@ class ImportRow(Base):
     values: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc, nullable=True)  # RowValues
     state: Mapped[str] = mapped_column(String(8), default="pending")  # pending|done|failed
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class LdapSourceRow(Base):
+    """A stored LDAP source (services.ldap_sources): its settings without the bind password,
+    which is sealed in ``credentials``; a schedule; and where its incremental reads resume."""
+
+    __tablename__ = "ldap_sources"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    settings: Mapped[dict[str, Any]]
+    credentials: Mapped[str | None] = mapped_column(Text)
+    every_hours: Mapped[float | None] = mapped_column(Float)  # None: on demand only
+    # Every full_every-th run reads everything: only a full read sees who left the filter.
+    full_every: Mapped[int] = mapped_column(Integer, default=6)
+    runs_since_full: Mapped[int] = mapped_column(Integer, default=0)
+    last_run_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    high_water: Mapped[str | None] = mapped_column(String(32))  # highest modifyTimestamp read
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

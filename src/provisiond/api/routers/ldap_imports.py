@@ -19,22 +19,35 @@ from provisiond.services import ldap_import
 # Not under /imports: there a path segment is a CSV import's id (api/routers/imports.py).
 router = APIRouter(prefix="/ldap-imports", tags=["imports"])
 
+SOURCE_EXAMPLE: dict[str, Any] = {
+    "name": "corp",
+    "url": "ldaps://ldap.example.com",
+    "bind_dn": "cn=provisiond,ou=services,dc=example,dc=com",
+    "bind_password": "<the bind password>",
+    "base_dn": "ou=people,dc=example,dc=com",
+    "filter": "(objectClass=inetOrgPerson)",
+    "group_base_dn": "ou=groups,dc=example,dc=com",
+    "disabled_attribute": "employeeType",
+    "disabled_value": "disabled",
+}
+
+IMPORT_EXAMPLE: dict[str, Any] = {
+    "applied": False,
+    "source": "corp",
+    "counts": {"create": 1, "update": 0, "suspend": 0, "reactivate": 0, "deactivate": 1,
+               "create_group": 1, "add_member": 1, "remove_member": 0, "error": 0},
+    "create": ["ada"], "update": [], "suspend": [], "reactivate": [],
+    "deactivate": ["bob"], "create_group": ["Engineering"],
+    "add_member": [{"group": "Engineering", "login": "ada"}], "remove_member": [],
+    "errors": [], "read": 2, "high_water": "20261201145502Z",
+}
+
 
 class LdapImportRequest(BaseModel):
     # The source carries the bind password: never echo the input in a ValidationError's text.
     model_config = example(
         {
-            "source": {
-                "name": "corp",
-                "url": "ldaps://ldap.example.com",
-                "bind_dn": "cn=provisiond,ou=services,dc=example,dc=com",
-                "bind_password": "<the bind password>",
-                "base_dn": "ou=people,dc=example,dc=com",
-                "filter": "(objectClass=inetOrgPerson)",
-                "group_base_dn": "ou=groups,dc=example,dc=com",
-                "disabled_attribute": "employeeType",
-                "disabled_value": "disabled",
-            },
+            "source": SOURCE_EXAMPLE,
             "apply": False,
         },
         secret=True,
@@ -44,18 +57,7 @@ class LdapImportRequest(BaseModel):
 
 
 class ImportOut(BaseModel):
-    model_config = example(
-        {
-            "applied": False,
-            "source": "corp",
-            "counts": {"create": 1, "update": 0, "suspend": 0, "reactivate": 0, "deactivate": 1,
-                       "create_group": 1, "add_member": 1, "remove_member": 0, "error": 0},
-            "create": ["ada"], "update": [], "suspend": [], "reactivate": [],
-            "deactivate": ["bob"], "create_group": ["Engineering"],
-            "add_member": [{"group": "Engineering", "login": "ada"}], "remove_member": [],
-            "errors": [],
-        }
-    )
+    model_config = example(IMPORT_EXAMPLE)
     applied: bool
     source: str
     counts: dict[str, int]
@@ -68,6 +70,8 @@ class ImportOut(BaseModel):
     add_member: list[dict[str, str]]
     remove_member: list[dict[str, str]]
     errors: list[str] = Field(description="Entries that cannot be imported; any one stops an apply.")
+    read: int = Field(description="User entries read from the directory.")
+    high_water: str | None = Field(description="The highest modifyTimestamp read, if the server gives it.")
 
 
 @router.post(
