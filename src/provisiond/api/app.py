@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Response
 from sqlalchemy import text
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -157,20 +157,7 @@ def create_app(
     # steps aside for /api/ paths so that the API answers its own 404s and 405s.
     app.router.routes.append(ConsoleMount(create_console(rt), app.router.routes))
 
-    @app.middleware("http")
-    async def correlation(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        incoming = request.headers.get("X-Request-ID", "")
-        correlation_id = incoming if 8 <= len(incoming) <= 64 else new_correlation_id()
-        token = current_correlation_id.set(correlation_id)
-        try:
-            response = await call_next(request)
-        finally:
-            current_correlation_id.reset(token)
-        response.headers["X-Request-ID"] = correlation_id
-        return response
-
+    app.add_middleware(Correlation)
     app.add_middleware(
         BodyLimit,
         limit=settings.max_body_bytes,
@@ -178,6 +165,36 @@ def create_app(
         streamed={imports.PATH: settings.import_max_bytes, CONSOLE_IMPORT: settings.import_max_bytes},
     )
     return app
+
+
+class Correlation:
+    """Every request runs under a correlation id (the client's ``X-Request-ID`` if sane), echoed
+    in the response. Pure ASGI: ``BaseHTTPMiddleware`` cost a task and a stream per request,
+    a large share of a ``userName eq`` lookup's time (bench/RESULTS.md §10)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"")
+        text_id = incoming.decode("latin-1")
+        correlation_id = text_id if 8 <= len(text_id) <= 64 else new_correlation_id()
+        header = (b"x-request-id", correlation_id.encode("latin-1"))
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k != b"x-request-id"]
+                message = {**message, "headers": [*headers, header]}
+            await send(message)
+
+        token = current_correlation_id.set(correlation_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            current_correlation_id.reset(token)
 
 
 class BodyLimit:

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
 
 from provisiond.api.deps import RuntimeDep
 from provisiond.errors import Unauthorized
@@ -28,9 +29,11 @@ class Caller:
     actor: Actor
 
 
-def caller(
-    rt: RuntimeDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
-) -> Caller:
+async def bearer_token(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> str:
+    """The request's SCIM token, checked for shape only (async: no thread hop). Whose it is
+    is looked up in the session of the route that needs it (``authenticated``)."""
     token = credentials.credentials.strip() if credentials else ""
     if not token:
         raise Unauthorized("send a SCIM token: Authorization: Bearer <token>")
@@ -40,11 +43,26 @@ def caller(
             "an admin API token is not accepted on /scim/v2: use a SCIM token "
             "(provisiond scim-token create --name NAME)"
         )
-    with rt.db.session() as session:
-        client = scim_clients.authenticate(session, token)
-        client_id, name = client.id, scim_clients.actor_name(client)
+    return token
+
+
+TokenDep = Annotated[str, Depends(bearer_token)]
+
+
+def authenticated(session: Session, token: str) -> Caller:
+    """The SCIM client behind ``token``, looked up in the caller's own session: a read then
+    costs one session (and one SQLite writer-lock turn), not two (bench/RESULTS.md §10)."""
+    client = scim_clients.authenticate(session, token)
     correlation = current_correlation_id.get() or new_correlation_id()
-    return Caller(client_id, Actor(name=name, role="scim_client", correlation_id=correlation))
+    return Caller(
+        client.id,
+        Actor(name=scim_clients.actor_name(client), role="scim_client", correlation_id=correlation),
+    )
+
+
+def caller(rt: RuntimeDep, token: TokenDep) -> Caller:
+    with rt.db.session() as session:
+        return authenticated(session, token)
 
 
 CallerDep = Annotated[Caller, Depends(caller)]

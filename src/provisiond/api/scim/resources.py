@@ -15,6 +15,8 @@ from provisiond.api.scim.deps import (
     BodyDep,
     CallerDep,
     ListQuery,
+    TokenDep,
+    authenticated,
     base_url,
     list_query,
     projection,
@@ -103,9 +105,10 @@ def _answer(body: dict[str, Any], request: Request, status: int = 200) -> Respon
     return scim_response(project(body, attributes, excluded), status, headers)
 
 
-def _list(rt: Runtime, kind: Kind, query: ListQuery, base: str) -> Response:
+def _list(rt: Runtime, kind: Kind, query: ListQuery, base: str, token: str) -> Response:
     offset, limit = page_window(query.start_index, query.count)
     with rt.db.session() as session:
+        authenticated(session, token)
         total, rows = search(
             session,
             rt.db.engine.dialect.name,
@@ -165,16 +168,16 @@ def routes(kind: Kind) -> APIRouter:
 
     @router.get("")
     def list_resources(
-        request: Request, rt: RuntimeDep, _: CallerDep,
+        request: Request, rt: RuntimeDep, token: TokenDep,
         query: ListQuery = Depends(list_query),
     ) -> Response:
         """A page of the resources a filter selects (RFC 7644 §3.4.2)."""
-        return _list(rt, kind, query, base_url(request))
+        return _list(rt, kind, query, base_url(request), token)
 
     @router.post("/.search")
-    def search(request: Request, rt: RuntimeDep, _: CallerDep, body: BodyDep) -> Response:
+    def search(request: Request, rt: RuntimeDep, token: TokenDep, body: BodyDep) -> Response:
         """The same, the parameters in a SearchRequest body (RFC 7644 §3.4.3)."""
-        return _list(rt, kind, search_query(body), base_url(request))
+        return _list(rt, kind, search_query(body), base_url(request), token)
 
     @router.post("")
     def create(request: Request, rt: RuntimeDep, caller: CallerDep, body: BodyDep) -> Response:
@@ -187,9 +190,10 @@ def routes(kind: Kind) -> APIRouter:
         return _answer(out, request, 201)
 
     @router.get("/{resource_id}")
-    def read(resource_id: str, request: Request, rt: RuntimeDep, _: CallerDep) -> Response:
+    def read(resource_id: str, request: Request, rt: RuntimeDep, token: TokenDep) -> Response:
         """One resource; 304 if ``If-None-Match`` names its current version."""
         with rt.db.session() as session:
+            authenticated(session, token)
             out = kind.render(session, kind.get(session, resource_id), base_url(request))
         none_match = request.headers.get("if-none-match")
         if none_match and _matches(none_match, out["meta"]["version"]):
