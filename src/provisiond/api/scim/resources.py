@@ -39,6 +39,7 @@ class Kind:
     name: str  # "Users"
     row: type[Any]
     render: Callable[[Session, Any, str], dict[str, Any]]
+    render_all: Callable[[Session, list[Any], str], list[dict[str, Any]]]  # a page's rows
     searchable: Searchable
     create: Callable[[Session, Any, Any, Any], Any]
     replace: Callable[[Session, Any, Any, Any], Any]
@@ -67,7 +68,8 @@ def _replace_user(session: Session, actor: Any, row: Any, body: Any) -> Any:
 USERS = Kind(
     name="Users",
     row=User,
-    render=lambda _session, row, base: scim_users.render(row, base),
+    render=lambda session, row, base: scim_users.render_all(session, [row], base)[0],
+    render_all=scim_users.render_all,
     searchable=scim_users.SEARCHABLE,
     create=_create_user,
     replace=_replace_user,
@@ -79,6 +81,7 @@ GROUPS = Kind(
     name="Groups",
     row=Group,
     render=scim_groups.render,
+    render_all=lambda session, rows, base: [scim_groups.render(session, r, base) for r in rows],
     searchable=scim_groups.SEARCHABLE,
     create=scim_groups.create,
     replace=scim_groups.replace,
@@ -120,8 +123,8 @@ def _list(rt: Runtime, kind: Kind, query: ListQuery, base: str, token: str) -> R
             limit=limit,
         )
         resources = [
-            project(kind.render(session, row, base), query.attributes, query.excluded)
-            for row in rows
+            project(body, query.attributes, query.excluded)
+            for body in kind.render_all(session, rows, base)
         ]
     return listed(total, offset, resources)
 
@@ -146,8 +149,8 @@ def search_all(rt: Runtime, query: ListQuery, base: str) -> Response:
                     session, dialect, kind.searchable, **args, offset=skip, limit=room
                 )
                 resources += [
-                    project(kind.render(session, row, base), query.attributes, query.excluded)
-                    for row in rows
+                    project(body, query.attributes, query.excluded)
+                    for body in kind.render_all(session, rows, base)
                 ]
             total += count
     return listed(total, offset, resources)
