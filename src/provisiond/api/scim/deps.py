@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from provisiond.api.deps import RuntimeDep
@@ -18,7 +17,6 @@ from provisiond.services.inbound import ScimError
 from provisiond.services.tokens import PREFIX as ADMIN_PREFIX
 
 SCIM_PREFIX = "/scim/v2"
-bearer = HTTPBearer(auto_error=False)
 
 
 @dataclass(frozen=True)
@@ -29,12 +27,12 @@ class Caller:
     actor: Actor
 
 
-async def bearer_token(
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-) -> str:
-    """The request's SCIM token, checked for shape only (async: no thread hop). Whose it is
-    is looked up in the session of the route that needs it (``authenticated``)."""
-    token = credentials.credentials.strip() if credentials else ""
+def bearer_token(request: Request) -> str:
+    """The request's SCIM token, checked for shape only. Whose it is is looked up in the
+    session of the route that needs it (``authenticated``). A plain function of the request,
+    not a chain of dependencies: FastAPI's dependency solving was a sixth of a lookup's time."""
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    token = credentials.strip() if scheme.lower() == "bearer" else ""
     if not token:
         raise Unauthorized("send a SCIM token: Authorization: Bearer <token>")
     if token.startswith(ADMIN_PREFIX):
@@ -129,8 +127,8 @@ def _order(value: Any) -> bool:
     return value.lower() == "descending"
 
 
-async def list_query(request: Request) -> ListQuery:
-    """The list parameters of the query string (async: no thread hop for a pure function)."""
+def list_query(request: Request) -> ListQuery:
+    """The list parameters of the query string."""
     params = request.query_params
     return ListQuery(
         filter=params.get("filter") or None,

@@ -6,11 +6,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 from scim2_models import Context
 from sqlalchemy.orm import Session
 
-from provisiond.api.deps import RuntimeDep
+from provisiond.api.deps import RuntimeDep, runtime
 from provisiond.api.scim.deps import (
     BodyDep,
     CallerDep,
@@ -18,6 +18,7 @@ from provisiond.api.scim.deps import (
     TokenDep,
     authenticated,
     base_url,
+    bearer_token,
     list_query,
     projection,
     search_query,
@@ -171,11 +172,13 @@ def routes(kind: Kind) -> APIRouter:
 
     @router.get("")
     def list_resources(
-        request: Request, rt: RuntimeDep, token: TokenDep,
-        query: ListQuery = Depends(list_query),
+        request: Request,
     ) -> Response:
         """A page of the resources a filter selects (RFC 7644 §3.4.2)."""
-        return _list(rt, kind, query, base_url(request), token)
+        # Everything read from the request here, not by dependencies: the lookup IdPs make
+        # before every write is the hottest route (bench/RESULTS.md §10).
+        token = bearer_token(request)
+        return _list(runtime(request), kind, list_query(request), base_url(request), token)
 
     @router.post("/.search")
     def search(request: Request, rt: RuntimeDep, token: TokenDep, body: BodyDep) -> Response:
@@ -193,9 +196,10 @@ def routes(kind: Kind) -> APIRouter:
         return _answer(out, request, 201)
 
     @router.get("/{resource_id}")
-    def read(resource_id: str, request: Request, rt: RuntimeDep, token: TokenDep) -> Response:
+    def read(resource_id: str, request: Request) -> Response:
         """One resource; 304 if ``If-None-Match`` names its current version."""
-        with rt.db.session() as session:
+        token = bearer_token(request)
+        with runtime(request).db.session() as session:
             authenticated(session, token)
             out = kind.render(session, kind.get(session, resource_id), base_url(request))
         none_match = request.headers.get("if-none-match")
