@@ -47,6 +47,7 @@ from provisiond.services.context import current_correlation_id, new_correlation_
 from provisiond.services.schedules import Scheduler
 from provisiond.store import migrate
 from provisiond.web import create_console
+from provisiond.web.headers import HttpMiddleware
 from provisiond.web.routes.imports import CONSOLE_IMPORT
 
 
@@ -170,18 +171,12 @@ def create_app(
     return app
 
 
-class Correlation:
+class Correlation(HttpMiddleware):
     """Every request runs under a correlation id (the client's ``X-Request-ID`` if sane), echoed
     in the response. Pure ASGI: ``BaseHTTPMiddleware`` cost a task and a stream per request,
     a large share of a ``userName eq`` lookup's time (bench/RESULTS.md §10)."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         incoming = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"")
         text_id = incoming.decode("latin-1")
         correlation_id = text_id if 8 <= len(text_id) <= 64 else new_correlation_id()
