@@ -153,6 +153,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--users", type=int, default=100_000)
     parser.add_argument("--seconds", type=float, default=8.0)
+    # A short run of one measure (e.g. --only "userName eq") under a loaded machine.
+    parser.add_argument("--only", action="append", default=[])
     args = parser.parse_args()
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
     work = Path(tempfile.mkdtemp(prefix="bench-scim-"))
@@ -188,7 +190,8 @@ def main() -> None:
             newest = client.get("Users", params={
                 "filter": f'userName eq "user{args.users - 10:06d}"'}).json()["Resources"][0]
             threshold = newest["meta"]["lastModified"]
-            meters[name] = {k: Meter(c) for k, c in calls(client, args.users, threshold).items()}
+            meters[name] = {k: Meter(c) for k, c in calls(client, args.users, threshold).items()
+                            if not args.only or k in args.only}
         for key in meters["provisiond"]:
             for _ in range(4):
                 for name in clients:

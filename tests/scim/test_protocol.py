@@ -195,6 +195,29 @@ def test_groups_members_and_nesting(scim: httpx.Client) -> None:
     assert scim.delete(path).status_code == 204
 
 
+def test_a_users_groups_are_its_direct_and_indirect_ones(scim: httpx.Client) -> None:
+    cy = created(scim, "Users", user_body("cy"))
+    team = created(scim, "Groups", {"schemas": [GROUP], "displayName": "g-team",
+                                    "members": [{"value": cy["id"]}]})
+    org = created(scim, "Groups", {"schemas": [GROUP], "displayName": "g-org",
+                                   "members": [{"value": team["id"], "type": "Group"}]})
+    wanted = [
+        {"value": org["id"], "display": "g-org", "type": "indirect"},
+        {"value": team["id"], "display": "g-team", "type": "direct"},
+    ]
+
+    def groups(body: dict[str, Any]) -> list[dict[str, Any]]:
+        return [{k: g[k] for k in ("value", "display", "type")} for g in body["groups"]]
+
+    assert groups(scim.get(f"Users/{cy['id']}").json()) == wanted
+    listed = scim.get("Users", params={"filter": 'userName eq "cy"'}).json()["Resources"]
+    assert groups(listed[0]) == wanted
+    assert listed[0]["groups"][0]["$ref"].endswith(f"/Groups/{org['id']}")
+    # readOnly (RFC 7643 §4.1.2): a PUT that sends groups changes no membership.
+    replaced = scim.put(f"Users/{cy['id']}", json={**user_body("cy"), "groups": []})
+    assert replaced.status_code == 200 and groups(replaced.json()) == wanted
+
+
 @pytest.mark.parametrize(
     ("path", "body", "status", "scim_type"),
     [

@@ -1,4 +1,4 @@
-"""A user a SCIM client created is owned by it: the console says so, and an admin edit of
+"""A user (or group) a SCIM client created is owned by it: the console says so, and an admin edit of
 an attribute it owns is warned of (or refused, by setting) in the console and the API."""
 
 from __future__ import annotations
@@ -32,6 +32,12 @@ def test_scim_owned_users_are_shown_and_admin_edits_warned(
     user_id = created.json()["id"]
     page = console.get(f"/directory/users/{user_id}")
     assert f"Source: SCIM client <strong>hr-{s}</strong>" in page.text
+    group = httpx.post(f"{server}/scim/v2/Groups", headers={"Authorization": f"Bearer {token}"},
+                       json={"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                             "displayName": f"owned-group{s}", "members": [{"value": user_id}]})
+    assert group.status_code == 201, group.text
+    group_page = console.get(f"/directory/groups/{group.json()['id']}")
+    assert f"Source: SCIM client <strong>hr-{s}</strong>" in group_page.text
 
     edit = f"/directory/users/{user_id}/edit"
     profile = api.get(f"/users/{user_id}").json()["profile"]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Response
 from sqlalchemy import text
+from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from provisiond import __version__
@@ -47,6 +48,7 @@ from provisiond.services.context import current_correlation_id, new_correlation_
 from provisiond.services.schedules import Scheduler
 from provisiond.store import migrate
 from provisiond.web import create_console
+from provisiond.web.headers import HttpMiddleware
 from provisiond.web.routes.imports import CONSOLE_IMPORT
 
 
@@ -152,26 +154,15 @@ def create_app(
         return Response(body, media_type=content_type)
 
     # provisiond's directory as a SCIM service provider: its own errors, tokens and no OpenAPI.
-    app.mount(SCIM_PREFIX, create_scim_app(rt))
+    # First of the routes: the router tries them in order, and matching a lookup against every
+    # /api/v1 route first was a seventh of its time (bench/RESULTS.md §10).
+    app.router.routes.insert(0, Mount(SCIM_PREFIX, create_scim_app(rt)))
 
     # The console answers every path the API does not: it must stay the last route, and it
     # steps aside for /api/ paths so that the API answers its own 404s and 405s.
     app.router.routes.append(ConsoleMount(create_console(rt), app.router.routes))
 
-    @app.middleware("http")
-    async def correlation(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        incoming = request.headers.get("X-Request-ID", "")
-        correlation_id = incoming if 8 <= len(incoming) <= 64 else new_correlation_id()
-        token = current_correlation_id.set(correlation_id)
-        try:
-            response = await call_next(request)
-        finally:
-            current_correlation_id.reset(token)
-        response.headers["X-Request-ID"] = correlation_id
-        return response
-
+    app.add_middleware(Correlation)
     app.add_middleware(
         BodyLimit,
         limit=settings.max_body_bytes,
@@ -179,6 +170,30 @@ def create_app(
         streamed={imports.PATH: settings.import_max_bytes, CONSOLE_IMPORT: settings.import_max_bytes},
     )
     return app
+
+
+class Correlation(HttpMiddleware):
+    """Every request runs under a correlation id (the client's ``X-Request-ID`` if sane), echoed
+    in the response. Pure ASGI: ``BaseHTTPMiddleware`` cost a task and a stream per request,
+    a large share of a ``userName eq`` lookup's time (bench/RESULTS.md §10)."""
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        incoming = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"")
+        text_id = incoming.decode("latin-1")
+        correlation_id = text_id if 8 <= len(text_id) <= 64 else new_correlation_id()
+        header = (b"x-request-id", correlation_id.encode("latin-1"))
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k != b"x-request-id"]
+                message = {**message, "headers": [*headers, header]}
+            await send(message)
+
+        token = current_correlation_id.set(correlation_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            current_correlation_id.reset(token)
 
 
 class BodyLimit:

@@ -30,8 +30,9 @@ HEADERS = {
 }
 
 
-class SecurityHeaders:
-    """Pure ASGI, so streamed and static responses get the headers too."""
+class HttpMiddleware:
+    """A pure-ASGI middleware of HTTP requests (lifespan and websockets pass through untouched):
+    cheaper than ``BaseHTTPMiddleware``, and streamed responses pass through it as they are."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -40,7 +41,16 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        await self.http(scope, receive, send)
 
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raise NotImplementedError
+
+
+class SecurityHeaders(HttpMiddleware):
+    """Pure ASGI, so streamed and static responses get the headers too."""
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)

@@ -6,17 +6,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 from scim2_models import Context
 from sqlalchemy.orm import Session
 
-from provisiond.api.deps import RuntimeDep
+from provisiond.api.deps import RuntimeDep, runtime
 from provisiond.api.scim.deps import (
     BodyDep,
     Caller,
     CallerDep,
     ListQuery,
+    TokenDep,
+    authenticated,
     base_url,
+    bearer_token,
     list_query,
     projection,
     search_query,
@@ -38,6 +41,7 @@ class Kind:
     name: str  # "Users"
     row: type[Any]
     render: Callable[[Session, Any, str], dict[str, Any]]
+    render_all: Callable[[Session, list[Any], str], list[dict[str, Any]]]  # a page's rows
     searchable: Searchable
     create: Callable[[Session, Any, Any, Any], Any]
     replace: Callable[[Session, Any, Any, Any], Any]
@@ -66,7 +70,8 @@ def _replace_user(session: Session, actor: Any, row: Any, body: Any) -> Any:
 USERS = Kind(
     name="Users",
     row=User,
-    render=lambda _session, row, base: scim_users.render(row, base),
+    render=lambda session, row, base: scim_users.render_all(session, [row], base)[0],
+    render_all=scim_users.render_all,
     searchable=scim_users.SEARCHABLE,
     create=_create_user,
     replace=_replace_user,
@@ -78,6 +83,7 @@ GROUPS = Kind(
     name="Groups",
     row=Group,
     render=scim_groups.render,
+    render_all=lambda session, rows, base: [scim_groups.render(session, r, base) for r in rows],
     searchable=scim_groups.SEARCHABLE,
     create=scim_groups.create,
     replace=scim_groups.replace,
@@ -165,9 +171,10 @@ def _answer(body: dict[str, Any], request: Request, status: int = 200) -> Respon
     return scim_response(project(body, attributes, excluded), status, headers)
 
 
-def _list(rt: Runtime, kind: Kind, query: ListQuery, base: str) -> Response:
+def _list(rt: Runtime, kind: Kind, query: ListQuery, base: str, token: str) -> Response:
     offset, limit = page_window(query.start_index, query.count)
     with rt.db.session() as session:
+        authenticated(session, token)
         total, rows = search(
             session,
             rt.db.engine.dialect.name,
@@ -179,8 +186,8 @@ def _list(rt: Runtime, kind: Kind, query: ListQuery, base: str) -> Response:
             limit=limit,
         )
         resources = [
-            project(kind.render(session, row, base), query.attributes, query.excluded)
-            for row in rows
+            project(body, query.attributes, query.excluded)
+            for body in kind.render_all(session, rows, base)
         ]
     return listed(total, offset, resources)
 
@@ -205,8 +212,8 @@ def search_all(rt: Runtime, query: ListQuery, base: str) -> Response:
                     session, dialect, kind.searchable, **args, offset=skip, limit=room
                 )
                 resources += [
-                    project(kind.render(session, row, base), query.attributes, query.excluded)
-                    for row in rows
+                    project(body, query.attributes, query.excluded)
+                    for body in kind.render_all(session, rows, base)
                 ]
             total += count
     return listed(total, offset, resources)
@@ -227,16 +234,18 @@ def routes(kind: Kind) -> APIRouter:
 
     @router.get("")
     def list_resources(
-        request: Request, rt: RuntimeDep, _: CallerDep,
-        query: ListQuery = Depends(list_query),
+        request: Request,
     ) -> Response:
         """A page of the resources a filter selects (RFC 7644 §3.4.2)."""
-        return _list(rt, kind, query, base_url(request))
+        # Everything read from the request here, not by dependencies: the lookup IdPs make
+        # before every write is the hottest route (bench/RESULTS.md §10).
+        token = bearer_token(request)
+        return _list(runtime(request), kind, list_query(request), base_url(request), token)
 
     @router.post("/.search")
-    def search(request: Request, rt: RuntimeDep, _: CallerDep, body: BodyDep) -> Response:
+    def search(request: Request, rt: RuntimeDep, token: TokenDep, body: BodyDep) -> Response:
         """The same, the parameters in a SearchRequest body (RFC 7644 §3.4.3)."""
-        return _list(rt, kind, search_query(body), base_url(request))
+        return _list(rt, kind, search_query(body), base_url(request), token)
 
     @router.post("")
     def create(request: Request, rt: RuntimeDep, caller: CallerDep, body: BodyDep) -> Response:
@@ -244,9 +253,11 @@ def routes(kind: Kind) -> APIRouter:
         return _answer(create_resource(rt, kind, caller, body, base_url(request)), request, 201)
 
     @router.get("/{resource_id}")
-    def read(resource_id: str, request: Request, rt: RuntimeDep, _: CallerDep) -> Response:
+    def read(resource_id: str, request: Request) -> Response:
         """One resource; 304 if ``If-None-Match`` names its current version."""
-        with rt.db.session() as session:
+        token = bearer_token(request)
+        with runtime(request).db.session() as session:
+            authenticated(session, token)
             out = kind.render(session, kind.get(session, resource_id), base_url(request))
         none_match = request.headers.get("if-none-match")
         if none_match and _matches(none_match, out["meta"]["version"]):

@@ -51,6 +51,7 @@ _USER_ATTRIBUTES: dict[str, tuple[str, ...] | None] = {
     "userType": None,
     "active": None,
     "emails": ("value", "type"),
+    "groups": ("value", "$ref", "display", "type"),  # readOnly in the core schema
 }
 _ENTERPRISE_ATTRIBUTES: dict[str, tuple[str, ...] | None] = {
     "employeeNumber": None,

@@ -14,15 +14,15 @@ from sqlalchemy.orm import Session
 
 from provisiond.errors import Conflict
 from provisiond.services.inbound.users import STANDARD
-from provisiond.store.tables import ScimClient, User
+from provisiond.store.tables import Group, ScimClient, User
 
 
-def source_name(session: Session, user: User) -> str | None:
-    """The name of the SCIM client that owns the user, if one does."""
-    if user.source is None:
+def source_name(session: Session, row: User | Group) -> str | None:
+    """The name of the SCIM client that owns the user or group, if one does."""
+    if row.source is None:
         return None
-    client = session.get(ScimClient, user.source)
-    return client.name if client is not None else user.source
+    client = session.get(ScimClient, row.source)
+    return client.name if client is not None else row.source
 
 
 def check_admin_edit(

@@ -21,6 +21,7 @@ from sqlalchemy import ColumnElement, and_, exists, func, select
 from sqlalchemy.orm import Session
 
 from provisiond.domain.directory import Lifecycle, Profile, UserStatus
+from provisiond.engine.reader import effective_groups
 from provisiond.errors import Invalid
 from provisiond.services import directory
 from provisiond.services.context import Actor
@@ -37,7 +38,7 @@ from provisiond.services.inbound.resources import (
     scim_error_of,
     validation_error,
 )
-from provisiond.store.tables import ScimClient
+from provisiond.store.tables import Group, GroupMember, ScimClient
 from provisiond.store.tables import User as UserRow
 
 ScimUser = User[EnterpriseUser]
@@ -109,8 +110,40 @@ def custom_resolver(session: Session) -> Any:
     return resolve
 
 
-def render(user: UserRow, base: str) -> dict[str, Any]:
-    """The SCIM representation of a user (every attribute; projection is the caller's)."""
+def groups_of(session: Session, user_ids: list[str], base: str) -> dict[str, list[dict[str, Any]]]:
+    """user id -> its ``groups`` (RFC 7643 §4.1.2): every group it is in, ``direct`` where it
+    is a member itself, ``indirect`` through a nested group. One page's users at once."""
+    direct = set(session.execute(
+        select(GroupMember.user_id, GroupMember.group_id).where(GroupMember.user_id.in_(user_ids))
+    ).all())
+    if not direct:
+        return {}  # the common lookup: no group, one query
+    effective = effective_groups(session, user_ids)
+    names = dict(session.execute(
+        select(Group.id, Group.name).where(Group.id.in_(set().union(*effective.values())))
+    ).all())
+    return {
+        user_id: sorted(
+            ({"value": group_id, "$ref": f"{base}/Groups/{group_id}", "display": names[group_id],
+              "type": "direct" if (user_id, group_id) in direct else "indirect"}
+             for group_id in group_ids if group_id in names),
+            key=lambda group: (group["display"], group["value"]),
+        )
+        for user_id, group_ids in effective.items()
+    }
+
+
+def render_all(session: Session, users: list[UserRow], base: str) -> list[dict[str, Any]]:
+    """The SCIM representations of these users, their groups read for all of them at once."""
+    groups = groups_of(session, [user.id for user in users], base)
+    return [render(user, base, groups.get(user.id)) for user in users]
+
+
+def render(
+    user: UserRow, base: str, groups: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """The SCIM representation of a user (every attribute; projection is the caller's).
+    ``groups`` is ``groups_of``'s (None: not read, as for a PATCH's starting point)."""
     profile = user.profile
     body: dict[str, Any] = {
         "schemas": [USER],
@@ -135,6 +168,8 @@ def render(user: UserRow, base: str) -> dict[str, Any]:
         enterprise["manager"] = {
             "value": profile["manager"], "$ref": f"{base}/Users/{profile['manager']}"
         }
+    if groups:
+        body["groups"] = groups
     if enterprise:
         body["schemas"].append(ENTERPRISE)
         body[ENTERPRISE] = enterprise

@@ -9,6 +9,7 @@ from starlette.responses import Response
 from provisiond.authz import Action
 from provisiond.errors import Conflict, Invalid, NotFound
 from provisiond.services import directory, nesting
+from provisiond.services.inbound import ownership
 from provisiond.store.tables import Group, User
 from provisiond.web.context import Console, ConsoleDep, PostDep, redirect, render
 from provisiond.web.forms import FieldErrors, service_errors
@@ -87,11 +88,13 @@ def _group_page(
         effective = directory.member_count(session, group_id)
         children = nesting.children_of(session, group_id)
         parents = nesting.parents_of(session, group_id)
+        source = ownership.source_name(session, group)
     return render(
         console.request,
         "directory/group.html",
         status_code=status_code,
         group=group,
+        source=source,
         members=members,
         effective=effective,
         children=children,
