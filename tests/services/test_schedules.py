@@ -4,11 +4,12 @@ never for disabled or quarantined apps, and started by one scheduler of the clus
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import select, text
 
-from provisiond.domain.apps import ProvisioningSettings
+from provisiond.domain.apps import ProvisioningSettings, ScimConnectorSettings
 from provisiond.runtime import Runtime
 from provisiond.services import apps, schedules
 from provisiond.services.context import SYSTEM
@@ -89,3 +90,34 @@ def test_one_scheduler_of_the_cluster_ticks_at_a_time(runtime: Runtime) -> None:
         assert schedules.run_due(runtime.db, later) == []
     assert schedules.run_due(runtime.db, later) == ["queue-app"]
     assert len(full_runs(runtime, app_id)) == 1
+
+
+def test_an_app_whose_run_cannot_start_is_logged_and_leaves_the_others_theirs(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = make_app(runtime)
+    with runtime.db.session() as session:  # a second app, due as well
+        second = apps.create_app(
+            session, SYSTEM, runtime.vault, name="zz-app", label="Second",
+            connector=ScimConnectorSettings(
+                base_url="http://127.0.0.1:9/v2", auth={"type": "bearer", "token": "t"}
+            ),
+            provisioning=ProvisioningSettings(),
+        ).id
+    for app_id in (first, second):
+        every(runtime, app_id, 1)
+        backdate(runtime, app_id, timedelta(hours=2))
+    real = schedules.runs.start_full_sync
+
+    def broken(session: Any, actor: Any, app: Any, **kw: Any) -> Any:
+        if app.id == first:
+            raise RuntimeError("the database refused the run")
+        return real(session, actor, app, **kw)
+
+    monkeypatch.setattr(schedules.runs, "start_full_sync", broken)
+    assert schedules.run_due(runtime.db) == ["zz-app"]
+    assert full_runs(runtime, first) == [] and len(full_runs(runtime, second)) == 1
+    with runtime.db.session() as session:
+        failed = list(session.scalars(select(Event).where(
+            Event.action == "app.sync.schedule", Event.outcome == "failure")))
+    assert len(failed) == 1 and "the database refused the run" in failed[0].message

@@ -83,7 +83,6 @@ class Upkeep:
         timeout = timedelta(seconds=self.settings.worker_timeout_seconds)
         with self.db.session() as session:
             liveness.beat(session, self.id, self._in_flight(), draining=draining)
-        with self.db.session() as session:
             self._live = liveness.live_count(session, timeout)
         with self.db.session() as session:
             released = liveness.release_orphans(session, timeout)

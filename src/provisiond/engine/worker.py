@@ -190,10 +190,7 @@ class Worker:
     def wake(self) -> None:
         """Thread-safe: have the worker look for due tasks now (new work was committed)."""
         self._news = True
-        loop, wake = self._loop, self._wake
-        if loop is not None and wake is not None and not loop.is_closed():
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(wake.set)
+        self._nudge()
 
     def _nudge(self) -> None:
         """Thread-safe: claim again now (room was freed), without counting it as new work."""

@@ -75,8 +75,21 @@ def run_due(db: Database, now: datetime | None = None) -> list[str]:
         started = []
         for app in due(session, now):
             actor = Actor(SCHEDULER.name)  # a correlation id of the run's own
-            run = runs.start_full_sync(session, actor, app, reason="app.sync.scheduled")
             every = provisioning_of(app).full_sync_every_hours
+            try:
+                with session.begin_nested():  # one app's failure leaves the others' runs
+                    run = runs.start_full_sync(session, actor, app, reason="app.sync.scheduled")
+            except Exception as exc:  # recorded, and tried again at the next tick
+                log.warning("the scheduled full sync of %s failed to start", app.name,
+                            exc_info=True)
+                activity.record(
+                    session, actor, "app.sync.schedule",
+                    f"scheduled full sync of {app.name} could not start: "
+                    f"{type(exc).__name__}: {exc}"[:500],
+                    outcome="failure", app_id=app.id, targets={"app": app.name},
+                    details={"every_hours": every},
+                )
+                continue
             activity.record(
                 session, actor, "app.sync.schedule",
                 f"scheduled full sync of {app.name} started (every {every:g} h)",
