@@ -38,6 +38,12 @@ def test_the_scheduler_runs_an_apps_full_sync_and_repairs_drift(
     }).raise_for_status()
     settings = api.get(f"/apps/{app['id']}/provisioning").json()
     assert settings["full_sync_every_hours"] == 24  # daily unless told otherwise
+    for bad in (-1, 0, 10_000, "daily"):  # refused, naming the field; the setting stays
+        refused = api.put(f"/apps/{app['id']}/provisioning",
+                          json={**settings, "full_sync_every_hours": bad})
+        assert refused.status_code == 422, refused.text
+        assert "full_sync_every_hours" in refused.text
+    assert api.get(f"/apps/{app['id']}/provisioning").json()["full_sync_every_hours"] == 24
     answer = api.put(f"/apps/{app['id']}/provisioning",
                      json={**settings, "full_sync_every_hours": 0.0005})  # 1.8 s
     assert answer.status_code == 200, answer.text
