@@ -8,27 +8,46 @@ line and loses nothing else. The chunk's reconciles are queued together, one cha
 deactivations of users missing from the file are one transaction and one change per app, so a
 mass deactivation by file is held like any other. Rows are marked done in the transaction that
 applies them: an import interrupted by a restart applies no row twice.
+
+The process applying an import holds a lease on it (``applier``, ``lease_until``), renewed as
+the first statement of each of its transactions, under the import row's lock: a process that
+lost the lease (it stalled past ``LEASE`` and another took over) stops before changing
+anything. An import whose lease ran out was interrupted (the process died, the host restarted)
+and :func:`resume_stalled` — each scheduler tick, beside every worker — takes it over and
+applies the rows still pending.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
+import uuid
+from datetime import timedelta
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from provisiond.domain.directory import Lifecycle, Profile, UserStatus
 from provisiond.errors import Conflict, Invalid, ProvisiondError
 from provisiond.services import activity, directory, imports
-from provisiond.services.context import Actor
+from provisiond.services.context import SYSTEM, Actor
 from provisiond.store.db import Database
-from provisiond.store.tables import ImportRow, User, UserImport
+from provisiond.store.tables import ImportRow, User, UserImport, utcnow
 
 log = logging.getLogger(__name__)
 REASON = "user.import"
+# Far longer than a chunk takes (seconds), so only a stopped applier loses its import.
+LEASE = timedelta(minutes=2)
+# This process, as an applier: host, pid and a nonce (a pid is reused after a restart).
+APPLIER = f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class LeaseLost(Exception):
+    """Another process took the import over: this one stops, having changed nothing."""
 
 
 def start(session: Session, actor: Actor, import_id: str) -> UserImport:
@@ -43,6 +62,7 @@ def start(session: Session, actor: Actor, import_id: str) -> UserImport:
             current_status=imported.status,
         )
     imported.status = "applying"
+    imported.applier, imported.lease_until = APPLIER, utcnow() + LEASE
     activity.record(
         session, actor, "user.import.start",
         f"applying import {imported.id} of {imported.filename or 'a CSV file'}",
@@ -51,20 +71,65 @@ def start(session: Session, actor: Actor, import_id: str) -> UserImport:
     return imported
 
 
-def in_background(db: Database, actor: Actor, import_id: str) -> threading.Thread:
+def in_background(
+    db: Database, actor: Actor, import_id: str, applier: str = APPLIER
+) -> threading.Thread:
     thread = threading.Thread(
-        target=apply, args=(db, actor, import_id), name=f"import-{import_id[:8]}", daemon=True
+        target=apply, args=(db, actor, import_id, applier), name=f"import-{import_id[:8]}",
+        daemon=True,
     )
     thread.start()
     return thread
 
 
-def apply(db: Database, actor: Actor, import_id: str) -> None:
+def resume_stalled(db: Database, applier: str = APPLIER) -> list[str]:
+    """Take over every import being applied whose applier's lease ran out, and apply the rest
+    of each in the background; the ids taken. The conditional update is the claim: two
+    processes resuming at once cannot both take one import."""
+    now = utcnow()
+    with db.session() as session:
+        taken = list(session.scalars(
+            update(UserImport)
+            .where(UserImport.status == "applying",
+                   or_(UserImport.lease_until.is_(None), UserImport.lease_until < now))
+            .values(applier=applier, lease_until=now + LEASE)
+            .returning(UserImport.id)
+        ))
+        actors: dict[str, str] = {}
+        for imported in session.scalars(select(UserImport).where(UserImport.id.in_(taken))):
+            actors[imported.id] = imported.actor
+            applied = sum(v for k, v in imported.done.items() if k != "failed")
+            activity.record(
+                session, SYSTEM, "user.import.resume",
+                f"resuming import {imported.id} of {imported.filename or 'a CSV file'}, "
+                f"interrupted after {applied} of {sum(imported.planned.values())} rows",
+                targets={"import_id": imported.id}, details={"done": imported.done},
+            )
+    for import_id in taken:  # the rows keep the name of the admin who applied the file
+        in_background(db, Actor(actors[import_id]), import_id, applier)
+    return taken
+
+
+def _renew(session: Session, import_id: str, applier: str) -> None:
+    """Extend this applier's lease, first in a transaction: the row stays locked until it
+    commits, so no other process can take the import over in between."""
+    renewed = session.execute(
+        update(UserImport)
+        .where(UserImport.id == import_id, UserImport.applier == applier,
+               UserImport.status == "applying")
+        .values(lease_until=utcnow() + LEASE)
+    )
+    if renewed.rowcount != 1:  # type: ignore[attr-defined]
+        raise LeaseLost(import_id)
+
+
+def apply(db: Database, actor: Actor, import_id: str, applier: str = APPLIER) -> None:
     """Apply every pending row of an ``applying`` import, then its deactivations."""
     try:
-        while _apply_chunk(db, actor, import_id):
+        while _apply_chunk(db, actor, import_id, applier):
             pass
         with db.session() as session:
+            _renew(session, import_id, applier)
             _apply_deactivations(session, actor, import_id)
             imported = imports.get_import(session, import_id)
             imports.finish(imported, "succeeded")
@@ -76,9 +141,15 @@ def apply(db: Database, actor: Actor, import_id: str) -> None:
                 outcome="failure" if imported.done.get("failed") else "success",
                 targets={"import_id": import_id}, details={"done": imported.done},
             )
+    except LeaseLost:
+        log.info("import %s was taken over by another process", import_id)
     except Exception as exc:  # the thread's end: say so on the import, never die silently
         log.exception("import %s stopped", import_id)
         with db.session() as session:
+            try:
+                _renew(session, import_id, applier)
+            except LeaseLost:  # another process applies it now: its failure is not ours
+                return
             imported = imports.get_import(session, import_id)
             imports.finish(imported, "failed")
             imported.errors = {"items": [*imported.errors.get("items", []),
@@ -95,9 +166,10 @@ def _pending(session: Session, import_id: str, *, deactivations: bool, limit: in
     return list(session.scalars(statement.order_by(ImportRow.seq).limit(limit)))
 
 
-def _apply_chunk(db: Database, actor: Actor, import_id: str) -> bool:
+def _apply_chunk(db: Database, actor: Actor, import_id: str, applier: str) -> bool:
     """Apply the next chunk of the file's rows; False when none is left."""
     with db.session() as session:
+        _renew(session, import_id, applier)
         rows = _pending(session, import_id, deactivations=False, limit=imports.CHUNK)
         if not rows:
             return False

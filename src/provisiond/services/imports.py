@@ -300,3 +300,4 @@ def drop_rows(session: Session, import_id: str) -> None:
 def finish(imported: UserImport, status: str) -> None:
     imported.status = status
     imported.finished_at = utcnow()
+    imported.lease_until = None

@@ -11,6 +11,7 @@ run still going are left for a later tick.
 
 The same tick runs the stored LDAP sources that are due (services.ldap_sources): claimed under
 the lock (their last run set to now, so no other scheduler takes them), then run after it.
+It also resumes CSV imports whose applier stopped (services.import_apply.resume_stalled).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from provisiond.runtime import Runtime
-from provisiond.services import activity, ldap_sources, runs
+from provisiond.services import activity, import_apply, ldap_sources, runs
 from provisiond.services.apps import provisioning_of
 from provisiond.services.context import Actor
 from provisiond.store.db import Database
@@ -140,8 +141,16 @@ class Scheduler:
                 continue
             for name in started:
                 log.info("scheduled full sync of %s started", name)
+            self._resume_imports()
             if self.rt is not None:
                 self._run_sources(self.rt)
+
+    def _resume_imports(self) -> None:
+        try:
+            for import_id in import_apply.resume_stalled(self.db):
+                log.info("resumed CSV import %s, interrupted while it was applied", import_id)
+        except Exception:
+            log.warning("resuming interrupted CSV imports failed", exc_info=True)
 
     def _run_sources(self, rt: Runtime) -> None:
         try:

@@ -643,7 +643,9 @@ class KeyCanary(Base):
 
 class UserImport(Base):
     """A CSV file of users read and planned (``ready`` or ``invalid``), then applied in chunks
-    with live counts (``applying`` -> ``succeeded`` / ``failed``). services/imports.py."""
+    with live counts (``applying`` -> ``succeeded`` / ``failed``). services/imports.py. While
+    applying, ``applier`` (a process) holds it until ``lease_until``, renewed by every chunk: an
+    import whose lease ran out was interrupted and is resumed (services/import_apply.py)."""
 
     __tablename__ = "user_imports"
 
@@ -661,6 +663,8 @@ class UserImport(Base):
     error_count: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
+    applier: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None]
 
 
 class ImportRow(Base):
