@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 # Imported for its session hooks: every transaction's events are counted in its rollups.
@@ -101,8 +101,8 @@ class Database:
         checkout, the network): run them in a thread."""
         if not self.url.startswith("sqlite"):
             return False
-        path = self.url.split("///", 1)[-1]
-        if not path or path == ":memory:" or "mode=memory" in path:
+        path = make_url(self.url).database
+        if not path or path == ":memory:" or "mode=memory" in self.url:
             return False  # another connection would see another database
         with self.reads() as reads:
             mode = reads.connection.execute("PRAGMA journal_mode").fetchone()[0]
@@ -137,7 +137,7 @@ class Database:
     def _sqlite_reader(self) -> Any:
         connection = getattr(self._readers, "connection", None)
         if connection is None:
-            path = self.url.split("///", 1)[-1]
+            path = make_url(self.url).database or ":memory:"
             connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             connection.execute("PRAGMA query_only=ON")
             connection.execute("PRAGMA busy_timeout=0")
