@@ -72,7 +72,7 @@ def test_a_sqlite_read_never_waits_for_a_writer(runtime: Runtime) -> None:
 
 
 def test_an_in_memory_database_reads_in_a_thread() -> None:
-    database = Database("sqlite://")
+    database = Database("sqlite:///:memory:")
     try:
         assert database.reads_never_wait is False
     finally:
