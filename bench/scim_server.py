@@ -105,24 +105,36 @@ def serve_stock(port: int, users: int) -> None:
     uvicorn.run(app, host=LOOPBACK, port=port, log_level="warning")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Meter:
     """Requests per second of one call on one server, measured in slices that alternate with
-    the other server's: the two share whatever load the machine has meanwhile."""
+    the other server's: the two share whatever load the machine has meanwhile. Also the
+    server process's CPU time per request, steadier than the rate on a loaded machine."""
 
-    def __init__(self, call: Callable[[int], httpx.Response]) -> None:
-        self.call, self.done, self.elapsed = call, 0, 0.0
+    def __init__(self, call: Callable[[int], httpx.Response], pid: int) -> None:
+        self.call, self.pid, self.done, self.elapsed, self.cpu = call, pid, 0, 0.0, 0.0
 
     def run(self, seconds: float) -> None:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), cpu_seconds(self.pid)
         while time.perf_counter() - started < seconds:
             answer = self.call(self.done)
             assert answer.status_code < 300, answer.text[:300]
             self.done += 1
         self.elapsed += time.perf_counter() - started
+        self.cpu += cpu_seconds(self.pid) - cpu
 
     @property
     def rate(self) -> float:
         return self.done / self.elapsed
+
+    @property
+    def cpu_ms(self) -> float:
+        return 1000 * self.cpu / self.done
 
 
 STEP = 7919  # a prime: the users asked for spread over the whole directory
@@ -185,24 +197,29 @@ def main() -> None:
                                          headers={"Authorization": f"Bearer {STOCK_TOKEN}"},
                                          timeout=120),
         }
+        pids = {"provisiond": ours.pid, "scim2-server": stock.pid}
         meters: dict[str, dict[str, Meter]] = {}
         for name, client in clients.items():
             newest = client.get("Users", params={
                 "filter": f'userName eq "user{args.users - 10:06d}"'}).json()["Resources"][0]
             threshold = newest["meta"]["lastModified"]
-            meters[name] = {k: Meter(c) for k, c in calls(client, args.users, threshold).items()
+            meters[name] = {k: Meter(c, pids[name])
+                            for k, c in calls(client, args.users, threshold).items()
                             if not args.only or k in args.only}
         for key in meters["provisiond"]:
             for _ in range(4):
                 for name in clients:
                     meters[name][key].run(args.seconds / 4)
-        results = {name: {k: m.rate for k, m in ms.items()} for name, ms in meters.items()}
         print(f"# load after: {load()}")
-        print("| measure | provisiond req/s | scim2-server req/s | ratio |")
-        print("| --- | --- | --- | --- |")
-        for key in results["provisiond"]:
-            a, b = results["provisiond"][key], results["scim2-server"][key]
-            print(f"| {key} | {a:.1f} | {b:.1f} | {a / b:.2f}x |")
+        print("| measure | provisiond req/s | scim2-server req/s | ratio "
+              "| server CPU ms/request: provisiond / scim2-server (ratio) |")
+        print("| --- | --- | --- | --- | --- |")
+        for key, ours_meter in meters["provisiond"].items():
+            stock_meter = meters["scim2-server"][key]
+            a, b = ours_meter.rate, stock_meter.rate
+            c, d = ours_meter.cpu_ms, stock_meter.cpu_ms
+            print(f"| {key} | {a:.1f} | {b:.1f} | {a / b:.2f}x "
+                  f"| {c:.2f} / {d:.2f} ({d / c:.2f}x) |")
     finally:
         for process in (ours, stock):
             process.terminate()

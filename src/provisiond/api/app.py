@@ -41,6 +41,7 @@ from provisiond.api.routers import (
 from provisiond.api.scim import PREFIX as SCIM_PREFIX
 from provisiond.api.scim import create_scim_app
 from provisiond.api.scim.errors import error_response
+from provisiond.api.scim.lookups import UserNameLookups
 from provisiond.authz import Action
 from provisiond.config import Settings
 from provisiond.runtime import Runtime
@@ -162,6 +163,8 @@ def create_app(
     # steps aside for /api/ paths so that the API answers its own 404s and 405s.
     app.router.routes.append(ConsoleMount(create_console(rt), app.router.routes))
 
+    # Innermost of the middleware: the body limit and the correlation id stay every request's.
+    app.add_middleware(UserNameLookups, rt=rt)
     app.add_middleware(Correlation)
     app.add_middleware(
         BodyLimit,

@@ -9,14 +9,16 @@ and an admin token cannot be pasted into Okta by mistake and work.
 from __future__ import annotations
 
 import secrets
+from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from provisiond.errors import Conflict, Invalid, NotFound, Unauthorized
 from provisiond.services import activity
 from provisiond.services.context import Actor
 from provisiond.services.tokens import LAST_USED_RESOLUTION, token_hash
+from provisiond.store.reads import Reads
 from provisiond.store.tables import ScimClient, utcnow
 
 PREFIX = "pvdscim_"
@@ -95,3 +97,25 @@ def authenticate(session: Session, token: str) -> ScimClient:
     if row.last_used_at is None or now - row.last_used_at > LAST_USED_RESOLUTION:
         row.last_used_at = now
     return row
+
+
+_STANDING = (
+    select(ScimClient.__table__.c.id, ScimClient.__table__.c.last_used_at)
+    .where(ScimClient.__table__.c.token_hash == bindparam("token_hash"))
+    .where(ScimClient.__table__.c.revoked_at.is_(None))
+)
+
+
+def client_in_good_standing(reads: Reads, token: str, now: datetime) -> str | None:
+    """The id of the client behind ``token`` when a read needs nothing more of it: the token
+    is known, not revoked, and its last use was recorded within LAST_USED_RESOLUTION.
+
+    None otherwise: the caller goes to ``authenticate`` in a session, which refuses the token
+    or records its use. Read on every request (a Core statement compiled once), never cached,
+    so a revocation is honoured from the next request on."""
+    rows = reads.all(_STANDING, token_hash=token_hash(token))
+    row = rows[0] if rows else None
+    if row is None or row.last_used_at is None or now - row.last_used_at > LAST_USED_RESOLUTION:
+        return None
+    client_id: str = row.id
+    return client_id

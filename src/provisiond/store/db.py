@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 # Imported for its session hooks: every transaction's events are counted in its rollups.
 from provisiond.store import rollups  # noqa: F401
+from provisiond.store.reads import Reads
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -70,6 +72,9 @@ class Database:
         # lifecycle call wait most of a second behind a busy worker. Other processes on the
         # same file still meet the busy handler.
         self._writer = threading.RLock() if url.startswith("sqlite") else None
+        self._readers = threading.local()  # SQLite: a read connection a thread (``reads``)
+        self._reader_list = threading.Lock()
+        self._opened: list[sqlite3.Connection] = []
 
     @property
     def is_postgres(self) -> bool:
@@ -89,5 +94,62 @@ class Database:
         with self._writer:
             yield
 
+    @property
+    def reads_never_wait(self) -> bool:
+        """Whether ``reads`` never waits, so that it may run on an event loop: a SQLite file
+        in WAL mode, whose readers never wait for a writer. PostgreSQL's do (a pool
+        checkout, the network): run them in a thread."""
+        if not self.url.startswith("sqlite"):
+            return False
+        path = make_url(self.url).database
+        if not path or path == ":memory:" or "mode=memory" in self.url:
+            return False  # another connection would see another database
+        with self.reads() as reads:
+            mode = reads.connection.execute("PRAGMA journal_mode").fetchone()[0]
+        return str(mode).lower() == "wal"
+
+    @contextmanager
+    def reads(self) -> Iterator[Reads]:
+        """One read-only transaction on a DBAPI connection, for the hottest reads (statements
+        compiled once, store/reads.py), outside the writer lock and without BEGIN IMMEDIATE.
+
+        On SQLite a connection of this thread's own, ``query_only``, its busy timeout 0 (it
+        fails at once with ``OperationalError`` where a session would wait), in a deferred
+        BEGIN: one snapshot for every statement, no write lock. On PostgreSQL a connection
+        of the engine's pool. SQLAlchemy's own execution was most of a lookup's database
+        time (bench/RESULTS.md §10c)."""
+        if self.url.startswith("sqlite"):
+            connection = self._sqlite_reader()
+            connection.execute("BEGIN")
+            try:
+                yield Reads(connection, self.engine.dialect)
+            finally:
+                if connection.in_transaction:  # a read: nothing to keep or undo either way
+                    connection.execute("COMMIT")
+            return
+        raw = self.engine.raw_connection()
+        try:
+            yield Reads(raw.driver_connection, self.engine.dialect)
+            raw.rollback()
+        finally:
+            raw.close()
+
+    def _sqlite_reader(self) -> Any:
+        connection = getattr(self._readers, "connection", None)
+        if connection is None:
+            path = make_url(self.url).database or ":memory:"
+            connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            connection.execute("PRAGMA query_only=ON")
+            connection.execute("PRAGMA busy_timeout=0")
+            self._readers.connection = connection
+            with self._reader_list:
+                self._opened.append(connection)
+        return connection
+
     def dispose(self) -> None:
         self.engine.dispose()
+        with self._reader_list:
+            for connection in self._opened:
+                connection.close()
+            self._opened.clear()
+        self._readers = threading.local()

@@ -17,10 +17,12 @@ from provisiond.services.inbound import ERROR, ScimError
 SCIM_JSON = "application/scim+json"
 
 
+def scim_json(body: Any) -> bytes:
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
 def scim_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(
-        json.dumps(body, separators=(",", ":")), status, headers=headers, media_type=SCIM_JSON
-    )
+    return Response(scim_json(body), status, headers=headers, media_type=SCIM_JSON)
 
 
 def error_body(status: int, detail: str, scim_type: str | None = None) -> dict[str, Any]:

@@ -219,14 +219,19 @@ def search_all(rt: Runtime, query: ListQuery, base: str) -> Response:
     return listed(total, offset, resources)
 
 
-def listed(total: int, offset: int, resources: list[dict[str, Any]]) -> Response:
-    return scim_response({
+def list_body(total: int, offset: int, resources: list[dict[str, Any]]) -> dict[str, Any]:
+    """A ListResponse (RFC 7644 §3.4.2)."""
+    return {
         "schemas": [LIST_RESPONSE],
         "totalResults": total,
         "startIndex": offset + 1,
         "itemsPerPage": len(resources),
         "Resources": resources,
-    })
+    }
+
+
+def listed(total: int, offset: int, resources: list[dict[str, Any]]) -> Response:
+    return scim_response(list_body(total, offset, resources))
 
 
 def routes(kind: Kind) -> APIRouter:

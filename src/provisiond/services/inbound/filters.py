@@ -113,16 +113,28 @@ _SIMPLE_EQ = re.compile(
 )
 
 
+def simple_equality(text: str) -> tuple[str, str] | None:
+    """(attribute path as written, value) of a filter ``attr eq "value"``; None for any
+    other filter. The parser reads such a filter into the same comparison."""
+    if len(text) > MAX_FILTER_LENGTH:
+        return None
+    simple = _SIMPLE_EQ.fullmatch(text)
+    if simple is None or simple.group(1).lower() in _KEYWORDS:
+        return None
+    value: str = json.loads(simple.group(2))
+    return simple.group(1), value
+
+
 def parse(text: str) -> FilterNode:
     if len(text) > MAX_FILTER_LENGTH:
         raise InvalidFilter(f"the filter is longer than {MAX_FILTER_LENGTH} characters")
-    simple = _SIMPLE_EQ.fullmatch(text)
-    if simple is not None and simple.group(1).lower() not in _KEYWORDS:
-        attr, _, sub = simple.group(1).partition(".")
+    simple = simple_equality(text)
+    if simple is not None:
+        attr, _, sub = simple[0].partition(".")
         return Comparison(
             attr_path=AttrPath(attr=attr, sub_attr=sub or None),
             op=CompareOperator.eq,
-            value=json.loads(simple.group(2)),
+            value=simple[1],
         )
     try:
         return ScimFilter(text).ast

@@ -123,14 +123,24 @@ def groups_of(session: Session, user_ids: list[str], base: str) -> dict[str, lis
         select(Group.id, Group.name).where(Group.id.in_(set().union(*effective.values())))
     ).all())
     return {
-        user_id: sorted(
-            ({"value": group_id, "$ref": f"{base}/Groups/{group_id}", "display": names[group_id],
-              "type": "direct" if (user_id, group_id) in direct else "indirect"}
-             for group_id in group_ids if group_id in names),
-            key=lambda group: (group["display"], group["value"]),
+        user_id: group_refs(
+            {group_id for member, group_id in direct if member == user_id},
+            {group_id: names[group_id] for group_id in group_ids if group_id in names},
+            base,
         )
         for user_id, group_ids in effective.items()
     }
+
+
+def group_refs(direct: set[str], names: dict[str, str], base: str) -> list[dict[str, Any]]:
+    """A user's ``groups``: ``names`` holds every group it is in (id -> name), ``direct``
+    the ids of those it is a member of itself."""
+    return sorted(
+        ({"value": group_id, "$ref": f"{base}/Groups/{group_id}", "display": name,
+          "type": "direct" if group_id in direct else "indirect"}
+         for group_id, name in names.items()),
+        key=lambda group: (group["display"], group["value"]),
+    )
 
 
 def render_all(session: Session, users: list[UserRow], base: str) -> list[dict[str, Any]]:
