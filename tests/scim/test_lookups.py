@@ -8,11 +8,14 @@ which the short path always leaves to the SCIM app (a GET's body is the body lim
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -245,3 +248,25 @@ def test_any_lookup_answers_as_the_scim_app_does(
 ) -> None:
     scim.get("Users", params={"filter": 'userName eq "nobody"'})
     _same(*_both(scim, params))
+
+
+@pytest.mark.parametrize("fault", [sqlite3.OperationalError("database is locked"),
+                                   psycopg.OperationalError("the server closed the connection")])
+def test_a_database_fault_on_the_short_path_leaves_the_answer_to_the_scim_app(
+    scim: httpx.Client, runtime: Runtime, monkeypatch: pytest.MonkeyPatch, fault: Exception
+) -> None:
+    """Injected: a read that SQLite refuses as busy, or a PostgreSQL connection lost mid-read,
+    which a real peer does not do on demand."""
+    expected = scim.get("Users", params={"filter": 'userName eq "ada.lovelace"'},
+                        headers={"Content-Length": "0"})
+
+    @contextmanager
+    def failing() -> Iterator[Any]:
+        raise fault
+        yield
+
+    monkeypatch.setattr(runtime.db, "reads", failing)
+    spy = Spy(monkeypatch)
+    answer = scim.get("Users", params={"filter": 'userName eq "ada.lovelace"'})
+    assert spy.answered == 0
+    _same(answer, expected)

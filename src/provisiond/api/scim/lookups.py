@@ -20,6 +20,7 @@ import sqlite3
 from dataclasses import dataclass
 
 import anyio.to_thread
+import psycopg
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -84,6 +85,8 @@ def answer(rt: Runtime, lookup: Lookup) -> bytes | None:
             found = scim_lookups.rendered_by_login(reads, lookup.login, lookup.base)
     except sqlite3.OperationalError:
         return None  # SQLite busy (the reader does not wait): the SCIM app's session waits
+    except psycopg.OperationalError:
+        return None  # PostgreSQL away: the SCIM app's session retries and answers its own error
     resources = [project(body, lookup.attributes, lookup.excluded) for body in found]
     return scim_json(list_body(len(resources), 0, resources))
 
@@ -114,7 +117,10 @@ class UserNameLookups:
 
     async def _answer(self, lookup: Lookup) -> bytes | None:
         if self.on_loop is None:
-            self.on_loop = await anyio.to_thread.run_sync(lambda: self.rt.db.reads_never_wait)
+            try:
+                self.on_loop = await anyio.to_thread.run_sync(lambda: self.rt.db.reads_never_wait)
+            except (sqlite3.OperationalError, psycopg.OperationalError):
+                return None  # asked again on the next lookup; this one takes the long way
         if self.on_loop:
             return answer(self.rt, lookup)
         # PostgreSQL: a pool checkout and a network round trip must not hold the loop.
