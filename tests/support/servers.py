@@ -22,7 +22,8 @@ def free_port() -> int:
         return port
 
 
-def wait_until_up(url: str, timeout: float = 20.0) -> None:
+def wait_until_up(url: str, timeout: float = 180.0) -> None:
+    """Wait for a test server to answer; generous, as a busy machine can take a minute."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
