@@ -209,20 +209,24 @@ def _updated_connector(
     kept = set(vault.open(sealed)) - set(given)
     if kept and _destinations(new) != _destinations(current):
         raise Invalid(
-            "the stored credentials are only kept while the server stays the same: send the "
-            f"{', '.join(sorted(kept))} too to change where the app is",
+            "the stored credentials are only kept while the server and its TLS settings stay "
+            f"the same: send the {', '.join(sorted(kept))} too to change where or how the app "
+            "is reached",
             field="connector",
         )
     return public, sealed
 
 
-def _destinations(settings: AnyConnectorSettings) -> tuple[str | None, ...]:
+def _destinations(settings: AnyConnectorSettings) -> tuple[object, ...]:
     """Where credentials are sent, as origins (scheme, host, port): the SCIM service's and,
-    for OAuth, the token endpoint's; a database's or a directory's server."""
+    for OAuth, the token endpoint's; a database's or a directory's server with how it is
+    reached (sslmode; StartTLS and the certificate check), which, like https to http, decides
+    who on the path may read the password."""
     if not isinstance(settings, ScimConnectorSettings):
         if settings.kind == "postgresql":
-            return (f"postgresql://{settings.host.lower()}:{settings.port}",)
-        return (_origin(settings.url),)
+            return (f"postgresql://{settings.host.lower()}:{settings.port}", settings.sslmode)
+        tls = (settings.start_tls, settings.tls_verify, settings.ca_file)
+        return (_origin(settings.url), *tls)
     token_url = getattr(settings.auth, "token_url", None)
     return (_origin(settings.base_url), _origin(str(token_url)) if token_url else None)
 
