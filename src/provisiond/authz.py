@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from provisiond.errors import Conflict, Forbidden
+from provisiond.services.apps import summarised_test
 from provisiond.services.context import Actor, Role
 
 
@@ -124,15 +125,7 @@ def shown_test(actor: Actor, report: dict[str, Any] | None) -> dict[str, Any] | 
     which ports of which hosts answer what. The others read each step's summary."""
     if report is None or _role(actor) is Role.SUPER_ADMIN:
         return report
-    steps = [
-        {**step, "detail": step.get("summary") or ("ok" if step.get("ok") else "failed")}
-        for step in report.get("steps", [])
-    ]
-    failed = next((step for step in steps if not step.get("ok")), None)
-    reason = f"{failed['name']}: {failed['detail']}" if failed else report.get("reason")
-    # The dialect notes read the peer's ServiceProviderConfig: shown once it is known to be SCIM.
-    notes = report.get("notes", []) if report.get("ok") else []
-    return {**report, "steps": steps, "reason": reason, "notes": notes}
+    return summarised_test(report)
 
 
 def shown_test_failure(actor: Actor, exc: Conflict) -> Conflict:

@@ -126,3 +126,62 @@ def test_a_token_endpoint_on_a_new_scheme_needs_the_client_secret_again(
     # The same origin: the secret is kept.
     assert runtime.vault.open(stored(runtime)[1]) == {"client_secret": SECRET}
     assert stored(runtime)[0]["auth"]["scope"] == "scim"
+
+
+# LDAP and PostgreSQL apps (issue 16) have no URL scheme to downgrade, but the same switch:
+# StartTLS off, certificates unverified, a weaker sslmode send the password where a listener
+# on the path reads it.
+LDAP = {
+    "kind": "ldap",
+    "url": "ldap://ldap.example.org",
+    "start_tls": True,
+    "bind_dn": "cn=provisiond,dc=example,dc=org",
+    "bind_password": TOKEN,
+    "users_dn": "ou=people,dc=example,dc=org",
+}
+POSTGRES = {
+    "kind": "postgresql",
+    "host": "db.example.org",
+    "username": "provisiond",
+    "password": TOKEN,
+    "sslmode": "verify-full",
+}
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the store plays no part
+@pytest.mark.parametrize(
+    ("connector", "secret", "change"),
+    [
+        (LDAP, "bind_password", {"start_tls": False}),
+        (LDAP, "bind_password", {"tls_verify": False}),
+        (LDAP, "bind_password", {"ca_file": "/tmp/their-ca.pem"}),
+        (LDAP, "bind_password", {"url": "ldaps://ldap.example.org", "start_tls": False}),
+        (POSTGRES, "password", {"sslmode": "disable"}),
+        (POSTGRES, "password", {"sslmode": "prefer"}),
+    ],
+)
+def test_weaker_transport_security_does_not_keep_the_stored_password(
+    api: httpx.Client,
+    runtime: Runtime,
+    connector: dict[str, Any],
+    secret: str,
+    change: dict[str, Any],
+) -> None:
+    created = api.post("/apps", json={"name": "db", "label": "DB", "connector": connector})
+    assert created.status_code == 201, created.text
+    app_id = created.json()["id"]
+    unchanged = stored(runtime)
+
+    refused = api.patch(f"/apps/{app_id}", json={"connector": change})
+
+    body = assert_problem(refused, 422)
+    assert body["field"] == "connector"
+    assert TOKEN not in refused.text
+    assert stored(runtime) == unchanged
+    again = api.patch(f"/apps/{app_id}", json={"connector": {**change, secret: TOKEN}})
+    assert again.status_code == 200, again.text
+    # A change that leaves the transport as it was keeps the password.
+    kept = api.patch(f"/apps/{app_id}", json={"connector": {"timeout_seconds": 20}
+                                              if connector is LDAP else {"port": 5432}})
+    assert kept.status_code == 200, kept.text
+    assert runtime.vault.open(stored(runtime)[1]) == {secret: TOKEN}

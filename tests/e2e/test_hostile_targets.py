@@ -205,3 +205,31 @@ def test_enabling_against_a_non_scim_port_says_why_without_the_answer(
     assert refused.headers["content-type"].startswith("application/problem+json")
     assert JSON_SECRET not in refused.text
     assert "no SCIM answer" in refused.json()["detail"]
+
+
+def test_the_activity_log_tells_no_reader_what_answered(
+    api: httpx.Client, peers: dict[str, str], client_as: Callable[..., httpx.Client]
+) -> None:
+    """The log keeps each test as an event readable by every role: it must not be the way
+    around the summaries (it held the whole report, the JSON body's excerpt included)."""
+    made = {kind: api.post("/apps", json=scim_app(f"logged-{kind}", url)).json()
+            for kind, url in peers.items()}
+    manager = client_as("app_admin", apps=[app["name"] for app in made.values()])
+    for app in made.values():
+        assert api.post(f"/apps/{app['id']}/provisioning/test").json()["ok"] is False
+        assert manager.post(f"/apps/{app['id']}/provisioning/test").json()["ok"] is False
+    reader = client_as("read_only")
+    for who in (reader, manager, api):
+        events = who.get("/logs", params={"action": "app.provisioning.test"}).json()["items"]
+        assert len(events) == 2 * len(peers)
+        assert JSON_SECRET not in str(events) and HTML_SECRET not in str(events)
+        assert who.get("/logs", params={"q": JSON_SECRET}).json()["items"] == []
+        steps = {
+            event["targets"]["app"]: [
+                {k: step[k] for k in ("name", "ok", "detail")} for step in event["details"]["steps"]
+            ]
+            for event in events
+        }
+        views = list(steps.values())
+        assert all(view == views[0] for view in views), steps
+        assert all("no SCIM answer" in event["message"] for event in events)

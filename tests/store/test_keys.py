@@ -19,6 +19,9 @@ from sqlalchemy import text
 
 from provisiond.config import Settings
 from provisiond.runtime import Runtime
+from provisiond.services import ldap_sources
+from provisiond.services.context import SYSTEM
+from provisiond.services.ldap_sources import LdapSource, SourceSchedule
 from provisiond.store import keys
 from provisiond.store.db import Database
 from provisiond.store.secrets import Vault
@@ -102,3 +105,30 @@ def test_every_spelling_of_32_random_bytes_derives_one_key(raw: bytes) -> None:
     derived = {keys.derive(spelling) for spelling in spellings}
     assert len(derived) == 1
     assert Vault(derived.pop()).open(Vault(keys.derive(raw.hex())).seal({"a": "b"})) == {"a": "b"}
+
+
+def test_a_stored_ldap_sources_password_is_checked_at_start_and_rotated(
+    runtime: Runtime, settings: Settings
+) -> None:
+    """Stored LDAP sources (issue 16) seal their bind password with the same key: a start with
+    another key must be refused for it, and a rotation must seal it again, or the source's
+    next run cannot open it once the old key is gone."""
+    source = LdapSource(
+        name="hr", url="ldap://127.0.0.1:1", bind_dn="cn=reader", bind_password="bind-s3cret",
+        base_dn="ou=people,dc=example,dc=org",
+    )
+    with runtime.db.session() as session:
+        ldap_sources.create(session, SYSTEM, runtime.vault, source, SourceSchedule())
+    new, old_ring, engine = keys.new_key(), keys.load(settings), runtime.db.engine
+    with pytest.raises(keys.KeyMismatch, match=r"\(the key canary and 1 more\)"):
+        keys.check(engine, keys.KeyRing((new,), "a new key"))
+
+    both = keys.KeyRing((new, *old_ring.decrypting), "the new key, the old one after it")
+    with runtime.db.session() as session:
+        assert keys.reseal_all(session, both) == 2  # the source and the canary
+    only_new = keys.KeyRing((new,), "the new key alone")
+    assert keys.check(engine, only_new) == []
+    with runtime.db.session() as session:
+        row = ldap_sources.listing(session)[0]
+        opened = ldap_sources.source_of(row, only_new.vault())
+    assert opened.bind_password.get_secret_value() == "bind-s3cret"

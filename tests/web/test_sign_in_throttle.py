@@ -16,6 +16,8 @@ from sqlalchemy import select
 
 from provisiond.api import create_app
 from provisiond.runtime import Runtime
+from provisiond.services import admin_accounts
+from provisiond.services.context import SYSTEM
 from provisiond.services.login_throttle import LoginThrottle, forget_everywhere
 from provisiond.store.tables import Admin, Event
 from tests.support.servers import serve_app
@@ -155,3 +157,18 @@ def test_unlocking_an_admin_forgets_its_failures_from_every_address() -> None:
         assert throttle.admit(address, "eve") == 0
     forget_everywhere("Bob")  # what a super admin's unlock does (services.admin_accounts)
     assert throttle.admit("a", "bob") == 0 and throttle.admit("b", "bob") == 0
+
+
+def test_a_reset_password_is_checked_at_once_from_an_address_that_was_waiting(
+    console_server: str, make_admin: MakeAdmin, runtime: Runtime
+) -> None:
+    """The admin who forgot a password failed from its own address; the new one a super admin
+    set must not wait out those failures (reset_password lifts them, as unlock does)."""
+    make_admin("dana")
+    for n in range(5):
+        assert attempt(console_server, "dana", f"forgotten {n}").status_code == 401
+    assert attempt(console_server, "dana", PASSWORD).status_code == 429
+    with runtime.db.session() as session:
+        dana = session.scalars(select(Admin).where(Admin.username == "dana")).one()
+        admin_accounts.reset_password(session, SYSTEM, dana.id, "a new password for dana")
+    assert attempt(console_server, "dana", "a new password for dana").status_code == 303

@@ -112,7 +112,9 @@ def unlock_admin(session: Session, actor: Actor, admin_id: str) -> Admin:
 
 
 def reset_password(session: Session, actor: Actor, admin_id: str, password: str) -> Admin:
-    """Set a new password chosen by the actor; the admin's sessions end and a lock is lifted."""
+    """Set a new password chosen by the actor; the admin's sessions end and its failed
+    sign-ins are forgotten as by an unlock (they were most likely its own, with the password it
+    forgot: the new one must not wait them out)."""
     admin = get_admin(session, admin_id)
     if len(password) < MIN_PASSWORD_LENGTH:
         raise Invalid(
@@ -121,6 +123,7 @@ def reset_password(session: Session, actor: Actor, admin_id: str, password: str)
     admin.password_hash = hash_password(password)
     admin.session_epoch += 1
     admin.locked_until, admin.failed_logins = None, 0
+    login_throttle.forget_everywhere(admin.username)
     _record(
         session, actor, admin, "user.account.reset_password",
         f"reset the password of console admin {admin.username}",

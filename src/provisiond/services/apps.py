@@ -209,20 +209,24 @@ def _updated_connector(
     kept = set(vault.open(sealed)) - set(given)
     if kept and _destinations(new) != _destinations(current):
         raise Invalid(
-            "the stored credentials are only kept while the server stays the same: send the "
-            f"{', '.join(sorted(kept))} too to change where the app is",
+            "the stored credentials are only kept while the server and its TLS settings stay "
+            f"the same: send the {', '.join(sorted(kept))} too to change where or how the app "
+            "is reached",
             field="connector",
         )
     return public, sealed
 
 
-def _destinations(settings: AnyConnectorSettings) -> tuple[str | None, ...]:
+def _destinations(settings: AnyConnectorSettings) -> tuple[object, ...]:
     """Where credentials are sent, as origins (scheme, host, port): the SCIM service's and,
-    for OAuth, the token endpoint's; a database's or a directory's server."""
+    for OAuth, the token endpoint's; a database's or a directory's server with how it is
+    reached (sslmode; StartTLS and the certificate check), which, like https to http, decides
+    who on the path may read the password."""
     if not isinstance(settings, ScimConnectorSettings):
         if settings.kind == "postgresql":
-            return (f"postgresql://{settings.host.lower()}:{settings.port}",)
-        return (_origin(settings.url),)
+            return (f"postgresql://{settings.host.lower()}:{settings.port}", settings.sslmode)
+        tls = (settings.start_tls, settings.tls_verify, settings.ca_file)
+        return (_origin(settings.url), *tls)
     token_url = getattr(settings.auth, "token_url", None)
     return (_origin(settings.base_url), _origin(str(token_url)) if token_url else None)
 
@@ -286,15 +290,33 @@ def set_provisioning(
     return before.enabled, settings.enabled
 
 
+def summarised_test(report: dict[str, Any]) -> dict[str, Any]:
+    """A connection test's report with each step's summary in place of its detail. The details
+    quote what the app's URL answered, which would make the test a way to probe which ports of
+    which hosts answer what; the summaries do not tell those apart (authz.shown_test)."""
+    steps = [
+        {**step, "detail": step.get("summary") or ("ok" if step.get("ok") else "failed")}
+        for step in report.get("steps", [])
+    ]
+    failed = next((step for step in steps if not step.get("ok")), None)
+    reason = f"{failed['name']}: {failed['detail']}" if failed else report.get("reason")
+    # The dialect notes read the peer's ServiceProviderConfig: shown once it is known to be SCIM.
+    notes = report.get("notes", []) if report.get("ok") else []
+    return {**report, "steps": steps, "reason": reason, "notes": notes}
+
+
 def record_test(session: Session, actor: Actor, app: App, report: dict[str, Any]) -> None:
+    """Keep the report on the app (its details shown to super admins only) and log the test.
+    Every role reads the log, so the event holds the summaries only."""
     app.last_test = {**report, "at": utcnow().isoformat()}
+    logged = summarised_test(report)
     activity.record(
         session,
         actor,
         "app.provisioning.test",
-        f"connection test of {app.name}: {'passed' if report['ok'] else 'failed: ' + str(report['reason'])}",
-        outcome="success" if report["ok"] else "failure",
+        f"connection test of {app.name}: {'passed' if logged['ok'] else 'failed: ' + str(logged['reason'])}",
+        outcome="success" if logged["ok"] else "failure",
         app_id=app.id,
         targets={"app": app.name},
-        details=report,
+        details=logged,
     )

@@ -40,7 +40,7 @@ from sqlalchemy.orm import Session
 from provisiond.config import Settings
 from provisiond.errors import ProvisiondError
 from provisiond.store.secrets import Vault
-from provisiond.store.tables import App, KeyCanary, SigningKey, utcnow
+from provisiond.store.tables import App, KeyCanary, LdapSourceRow, SigningKey, utcnow
 
 ENV_KEY = "PROVISIOND_SECRET_KEY"
 ENV_OLD_KEYS = "PROVISIOND_OLD_SECRET_KEYS"
@@ -205,6 +205,15 @@ def _sealed_values(connection: Connection) -> list[tuple[str, str]]:
     if SigningKey.__tablename__ in tables:
         keys = connection.execute(select(SigningKey.id, SigningKey.private_key))
         values.extend((f"the receipt signing key {kid}", sealed) for kid, sealed in keys)
+    if LdapSourceRow.__tablename__ in tables:
+        rows = connection.execute(
+            select(LdapSourceRow.name, LdapSourceRow.credentials).where(
+                LdapSourceRow.credentials.is_not(None)
+            )
+        )
+        values.extend(
+            (f"the bind password of LDAP source {name!r}", sealed) for name, sealed in rows if sealed
+        )
     return values
 
 
@@ -270,7 +279,8 @@ def _canary(ring: KeyRing) -> KeyCanary:
 
 
 def reseal_all(session: Session, ring: KeyRing) -> int:
-    """Seal every stored value (credentials, receipt signing keys) again with the ring's first
+    """Seal every stored value (credentials, receipt signing keys, LDAP sources' bind
+    passwords) again with the ring's first
     key, in the caller's transaction.
 
     A value no key of the ring opens aborts the whole rotation (``KeyMismatch``): nothing is
@@ -282,9 +292,15 @@ def reseal_all(session: Session, ring: KeyRing) -> int:
         select(App.id, App.name, App.credentials).where(App.credentials.is_not(None))
     ).all()
     signing = session.execute(select(SigningKey.id, SigningKey.id, SigningKey.private_key)).all()
+    sources = session.execute(
+        select(LdapSourceRow.id, LdapSourceRow.name, LdapSourceRow.credentials).where(
+            LdapSourceRow.credentials.is_not(None)
+        )
+    ).all()
     for table, column, rows, what in (
         (App, App.credentials, apps, "the credentials of app {!r}"),
         (SigningKey, SigningKey.private_key, signing, "the receipt signing key {}"),
+        (LdapSourceRow, LdapSourceRow.credentials, sources, "the bind password of LDAP source {!r}"),
     ):
         for row_id, name, sealed in rows:
             if not sealed:
