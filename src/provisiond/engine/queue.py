@@ -70,11 +70,36 @@ def enqueue(
     Many keys cost a few multi-row statements, not one each: a group of 10,000 assigned to an
     app queues its tasks in a handful of multi-row statements, compiled once.
     """
+    return enqueue_keys(
+        session,
+        [(app_id, subject_id) for subject_id in subject_ids],
+        reason=reason,
+        correlation_id=correlation_id,
+        run_id=run_id,
+        verify_remote=verify_remote,
+        kind=kind,
+        priority=priority,
+    )
+
+
+def enqueue_keys(
+    session: Session,
+    keys: Iterable[tuple[str, str]],
+    *,
+    reason: str,
+    correlation_id: str,
+    run_id: str | None = None,
+    verify_remote: bool = False,
+    kind: str = "user",
+    priority: int | None = None,
+) -> list[str]:
+    """:func:`enqueue` for (app, subject) keys of any number of apps, in the same few
+    statements: a leaver's change queues a task in each of their apps with one executemany."""
     now = utcnow()
     priority = priority_of(reason, run_id) if priority is None else priority
     dialect = session.get_bind().dialect.name
     # One row per key: PostgreSQL refuses an upsert that touches a row twice.
-    unique = list(dict.fromkeys(subject_ids))
+    unique = list(dict.fromkeys(keys))
     if not unique:
         return []
     rows = [
@@ -94,7 +119,7 @@ def enqueue(
             "created_at": now,
             "updated_at": now,
         }
-        for subject_id in unique
+        for app_id, subject_id in unique
     ]
     attached: list[str] = []
     connection = session.connection()
