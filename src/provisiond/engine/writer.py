@@ -24,7 +24,7 @@ from provisiond.engine import quarantine, queue, revocations, throttle
 from provisiond.engine.outcomes import ENGINE_ACTOR, Outcome, Transition
 from provisiond.engine.reader import groups_to_recheck
 from provisiond.store import rollups
-from provisiond.store.tables import Account, App, Event, Run, Task, new_id
+from provisiond.store.tables import Account, App, Event, PushedGroup, Run, Task, new_id
 
 _CLOSED = {
     Transition.CLOSE: queue.SUCCEEDED,
@@ -136,7 +136,11 @@ def write_outcomes(session: Session, outcomes: Sequence[Outcome], now: datetime)
             changed[(outcome.task.app_id, outcome.task.correlation_id)].add(
                 outcome.task.subject_id
             )
+    # Most apps push no group: which do is one statement for the batch, not one per app.
+    pushing = _apps_pushing(session, {app_id for app_id, _ in changed})
     for (app_id, correlation_id), user_ids in sorted(changed.items()):
+        if app_id not in pushing:
+            continue
         # The groups pushed to the app that hold (or should hold) these users re-check.
         groups = groups_to_recheck(session, app_id, user_ids)
         if groups:
@@ -145,6 +149,17 @@ def write_outcomes(session: Session, outcomes: Sequence[Outcome], now: datetime)
                 correlation_id=correlation_id, kind="group",
             )
     return owned
+
+
+def _apps_pushing(session: Session, app_ids: set[str]) -> set[str]:
+    """Those of these apps that have pushed groups."""
+    if not app_ids:
+        return set()
+    return set(
+        session.connection().execute(
+            select(PushedGroup.app_id).where(PushedGroup.app_id.in_(sorted(app_ids))).distinct()
+        ).scalars()
+    )
 
 
 def successors_queued(session: Session, outcomes: Sequence[Outcome]) -> bool:
