@@ -381,10 +381,19 @@ def pending_subjects(session: Session, app_id: str, subject_ids: Iterable[str]) 
 
 def next_due(session: Session, after: datetime | None = None) -> datetime | None:
     """When the next queued task is due (of those due after ``after``, when given)."""
-    statement = select(Task.next_attempt_at).where(Task.status == QUEUED)
-    if after is not None:
-        statement = statement.where(Task.next_attempt_at > after)
-    return session.scalar(statement.order_by(Task.next_attempt_at).limit(1))
+    if after is None:
+        return session.scalar(_NEXT_DUE)
+    return session.scalar(_NEXT_DUE_AFTER, {"after": after})
+
+
+# Asked after every claim: built once (with its cache key), not per call.
+_NEXT_DUE = (
+    select(Task.next_attempt_at)
+    .where(Task.status == QUEUED)
+    .order_by(Task.next_attempt_at)
+    .limit(1)
+)
+_NEXT_DUE_AFTER = _NEXT_DUE.where(Task.next_attempt_at > bindparam("after"))
 
 
 def _row(session: Session, task: Task | Claimed | str) -> Task:
