@@ -101,7 +101,8 @@ def scim_targets(count: int, token: str = TARGET_TOKEN) -> Iterator[list[str]]:
             processes.append(subprocess.Popen(command, env=env))
             bases.append(f"http://{LOOPBACK}:{port}/v2")
         for base, process in zip(bases, processes, strict=True):
-            wait_until_up(f"{base}/ServiceProviderConfig", process=process)
+            # Ten targets importing at once on a busy two-core machine take more than 30 s.
+            wait_until_up(f"{base}/ServiceProviderConfig", timeout=180.0, process=process)
             TARGET_PIDS[base] = process.pid
         yield bases
     finally:

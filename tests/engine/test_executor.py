@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import httpx
 import pytest
@@ -35,12 +36,16 @@ async def leave(connector: ScimConnector, action: DeprovisionAction, result: Res
                     deprovision=Deprovision(action), result=result)
 
 
-@pytest.mark.parametrize(("action", "seen"), [
-    (DeprovisionAction.DEACTIVATE, "inactive"), (DeprovisionAction.DELETE, "absent"),
-])
-def test_a_deprovisioning_is_read_back_with_one_get(action: DeprovisionAction, seen: str) -> None:
-    target = RecordingTarget()
+class TerseTarget(RecordingTarget):
+    """Answers a PATCH with 204 whatever it asks for, as an app that ignores ``attributes``."""
 
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "PATCH":
+            scope = {**scope, "query_string": b""}
+        await super().__call__(scope, receive, send)
+
+
+def deprovision(target: RecordingTarget, action: DeprovisionAction) -> Result:
     async def scenario() -> Result:
         connector = target.connector()
         try:
@@ -53,15 +58,37 @@ def test_a_deprovisioning_is_read_back_with_one_get(action: DeprovisionAction, s
         finally:
             await connector.aclose()
 
-    result = asyncio.run(scenario())
+    return asyncio.run(scenario())
+
+
+def test_a_deactivation_is_read_back_from_the_apps_own_answer() -> None:
+    target = RecordingTarget()
+    result = deprovision(target, DeprovisionAction.DEACTIVATE)
+    assert result.readback is not None and result.readback.confirmed
+    assert (result.readback.action, result.readback.state) == ("deactivate", "inactive")
+    remote = result.readback.remote_id
+    # RFC 7644 §3.5.2: asked for "attributes", the app answers 200 with the resource; no GET.
+    sent = [(r.method, r.path, r.query) for r in target.requests()]
+    assert sent[1:] == [("PATCH", f"/Users/{remote}", {"attributes": ["active"]})]
+    assert result.trace[-1]["step"] == "read back" and result.trace[-1]["source"] == "answer"
+
+
+@pytest.mark.parametrize(("target", "action", "first", "seen"), [
+    (TerseTarget(), DeprovisionAction.DEACTIVATE, "PATCH", "inactive"),
+    (RecordingTarget(), DeprovisionAction.DELETE, "DELETE", "absent"),
+], ids=["deactivation answered 204", "delete"])
+def test_a_deprovisioning_whose_answer_shows_nothing_is_read_back_with_one_get(
+    target: RecordingTarget, action: DeprovisionAction, first: str, seen: str
+) -> None:
+    result = deprovision(target, action)
     assert result.readback is not None
     assert (result.readback.action, result.readback.state) == (action.value, seen)
     assert result.readback.confirmed and result.readback.applied_at <= result.readback.at
     sent = [(r.method, r.path) for r in target.requests()]
     remote = result.readback.remote_id
-    assert sent[1:] == [("PATCH" if seen == "inactive" else "DELETE", f"/Users/{remote}"),
-                        ("GET", f"/Users/{remote}")]
+    assert sent[1:] == [(first, f"/Users/{remote}"), ("GET", f"/Users/{remote}")]
     assert result.trace[-1]["step"] == "read back" and result.trace[-1]["confirmed"] is True
+    assert "source" not in result.trace[-1]
 
 
 def test_an_app_that_still_shows_the_account_active_is_not_revoked() -> None:

@@ -170,7 +170,10 @@ class Connector(Protocol):
 
     async def update_user(
         self, remote_id: str, changes: Sequence[Change], attributes: Mapping[str, Any]
-    ) -> None: ...
+    ) -> RemoteUser | None:
+        """Apply the changes; the account as the app's answer shows it, when it says (else
+        None): after a deactivation that answer is the read-back (engine.executor)."""
+        ...
 
     async def delete_user(self, remote_id: str) -> None: ...
 

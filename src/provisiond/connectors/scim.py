@@ -335,31 +335,37 @@ class ScimConnector:
 
     async def update_user(
         self, remote_id: str, changes: Sequence[Change], attributes: Mapping[str, Any]
-    ) -> None:
+    ) -> RemoteUser | None:
+        """Apply the changes; the account as the app's answer shows it when the answer carries
+        the resource (a 200 with it, RFC 7644 §3.5.1/§3.5.2), else None (a 204)."""
         profile = await self._profile()
-        if profile.deactivate_by == "delete" and any(
-            c.attribute.lower() == "active" and c.new is False for c in changes
-        ):
+        deactivating = any(c.attribute.lower() == "active" and c.new is False for c in changes)
+        if profile.deactivate_by == "delete" and deactivating:
             # The app has no active flag: an account that must be off goes. A reactivation then
             # meets a 404, and the executor creates the account again.
             await self.delete_user(remote_id)
-            return
+            return None
         if not profile.put_only:
             operations = user_operations(_patch_paths(changes), changes, profile)
             if profile.patch == "rfc":  # checked by scim2-models; no-path values are free-form
                 model = UserPatchOp(operations=[UserPatchOperation(**o) for o in operations])
                 operations = dump(model, Context.RESOURCE_PATCH_REQUEST)["Operations"]
+            # RFC 7644 §3.5.2: with "attributes" the app MUST answer 200 with the resource, so
+            # a deactivation's own answer shows whether the account is off (the read-back).
+            params = _SHOW_ACTIVE if deactivating else None
             try:
                 response = await self._send(
-                    "PATCH", f"Users/{segment(remote_id)}", body=patch_body(operations, profile)
+                    "PATCH",
+                    f"Users/{segment(remote_id)}",
+                    params=params,
+                    body=patch_body(operations, profile),
                 )
             except RemoteUnsupported:
                 response = None
             if response is not None and not (
                 response.status_code == 404 and profile.patch_404 == "unsupported"
             ):
-                self._updated(response, remote_id, "PATCH /Users/{id}")
-                return
+                return self._updated(response, remote_id, "PATCH /Users/{id}")
             await self._fall_back(patch="none", membership="put")
         # RFC 7644 §3.5.1: PUT replaces the whole resource; send all that provisiond manages.
         body = user_payload(attributes, Context.RESOURCE_REPLACEMENT_REQUEST)
@@ -367,16 +373,18 @@ class ScimConnector:
         response = await self._send(
             "PUT", f"Users/{segment(remote_id)}", body=encoded(body, profile)
         )
-        self._updated(response, remote_id, "PUT /Users/{id}")
+        return self._updated(response, remote_id, "PUT /Users/{id}")
 
     @staticmethod
-    def _updated(response: httpx.Response, remote_id: str, what: str) -> None:
+    def _updated(response: httpx.Response, remote_id: str, what: str) -> RemoteUser | None:
         if response.status_code == 404:
             raise RemoteNotFound(
                 f"{what}: the account {remote_id} no longer exists", http_status=404
             )
         _require_success(response, what)
-        _body(response, what, allow_empty=True)
+        body = _body(response, what, allow_empty=True)
+        # Only an answer that names this very account tells what the app now holds.
+        return RemoteUser(remote_id, body) if body.get("id") == remote_id else None
 
     async def delete_user(self, remote_id: str) -> None:
         response = await self._send("DELETE", f"Users/{segment(remote_id)}")
@@ -736,6 +744,9 @@ def _body(response: httpx.Response, what: str, *, allow_empty: bool = False) -> 
 
 def _content_type(response: httpx.Response) -> str:
     return str(response.headers.get("Content-Type", "")).split(";")[0].strip().lower()
+
+
+_SHOW_ACTIVE = {"attributes": "active"}
 
 
 def _remote(body: Mapping[str, Any], what: str) -> RemoteUser:

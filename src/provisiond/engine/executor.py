@@ -195,7 +195,7 @@ async def reconcile(
     result.operation = operation
     result.step("plan", f"{operation.kind.value}", **operation.describe())
     try:
-        remote_id = await _apply(connector, settings, operation)
+        remote_id, answer = await _apply(connector, settings, operation)
     except RemoteConflict:
         # RFC 7644 §3.3: 409 means the account exists already (the lookup missed it): adopt it.
         assert desired is not None
@@ -210,7 +210,7 @@ async def reconcile(
         if operation is None:
             result.account, result.outcome = actual, "unchanged"
             return result
-        remote_id = await _apply(connector, settings, operation)
+        remote_id, answer = await _apply(connector, settings, operation)
     except RemoteNotFound:
         # Removed behind our back: forget it and, if it is still wanted, create it again.
         result.step("gone", "the account was removed in the app")
@@ -225,20 +225,38 @@ async def reconcile(
                 result.readback = ReadBack(gone.kind.value, gone.remote_id, moment, "absent", moment)
             result.account, result.outcome = actual, "deleted"
             return result
-        remote_id = await _apply(connector, settings, operation)
+        remote_id, answer = await _apply(connector, settings, operation)
     result.account = applied(operation, actual, remote_id)
     result.outcome = OUTCOME_OF[operation.kind]
     result.step("apply", f"{operation.kind.value} succeeded", remote_id=remote_id)
     if operation.kind in DEPROVISIONS and operation.remote_id:
-        await read_back(connector, operation, result)
+        await read_back(connector, operation, result, answer=answer)
     return result
 
 
-async def read_back(connector: Connector, operation: Operation, result: Result) -> None:
+async def read_back(
+    connector: Connector, operation: Operation, result: Result, *, answer: RemoteUser | None = None
+) -> None:
     """Read the account back after a deprovisioning (one GET) and keep what the app showed;
-    raises ``NotRevoked`` when it still shows access, so the task is retried."""
+    raises ``NotRevoked`` when it still shows access, so the task is retried.
+
+    ``answer``: the account as the app's answer to the deactivation showed it. When that
+    answer shows ``active`` false it is the read-back (the app's own word on the account,
+    after the change, as a GET would give it) and no GET is sent; any other answer (none,
+    active, or silent on ``active``) is checked by the GET as before.
+    """
     assert operation.remote_id is not None
     applied_at = datetime.now(UTC)
+    if operation.kind is OperationKind.DEACTIVATE and answer is not None and _shows_inactive(answer):
+        result.readback = ReadBack(
+            operation.kind.value, operation.remote_id, applied_at, "inactive", applied_at
+        )
+        result.step(
+            "read back",
+            f"the app's answer to the deactivation of {operation.remote_id} shows active is false",
+            state="inactive", confirmed=True, source="answer",
+        )
+        return
     remote = await connector.get_user(operation.remote_id)
     state = "absent" if remote is None else ("active" if remote.active else "inactive")
     seen = ReadBack(operation.kind.value, operation.remote_id, applied_at, state, datetime.now(UTC))
@@ -259,18 +277,25 @@ async def read_back(connector: Connector, operation: Operation, result: Result) 
     )
 
 
+def _shows_inactive(answer: RemoteUser) -> bool:
+    # Present and false: an answer silent on "active" says nothing (RemoteUser.active is True).
+    return any(name.lower() == "active" for name in answer.attributes) and not answer.active
+
+
 async def _apply(
     connector: Connector, settings: ProvisioningSettings, operation: Operation
-) -> str | None:
+) -> tuple[str | None, RemoteUser | None]:
+    """Send the operation; the remote id after it, and the account as the app's answer
+    showed it (an update's 200 with the resource), if it did."""
     if operation.kind is OperationKind.CREATE:
         attributes = dict(operation.attributes)
         if settings.features.password_on_create:
             attributes["password"] = strong_password()
         created = await connector.create_user(attributes)
-        return created.remote_id
+        return created.remote_id, None
     assert operation.remote_id is not None
     if operation.kind is OperationKind.DELETE:
         await connector.delete_user(operation.remote_id)
-        return None
-    await connector.update_user(operation.remote_id, operation.changes, operation.attributes)
-    return operation.remote_id
+        return None, None
+    answer = await connector.update_user(operation.remote_id, operation.changes, operation.attributes)
+    return operation.remote_id, answer

@@ -70,11 +70,36 @@ def enqueue(
     Many keys cost a few multi-row statements, not one each: a group of 10,000 assigned to an
     app queues its tasks in a handful of multi-row statements, compiled once.
     """
+    return enqueue_keys(
+        session,
+        [(app_id, subject_id) for subject_id in subject_ids],
+        reason=reason,
+        correlation_id=correlation_id,
+        run_id=run_id,
+        verify_remote=verify_remote,
+        kind=kind,
+        priority=priority,
+    )
+
+
+def enqueue_keys(
+    session: Session,
+    keys: Iterable[tuple[str, str]],
+    *,
+    reason: str,
+    correlation_id: str,
+    run_id: str | None = None,
+    verify_remote: bool = False,
+    kind: str = "user",
+    priority: int | None = None,
+) -> list[str]:
+    """:func:`enqueue` for (app, subject) keys of any number of apps, in the same few
+    statements: a leaver's change queues a task in each of their apps with one executemany."""
     now = utcnow()
     priority = priority_of(reason, run_id) if priority is None else priority
     dialect = session.get_bind().dialect.name
     # One row per key: PostgreSQL refuses an upsert that touches a row twice.
-    unique = list(dict.fromkeys(subject_ids))
+    unique = list(dict.fromkeys(keys))
     if not unique:
         return []
     rows = [
@@ -94,7 +119,7 @@ def enqueue(
             "created_at": now,
             "updated_at": now,
         }
-        for subject_id in unique
+        for app_id, subject_id in unique
     ]
     attached: list[str] = []
     connection = session.connection()
@@ -356,10 +381,19 @@ def pending_subjects(session: Session, app_id: str, subject_ids: Iterable[str]) 
 
 def next_due(session: Session, after: datetime | None = None) -> datetime | None:
     """When the next queued task is due (of those due after ``after``, when given)."""
-    statement = select(Task.next_attempt_at).where(Task.status == QUEUED)
-    if after is not None:
-        statement = statement.where(Task.next_attempt_at > after)
-    return session.scalar(statement.order_by(Task.next_attempt_at).limit(1))
+    if after is None:
+        return session.scalar(_NEXT_DUE)
+    return session.scalar(_NEXT_DUE_AFTER, {"after": after})
+
+
+# Asked after every claim: built once (with its cache key), not per call.
+_NEXT_DUE = (
+    select(Task.next_attempt_at)
+    .where(Task.status == QUEUED)
+    .order_by(Task.next_attempt_at)
+    .limit(1)
+)
+_NEXT_DUE_AFTER = _NEXT_DUE.where(Task.next_attempt_at > bindparam("after"))
 
 
 def _row(session: Session, task: Task | Claimed | str) -> Task:

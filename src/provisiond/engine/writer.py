@@ -24,7 +24,7 @@ from provisiond.engine import quarantine, queue, revocations, throttle
 from provisiond.engine.outcomes import ENGINE_ACTOR, Outcome, Transition
 from provisiond.engine.reader import groups_to_recheck
 from provisiond.store import rollups
-from provisiond.store.tables import Account, App, Event, Run, Task, new_id
+from provisiond.store.tables import Account, App, Event, PushedGroup, Run, Task, new_id
 
 _CLOSED = {
     Transition.CLOSE: queue.SUCCEEDED,
@@ -37,16 +37,50 @@ def owned_ids(session: Session, outcomes: Sequence[Outcome]) -> set[str]:
     """The tasks still running under the lease they were claimed with (locked on PostgreSQL,
     so a lease release cannot slip in between this check and the write)."""
     leases = {o.task.id: (o.task.claimed_by, o.task.claimed_at) for o in outcomes}
-    statement = select(Task.id, Task.status, Task.claimed_by, Task.claimed_at).where(
-        Task.id.in_(sorted(leases))
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        statement = statement.with_for_update()
+    statement = _leases(session.get_bind().dialect.name == "postgresql")
+    session.flush()  # Core below: what the session holds is sent first, as session.execute would
     return {
         row.id
-        for row in session.execute(statement)
+        for row in session.connection().execute(statement, {"ids": sorted(leases)})
         if row.status == queue.RUNNING and (row.claimed_by, row.claimed_at) == leases[row.id]
     }
+
+
+# The writer's statements are built once, with bound parameters (lists expanded): building a
+# select and its cache key per batch cost as much as running it on SQLite.
+@lru_cache(maxsize=2)
+def _leases(locked: bool) -> Any:
+    statement = select(Task.id, Task.status, Task.claimed_by, Task.claimed_at).where(
+        Task.id.in_(bindparam("ids", expanding=True))
+    )
+    return statement.with_for_update() if locked else statement
+
+
+_PUSHING = (
+    select(PushedGroup.app_id)
+    .where(PushedGroup.app_id.in_(bindparam("apps", expanding=True)))
+    .distinct()
+)
+_QUEUED_OF = select(Task.app_id, Task.subject_id).where(
+    Task.subject_id.in_(bindparam("subjects", expanding=True)),
+    Task.app_id.in_(bindparam("apps", expanding=True)),
+    Task.status == queue.QUEUED,
+)
+_LAST_ERROR = (
+    update(Account)
+    .where(Account.app_id == bindparam("a"), Account.user_id == bindparam("u"))
+    .values(last_error=bindparam("e"))
+)
+_CLOSE = (
+    update(Task)
+    .where(Task.id == bindparam("tid"))
+    .values(
+        status=bindparam("st"),
+        updated_at=bindparam("now"),
+        last_error=bindparam("err"),
+        operation=bindparam("op"),
+    )
+)
 
 
 def write_outcomes(session: Session, outcomes: Sequence[Outcome], now: datetime) -> set[str]:
@@ -67,9 +101,7 @@ def write_outcomes(session: Session, outcomes: Sequence[Outcome], now: datetime)
     errors = [o for o in outcomes if o.account_error is not None and o.task.id in owned]
     if errors:
         session.connection().execute(
-            update(Account)
-            .where(Account.app_id == bindparam("a"), Account.user_id == bindparam("u"))
-            .values(last_error=bindparam("e")),
+            _LAST_ERROR,
             [{"a": o.task.app_id, "u": o.task.subject_id, "e": o.account_error} for o in errors],
         )
     events = [row for o in outcomes for row in o.events]
@@ -80,17 +112,11 @@ def write_outcomes(session: Session, outcomes: Sequence[Outcome], now: datetime)
     closes = [o for o in outcomes if o.task.id in owned and o.write.transition in _CLOSED]
     if closes:
         session.connection().execute(
-            update(Task)
-            .where(Task.id == bindparam("tid"))
-            .values(
-                status=bindparam("st"),
-                updated_at=now,
-                last_error=bindparam("err"),
-                operation=bindparam("op"),
-            ),
+            _CLOSE,
             [
                 {
                     "tid": o.task.id,
+                    "now": now,
                     "st": _CLOSED[o.write.transition].value,
                     "err": None if o.write.transition is Transition.CLOSE else o.write.error,
                     # The operation it sent; none when it found the account in sync.
@@ -136,7 +162,11 @@ def write_outcomes(session: Session, outcomes: Sequence[Outcome], now: datetime)
             changed[(outcome.task.app_id, outcome.task.correlation_id)].add(
                 outcome.task.subject_id
             )
+    # Most apps push no group: which do is one statement for the batch, not one per app.
+    pushing = _apps_pushing(session, {app_id for app_id, _ in changed})
     for (app_id, correlation_id), user_ids in sorted(changed.items()):
+        if app_id not in pushing:
+            continue
         # The groups pushed to the app that hold (or should hold) these users re-check.
         groups = groups_to_recheck(session, app_id, user_ids)
         if groups:
@@ -145,6 +175,13 @@ def write_outcomes(session: Session, outcomes: Sequence[Outcome], now: datetime)
                 correlation_id=correlation_id, kind="group",
             )
     return owned
+
+
+def _apps_pushing(session: Session, app_ids: set[str]) -> set[str]:
+    """Those of these apps that have pushed groups."""
+    if not app_ids:
+        return set()
+    return set(session.connection().execute(_PUSHING, {"apps": sorted(app_ids)}).scalars())
 
 
 def successors_queued(session: Session, outcomes: Sequence[Outcome]) -> bool:
@@ -156,12 +193,13 @@ def successors_queued(session: Session, outcomes: Sequence[Outcome]) -> bool:
     # One statement whatever the number of apps (a leaver's batch spans all of theirs; one
     # per app was a third of the write's time): the rows of the batch's subjects in the
     # batch's apps, matched to the keys here.
-    queued = session.execute(
-        select(Task.app_id, Task.subject_id).where(
-            Task.subject_id.in_(sorted({subject for _, subject in keys})),
-            Task.app_id.in_(sorted({app_id for app_id, _ in keys})),
-            Task.status == queue.QUEUED,
-        )
+    session.flush()  # a requeue or a defer of this batch is in the session still
+    queued = session.connection().execute(
+        _QUEUED_OF,
+        {
+            "subjects": sorted({subject for _, subject in keys}),
+            "apps": sorted({app_id for app_id, _ in keys}),
+        },
     )
     return any((app_id, subject) in keys for app_id, subject in queued)
 

@@ -219,10 +219,7 @@ def _reconcile(
         for app_id in app_ids:
             gathered.setdefault(app_id, set()).update(user_ids)
         return
-    for app_id in sorted(app_ids):
-        app = session.get(App, app_id)
-        if app is not None:
-            runs.reconcile_users(session, actor, app, user_ids, reason=reason)
+    runs.reconcile_in_apps(session, actor, app_ids, user_ids, reason=reason)
 
 
 # -- groups ---------------------------------------------------------------------------------------

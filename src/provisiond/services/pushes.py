@@ -256,6 +256,25 @@ def roles_changed(session: Session, actor: Actor, app_id: str, reason: str) -> N
     enqueue(session, actor, app_id, role_group_ids(session, app_id), reason=reason)
 
 
+def roles_changed_in(session: Session, actor: Actor, app_ids: Iterable[str], reason: str) -> None:
+    """:func:`roles_changed` in many apps, with two statements whatever their number."""
+    ids = sorted(set(app_ids))
+    if not ids:
+        return
+    names: dict[str, set[str]] = defaultdict(set)
+    for app_id, expression in session.execute(
+        select(AppRole.app_id, AppRole.expression).where(AppRole.app_id.in_(ids))
+    ):
+        if expression.get("kind") == RoleKind.GROUP.value:
+            names[app_id].add(str(expression["value"]).casefold())
+    if not names:
+        return
+    rows = session.scalars(select(PushedGroup).where(PushedGroup.app_id.in_(sorted(names))))
+    _enqueue_rows(
+        session, actor, [r for r in rows if r.group_name.casefold() in names[r.app_id]], reason
+    )
+
+
 def app_synced(session: Session, actor: Actor, app_id: str, reason: str) -> None:
     """A full sync reads every pushed group back and corrects it."""
     rows = session.scalars(select(PushedGroup.group_id).where(PushedGroup.app_id == app_id))
