@@ -19,6 +19,7 @@ from typer.testing import CliRunner, Result
 
 from provisiond.cli.main import app
 from tests.e2e.conftest import admin_token, api, scim, server, target  # noqa: F401
+from tests.support.patience import PATIENCE
 
 Run = Callable[..., Result]
 
@@ -79,7 +80,7 @@ def process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subproc
 
 
 def wait_for(log: Path, pattern: str, child: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + timeout * PATIENCE
     while not re.search(pattern, log.read_text()):
         assert child.poll() is None, log.read_text()
         assert time.monotonic() < deadline, f"{pattern!r} not in:\n{log.read_text()}"

@@ -20,6 +20,7 @@ from provisiond.api import create_app
 from provisiond.runtime import Runtime
 from tests.cli.conftest import invoke, ok, process, wait_for
 from tests.e2e.conftest import TARGET_TOKEN, eventually, person, remote_user
+from tests.support.patience import PATIENCE
 from tests.support.servers import serve_app
 
 
@@ -36,7 +37,7 @@ def lines_of(stream: object) -> queue.Queue[str]:
 
 
 def next_line(lines: queue.Queue[str], containing: str, timeout: float = 15) -> str:
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + timeout * PATIENCE
     while True:
         line = lines.get(timeout=max(0.01, deadline - time.monotonic()))
         if containing in line:

@@ -26,7 +26,7 @@ from provisiond.domain.apps import BearerAuth, ScimConnectorSettings
 from tests.support.drip import drip_targets  # noqa: F401  (a fixture: a target that drips)
 
 TARGET_TOKEN = "demo-target-token"
-STARTUP_SECONDS = 20.0
+STARTUP_SECONDS = 120.0  # a busy CI machine has needed over 20
 # Every peer here listens on 127.0.0.1, which the destination policy refuses unless allowed.
 LOOPBACK = DestinationPolicy(allow_loopback=True)
 

@@ -12,6 +12,7 @@ from provisiond.runtime import Runtime
 from provisiond.services import tokens
 from provisiond.services.context import SYSTEM
 from tests.support.faulty import FaultyTarget
+from tests.support.patience import PATIENCE
 from tests.support.servers import scim_target, serve_app
 
 TARGET_TOKEN = "target-token"
@@ -68,6 +69,7 @@ def scim(target: str) -> Iterator[httpx.Client]:
 
 def eventually(check: Callable[[], Any], timeout: float = 60.0, interval: float = 0.02) -> Any:
     """Poll ``check`` until it returns a truthy value; the last failure is raised on timeout."""
+    timeout *= PATIENCE
     deadline = time.monotonic() + timeout
     while True:
         try:

@@ -54,11 +54,9 @@ def test_assign_update_deactivate_journey(
     api.patch(f"/users/{ada['id']}", json={"profile": {"lastName": "Lovelace"}}).raise_for_status()
     eventually(lambda: remote_user(scim, f"ada.{suffix}")["name"]["familyName"] == "Lovelace")
 
-    # Deactivation reaches the app within a second.
-    started = time.monotonic()
+    # Deactivation reaches the app (how fast: bench/deprovision_latency.py, not a timed test).
     api.post(f"/users/{ada['id']}/lifecycle/deactivate").raise_for_status()
     eventually(lambda: remote_user(scim, f"ada.{suffix}")["active"] is False, timeout=60)
-    assert time.monotonic() - started < 1.0
 
     # Every step is in the activity log (written just after the app answered).
     def actions() -> list[str]:

@@ -106,9 +106,11 @@ def test_pushed_group_tracks_the_directory_after_every_change(
     # Ann directly, Bob through the nested Platform; Cy has no account in the app.
     expected = remote_ids(scim, login(ann), login(bob))
     eventually(lambda: remote_members(scim, eng["name"]) == expected)
-    state = eventually(lambda: (p := pushed(api, app["id"], eng["id"]))["status"] == "active" and p)
+    # provisiond's record is written just after the app answered: wait for it too.
+    state = eventually(lambda: (p := pushed(api, app["id"], eng["id"]))["status"] == "active"
+                       and {m["login"] for m in p["member_list"]} == {login(ann), login(bob)}
+                       and p)
     assert state["remote_id"] == remote_group(scim, eng["name"])["id"]  # type: ignore[index]
-    assert {m["login"] for m in state["member_list"]} == {login(ann), login(bob)}
 
     # Cy is given an account (assigned through Staff): Cy joins the app's group too.
     api.put(f"/groups/{staff['id']}/users/{cy['id']}").raise_for_status()

@@ -42,6 +42,7 @@ from provisiond.services import apps, assignments, directory, runs
 from provisiond.services.context import SYSTEM
 from provisiond.store.tables import Account, Event, Run, Task, utcnow
 from tests.engine.test_queue import make_users
+from tests.support.patience import PATIENCE
 from tests.support.servers import serve_app
 
 WORKER_TIMEOUT = timedelta(seconds=30)
@@ -346,6 +347,7 @@ def held_creates() -> Iterator[tuple[HeldCreates, str]]:
 
 async def eventually(check: Callable[[], T], timeout: float = 60.0) -> T:
     """Poll ``check`` (run off the event loop) until it returns something truthy."""
+    timeout *= PATIENCE
     deadline = time.monotonic() + timeout
     while True:
         found = await asyncio.to_thread(check)

@@ -350,15 +350,13 @@ class ScimConnector:
             if profile.patch == "rfc":  # checked by scim2-models; no-path values are free-form
                 model = UserPatchOp(operations=[UserPatchOperation(**o) for o in operations])
                 operations = dump(model, Context.RESOURCE_PATCH_REQUEST)["Operations"]
-            # RFC 7644 §3.5.2: with "attributes" the app MUST answer 200 with the resource, so
-            # a deactivation's own answer shows whether the account is off (the read-back).
-            params = _SHOW_ACTIVE if deactivating else None
+            # RFC 7644 §3.5.2: a 200 carries the entire resource (a 204 nothing), so a
+            # deactivation's own answer can show the account off (the read-back). No
+            # "attributes" parameter asks for it: an app that refuses unknown parameters would
+            # then fail every deactivation, and a 200 holds "active" without it.
             try:
                 response = await self._send(
-                    "PATCH",
-                    f"Users/{segment(remote_id)}",
-                    params=params,
-                    body=patch_body(operations, profile),
+                    "PATCH", f"Users/{segment(remote_id)}", body=patch_body(operations, profile)
                 )
             except RemoteUnsupported:
                 response = None
@@ -744,9 +742,6 @@ def _body(response: httpx.Response, what: str, *, allow_empty: bool = False) -> 
 
 def _content_type(response: httpx.Response) -> str:
     return str(response.headers.get("Content-Type", "")).split(";")[0].strip().lower()
-
-
-_SHOW_ACTIVE = {"attributes": "active"}
 
 
 def _remote(body: Mapping[str, Any], what: str) -> RemoteUser:
