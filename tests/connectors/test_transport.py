@@ -109,7 +109,7 @@ class _Cookies(BaseHTTPRequestHandler):
 
     seen: list[str | None] = []
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_GET(self) -> None:
         type(self).seen.append(self.headers.get("Cookie"))
         body = b'{"schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"], ' \
             b'"totalResults": 0, "Resources": []}'
