@@ -137,7 +137,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             response = await session.request(
                 request.method,
                 URL(str(url), encoded=True),
-                headers=_decoded(request.headers),
+                headers=request.headers.multi_items(),
                 data=body or None,
                 allow_redirects=False,
                 timeout=self._timeout(request.extensions.get("timeout", {})),
@@ -174,13 +174,6 @@ class ReceivedCookies(httpx.Cookies):
         headers = response.headers
         if "set-cookie" in headers or "set-cookie2" in headers:
             super().extract_cookies(response)
-
-
-def _decoded(headers: httpx.Headers) -> list[tuple[str, str]]:
-    """``headers.multi_items()``, with the headers' encoding looked up once, not twice per
-    header (a tenth of the transport's own CPU, measured)."""
-    encoding = headers.encoding
-    return [(key.decode(encoding), value.decode(encoding)) for key, value in headers.raw]
 
 
 class _Body(httpx.AsyncByteStream):
