@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from typing import Any
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import BindParameter, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from provisiond.connectors.registry import connector_settings
@@ -97,7 +97,7 @@ def read_context(session: Session, vault: Vault, app_id: str) -> AppContext | No
 
 
 # Built once (their lists as expanding parameters): a claim reads them for every batch.
-_APPS = bindparam("apps", expanding=True)
+_APPS: BindParameter[Any] = bindparam("apps", expanding=True)
 _APP_ROWS = select(
     App.id, App.name, App.updated_at, App.provisioning, App.connector, App.credentials
 ).where(App.id.in_(_APPS))

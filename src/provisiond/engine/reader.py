@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import BindParameter, bindparam, select
 from sqlalchemy.orm import Session
 
 from provisiond.domain.roles import RoleKind
@@ -93,8 +93,8 @@ def chunks(items: Iterable[str]) -> Iterator[list[str]]:
 # The batch's statements, built once with their lists as expanding parameters: building one
 # (and its cache key) cost more of the database thread than SQLite running it did (measured
 # with py-spy, bench/RESULTS.md §15); a statement object keeps its cache key memoized.
-_IDS = bindparam("ids", expanding=True)
-_APPS = bindparam("apps", expanding=True)
+_IDS: BindParameter[Any] = bindparam("ids", expanding=True)
+_APPS: BindParameter[Any] = bindparam("apps", expanding=True)
 _USERS = select(User.id, User.login, User.status, User.profile).where(User.id.in_(_IDS))
 
 
