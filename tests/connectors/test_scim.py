@@ -783,3 +783,22 @@ def test_extension_attributes_are_patched_one_path_each() -> None:
     urn = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
     paths = _patch_paths([Change(urn, {"department": "Sales", "costCenter": "1"}, {"department": "Eng", "costCenter": "1"})])
     assert paths == [(f"{urn}:department", "Eng")]
+
+
+def test_an_empty_listing_that_passed_passes_again_and_a_wrong_one_is_still_refused() -> None:
+    """``_parse_list`` remembers empty answers it validated (the lookup before each create):
+    the same body passes without scim2-models, and any other is checked in full."""
+    from provisiond.connectors.scim import _EMPTY_LISTINGS, _parse_list
+
+    good = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
+            "totalResults": 0, "Resources": []}
+    assert _parse_list(good) == [] and _parse_list(dict(good)) == []
+    assert any('"totalResults": 0' in body for body in _EMPTY_LISTINGS)
+    for wrong in (
+        {**good, "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"]},
+        {**good, "totalResults": "none"},
+    ):
+        with pytest.raises(TerminalError, match="not a SCIM ListResponse"):
+            _parse_list(wrong)
+        with pytest.raises(TerminalError, match="not a SCIM ListResponse"):
+            _parse_list(wrong)  # not remembered either

@@ -102,3 +102,53 @@ def test_a_certificate_nobody_trusts_is_a_terminal_tls_failure(
 def test_a_closed_port_is_a_transient_failure() -> None:
     with pytest.raises(TransientError, match="cannot reach"):
         _holds_no_users(f"http://127.0.0.1:{free_port()}/v2")
+
+
+class _Cookies(BaseHTTPRequestHandler):
+    """Sets a cookie on its first answer only, and records the Cookie header of each request."""
+
+    seen: list[str | None] = []
+
+    def do_GET(self) -> None:
+        type(self).seen.append(self.headers.get("Cookie"))
+        body = b'{"schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"], ' \
+            b'"totalResults": 0, "Resources": []}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/scim+json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Node", "caf\xe9")  # not ASCII: latin-1, as HTTP/1.1 allows
+        if len(type(self).seen) == 1:
+            self.send_header("Set-Cookie", "affinity=node-2; Path=/")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_cookie_the_app_sets_is_sent_back_and_answers_without_one_keep_it() -> None:
+    """The jar reads only answers that set a cookie (transport.ReceivedCookies): a cookie set
+    once (a load balancer's affinity, say) is still sent with every later request."""
+    _Cookies.seen = []
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Cookies)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.02,), daemon=True)
+    thread.start()
+    connector = ScimConnector(
+        ScimConnectorSettings(base_url=f"http://127.0.0.1:{httpd.server_address[1]}/v2",
+                              auth=NoAuth()),
+        policy=LOOPBACK,
+    )
+
+    async def main() -> list[bool]:
+        try:
+            return [await connector.holds_no_users() for _ in range(3)]
+        finally:
+            await connector.aclose()
+
+    try:
+        assert asyncio.run(main()) == [True, True, True]
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()
+    assert _Cookies.seen == [None, "affinity=node-2", "affinity=node-2"]

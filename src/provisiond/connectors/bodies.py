@@ -18,7 +18,7 @@ from provisiond.errors import TerminalError
 # What the connector asks for: nothing it cannot inflate in bounded steps (no br, no zstd).
 ACCEPT_ENCODING = "gzip, deflate"
 _STEP = 64 * 1024  # the most one inflate step may produce
-_DROPPED_HEADERS = {"content-encoding", "content-length", "transfer-encoding"}
+_DROPPED_HEADERS = {b"content-encoding", b"content-length", b"transfer-encoding"}
 
 
 class TooLarge(TerminalError):
@@ -79,7 +79,9 @@ async def read_bounded(response: httpx.Response, limit: int, what: str) -> httpx
                 raise TooLarge(_too_large(what, limit, "it holds more"))
     except zlib.error as exc:
         raise TerminalError(f"{what} answered a body that does not inflate: {exc}") from exc
-    headers = [(k, v) for k, v in response.headers.multi_items() if k not in _DROPPED_HEADERS]
+    # The raw bytes: a header that is not ASCII (latin-1, as HTTP/1.1 allows) is kept as it
+    # came, where a decoded str would be refused when encoded back.
+    headers = [(k, v) for k, v in response.headers.raw if k.lower() not in _DROPPED_HEADERS]
     return httpx.Response(
         response.status_code,
         headers=headers,

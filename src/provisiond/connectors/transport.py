@@ -146,7 +146,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             raise _mapped(exc, request) from exc
         return httpx.Response(
             response.status,
-            headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in response.raw_headers],
+            # The raw bytes as received: httpx keeps bytes as they are, where a decoded str
+            # is encoded back, header by header (and refused if it is not ASCII).
+            headers=list(response.raw_headers),
             stream=_Body(response, request),
             extensions={
                 "http_version": b"HTTP/1.1",
@@ -158,6 +160,20 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         if self._session is not None:
             session, self._session = self._session, None
             await session.close()
+
+
+class ReceivedCookies(httpx.Cookies):
+    """A client's cookie jar that reads an answer's cookies only when it sets any.
+
+    httpx hands every answer to urllib's cookie jar (through two adapter objects that parse
+    the request's URL again): about a tenth of the connector's CPU per exchange (cProfile,
+    bench/RESULTS.md §15) for SCIM apps, which seldom set a cookie. urllib's jar reads only
+    these two headers, so an answer without them changes nothing in it."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        headers = response.headers
+        if "set-cookie" in headers or "set-cookie2" in headers:
+            super().extract_cookies(response)
 
 
 class _Body(httpx.AsyncByteStream):

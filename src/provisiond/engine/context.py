@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import BindParameter, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from provisiond.connectors.registry import connector_settings
@@ -111,6 +111,19 @@ def read_context(session: Session, vault: Vault, app_id: str) -> AppContext | No
     return read_contexts(session, vault, [app_id]).get(app_id)
 
 
+# Built once (their lists as expanding parameters): a claim reads them for every batch.
+_APPS: BindParameter[Any] = bindparam("apps", expanding=True)
+_APP_ROWS = select(
+    App.id, App.name, App.updated_at, App.provisioning, App.connector, App.credentials
+).where(App.id.in_(_APPS))
+_POLICY_VERSIONS = (
+    select(Policy.app_id, func.max(Policy.version))
+    .where(Policy.app_id.in_(_APPS))
+    .group_by(Policy.app_id)
+)
+_ROLE_EXPRESSIONS = select(AppRole.app_id, AppRole.expression).where(AppRole.app_id.in_(_APPS))
+
+
 def read_contexts(
     session: Session,
     vault: Vault,
@@ -127,23 +140,13 @@ def read_contexts(
     if not wanted:
         return {}
     connection = session.connection()
-    rows = connection.execute(
-        select(
-            App.id, App.name, App.updated_at, App.provisioning, App.connector, App.credentials
-        ).where(App.id.in_(wanted))
-    ).all()
+    rows = connection.execute(_APP_ROWS, {"apps": wanted}).all()
     versions: dict[str, int] = {
         app_id: version
-        for app_id, version in connection.execute(
-            select(Policy.app_id, func.max(Policy.version))
-            .where(Policy.app_id.in_(wanted))
-            .group_by(Policy.app_id)
-        )
+        for app_id, version in connection.execute(_POLICY_VERSIONS, {"apps": wanted})
     }
     kinds: dict[str, set[RoleKind]] = {app_id: set() for app_id in wanted}
-    for app_id, expression in connection.execute(
-        select(AppRole.app_id, AppRole.expression).where(AppRole.app_id.in_(wanted))
-    ):
+    for app_id, expression in connection.execute(_ROLE_EXPRESSIONS, {"apps": wanted}):
         kinds[app_id].add(RoleKind(expression["kind"]))
     found: dict[str, AppContext] = {}
     for row in rows:

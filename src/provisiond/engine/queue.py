@@ -245,7 +245,12 @@ def claim(
         "rooms": json.dumps(rooms),
         "default_room": default_room if default_room is not None else limit,
     }
-    claimed = [Claimed(**row._asdict()) for row in session.execute(statement, parameters)]
+    # Through the connection, not the session: the ORM's bulk-update path (its compile state,
+    # session synchronisation) cost a third of a claim on top of SQLite's own work (py-spy,
+    # bench/RESULTS.md §15); the worker's session holds no Task objects to keep in step.
+    session.flush()  # what the session's autoflush did: pending rows are seen
+    rows = session.connection().execute(statement, parameters)
+    claimed = [Claimed(**row._asdict()) for row in rows]
     claimed.sort(key=lambda task: (task.priority, task.created_at))
     return claimed
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import BindParameter, bindparam, select
 from sqlalchemy.orm import Session
 
 from provisiond.domain.roles import RoleKind
@@ -90,12 +90,54 @@ def chunks(items: Iterable[str]) -> Iterator[list[str]]:
         yield ordered[start : start + CHUNK]
 
 
+# The batch's statements, built once with their lists as expanding parameters: building one
+# (and its cache key) cost more of the database thread than SQLite running it did (measured
+# with py-spy, bench/RESULTS.md §15); a statement object keeps its cache key memoized.
+_IDS: BindParameter[Any] = bindparam("ids", expanding=True)
+_APPS: BindParameter[Any] = bindparam("apps", expanding=True)
+_USERS = select(User.id, User.login, User.status, User.profile).where(User.id.in_(_IDS))
+
+
+def _effective_groups_statement() -> Any:
+    start = select(GroupMember.user_id.label("user_id"), GroupMember.group_id.label("id"))
+    up = start.where(GroupMember.user_id.in_(_IDS)).cte("up", recursive=True)
+    up = up.union(
+        select(up.c.user_id, GroupChild.parent_id).join(GroupChild, GroupChild.child_id == up.c.id)
+    )
+    return select(up.c.user_id, up.c.id)
+
+
+_EFFECTIVE_GROUPS = _effective_groups_statement()
+_GROUP_ASSIGNMENTS = select(Assignment.app_id, Assignment.principal_id).where(
+    Assignment.app_id.in_(_APPS), Assignment.principal_type == "group"
+)
+_USER_ASSIGNMENTS = select(Assignment.app_id, Assignment.principal_id).where(
+    Assignment.app_id.in_(_APPS),
+    Assignment.principal_type == "user",
+    Assignment.principal_id.in_(_IDS),
+)
+_ACCOUNTS = select(
+    Account.app_id,
+    Account.user_id,
+    Account.remote_id,
+    Account.applied,
+    Account.status,
+    Account.deactivated_at,
+    Account.fingerprint,
+).where(Account.app_id.in_(_APPS), Account.user_id.in_(_IDS))
+_HOLDS = select(Run.id, Run.app_id, Run.status, Run.started_at, Run.held).where(
+    Run.app_id.in_(_APPS),
+    (Run.status == "held")
+    | ((Run.status == "cancelled") & (Run.finished_at >= bindparam("recent"))),
+)
+_HAS_ACCOUNTS = select(Account.id).where(Account.app_id == bindparam("app_id")).limit(1)
+
+
 def read_users(session: Session, user_ids: Iterable[str]) -> dict[str, UserRecord]:
     found: dict[str, UserRecord] = {}
-    statement = select(User.id, User.login, User.status, User.profile)
     connection = session.connection()
     for chunk in chunks(user_ids):
-        for row in connection.execute(statement.where(User.id.in_(chunk))):
+        for row in connection.execute(_USERS, {"ids": chunk}):
             found[row.id] = UserRecord(row.id, row.login, row.status, row.profile)
     return found
 
@@ -114,14 +156,7 @@ def effective_groups(session: Session, user_ids: Iterable[str]) -> dict[str, set
     found: dict[str, set[str]] = defaultdict(set)
     connection = session.connection()
     for chunk in chunks(user_ids):
-        start = select(GroupMember.user_id.label("user_id"), GroupMember.group_id.label("id"))
-        up = start.where(GroupMember.user_id.in_(chunk)).cte("up", recursive=True)
-        up = up.union(
-            select(up.c.user_id, GroupChild.parent_id).join(
-                GroupChild, GroupChild.child_id == up.c.id
-            )
-        )
-        for user_id, group_id in connection.execute(select(up.c.user_id, up.c.id)):
+        for user_id, group_id in connection.execute(_EFFECTIVE_GROUPS, {"ids": chunk}):
             found[user_id].add(group_id)
     return found
 
@@ -161,22 +196,14 @@ def _labels_many(
     connection = session.connection()
     apps = sorted(wanted)
     groups: dict[str, set[str]] = defaultdict(set)
-    for app_id, group_id in connection.execute(
-        select(Assignment.app_id, Assignment.principal_id).where(
-            Assignment.app_id.in_(apps), Assignment.principal_type == "group"
-        )
-    ):
+    for app_id, group_id in connection.execute(_GROUP_ASSIGNMENTS, {"apps": apps}):
         groups[app_id].add(group_id)
     direct: set[tuple[str, str]] = set()
     for chunk in chunks(set().union(*wanted.values())):
         direct |= {
             (app_id, user_id)
             for app_id, user_id in connection.execute(
-                select(Assignment.app_id, Assignment.principal_id).where(
-                    Assignment.app_id.in_(apps),
-                    Assignment.principal_type == "user",
-                    Assignment.principal_id.in_(chunk),
-                )
+                _USER_ASSIGNMENTS, {"apps": apps, "ids": chunk}
             )
         }
     found: dict[str, dict[str, list[str]]] = {}
@@ -198,17 +225,9 @@ def _accounts_many(
 ) -> dict[str, dict[str, AccountRecord]]:
     found: dict[str, dict[str, AccountRecord]] = {app_id: {} for app_id in wanted}
     connection = session.connection()
-    statement = select(
-        Account.app_id,
-        Account.user_id,
-        Account.remote_id,
-        Account.applied,
-        Account.status,
-        Account.deactivated_at,
-        Account.fingerprint,
-    ).where(Account.app_id.in_(sorted(wanted)))
+    apps = sorted(wanted)
     for chunk in chunks(set().union(*wanted.values())):
-        for row in connection.execute(statement.where(Account.user_id.in_(chunk))):
+        for row in connection.execute(_ACCOUNTS, {"apps": apps, "ids": chunk}):
             if row.user_id in wanted[row.app_id]:
                 found[row.app_id][row.user_id] = AccountRecord(
                     row.remote_id, row.applied, row.status, row.deactivated_at, row.fingerprint
@@ -267,10 +286,7 @@ def read_holds_many(
     recent = (now or utcnow()) - CANCELLED_WINDOW
     found: dict[str, list[Hold]] = defaultdict(list)
     rows = session.connection().execute(
-        select(Run.id, Run.app_id, Run.status, Run.started_at, Run.held).where(
-            Run.app_id.in_(sorted(set(app_ids))),
-            (Run.status == "held") | ((Run.status == "cancelled") & (Run.finished_at >= recent)),
-        )
+        _HOLDS, {"apps": sorted(set(app_ids)), "recent": recent}
     )
     for row in rows:
         # A run holding a pending policy keeps nothing back: that policy is not in force, so
@@ -368,7 +384,5 @@ def effective_members(session: Session, group_ids: Iterable[str]) -> dict[str, s
 
 def has_accounts(session: Session, app_id: str) -> bool:
     """Whether provisiond has ever recorded an account in the app."""
-    found = session.connection().execute(
-        select(Account.id).where(Account.app_id == app_id).limit(1)
-    ).first()
+    found = session.connection().execute(_HAS_ACCOUNTS, {"app_id": app_id}).first()
     return found is not None
