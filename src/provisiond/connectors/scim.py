@@ -374,7 +374,10 @@ class ScimConnector:
         response = await self._send(
             "PUT", f"Users/{segment(remote_id)}", body=encoded(body, profile)
         )
-        return self._updated(response, remote_id, "PUT /Users/{id}")
+        self._updated(response, remote_id, "PUT /Users/{id}")
+        # A PUT's answer is no read-back: it may be the resource provisiond just sent, echoed
+        # by a naive app or a gateway that never stored it. The executor reads it back.
+        return None
 
     @staticmethod
     def _updated(response: httpx.Response, remote_id: str, what: str) -> RemoteUser | None:

@@ -42,8 +42,18 @@ log = logging.getLogger(__name__)
 REASON = "user.import"
 # Far longer than a chunk takes (seconds), so only a stopped applier loses its import.
 LEASE = timedelta(minutes=2)
-# This process, as an applier: host, pid and a nonce (a pid is reused after a restart).
-APPLIER = f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+# An import interrupted longer ago than this is not resumed: its rows were planned against the
+# directory as it was when the file was read, and applying them now could deactivate people
+# reactivated since. It is marked failed (read the file again).
+RESUME_WITHIN = timedelta(hours=1)
+# This process: host and pid (a pid is reused after a restart, hence each applier's nonce).
+PROCESS = f"{socket.gethostname()[:40]}:{os.getpid()}"
+
+
+def new_applier() -> str:
+    """An id for one thread applying one import: never shared, so a thread that stalled past
+    its lease loses it even to a thread of its own process."""
+    return f"{PROCESS}:{uuid.uuid4().hex[:12]}"
 
 
 class LeaseLost(Exception):
@@ -62,7 +72,7 @@ def start(session: Session, actor: Actor, import_id: str) -> UserImport:
             current_status=imported.status,
         )
     imported.status = "applying"
-    imported.applier, imported.lease_until = APPLIER, utcnow() + LEASE
+    imported.applier, imported.lease_until = new_applier(), utcnow() + LEASE
     activity.record(
         session, actor, "user.import.start",
         f"applying import {imported.id} of {imported.filename or 'a CSV file'}",
@@ -71,9 +81,9 @@ def start(session: Session, actor: Actor, import_id: str) -> UserImport:
     return imported
 
 
-def in_background(
-    db: Database, actor: Actor, import_id: str, applier: str = APPLIER
-) -> threading.Thread:
+def in_background(db: Database, actor: Actor, import_id: str, applier: str) -> threading.Thread:
+    """Apply the import on a thread of its own, as ``applier`` (the import's, from
+    :func:`start` or :func:`resume_stalled`)."""
     thread = threading.Thread(
         target=apply, args=(db, actor, import_id, applier), name=f"import-{import_id[:8]}",
         daemon=True,
@@ -82,32 +92,56 @@ def in_background(
     return thread
 
 
-def resume_stalled(db: Database, applier: str = APPLIER) -> list[str]:
+def resume_stalled(db: Database) -> list[str]:
     """Take over every import being applied whose applier's lease ran out, and apply the rest
-    of each in the background; the ids taken. The conditional update is the claim: two
-    processes resuming at once cannot both take one import."""
+    of each in the background; the ids taken. Each takeover is one conditional update, so two
+    processes resuming at once cannot both take one import. An import interrupted longer ago
+    than ``RESUME_WITHIN`` is marked failed instead."""
     now = utcnow()
+    expired = or_(UserImport.lease_until.is_(None), UserImport.lease_until < now)
+    taken: list[tuple[str, str, str]] = []  # import, applier, admin
     with db.session() as session:
-        taken = list(session.scalars(
-            update(UserImport)
-            .where(UserImport.status == "applying",
-                   or_(UserImport.lease_until.is_(None), UserImport.lease_until < now))
-            .values(applier=applier, lease_until=now + LEASE)
-            .returning(UserImport.id)
+        stalled = list(session.scalars(
+            select(UserImport).where(UserImport.status == "applying", expired)
         ))
-        actors: dict[str, str] = {}
-        for imported in session.scalars(select(UserImport).where(UserImport.id.in_(taken))):
-            actors[imported.id] = imported.actor
+        for imported in stalled:
+            # When the applier last renewed (a lease is taken for LEASE); None: from before
+            # leases existed (migration 0029 fails those), so not known to be recent.
+            renewed = imported.lease_until - LEASE if imported.lease_until else None
+            applier = new_applier()
+            claimed = session.execute(
+                update(UserImport)
+                .where(UserImport.id == imported.id, UserImport.status == "applying", expired)
+                .values(applier=applier, lease_until=now + LEASE)
+                .execution_options(synchronize_session=False)
+            )
+            if claimed.rowcount != 1:  # type: ignore[attr-defined]
+                continue  # another process took it first
+            session.refresh(imported)
             applied = sum(v for k, v in imported.done.items() if k != "failed")
+            what = f"import {imported.id} of {imported.filename or 'a CSV file'}"
+            if renewed is None or now - renewed > RESUME_WITHIN:
+                imports.finish(imported, "failed")
+                message = (f"the import was interrupted after {applied} rows and not resumed "
+                           f"within {RESUME_WITHIN}: read the file again")
+                imported.errors = {"items": [*imported.errors.get("items", []),
+                                             {"line": None, "message": message}]}
+                activity.record(
+                    session, SYSTEM, "user.import.resume", f"not resuming {what}: {message}",
+                    outcome="failure", targets={"import_id": imported.id},
+                    details={"done": imported.done},
+                )
+                continue
             activity.record(
                 session, SYSTEM, "user.import.resume",
-                f"resuming import {imported.id} of {imported.filename or 'a CSV file'}, "
-                f"interrupted after {applied} of {sum(imported.planned.values())} rows",
+                f"resuming {what}, interrupted after {applied} of "
+                f"{sum(imported.planned.values())} rows",
                 targets={"import_id": imported.id}, details={"done": imported.done},
             )
-    for import_id in taken:  # the rows keep the name of the admin who applied the file
-        in_background(db, Actor(actors[import_id]), import_id, applier)
-    return taken
+            taken.append((imported.id, applier, imported.actor))
+    for import_id, applier, admin in taken:  # the rows keep the name of the admin who applied
+        in_background(db, Actor(admin), import_id, applier)
+    return [import_id for import_id, _, _ in taken]
 
 
 def _renew(session: Session, import_id: str, applier: str) -> None:
@@ -123,7 +157,7 @@ def _renew(session: Session, import_id: str, applier: str) -> None:
         raise LeaseLost(import_id)
 
 
-def apply(db: Database, actor: Actor, import_id: str, applier: str = APPLIER) -> None:
+def apply(db: Database, actor: Actor, import_id: str, applier: str) -> None:
     """Apply every pending row of an ``applying`` import, then its deactivations."""
     try:
         while _apply_chunk(db, actor, import_id, applier):

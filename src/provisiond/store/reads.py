@@ -26,12 +26,16 @@ class _Compiled:
     row: Any  # a namedtuple of the selected columns
 
 
-_compiled: dict[tuple[int, str], _Compiled] = {}
+# Keyed by id, and the statement kept beside its compiled form: an entry is used only for the
+# very statement it was made from, so a statement built per call (its id reused once it is
+# collected) is compiled afresh rather than given another statement's SQL.
+_compiled: dict[tuple[int, str], tuple[Select[Any], _Compiled]] = {}
 
 
 def _compile(statement: Select[Any], dialect: Dialect) -> _Compiled:
-    key = (id(statement), dialect.name)  # statements are module constants: ids are stable
-    found = _compiled.get(key)
+    key = (id(statement), dialect.name)
+    entry = _compiled.get(key)
+    found = entry[1] if entry is not None and entry[0] is statement else None
     if found is None:
         compiled = statement.compile(dialect=dialect)
         columns = list(statement.selected_columns)
@@ -45,7 +49,7 @@ def _compile(statement: Select[Any], dialect: Dialect) -> _Compiled:
             ),
             row=namedtuple("Row", [column.key for column in columns]),  # type: ignore[misc]
         )
-        _compiled[key] = found
+        _compiled[key] = (statement, found)
     return found
 
 

@@ -137,8 +137,9 @@ def apply_import(import_id: str, rt: RuntimeDep, actor: AdminDep) -> ImportOut:
     """Apply a ``ready`` import (409 otherwise), a chunk of rows at a time, in the background:
     ``GET /imports/{id}`` shows the counts until its status is ``succeeded`` or ``failed``."""
     with rt.db.session() as session:
-        out = ImportOut.of(import_apply.start(session, actor, import_id))
-    import_apply.in_background(rt.db, actor, import_id)
+        started = import_apply.start(session, actor, import_id)
+        out, applier = ImportOut.of(started), started.applier or ""
+    import_apply.in_background(rt.db, actor, import_id, applier)
     return out
 
 

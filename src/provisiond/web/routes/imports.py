@@ -108,8 +108,8 @@ def apply(import_id: str, console: PostDep) -> Response:
             action=page + "/apply", button=f"Apply and deactivate {leaving}", back=page,
         ))
     with console.rt.db.session() as session:
-        import_apply.start(session, console.actor, import_id)
-    import_apply.in_background(console.rt.db, console.actor, import_id)
+        applier = import_apply.start(session, console.actor, import_id).applier or ""
+    import_apply.in_background(console.rt.db, console.actor, import_id, applier)
     console.flash("Applying the import.")
     return redirect(console.request, page)
 
