@@ -69,7 +69,7 @@ def test_a_deactivation_is_read_back_from_the_apps_own_answer() -> None:
     remote = result.readback.remote_id
     # RFC 7644 §3.5.2: asked for "attributes", the app answers 200 with the resource; no GET.
     sent = [(r.method, r.path, r.query) for r in target.requests()]
-    assert sent[1:] == [("PATCH", f"/Users/{remote}", {})]
+    assert sent[1:] == [("PATCH", f"/Users/{remote}", {"attributes": ["active"]})]
     assert result.trace[-1]["step"] == "read back" and result.trace[-1]["source"] == "answer"
 
 
@@ -109,3 +109,53 @@ def test_an_app_that_still_shows_the_account_active_is_not_revoked() -> None:
     assert result.readback is not None and result.readback.state == "active"
     assert not result.readback.confirmed
     assert liar.ignored and result.trace[-1]["confirmed"] is False
+
+
+class StrictQueryTarget(RecordingTarget):
+    """Refuses a PATCH carrying any query parameter with 400, as some apps do."""
+
+    refused: list[bytes]
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "PATCH" and scope["query_string"]:
+            self.refused.append(scope["query_string"])
+            await send({"type": "http.response.start", "status": 400,
+                        "headers": [(b"content-type", b"application/scim+json")]})
+            await send({"type": "http.response.body", "body": b'{"schemas": ['
+                        b'"urn:ietf:params:scim:api:messages:2.0:Error"], "status": "400",'
+                        b' "scimType": "invalidSyntax", "detail": "unknown parameter"}'})
+            return
+        await super().__call__(scope, receive, send)
+
+
+def test_an_app_that_refuses_the_attributes_parameter_still_loses_the_account() -> None:
+    target = StrictQueryTarget()
+    target.refused = []
+
+    async def scenario() -> tuple[Result, Result]:
+        connector = target.connector()
+        try:
+            await connector.create_user({"userName": "warm.up", "schemas": [
+                "urn:ietf:params:scim:schemas:core:2.0:User"]})
+            first, second = Result(), Result()
+            target.forget()
+            await leave(connector, DeprovisionAction.DEACTIVATE, first)
+            created = await connector.create_user({"userName": "sec.ond", "active": True,
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"]})
+            actual = ActualAccount(created.remote_id, {"userName": "sec.ond", "active": True},
+                                   AccountStatus.ACTIVE)
+            await reconcile(connector, SETTINGS, None, actual, verify_remote=False,
+                            deprovision=Deprovision(DeprovisionAction.DEACTIVATE), result=second)
+            return first, second
+        finally:
+            await connector.aclose()
+
+    first, second = asyncio.run(scenario())
+    for result in (first, second):
+        assert result.readback is not None and result.readback.confirmed
+        assert result.readback.state == "inactive"
+    # The first deactivation asked once with the parameter (refused), then without; the
+    # second, without; each read back by a GET.
+    assert target.refused == [b"attributes=active"]
+    sent = [(r.method, r.query) for r in target.requests() if r.method in ("PATCH", "GET")]
+    assert [m for m, q in sent if m == "PATCH" and not q] == ["PATCH", "PATCH"]

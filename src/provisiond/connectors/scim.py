@@ -154,6 +154,9 @@ class ScimConnector:
             _TokenBucket(rate_limit_per_second) if rate_limit_per_second else None
         )
         self._quirks: Quirks | None = None
+        # Whether a deactivation's PATCH asks for the account back (cleared for the
+        # connector's life by an app that refuses the parameter).
+        self._patch_shows_active = True
         self._discovery = asyncio.Lock()
         # An app without filters: per matching attribute, when it was listed and the account
         # ids by match key (ids only: the accounts are read again when found).
@@ -353,13 +356,12 @@ class ScimConnector:
             if profile.patch == "rfc":  # checked by scim2-models; no-path values are free-form
                 model = UserPatchOp(operations=[UserPatchOperation(**o) for o in operations])
                 operations = dump(model, Context.RESOURCE_PATCH_REQUEST)["Operations"]
-            # RFC 7644 §3.5.2: a 200 carries the entire resource (a 204 nothing), so a
-            # deactivation's own answer can show the account off (the read-back). No
-            # "attributes" parameter asks for it: an app that refuses unknown parameters would
-            # then fail every deactivation, and a 200 holds "active" without it.
+            # RFC 7644 §3.5.2: asked for "attributes" the app MUST answer 200 with the
+            # resource, so a deactivation's own answer shows whether the account is off (the
+            # read-back, sparing a GET).
             try:
-                response = await self._send(
-                    "PATCH", f"Users/{segment(remote_id)}", body=patch_body(operations, profile)
+                response = await self._patch_user(
+                    remote_id, patch_body(operations, profile), deactivating
                 )
             except RemoteUnsupported:
                 response = None
@@ -378,6 +380,24 @@ class ScimConnector:
         # A PUT's answer is no read-back: it may be the resource provisiond just sent, echoed
         # by a naive app or a gateway that never stored it. The executor reads it back.
         return None
+
+    async def _patch_user(
+        self, remote_id: str, body: dict[str, Any], deactivating: bool
+    ) -> httpx.Response:
+        path = f"Users/{segment(remote_id)}"
+        if not (deactivating and self._patch_shows_active):
+            return await self._send("PATCH", path, body=body)
+        try:
+            return await self._send("PATCH", path, params=_SHOW_ACTIVE, body=body)
+        except RemoteUnsupported:
+            raise
+        except TerminalError as exc:
+            if exc.http_status != 400:
+                raise
+        # An app that refuses the parameter (RFC 7644 §3.9 lets a client send it): a
+        # deactivation is never lost to it. Sent once more without, and never again.
+        self._patch_shows_active = False
+        return await self._send("PATCH", path, body=body)
 
     @staticmethod
     def _updated(response: httpx.Response, remote_id: str, what: str) -> RemoteUser | None:
@@ -748,6 +768,9 @@ def _body(response: httpx.Response, what: str, *, allow_empty: bool = False) -> 
 
 def _content_type(response: httpx.Response) -> str:
     return str(response.headers.get("Content-Type", "")).split(";")[0].strip().lower()
+
+
+_SHOW_ACTIVE = {"attributes": "active"}
 
 
 def _remote(body: Mapping[str, Any], what: str) -> RemoteUser:
