@@ -20,7 +20,7 @@ test: $(STAMP) lint typecheck
 	@scripts/ensure-postgres.sh
 	@scripts/ensure-chromium.sh
 	@scripts/ensure-slapd.sh
-	$(BIN)/pytest -q -n 3 --dist loadfile
+	$(BIN)/pytest -q -n 4 --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
