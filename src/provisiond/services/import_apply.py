@@ -121,11 +121,9 @@ def resume_stalled(db: Database) -> list[str]:
             applied = sum(v for k, v in imported.done.items() if k != "failed")
             what = f"import {imported.id} of {imported.filename or 'a CSV file'}"
             if renewed is None or now - renewed > RESUME_WITHIN:
-                imports.finish(imported, "failed")
                 message = (f"the import was interrupted after {applied} rows and not resumed "
                            f"within {RESUME_WITHIN}: read the file again")
-                imported.errors = {"items": [*imported.errors.get("items", []),
-                                             {"line": None, "message": message}]}
+                _failed(imported, message)
                 activity.record(
                     session, SYSTEM, "user.import.resume", f"not resuming {what}: {message}",
                     outcome="failure", targets={"import_id": imported.id},
@@ -142,6 +140,13 @@ def resume_stalled(db: Database) -> list[str]:
     for import_id, applier, admin in taken:  # the rows keep the name of the admin who applied
         in_background(db, Actor(admin), import_id, applier)
     return [import_id for import_id, _, _ in taken]
+
+
+def _failed(imported: UserImport, message: str) -> None:
+    """End the import as failed, saying why beside its rows' errors (no line: the whole file)."""
+    imports.finish(imported, "failed")
+    imported.errors = {"items": [*imported.errors.get("items", []),
+                                 {"line": None, "message": message}]}
 
 
 def _renew(session: Session, import_id: str, applier: str) -> None:
@@ -185,9 +190,7 @@ def apply(db: Database, actor: Actor, import_id: str, applier: str) -> None:
             except LeaseLost:  # another process applies it now: its failure is not ours
                 return
             imported = imports.get_import(session, import_id)
-            imports.finish(imported, "failed")
-            imported.errors = {"items": [*imported.errors.get("items", []),
-                                         {"line": None, "message": f"the import stopped: {exc}"}]}
+            _failed(imported, f"the import stopped: {exc}")
 
 
 def _pending(session: Session, import_id: str, *, deactivations: bool, limit: int) -> list[ImportRow]:
