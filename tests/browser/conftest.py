@@ -10,12 +10,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tests.support.patience import PATIENCE
 
 from tests.e2e.conftest import admin_token, api, scim, server, target  # noqa: F401
 from tests.web.conftest import make_admin  # noqa: F401
 
 CHROMIUM = Path("/usr/bin/chromium")
+# Playwright's own waits (actions and `expect`) default to 5 s, which a page that loads its
+# scripts on a CI machine at load 20 has been seen to overrun (the API docs showed "loading").
+WAIT_MS = int(15_000 * PATIENCE)
+expect.set_options(timeout=WAIT_MS)
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
 
 
@@ -42,7 +48,7 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(15_000)
+    context.set_default_timeout(WAIT_MS)
     try:
         yield context.new_page()
     finally:
