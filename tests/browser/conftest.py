@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.support.patience import PATIENCE
-
 from tests.e2e.conftest import admin_token, api, scim, server, target  # noqa: F401
+from tests.support.patience import PATIENCE
 from tests.web.conftest import make_admin  # noqa: F401
 
 CHROMIUM = Path("/usr/bin/chromium")
