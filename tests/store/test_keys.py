@@ -98,6 +98,15 @@ def test_an_older_world_readable_file_is_tightened(tmp_path: Path) -> None:
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
+def test_an_in_memory_database_makes_no_file(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    Database(url).dispose()
+    assert list(tmp_path.iterdir()) == []
+
+
 @examples(max_examples=50, deadline=None)
 @given(raw=st.binary(min_size=32, max_size=32))
 def test_every_spelling_of_32_random_bytes_derives_one_key(raw: bytes) -> None:

@@ -20,8 +20,10 @@ from provisiond.store.reads import Reads
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
+        # The URL's own parse, not a split on "///": "sqlite://" (in memory) has no path, and
+        # splitting made a file named "sqlite:" in the working directory.
+        path = make_url(url).database
+        if path and path != ":memory:" and not path.startswith("file:"):
             _private_file(Path(path))
         engine = create_engine(
             url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs
