@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -224,6 +225,7 @@ def main() -> None:
         for process in (ours, stock):
             process.terminate()
             process.wait(30)
+        shutil.rmtree(work, ignore_errors=True)  # 100,000 users' database: not left in /tmp
 
 
 if __name__ == "__main__":
