@@ -1,7 +1,7 @@
 """The requests ScimConnector builds itself are the ones httpx's client would build.
 
 The connector builds a request's URL and headers without httpx's per-request merge
-(``ScimConnector._url``, ``_request``: the merge was a large part of its CPU per exchange);
+(``ScimHttp.url``, ``ScimHttp.build``, connectors/scim_http.py: the merge was a large part of its CPU per exchange);
 what goes out must not change by it: the same URL, bytes for bytes, the same headers in the
 same order, the same body and timeouts, and a cookie the app set still sent back.
 """
@@ -40,7 +40,7 @@ def _as_httpx_builds(
     connector: ScimConnector, method: str, path: str, params: Any, content: bytes | None
 ) -> httpx.Request:
     headers = {"Content-Type": "application/scim+json"} if content is not None else None
-    return connector._client.build_request(
+    return connector._http.client.build_request(
         method, path, params=params, content=content, headers=headers
     )
 
@@ -62,10 +62,10 @@ def test_a_lookup_url_is_the_one_httpx_would_merge(
 ) -> None:
     connector = _connector(base)
     params = {"filter": f'userName eq "{value}"', "startIndex": start, "count": count}
-    ours = connector._url("Users", params)
+    ours = connector._http.url("Users", params)
     assert ours == httpx.URL(f"{base}/Users?{urlencode(params)}")
     theirs = _as_httpx_builds(connector, "GET", "Users", params, None)
-    _same(connector._request("GET", ours, None, "GET /Users"), theirs)
+    _same(connector._http.build("GET", ours, None, "GET /Users"), theirs)
 
 
 @settings(max_examples=50, deadline=None)
@@ -73,24 +73,24 @@ def test_a_lookup_url_is_the_one_httpx_would_merge(
 def test_a_post_and_an_account_path_are_built_as_httpx_builds_them(base: str, body: bytes) -> None:
     connector = _connector(base)
     _same(
-        connector._request("POST", connector._url("Users", None), body, "POST /Users"),
+        connector._http.build("POST", connector._http.url("Users", None), body, "POST /Users"),
         _as_httpx_builds(connector, "POST", "Users", None, body),
     )
     path, params = "Users/a%20b", {"attributes": "active"}
     _same(
-        connector._request("PATCH", connector._url(path, params), body, "PATCH /Users/a%20b"),
+        connector._http.build("PATCH", connector._http.url(path, params), body, "PATCH /Users/a%20b"),
         _as_httpx_builds(connector, "PATCH", path, params, body),
     )
     _same(
-        connector._request("DELETE", connector._url(path, None), None, "DELETE /Users/a%20b"),
+        connector._http.build("DELETE", connector._http.url(path, None), None, "DELETE /Users/a%20b"),
         _as_httpx_builds(connector, "DELETE", path, None, None),
     )
 
 
 def test_a_cookie_the_app_set_goes_into_the_request_built_ahead() -> None:
     connector = _connector("https://app.example.com/scim/v2")
-    connector._client.cookies.set("session", "abc", domain="app.example.com", path="/")
-    ours = connector._request("GET", connector._url("Users", None), None, "GET /Users")
+    connector._http.client.cookies.set("session", "abc", domain="app.example.com", path="/")
+    ours = connector._http.build("GET", connector._http.url("Users", None), None, "GET /Users")
     theirs = _as_httpx_builds(connector, "GET", "Users", None, None)
     assert ours.headers["Cookie"] == "session=abc"
     _same(ours, theirs)
