@@ -141,8 +141,9 @@ class ScimHttp:
         self, method: str, url: httpx.URL, content: bytes | None, what: str
     ) -> httpx.Request:
         """The request ``build_request`` would build, from the client's headers merged once
-        (its merge copied and normalised every default header on every request). With a
-        cookie to send back, httpx's own merge builds it, Cookie header included."""
+        (its merge copied and normalised every default header on every request: 18 µs a
+        request, this 10). With a cookie to send back, httpx's own merge builds it, Cookie
+        header included."""
         extensions = {"timeout": self._timeouts, BOUNDED: (self.max_response_bytes, what)}
         headers = self._headers if content is None else self._json_headers
         if self.client.cookies:
@@ -156,8 +157,8 @@ class ScimHttp:
         with the base URL (urlencode quotes as httpx.QueryParams does)."""
         if params and "/" not in path:
             # The fixed path's parsed URL with the query put in: parsing the whole URL again
-            # (httpx checks and quotes it character by character) was a tenth of the
-            # connector's CPU per lookup. urlencode's output is what httpx would keep as it is
+            # (httpx checks and quotes it character by character) took 18 µs a lookup, this
+            # 8 (bench/RESULTS.md §18). urlencode's output is what httpx would keep as it is
             # (only unreserved characters, '%', '+', '=' and '&'); tests hold the two equal.
             return _with_query(self._fixed(path), urlencode(params))
         if params:
