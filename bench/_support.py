@@ -127,6 +127,59 @@ def cpu_seconds(pid: int | None = None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+class ThreadCPU:
+    """CPU seconds per thread of this process over a window, by thread name (the worker's
+    event loop is ``MainThread`` here, its database thread ``provisiond-db_0``).
+
+    Read from /proc every 20 ms by a thread of its own (a thread that ends within the window
+    keeps what it last showed); its own CPU is reported as ``sampler``."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self._threading = threading
+        self._names: dict[int, str] = {}
+        self._first: dict[int, float] = {}
+        self._last: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sampler", daemon=True)
+
+    def _read(self) -> None:
+        tick = os.sysconf("SC_CLK_TCK")
+        for thread in self._threading.enumerate():
+            if thread.native_id is not None:
+                self._names[thread.native_id] = thread.name
+        for tid in os.listdir("/proc/self/task"):
+            try:
+                fields = Path(f"/proc/self/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            seconds = (int(fields[11]) + int(fields[12])) / tick
+            self._first.setdefault(int(tid), seconds)
+            self._last[int(tid)] = seconds
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.02):
+            self._read()
+
+    def __enter__(self) -> ThreadCPU:
+        self._read()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._read()
+
+    def seconds(self) -> dict[str, float]:
+        totals: dict[str, float] = {}
+        for tid, last in self._last.items():
+            name = self._names.get(tid, f"thread {tid}")
+            totals[name] = totals.get(name, 0.0) + last - self._first.get(tid, last)
+        return totals
+
+
 # -- a target that records what it receives ---------------------------------------------------------
 
 PROBE_HEADER = "X-Bench-Probe"  # the benchmark's own checks: logged, but marked as such

@@ -1,7 +1,7 @@
 """Provisioning throughput: N users into a fresh scim2-server, against a bare httpx client.
 
     .venv/bin/python bench/provision_throughput.py [--users 2000] [--concurrency 8]
-        [--database-url postgresql+psycopg://postgres@127.0.0.1:5432/postgres] [--profile]
+        [--database-url postgresql+psycopg://postgres@127.0.0.1:5432/postgres] [--profile] [--threads]
 
 Set-up (not timed): N active users, one group holding them all, an app with provisioning
 enabled at concurrency C, all through the service layer on a fresh database.
@@ -19,6 +19,9 @@ Timed, baselines (each against its own fresh target process, same payloads as
   * bare lookup + POST: ``GET /Users?filter=userName eq ...`` then ``POST /Users``, the same
     two round trips the executor makes for a create (it looks for an existing account first).
 
+``--threads`` prints each provisiond run's CPU per user by thread (the worker's event loop is
+MainThread, its database thread provisiond-db_0), read from /proc every 20 ms.
+
 Every target is checked to hold exactly N users afterwards (plus the stranger). The figures
 issue 9 asks for are printed as ratios at the end.
 """
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import io
 import json
@@ -45,6 +49,7 @@ from _support import (
     TARGET_PIDS,
     TARGET_TOKEN,
     BenchUser,
+    ThreadCPU,
     assign_group,
     banner,
     bench_database,
@@ -76,6 +81,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--timeout", type=float, default=240.0, help="bound on each timed phase, s")
     parser.add_argument("--profile", action="store_true", help="cProfile the provisiond phase")
+    parser.add_argument(
+        "--threads",
+        action="store_true",
+        help="print the provisiond phase's CPU per thread (event loop, database thread)",
+    )
     return parser.parse_args(argv)
 
 
@@ -95,18 +105,23 @@ def run_provisiond(
     profiler = cProfile.Profile(time.process_time) if args.profile else None  # CPU, not wall
 
     target_pid = TARGET_PIDS[base]
-    cpu_self, cpu_target = cpu_seconds(), cpu_seconds(target_pid)
-    started_utc = datetime.now(UTC)
-    started = time.perf_counter()
-    if profiler:
-        profiler.enable()
-    assign_group(runtime, app_id, group_id)
-    enqueued = time.perf_counter()
-    asyncio.run(worker.drain(timeout=args.timeout))
-    finished = time.perf_counter()
-    if profiler:
-        profiler.disable()
-    cpu_self, cpu_target = cpu_seconds() - cpu_self, cpu_seconds(target_pid) - cpu_target
+    threads = ThreadCPU()
+    with threads if args.threads else contextlib.nullcontext():
+        cpu_self, cpu_target = cpu_seconds(), cpu_seconds(target_pid)
+        started_utc = datetime.now(UTC)
+        started = time.perf_counter()
+        if profiler:
+            profiler.enable()
+        assign_group(runtime, app_id, group_id)
+        enqueued = time.perf_counter()
+        asyncio.run(worker.drain(timeout=args.timeout))
+        finished = time.perf_counter()
+        if profiler:
+            profiler.disable()
+        cpu_self, cpu_target = cpu_seconds() - cpu_self, cpu_seconds(target_pid) - cpu_target
+    for name, seconds in sorted(threads.seconds().items(), key=lambda item: -item[1]):
+        if seconds > 0:
+            print(f"# thread {name:18} {seconds * 1000 / args.users:6.2f} ms CPU per user")
 
     with runtime.db.session() as session:
         last_task = session.scalar(select(func.max(Task.updated_at)).where(Task.app_id == app_id))

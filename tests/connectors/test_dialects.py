@@ -262,7 +262,7 @@ def test_a_404_to_patch_read_as_unsupported_falls_back_to_put() -> None:
 
 def test_a_requests_per_hour_budget_paces_the_connector() -> None:
     app = connector(StrictTarget(), ScimProfile(requests_per_hour=7200))
-    assert app._bucket is not None and app._bucket.rate == 2.0  # 7,200 an hour: 2 a second
+    assert app._http.bucket is not None and app._http.bucket.rate == 2.0  # 7,200 an hour: 2 a second
     asyncio.run(app.aclose())
 
 

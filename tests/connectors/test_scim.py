@@ -786,9 +786,10 @@ def test_extension_attributes_are_patched_one_path_each() -> None:
 
 
 def test_an_empty_listing_that_passed_passes_again_and_a_wrong_one_is_still_refused() -> None:
-    """``_parse_list`` remembers empty answers it validated (the lookup before each create):
+    """``parse_list`` remembers empty answers it validated (the lookup before each create):
     the same body passes without scim2-models, and any other is checked in full."""
-    from provisiond.connectors.scim import _EMPTY_LISTINGS, _parse_list
+    from provisiond.connectors.scim_answers import _EMPTY_LISTINGS
+    from provisiond.connectors.scim_answers import parse_list as _parse_list
 
     good = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
             "totalResults": 0, "Resources": []}

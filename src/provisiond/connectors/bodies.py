@@ -10,6 +10,7 @@ the answer is refused the moment it passes the cap.
 from __future__ import annotations
 
 import zlib
+from collections.abc import AsyncIterator, Sequence
 
 import httpx
 
@@ -63,32 +64,49 @@ async def read_bounded(response: httpx.Response, limit: int, what: str) -> httpx
         if len(held) > limit:
             raise TooLarge(_too_large(what, limit, f"it holds {len(held):,} bytes, more"))
         return response
-    declared = response.headers.get("Content-Length", "")
-    encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
-    if encoding not in ("identity", "", "gzip", "x-gzip", "deflate"):
-        raise TerminalError(f"{what} answered with content encoding {encoding!r}, not asked for")
-    if declared.isdigit() and encoding in ("identity", "") and int(declared) > limit:
+    raw = response.headers.raw
+    body = await inflated(response.aiter_raw(), raw, limit, what)
+    return httpx.Response(
+        response.status_code,
+        headers=decoded_headers(raw),
+        content=body,
+        request=response.request,
+        extensions=response.extensions,
+    )
+
+
+async def inflated(
+    chunks: AsyncIterator[bytes], headers: Sequence[tuple[bytes, bytes]], limit: int, what: str
+) -> bytes:
+    """The body of an answer with these raw ``headers``, read from ``chunks`` and inflated in
+    bounded steps; ``TooLarge`` the moment it passes ``limit`` bytes."""
+    # Repeated headers joined, as httpx's Headers.get joins them ("gzip, gzip" is refused).
+    lengths = [v for k, v in headers if k.lower() == b"content-length"]
+    encodings = [v for k, v in headers if k.lower() == b"content-encoding"]
+    declared = b", ".join(lengths).strip()
+    shown = (b", ".join(encodings).decode("latin-1") if encodings else "identity").strip().lower()
+    if shown not in ("identity", "", "gzip", "x-gzip", "deflate"):
+        raise TerminalError(f"{what} answered with content encoding {shown!r}, not asked for")
+    if declared.isdigit() and shown in ("identity", "") and int(declared) > limit:
         raise TooLarge(_too_large(what, limit, f"it declares {int(declared):,} bytes, more"))
-    inflater = None if encoding in ("identity", "") else _Inflater(encoding.removeprefix("x-"))
+    inflater = None if shown in ("identity", "") else _Inflater(shown.removeprefix("x-"))
     body = bytearray()
     try:
-        async for raw in response.aiter_raw():
+        async for raw in chunks:
             data = raw if inflater is None else inflater.feed(raw, limit - len(body))
             body += data
             if len(body) > limit:
                 raise TooLarge(_too_large(what, limit, "it holds more"))
     except zlib.error as exc:
         raise TerminalError(f"{what} answered a body that does not inflate: {exc}") from exc
-    # The raw bytes: a header that is not ASCII (latin-1, as HTTP/1.1 allows) is kept as it
-    # came, where a decoded str would be refused when encoded back.
-    headers = [(k, v) for k, v in response.headers.raw if k.lower() not in _DROPPED_HEADERS]
-    return httpx.Response(
-        response.status_code,
-        headers=headers,
-        content=bytes(body),
-        request=response.request,
-        extensions=response.extensions,
-    )
+    return bytes(body)
+
+
+def decoded_headers(headers: Sequence[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The raw headers of an answer whose body is now held decoded: what described the body
+    as it came over the wire goes. Raw bytes: a header that is not ASCII (latin-1, as HTTP/1.1
+    allows) is kept as it came, where a decoded str would be refused when encoded back."""
+    return [(k, v) for k, v in headers if k.lower() not in _DROPPED_HEADERS]
 
 
 def _too_large(what: str, limit: int, why: str) -> str:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import aiohttp
@@ -28,6 +28,7 @@ import httpx
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
+from provisiond.connectors.bodies import decoded_headers, inflated
 from provisiond.connectors.destinations import (
     DestinationPolicy,
     Resolver,
@@ -36,6 +37,12 @@ from provisiond.connectors.destinations import (
     system_resolver,
     tls_context,
 )
+
+# A request extension, ``(limit, what)``: read the answer here, inflated in bounded steps
+# (connectors.bodies), and hand it over as a response already read. The same bound as
+# ``read_bounded`` on the streamed answer, without a second httpx.Response built around the
+# body and httpx's stream wrappers on the way (~10 µs and more per answer, bench/RESULTS.md §18).
+BOUNDED = "provisiond.bounded"
 
 
 class GuardedResolver(AbstractResolver):
@@ -144,16 +151,28 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             )
         except (aiohttp.ClientError, OSError) as exc:
             raise _mapped(exc, request) from exc
+        extensions = {
+            "http_version": b"HTTP/1.1",
+            "reason_phrase": (response.reason or "").encode("latin-1"),
+        }
+        # The raw bytes as received: httpx keeps bytes as they are, where a decoded str is
+        # encoded back, header by header (and refused if it is not ASCII).
+        raw = list(response.raw_headers)
+        stream = _Body(response, request)
+        bounded = request.extensions.get(BOUNDED)
+        if bounded is None:
+            return httpx.Response(
+                response.status, headers=raw, stream=stream, extensions=extensions
+            )
+        limit, what = bounded
+        chunks = stream.__aiter__()
+        try:
+            body = await inflated(chunks, raw, limit, what)
+        finally:
+            await chunks.aclose()
+            await stream.aclose()  # read to its end: back to the pool; else dropped
         return httpx.Response(
-            response.status,
-            # The raw bytes as received: httpx keeps bytes as they are, where a decoded str
-            # is encoded back, header by header (and refused if it is not ASCII).
-            headers=list(response.raw_headers),
-            stream=_Body(response, request),
-            extensions={
-                "http_version": b"HTTP/1.1",
-                "reason_phrase": (response.reason or "").encode("latin-1"),
-            },
+            response.status, headers=decoded_headers(raw), content=body, extensions=extensions
         )
 
     async def aclose(self) -> None:
@@ -184,7 +203,7 @@ class _Body(httpx.AsyncByteStream):
         self._response = response
         self._request = request
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
+    async def __aiter__(self) -> AsyncGenerator[bytes, None]:
         try:
             async for chunk in self._response.content.iter_any():
                 yield chunk
