@@ -40,10 +40,11 @@ def owned_ids(session: Session, outcomes: Sequence[Outcome]) -> set[str]:
     leases = {o.task.id: (o.task.claimed_by, o.task.claimed_at) for o in outcomes}
     statement = _leases(session.get_bind().dialect.name == "postgresql")
     session.flush()  # Core below: what the session holds is sent first, as session.execute would
+    rows = session.connection().execute(statement, {"ids": sorted(leases)})
     return {
-        row.id
-        for row in session.connection().execute(statement, {"ids": sorted(leases)})
-        if row.status == queue.RUNNING and (row.claimed_by, row.claimed_at) == leases[row.id]
+        task_id
+        for task_id, status, claimed_by, claimed_at in rows
+        if status == queue.RUNNING and (claimed_by, claimed_at) == leases[task_id]
     }
 
 
@@ -92,6 +93,7 @@ def write_outcomes(session: Session, outcomes: Sequence[Outcome], now: datetime)
     if not outcomes:
         return set()
     owned = owned_ids(session, outcomes)
+    connection = session.connection()  # one for the transaction: each lookup costs
     for outcome in outcomes:
         if outcome.pause is not None:
             seconds, why = outcome.pause
@@ -104,18 +106,18 @@ def write_outcomes(session: Session, outcomes: Sequence[Outcome], now: datetime)
     revocations.record(session, [o for o in outcomes if o.readback is not None])
     errors = [o for o in outcomes if o.account_error is not None and o.task.id in owned]
     if errors:
-        session.connection().execute(
+        connection.execute(
             _LAST_ERROR,
             [{"a": o.task.app_id, "u": o.task.subject_id, "e": o.account_error} for o in errors],
         )
     events = [row for o in outcomes for row in o.events]
     events += [row for o in outcomes if o.task.id in owned for row in o.owned_events]
     if events:
-        session.connection().execute(_INSERT_EVENT, events)
+        connection.execute(_INSERT_EVENT, events)
         rollups.add(session, events)
     closes = [o for o in outcomes if o.task.id in owned and o.write.transition in _CLOSED]
     if closes:
-        session.connection().execute(
+        connection.execute(
             _CLOSE,
             [
                 {
@@ -155,7 +157,7 @@ def write_outcomes(session: Session, outcomes: Sequence[Outcome], now: datetime)
         if write.outcome is not None and task.run_id:
             counts[task.run_id][write.outcome] += 1
             if write.release_run:
-                session.connection().execute(_RELEASE_RUN, {"tid": task.id})
+                connection.execute(_RELEASE_RUN, {"tid": task.id})
     for run_id, counted in sorted(counts.items()):
         count_outcomes(session, run_id, counted, now)
     changed: dict[tuple[str, str], set[str]] = defaultdict(set)
