@@ -9,7 +9,10 @@ the group assigned (N tasks queued). Timed with ``time.thread_time`` (this threa
   * claim:   ``queue.claim`` of ``--batch`` tasks, rolled back, ``--repeats`` times;
   * prepare: ``Worker._prepare_all`` of one claimed batch (the read of its users, groups,
              assignments, accounts and the app's context, and the decide of each key),
-             ``--repeats`` times (it writes nothing).
+             ``--repeats`` times (it writes nothing);
+  * write:   the writer's transaction for that batch as if every key had been created
+             (``writer.write_outcomes`` and ``successors_queued``: account upserts, events,
+             task closes, the run's counters), rolled back, ``--repeats`` times.
 
 The minimum and median per call are printed: the minimum is what the work costs when the
 machine lets it run, the median what it cost here.
@@ -23,6 +26,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -39,6 +43,8 @@ def main() -> None:
 
     from provisiond.engine import queue
     from provisiond.engine.worker import Worker, _accounts_by_app
+    from provisiond.engine.writer import successors_queued, write_outcomes
+    from provisiond.store.tables import utcnow
 
     with workdir() as wd:
         runtime = make_runtime(f"sqlite:///{wd / 'provisiond.db'}", wd)
@@ -64,8 +70,22 @@ def main() -> None:
             prepares = []
             for _ in range(args.repeats):
                 started = time.thread_time()
-                worker._prepare_all(batch)
+                prepared = worker._prepare_all(batch)
                 prepares.append(time.thread_time() - started)
+            outcomes = _created(prepared)
+            assert len(outcomes) == args.batch, len(outcomes)
+            writes = []
+            for _ in range(args.repeats):
+                # As Worker._write, but rolled back: each repeat writes the same batch again.
+                with runtime.db._serialised(), Session(runtime.db.engine) as session:
+                    started = time.thread_time()
+                    with session.begin():
+                        owned = write_outcomes(session, outcomes, utcnow())
+                        successors_queued(session, outcomes)
+                        session.flush()
+                        writes.append(time.thread_time() - started)
+                        session.rollback()
+                assert len(owned) == args.batch, owned
         finally:
             runtime.stop()
             runtime.db.dispose()
@@ -77,7 +97,29 @@ def main() -> None:
 
     print(f"claim of {args.batch}:   {shown(claims)}")
     print(f"prepare of {args.batch}: {shown(prepares)}")
+    print(f"write of {args.batch}:   {shown(writes)}")
     print(f"# load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+def _created(prepared: dict[str, Any]) -> list[Any]:
+    """The outcomes of a batch whose every key was created, as the worker builds them."""
+    from provisiond.engine.executor import OUTCOME_OF, Result
+    from provisiond.engine.outcomes import applied
+    from provisiond.engine.planner import applied as after
+    from provisiond.store.tables import utcnow
+
+    outcomes = []
+    for ready in prepared.values():
+        for task, snap in ready.apply:
+            operation = snap.pending
+            assert operation is not None, "the bench's users have no account yet"
+            result = Result(outcome=OUTCOME_OF[operation.kind], operation=operation)
+            result.step("scope", snap.reason, policy_version=0)
+            result.step("lookup", "no account with this userName")
+            result.step("create", "created", remote_id=f"remote-{task.subject_id}")
+            result.account = after(operation, None, f"remote-{task.subject_id}")
+            outcomes.append(applied(task, snap, result, utcnow()))
+    return outcomes
 
 
 if __name__ == "__main__":

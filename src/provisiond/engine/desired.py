@@ -41,8 +41,10 @@ def default_mapping(user: DirectoryUser) -> dict[str, Any]:
     return _mapped(user, default_policy())
 
 
-def _mapped(user: DirectoryUser, policy: CompiledPolicy) -> dict[str, Any]:
-    attributes = policy.attributes(user.expression_input())
+def _mapped(
+    user: DirectoryUser, policy: CompiledPolicy, values: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    attributes = policy.attributes(user.expression_input() if values is None else values)
     attributes["active"] = user.status is UserStatus.ACTIVE
     return attributes
 
@@ -75,12 +77,13 @@ def evaluate(
         return Evaluation(None, "not assigned to the app")
     if user.status in (UserStatus.STAGED, UserStatus.DEPROVISIONED):
         return Evaluation(None, f"user is {user.status.value}")
-    if not policy.in_scope(user.expression_input()):
+    values = user.expression_input()  # once for the scope and the mappings alike
+    if not policy.in_scope(values):
         return Evaluation(None, f"outside the policy scope ({policy.document.scope})")
     reason = f"assigned via {', '.join(sources)}" + (
         f"; in scope ({policy.document.scope})" if policy.scope is not None else ""
     )
-    attributes = _mapped(user, policy)
+    attributes = _mapped(user, policy, values)
     if roles is not None:
         attributes = apply_roles(attributes, grants, roles)
         granted = resolve(grants, roles.mode)

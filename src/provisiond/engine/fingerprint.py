@@ -16,7 +16,7 @@ from typing import Any
 
 from provisiond.domain.apps import ProvisioningSettings
 from provisiond.domain.policy import PolicyDocument
-from provisiond.engine.roles import RoleSettings, Source, as_source
+from provisiond.engine.roles import RoleSettings, Source
 
 
 def policy_key(
@@ -40,14 +40,20 @@ def fingerprint(
     profile: Mapping[str, Any],
     sources: Iterable[Source | str],
 ) -> str:
-    digest = hashlib.blake2b(key, digest_size=20)
-    digest.update(user_id.encode())
-    digest.update(b"\0" + status.encode() + b"\0")
-    digest.update(_canonical(profile))
-    keys = sorted(as_source(source).key() for source in sources)
-    digest.update(b"\0" + "\n".join(keys).encode())
-    return digest.hexdigest()
+    keys = sorted(source if isinstance(source, str) else source.key() for source in sources)
+    # One buffer, one hash: the same digest as hashing the parts one after another.
+    return hashlib.blake2b(
+        b"".join((
+            key, user_id.encode(), b"\0", status.encode(), b"\0", _canonical(profile),
+            b"\0", "\n".join(keys).encode(),
+        )),
+        digest_size=20,
+    ).hexdigest()
+
+
+# Built once: json.dumps with any option builds an encoder per call.
+_ENCODE = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
 
 
 def _canonical(value: Any) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return _ENCODE(value).encode()

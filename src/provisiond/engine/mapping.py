@@ -5,6 +5,10 @@ instead of one per attribute (FIELD-NOTES: per-call overhead dominates). When th
 evaluation fails, the mappings are evaluated one by one to name the one that failed and to
 apply the rule for unset attributes: a mapping that is just ``user.<attr>`` writes nothing when
 the attribute is unset; any other failure fails that user's operation, visibly.
+
+Most mappings are just ``user.<attr>`` (five of the six defaults): when every such attribute
+is a string, they are read from the profile and only the others go through the engine, which
+gives the same document for a fraction of the engine's per-call cost.
 """
 
 from __future__ import annotations
@@ -58,6 +62,13 @@ class CompiledPolicy:
         self.mappings = mappings
         self.combined = combined
         self.version = version
+        # What every user's evaluation reuses: each mapping with its key in the combined map.
+        self._keyed = tuple((str(index), mapping) for index, mapping in enumerate(mappings))
+        self._direct = tuple(mapping.direct for mapping in mappings if mapping.direct)
+        # The mappings that are not ``user.<attr>``, as one CEL map keyed as ``combined``
+        # (None: there are none); "unbuilt" until first used, "broken" if the engine refused it.
+        self._rest: CompiledExpression | None = None
+        self._rest_state = "built" if len(self._direct) == len(mappings) else "unbuilt"
 
     def in_scope(self, profile: Mapping[str, Any]) -> bool:
         """Whether the scope admits ``profile``; raises EvaluationError for this user."""
@@ -65,14 +76,17 @@ class CompiledPolicy:
 
     def attributes(self, profile: Mapping[str, Any]) -> dict[str, Any]:
         """The SCIM attributes the mappings give ``profile``; raises EvaluationError."""
-        document: dict[str, Any] = {}
+        document = self._read_directly(profile)
+        if document is not None:
+            return document
+        document = {}
         try:
             values = self.combined.evaluate(profile)
         except EvaluationError:
             values = None
-        for index, mapping in enumerate(self.mappings):
+        for key, mapping in self._keyed:
             if values is not None:
-                value = values[str(index)]
+                value = values[key]
             else:
                 try:
                     value = mapping.expression.evaluate(profile)
@@ -82,6 +96,49 @@ class CompiledPolicy:
                     raise
             mapping.path.assign(document, value)
         return document
+
+    def _read_directly(self, profile: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The mappings' document with each ``user.<attr>`` mapping read from the profile and
+        only the others through the engine (a CEL evaluation costs about 1 µs per mapping
+        and 4 µs per call, most of a user's decide), or None where that could differ from
+        the combined evaluation: an attribute unset or not a string (the engine converts
+        and checks those), or the other mappings failing together."""
+        if self._rest_state != "built" and not self._build_rest():
+            return None
+        if any(type(profile.get(name)) is not str for name in self._direct):
+            return None
+        values: Mapping[str, Any] = {}
+        if self._rest is not None:
+            try:
+                values = self._rest.evaluate(profile)
+            except EvaluationError:
+                return None
+        document: dict[str, Any] = {}
+        for key, mapping in self._keyed:
+            value = profile[mapping.direct] if mapping.direct else values[key]
+            mapping.path.assign(document, value)
+        return document
+
+    def _build_rest(self) -> bool:
+        """Compile the mappings that are not direct, once: each of them and all of them
+        together compiled already, so only the engine itself could refuse them."""
+        if self._rest_state == "broken":
+            return False
+        parts = [
+            f'"{key}": ({mapping.expression.source})'
+            for key, mapping in self._keyed
+            if mapping.direct is None
+        ]
+        try:
+            self._rest = compile_expression(
+                "{" + ", ".join(parts) + "}", expect="any", field="mappings",
+                known_attributes=self.combined.attributes,
+            )
+        except ExpressionError:
+            self._rest_state = "broken"
+            return False
+        self._rest_state = "built"
+        return True
 
     def deprovisioning(self, settings: ProvisioningSettings) -> Deprovision:
         """The deprovisioning rule: the policy's, or the app's setting where it inherits."""

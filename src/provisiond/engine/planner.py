@@ -80,12 +80,38 @@ def diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[Change, ...]:
 
     An attribute that ``new`` does not manage is left alone: provisiond only owns what it maps.
     """
-    changes = [
-        Change(name, _get(old, name), value)
-        for name, value in new.items()
-        if name.lower() not in _IGNORED and _normalise(_get(old, name)) != _normalise(value)
-    ]
-    return tuple(sorted(changes, key=lambda change: change.attribute))
+    lowered: dict[str, Any] | None = None  # old's names folded, built only when one is needed
+    changes = []
+    for name, value in new.items():
+        if name.lower() in _IGNORED:
+            continue
+        if name in old:
+            before = old[name]
+        else:
+            if lowered is None:
+                lowered = {}
+                for key, item in old.items():  # the first spelling wins, as _get's
+                    lowered.setdefault(key.lower(), item)
+            before = lowered.get(name.lower())
+        # Normalising is most of the planner's time, and most values are either equal as they
+        # are (an update that changes nothing) or new (a create): neither needs it.
+        if before is None:
+            if _unset(value):
+                continue
+        elif before == value or _normalise(before) == _normalise(value):
+            continue
+        changes.append(Change(name, before, value))
+    changes.sort(key=_attribute)
+    return tuple(changes)
+
+
+def _attribute(change: Change) -> str:
+    return change.attribute
+
+
+def _unset(value: Any) -> bool:
+    """Whether ``value`` normalises to None (what an unassigned attribute normalises to)."""
+    return value is None or (isinstance(value, list) and not value)
 
 
 def _get(attributes: Mapping[str, Any], name: str) -> Any:
@@ -96,10 +122,15 @@ def _get(attributes: Mapping[str, Any], name: str) -> Any:
     return next((v for k, v in attributes.items() if k.lower() == lowered), None)
 
 
+_SCALARS = frozenset({str, int, bool, float, type(None)})
+
+
 def _normalise(value: Any) -> Any:
     """Compare the way SCIM does: attribute names are case-insensitive (RFC 7643 §2.1), and
     an empty multi-valued attribute is the same state as an unassigned one (§2.5)."""
-    if isinstance(value, Mapping):
+    if type(value) in _SCALARS:  # before the Mapping check, an ABC's (slow) isinstance
+        return value
+    if isinstance(value, dict | Mapping):
         return {
             k.lower(): _normalise(v) for k, v in value.items() if v is not None and v != []
         }

@@ -283,11 +283,12 @@ def read_holds_many(
     session: Session, app_ids: Iterable[str], now: datetime | None = None
 ) -> dict[str, list[Hold]]:
     """The held runs of these apps, and those cancelled within the last hour."""
+    apps = sorted(set(app_ids))
+    if not apps:  # a batch that deprovisions nothing (most): no statement at all
+        return {}
     recent = (now or utcnow()) - CANCELLED_WINDOW
     found: dict[str, list[Hold]] = defaultdict(list)
-    rows = session.connection().execute(
-        _HOLDS, {"apps": sorted(set(app_ids)), "recent": recent}
-    )
+    rows = session.connection().execute(_HOLDS, {"apps": apps, "recent": recent})
     for row in rows:
         # A run holding a pending policy keeps nothing back: that policy is not in force, so
         # no task is planned under it, and deferring others' deprovisionings (a leaver's)

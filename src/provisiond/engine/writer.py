@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
 
 from provisiond.engine import quarantine, queue, revocations, throttle
 from provisiond.engine.outcomes import ENGINE_ACTOR, Outcome, Transition
@@ -39,10 +40,11 @@ def owned_ids(session: Session, outcomes: Sequence[Outcome]) -> set[str]:
     leases = {o.task.id: (o.task.claimed_by, o.task.claimed_at) for o in outcomes}
     statement = _leases(session.get_bind().dialect.name == "postgresql")
     session.flush()  # Core below: what the session holds is sent first, as session.execute would
+    rows = session.connection().execute(statement, {"ids": sorted(leases)})
     return {
-        row.id
-        for row in session.connection().execute(statement, {"ids": sorted(leases)})
-        if row.status == queue.RUNNING and (row.claimed_by, row.claimed_at) == leases[row.id]
+        task_id
+        for task_id, status, claimed_by, claimed_at in rows
+        if status == queue.RUNNING and (claimed_by, claimed_at) == leases[task_id]
     }
 
 
@@ -82,12 +84,16 @@ _CLOSE = (
     )
 )
 
+_RELEASE_RUN = update(Task).where(Task.id == bindparam("tid")).values(run_id=None)
+_OPERATION = update(Task).where(Task.id == bindparam("tid")).values(operation=bindparam("op"))
+
 
 def write_outcomes(session: Session, outcomes: Sequence[Outcome], now: datetime) -> set[str]:
     """Write a batch; returns the ids of the tasks whose transition was written."""
     if not outcomes:
         return set()
     owned = owned_ids(session, outcomes)
+    connection = session.connection()  # one for the transaction: each lookup costs
     for outcome in outcomes:
         if outcome.pause is not None:
             seconds, why = outcome.pause
@@ -100,18 +106,18 @@ def write_outcomes(session: Session, outcomes: Sequence[Outcome], now: datetime)
     revocations.record(session, [o for o in outcomes if o.readback is not None])
     errors = [o for o in outcomes if o.account_error is not None and o.task.id in owned]
     if errors:
-        session.connection().execute(
+        connection.execute(
             _LAST_ERROR,
             [{"a": o.task.app_id, "u": o.task.subject_id, "e": o.account_error} for o in errors],
         )
     events = [row for o in outcomes for row in o.events]
     events += [row for o in outcomes if o.task.id in owned for row in o.owned_events]
     if events:
-        session.connection().execute(_INSERT_EVENT, events)
+        connection.execute(_INSERT_EVENT, events)
         rollups.add(session, events)
     closes = [o for o in outcomes if o.task.id in owned and o.write.transition in _CLOSED]
     if closes:
-        session.connection().execute(
+        connection.execute(
             _CLOSE,
             [
                 {
@@ -151,9 +157,7 @@ def write_outcomes(session: Session, outcomes: Sequence[Outcome], now: datetime)
         if write.outcome is not None and task.run_id:
             counts[task.run_id][write.outcome] += 1
             if write.release_run:
-                session.connection().execute(
-                    update(Task).where(Task.id == task.id).values(run_id=None)
-                )
+                connection.execute(_RELEASE_RUN, {"tid": task.id})
     for run_id, counted in sorted(counts.items()):
         count_outcomes(session, run_id, counted, now)
     changed: dict[tuple[str, str], set[str]] = defaultdict(set)
@@ -206,9 +210,7 @@ def successors_queued(session: Session, outcomes: Sequence[Outcome]) -> bool:
 
 def _set_operation(session: Session, task_id: str, operation: str | None) -> None:
     if operation is not None:
-        session.connection().execute(
-            update(Task).where(Task.id == task_id).values(operation=operation)
-        )
+        session.connection().execute(_OPERATION, {"tid": task_id, "op": operation})
 
 
 _INSERT_EVENT = insert(Event)  # executemany: compiled once, whatever the batch
@@ -261,47 +263,77 @@ def _upsert_account(dialect: str) -> Any:
     )
 
 
+_RUN = select(Run.status, Run.total, Run.counts, Run.app_id, Run.actor, Run.kind).where(
+    Run.id == bindparam("rid")
+)
+_RUN_STATUS = select(Run.status).where(Run.id == bindparam("rid"))
+_COUNT = update(Run).where(Run.id == bindparam("rid")).values(counts=bindparam("c"))
+_FINISH = (
+    update(Run)
+    .where(Run.id == bindparam("rid"))
+    .values(counts=bindparam("c"), status=bindparam("st"), finished_at=bindparam("fin"))
+)
+_APP_NAME = select(App.name).where(App.id == bindparam("aid"))
+
+
+@lru_cache(maxsize=2)
+def _run_statement(locked: bool) -> Any:
+    return _RUN.with_for_update() if locked else _RUN
+
+
+@lru_cache(maxsize=2)
+def _run_status(locked: bool) -> Any:
+    return _RUN_STATUS.with_for_update() if locked else _RUN_STATUS
+
+
 def still_held(session: Session, run_id: str) -> bool:
     """Whether the run is held, read under a row lock on PostgreSQL: an approve or a cancel
     (which update the run) either commits first and is seen here, or waits for the caller's
     transaction and then sees what the caller wrote (a deferred task it makes due)."""
-    statement = select(Run.status).where(Run.id == run_id)
-    if session.get_bind().dialect.name == "postgresql":
-        statement = statement.with_for_update()
-    return session.scalar(statement) == "held"
+    statement = _run_status(session.get_bind().dialect.name == "postgresql")
+    session.flush()  # Core below: what the session holds is sent first
+    return session.connection().execute(statement, {"rid": run_id}).scalar() == "held"
 
 
 def count_outcomes(
     session: Session, run_id: str, counted: Counter[str], now: datetime
 ) -> None:
-    """Add tasks' outcomes to their run, closing the run when every task has an outcome."""
-    statement = select(Run).where(Run.id == run_id)
-    if session.get_bind().dialect.name == "postgresql":
-        statement = statement.with_for_update()  # parallel workers update the same counts
-    run = session.scalar(statement)
+    """Add tasks' outcomes to their run, closing the run when every task has an outcome.
+
+    Core, not the ORM: loading the run as an object and flushing it back was a third of a
+    batch's write (bench/RESULTS.md §18). The row is locked on PostgreSQL: parallel workers
+    update the same counts."""
+    statement = _run_statement(session.get_bind().dialect.name == "postgresql")
+    session.flush()  # Core below: what the session holds is sent first
+    connection = session.connection()
+    run = connection.execute(statement, {"rid": run_id}).first()
     if run is None:
         return
     counts = dict(run.counts)
     for outcome, number in counted.items():
         counts[outcome] = counts.get(outcome, 0) + number
-    run.counts = counts
-    if run.status == "running" and sum(counts.values()) >= run.total:
-        run.status = "failed" if counts.get("failed") else "succeeded"
-        run.finished_at = now
-        app_name = session.scalar(select(App.name).where(App.id == run.app_id))
-        summary = ", ".join(f"{value} {key}" for key, value in counts.items() if value)
-        session.add(
-            Event(
-                time=now,
-                actor=run.actor or ENGINE_ACTOR,
-                action="app.run.finish",
-                outcome="success" if run.status == "succeeded" else "failure",
-                app_id=run.app_id,
-                user_id=None,
-                targets={"run_id": run.id},
-                message=f"{'full sync' if run.kind == 'full' else f'{run.kind} run'} of "
-                f"{app_name or run.app_id} {run.status}: {summary or 'nothing to do'}",
-                details={"counts": counts},
-                correlation_id=run.id,
-            )
-        )
+    stale = session.identity_map.get(identity_key(Run, run_id))
+    if stale is not None:  # a caller holds the run as an object: it reads it again
+        session.expire(stale)
+    if run.status != "running" or sum(counts.values()) < run.total:
+        connection.execute(_COUNT, {"rid": run_id, "c": counts})
+        return
+    status = "failed" if counts.get("failed") else "succeeded"
+    connection.execute(_FINISH, {"rid": run_id, "c": counts, "st": status, "fin": now})
+    app_name = connection.execute(_APP_NAME, {"aid": run.app_id}).scalar()
+    summary = ", ".join(f"{value} {key}" for key, value in counts.items() if value)
+    finished = {
+        "time": now,
+        "actor": run.actor or ENGINE_ACTOR,
+        "action": "app.run.finish",
+        "outcome": "success" if status == "succeeded" else "failure",
+        "app_id": run.app_id,
+        "user_id": None,
+        "targets": {"run_id": run_id},
+        "message": f"{'full sync' if run.kind == 'full' else f'{run.kind} run'} of "
+        f"{app_name or run.app_id} {status}: {summary or 'nothing to do'}",
+        "details": {"counts": counts},
+        "correlation_id": run_id,
+    }
+    connection.execute(_INSERT_EVENT, [finished])
+    rollups.add(session, [finished])
