@@ -20,6 +20,8 @@ from sqlalchemy import Integer, and_, bindparam, case, cast, exists, func, selec
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session, aliased
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.expression import UnaryExpression
 
 from provisiond.store.tables import App, AppPause, Task, new_id, utcnow
 
@@ -337,11 +339,20 @@ def _claim_statement(dialect: str, urgent_only: bool, cluster: bool = False) -> 
         .order_by(ranked.c.priority, ranked.c.next_attempt_at, ranked.c.created_at)
         .limit(bindparam("limit"))
     )
+    # The guard that a chosen row is still queued (PostgreSQL re-checks it on a row another
+    # transaction changed). On SQLite as a unary plus, which keeps it off ``ix_tasks_due``:
+    # given ``status = ?`` the planner walked that index over every queued row, testing each
+    # against the chosen ids, instead of looking the ids up by primary key.
+    status: Any = Task.status
+    if dialect != "postgresql":
+        status = UnaryExpression(
+            Task.__table__.c.status, operator=operators.custom_op("+"), type_=status.type
+        )
     # ``updated_at`` is left alone: it says when the change this task carries was queued,
     # which a held run's cancel reads to tell its own tasks from later ones.
     return (
         update(Task)
-        .where(Task.id.in_(chosen.scalar_subquery()), Task.status == QUEUED)
+        .where(Task.id.in_(chosen.scalar_subquery()), status == QUEUED)
         .values(
             status=RUNNING.value,
             claimed_by=bindparam("worker_id"),
