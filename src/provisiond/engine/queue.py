@@ -340,14 +340,9 @@ def _claim_statement(dialect: str, urgent_only: bool, cluster: bool = False) -> 
         .limit(bindparam("limit"))
     )
     # The guard that a chosen row is still queued (PostgreSQL re-checks it on a row another
-    # transaction changed). On SQLite as a unary plus, which keeps it off ``ix_tasks_due``:
-    # given ``status = ?`` the planner walked that index over every queued row, testing each
-    # against the chosen ids, instead of looking the ids up by primary key.
-    status: Any = Task.status
-    if dialect != "postgresql":
-        status = UnaryExpression(
-            Task.__table__.c.status, operator=operators.custom_op("+"), type_=status.type
-        )
+    # transaction changed), kept off ``ix_tasks_due`` on SQLite: the ids are looked up by
+    # primary key, not every queued row tested against them.
+    status = status_off_index(dialect)
     # ``updated_at`` is left alone: it says when the change this task carries was queued,
     # which a held run's cancel reads to tell its own tasks from later ones.
     return (
@@ -376,6 +371,17 @@ def _claim_statement(dialect: str, urgent_only: bool, cluster: bool = False) -> 
             Task.claimed_at,
         )
     )
+
+
+def status_off_index(dialect: str) -> Any:
+    """``tasks.status`` that SQLite's planner will not look up by index (a unary plus,
+    sqlite.org/optoverview.html), for statements whose other terms find the rows by a better
+    one: ``status = ?`` alone made it walk ``ix_tasks_due`` over every row of that status.
+    PostgreSQL's planner weighs the two with statistics (and has no unary plus for text)."""
+    column = Task.__table__.c.status
+    if dialect == "postgresql":
+        return column
+    return UnaryExpression(column, operator=operators.custom_op("+"), type_=column.type)
 
 
 def pending_subjects(session: Session, app_id: str, subject_ids: Iterable[str]) -> set[str]:

@@ -35,7 +35,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple, TypeVar
 
@@ -45,7 +45,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from provisiond.config import Settings
 from provisiond.connectors.base import Connector
-from provisiond.engine import queue
+from provisiond.engine import leases, queue
 from provisiond.engine.connections import ConnectorPool, Gate
 from provisiond.engine.context import AppContext, read_contexts
 from provisiond.engine.decide import Snapshot, decide, snapshot, with_holds
@@ -86,8 +86,6 @@ DEFAULT_APP_ROOM = 8  # claimed at once for an app whose concurrency is not know
 # How long an app seen empty is trusted to hold only the accounts this worker creates in it:
 # its creates skip the lookup (a duplicate userName is answered 409 and linked, RFC 7644 §3.3).
 KNOWN_EMPTY_SECONDS = 300.0
-# A task that waited this long for its app's gate checks its lease and its key before sending.
-RECHECK_AFTER = timedelta(seconds=1)
 T = TypeVar("T")
 # Task kinds with a reconciler of their own, beside accounts (the default) and pushed groups.
 OTHER_KINDS: dict[str, Callable[[Any, queue.Claimed], Awaitable[None]]] = {
@@ -179,6 +177,8 @@ class Worker:
         self._flush_now: asyncio.Event | None = None
         self._arrived: asyncio.Event | None = None
         self._writing = 0  # outcomes in the write transaction now
+        # The lease checks of tasks that waited long at their gate, many in one transaction.
+        self.renewals = leases.Renewals(lambda tasks: self._in_db(self._renew, tasks))
         # Heartbeat, pauses and quarantine: what the worker does beside reconciling.
         self.upkeep = Upkeep(
             db, settings, vault, self.id, self.pool, in_db=self._in_db, spawn=self._spawn,
@@ -611,12 +611,20 @@ class Worker:
         (nothing is sent: the plan is stale, the newer task reconciles the key)."""
         result = Result()
         result.step("scope", snap.reason, policy_version=ctx.policy.version or 0)
+        waited_as = task
+        self.renewals.waiting(task)  # a check made while it waits may take it (engine.leases)
         try:
             async with self._gate(ctx.app_id).slot(urgent=task.priority == 0):
+                # From here on the task is as the last check left it: its writes carry the
+                # lease that check renewed.
+                latest = await self.renewals.latest(waited_as)
+                if latest is None:
+                    return None
+                task = latest
                 if (until := self.upkeep.paused_until(ctx.app_id)) is not None:
                     return waits_for_pause(task, until)
-                if utcnow() - task.claimed_at > RECHECK_AFTER:
-                    renewed = await self._in_db(self._renew, task)
+                if utcnow() - task.claimed_at > leases.RECHECK_AFTER:
+                    renewed = await self.renewals.renew(task, waited_as)
                     if renewed is None:
                         return None
                     task = renewed
@@ -651,34 +659,15 @@ class Worker:
                 task, snap, f"internal error: {type(exc).__name__}", dead=True,
                 retry_after=None, policy=self.retry_policy, now=utcnow(), result=result,
             )
+        finally:
+            self.renewals.forget(waited_as)
         return applied(task, snap, result, utcnow())
 
-    def _renew(self, task: queue.Claimed) -> queue.Claimed | None:
-        """Before sending what was planned a while ago: the task must still be this worker's
-        (its lease is renewed from now) and no newer change may be queued for its key (then
-        this task folds into it, superseded, and sends nothing)."""
-        now = utcnow()
+    def _renew(self, tasks: list[queue.Claimed]) -> dict[str, queue.Claimed]:
+        """Before sending what was planned a while ago (engine.leases): the tasks of these
+        still this worker's and with no newer change queued for their key, renewed from now."""
         with self.db.session() as session:
-            row = session.get(Task, task.id)
-            if (
-                row is None
-                or row.status != queue.RUNNING
-                or (row.claimed_by, row.claimed_at) != (task.claimed_by, task.claimed_at)
-            ):
-                return None
-            newer = session.scalar(
-                select(Task.id).where(
-                    Task.app_id == task.app_id,
-                    Task.subject_id == task.subject_id,
-                    Task.status == queue.QUEUED,
-                ).limit(1)
-            )
-            if newer is not None:
-                queue.requeue(session, row, at=now, error=None)  # superseded by the newer one
-                session.info["tasks_enqueued"] = True
-                return None
-            row.claimed_at = now
-        return replace(task, claimed_at=now)
+            return leases.renew(session, tasks)
 
     def _failed(
         self, task: queue.Claimed, error: str, now: datetime, *, dead: bool = False
