@@ -114,6 +114,7 @@ class _Claim(NamedTuple):
     read_ahead: _ReadAhead = None
     due_read: bool = False  # whether next_due was read with the claim
     next_due: datetime | None = None
+    exhausted: bool = False  # it took every task it could have had, whatever its room
 
 
 def _accounts_by_app(claimed: Sequence[queue.Claimed]) -> dict[str, list[queue.Claimed]]:
@@ -165,6 +166,10 @@ class Worker:
         self._concurrency: dict[str, int] = {}  # each app's limit, as last read
         self._claim_batch = max(1, self.capacity // 8)
         self._starved = False
+        # The last claim took every due task it could have had, room or not: a freed slot
+        # finds nothing to claim (new work wakes the worker, a task coming due ends its idle
+        # wait), so it wakes no claim round.
+        self._exhausted = False
         self._news = False  # wake() was called since the last claim
         self._database: ThreadPoolExecutor | None = None
         self._pending: list[tuple[Outcome, asyncio.Future[bool]]] = []
@@ -345,17 +350,19 @@ class Worker:
             )
             # Took all it could: more may be due, so freed slots are worth a claim.
             self._starved = len(claim.tasks) >= min(room_total, max(room_normal, 1))
+            self._exhausted = claim.exhausted and not self._starved
             return claim
         except IntegrityError:
             # An on-demand run took one of these keys in the same instant (uq_tasks_running_key):
             # nothing was claimed; the next round claims what is still queued.
+            self._exhausted = False
             return _Claim([])
 
     def _claim_and_read(self, *args: Any) -> _Claim:
         """The claim, the read and decide of its account tasks, and when the next task comes
         due, in one trip to the database thread: a leaver's requests go out one hand-off
         between threads sooner, and the idle wait needs no query of its own."""
-        claimed, due = self._claim_in_db(*args)
+        claimed, due, exhausted = self._claim_in_db(*args)
         accounts = _accounts_by_app(claimed)
         read_ahead: _ReadAhead = None
         if accounts:
@@ -363,7 +370,7 @@ class Worker:
                 read_ahead = self._prepare_all(accounts)
             except Exception as exc:  # handled as a failed read, by _run_accounts
                 read_ahead = exc
-        return _Claim(claimed, read_ahead, True, due)
+        return _Claim(claimed, read_ahead, True, due, exhausted)
 
     def _claim_in_db(
         self,
@@ -373,9 +380,10 @@ class Worker:
         full: list[str],
         default: int,
         urgent_anywhere: bool = False,
-    ) -> tuple[list[queue.Claimed], datetime | None]:
+    ) -> tuple[list[queue.Claimed], datetime | None, bool]:
         """Up to ``room_total`` tasks, of which at most ``room_normal`` not lifecycle ones,
-        and when the next task not due yet comes due.
+        when the next task not due yet comes due, and whether the claim took every due task
+        it could have had whatever its room (then more room would have found nothing more).
 
         A claim looks at a window of the due tasks: when an app reached its room in it, the
         claim is made again without that app, so that its older backlog cannot hide the tasks
@@ -383,6 +391,10 @@ class Worker:
         batch: list[queue.Claimed] = []
         skip = set(full)
         cluster = self.upkeep.clustered()
+        # Short of its limit with no app left out or capped, and not only lifecycle tasks
+        # asked for: nothing else is due (but keys running, and apps paused). Not in a
+        # cluster, whose claims are also capped by what other workers run.
+        exhausted = False
         with self.db.session() as session:
             for _ in range(3):
                 urgent_only = room_normal - sum(t.priority != 0 for t in batch) <= 0
@@ -400,6 +412,10 @@ class Worker:
                 for app_id, n in taken.items():
                     room[app_id] = room.get(app_id, default) - n
                 capped = {app_id for app_id in taken if room[app_id] <= 0}
+                exhausted = (
+                    len(got) < limit and not capped and not skip and not urgent_only
+                    and not cluster
+                )
                 if len(got) >= limit and not urgent_only and room_total > len(batch):
                     # Filled the normal room: what is left is for lifecycle tasks only.
                     room_normal = sum(t.priority != 0 for t in batch)
@@ -415,7 +431,7 @@ class Worker:
                     session, self.id, min(left, self.reserved), urgent_only=True, cluster=cluster
                 )
             due = queue.next_due(session, after=utcnow())  # see _next_due
-        return batch, due
+        return batch, due, exhausted
 
     def _dispatch(self, claimed: Sequence[queue.Claimed], read_ahead: _ReadAhead = None) -> None:
         for task in claimed:
@@ -446,11 +462,12 @@ class Worker:
             del self._per_app[app_id]
         self._urgent -= urgent
         # A freed slot is worth a claim (a transaction) once half of the app's depth is free,
-        # or when the last claim took all it could, or nothing runs: new work wakes the
-        # worker through wake() anyway.
+        # or when the last claim took all it could, or nothing runs, and never when the last
+        # claim found nothing more it could take: new work wakes the worker through wake()
+        # anyway (a leaver's tasks too), and a task coming due ends the idle wait.
         depth = self._depth(app_id)
         free = self.capacity - len(self._slots)
-        useful = (
+        useful = not self._exhausted and (
             self._per_app.get(app_id, 0) <= depth - max(1, depth // 2)
             or (self._starved and free >= self._claim_batch)
             or not self._slots
