@@ -34,7 +34,7 @@ def _claimed(runtime: Runtime, reason: str = "r") -> tuple[Worker, queue.Claimed
 
 def test_a_task_still_owned_is_renewed_from_now(runtime: Runtime) -> None:
     worker, claimed, _, _ = _claimed(runtime)
-    renewed = worker._renew([claimed]).get(claimed.id)
+    renewed = worker._renew([claimed]).get((claimed.id, claimed.claimed_at))
     assert renewed is not None and renewed.claimed_at > claimed.claimed_at
     with runtime.db.session() as session:
         row = session.get(Task, claimed.id)
@@ -85,12 +85,13 @@ def test_one_check_renews_sends_nothing_for_and_leaves_alone_each_as_it_should(
         assert row is not None
         row.claimed_by, row.claimed_at = "another-worker", utcnow()
     renewed = worker._renew(list(claimed.values()))
-    assert set(renewed) == {claimed[kept].id}
-    assert renewed[claimed[kept].id].claimed_at > claimed[kept].claimed_at
+    key = (claimed[kept].id, claimed[kept].claimed_at)
+    assert set(renewed) == {key}
+    assert renewed[key].claimed_at > claimed[kept].claimed_at
     with runtime.db.session() as session:
         rows = {(t.subject_id, t.reason): (t.status, t.claimed_by, t.claimed_at)
                 for t in session.scalars(select(Task))}
-    assert rows[(kept, "r")] == (queue.RUNNING, worker.id, renewed[claimed[kept].id].claimed_at)
+    assert rows[(kept, "r")] == (queue.RUNNING, worker.id, renewed[key].claimed_at)
     assert rows[(newer, "r")][0] == queue.SUPERSEDED
     assert rows[(newer, "user.lifecycle.deactivate")][0] == queue.QUEUED
     assert rows[(lost, "r")][:2] == (queue.RUNNING, "another-worker")
@@ -112,10 +113,10 @@ def test_tasks_that_ask_while_a_check_runs_share_the_next_one() -> None:
         release = asyncio.Event()
         seen: list[list[str]] = []
 
-        async def check(tasks: list[queue.Claimed]) -> dict[str, queue.Claimed]:
+        async def check(tasks: list[queue.Claimed]) -> dict[tuple[str, datetime], queue.Claimed]:
             seen.append([t.id for t in tasks])
-            await release.wait()
-            return {t.id: t for t in tasks if t.id != "t2"}  # t2 is no longer this worker's
+            await release.wait()  # t2 is no longer this worker's
+            return {(t.id, t.claimed_at): t for t in tasks if t.id != "t2"}
 
         renewals = leases.Renewals(check)
         first = asyncio.create_task(renewals.renew(task(0)))
@@ -137,9 +138,10 @@ def test_a_check_takes_the_tasks_that_waited_long_at_their_gate_with_it() -> Non
         seen: list[list[str]] = []
         later = utcnow()
 
-        async def check(tasks: list[queue.Claimed]) -> dict[str, queue.Claimed]:
+        async def check(tasks: list[queue.Claimed]) -> dict[tuple[str, datetime], queue.Claimed]:
             seen.append(sorted(t.id for t in tasks))
-            return {t.id: replace(t, claimed_at=later) for t in tasks if t.id != "t2"}
+            return {(t.id, t.claimed_at): replace(t, claimed_at=later)
+                    for t in tasks if t.id != "t2"}
 
         renewals = leases.Renewals(check)
         old = utcnow() - leases.RECHECK_AFTER * 2
@@ -167,9 +169,9 @@ def test_a_task_whose_turn_comes_while_a_check_holds_it_takes_that_check() -> No
         release = asyncio.Event()
         later = utcnow()
 
-        async def check(tasks: list[queue.Claimed]) -> dict[str, queue.Claimed]:
+        async def check(tasks: list[queue.Claimed]) -> dict[tuple[str, datetime], queue.Claimed]:
             await release.wait()
-            return {t.id: replace(t, claimed_at=later) for t in tasks}
+            return {(t.id, t.claimed_at): replace(t, claimed_at=later) for t in tasks}
 
         renewals = leases.Renewals(check)
         old = utcnow() - leases.RECHECK_AFTER * 2
@@ -195,7 +197,7 @@ def test_a_task_whose_turn_comes_while_a_check_holds_it_takes_that_check() -> No
 def test_a_check_that_fails_fails_each_task_that_asked_and_leaves_the_others_as_they_were(
 ) -> None:
     async def scenario() -> None:
-        async def check(tasks: list[queue.Claimed]) -> dict[str, queue.Claimed]:
+        async def check(tasks: list[queue.Claimed]) -> dict[tuple[str, datetime], queue.Claimed]:
             raise RuntimeError("the database is away")
 
         renewals = leases.Renewals(check)
@@ -208,3 +210,14 @@ def test_a_check_that_fails_fails_each_task_that_asked_and_leaves_the_others_as_
         assert await renewals.latest(waiter) == waiter  # it checks itself when its turn comes
 
     asyncio.run(scenario())
+
+
+def test_a_task_held_twice_is_renewed_only_under_its_newest_lease(runtime: Runtime) -> None:
+    worker, claimed, _, _ = _claimed(runtime)
+    later = utcnow() + queue.LEASE + timedelta(seconds=1)
+    with runtime.db.session() as session:  # its lease ran out, and this worker took it again
+        assert liveness.release_orphans(session, WORKER_TIMEOUT, now=later) == 1
+    with runtime.db.session() as session:
+        (again,) = queue.claim(session, worker.id, 1, now=later)
+    renewed = worker._renew([claimed, again])
+    assert set(renewed) == {(again.id, again.claimed_at)}

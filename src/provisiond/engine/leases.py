@@ -56,8 +56,9 @@ _CHUNK = 200  # tasks per statement: four bound values each, well under any driv
 
 def renew(
     session: Session, tasks: Sequence[queue.Claimed], now: datetime | None = None
-) -> dict[str, queue.Claimed]:
-    """The tasks of these that may still send, with their lease renewed from ``now``, by id.
+) -> dict[tuple[str, datetime], queue.Claimed]:
+    """The tasks of these that may still send, with their lease renewed from ``now``, by
+    (id, the lease they were given with).
 
     A task missing from the answer sends nothing: its lease ran out and another claimer has
     it (or it was closed meanwhile), which is left as it is; or a newer change is queued for
@@ -80,16 +81,21 @@ def renew(
             "subjects": sorted({subject for _, subject in chunk_keys}), "keys": chunk_keys,
         })
         newer.update((row.app_id, row.subject_id) for row in rows)
-    renewed: dict[str, queue.Claimed] = {}
+    # The same task held twice (its lease ran out and it was claimed again): a lease only
+    # moves forward, so only the newest of them can be the row's.
+    newest: dict[str, datetime] = {}
+    for task in tasks:
+        newest[task.id] = max(task.claimed_at, newest.get(task.id, task.claimed_at))
+    renewed: dict[tuple[str, datetime], queue.Claimed] = {}
     for task in tasks:
         key = owned.get(task.id)
-        if key is None:
+        if key is None or task.claimed_at != newest[task.id]:
             continue
         if key in newer:  # rare: row by row, through the queue's own fold
             queue.requeue(session, task.id, at=now, error=None)
             session.info["tasks_enqueued"] = True
             continue
-        renewed[task.id] = replace(task, claimed_at=now)
+        renewed[(task.id, task.claimed_at)] = replace(task, claimed_at=now)
     return renewed
 
 
@@ -113,7 +119,7 @@ class Renewals:
     anything else."""
 
     def __init__(
-        self, check: Callable[[list[queue.Claimed]], Awaitable[dict[str, queue.Claimed]]]
+        self, check: Callable[[list[queue.Claimed]], Awaitable[dict[_Key, queue.Claimed]]]
     ) -> None:
         self._check = check
         self._waiting: dict[_Key, queue.Claimed] = {}  # at a gate, as last renewed
@@ -195,7 +201,7 @@ class Renewals:
                         future.set_result(task)
                 continue
             for key, (task, future, _) in round_.items():
-                result = renewed.get(task.id)
+                result = renewed.get((task.id, task.claimed_at))
                 if key in self._waiting:
                     if result is None:
                         del self._waiting[key]

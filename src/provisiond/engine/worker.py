@@ -680,7 +680,7 @@ class Worker:
             self.renewals.forget(waited_as)
         return applied(task, snap, result, utcnow())
 
-    def _renew(self, tasks: list[queue.Claimed]) -> dict[str, queue.Claimed]:
+    def _renew(self, tasks: list[queue.Claimed]) -> dict[tuple[str, datetime], queue.Claimed]:
         """Before sending what was planned a while ago (engine.leases): the tasks of these
         still this worker's and with no newer change queued for their key, renewed from now."""
         with self.db.session() as session:
