@@ -1,11 +1,11 @@
 """The check a task makes before sending what it planned a while ago, for many tasks at once.
 
-A task that waited long at its app's gate (``RECHECK_AFTER``) must still be
-this worker's (its lease is then renewed from now) and no newer change may be queued for its
-key (then it folds into that task and sends nothing: its plan is stale). On a deep backlog
-nearly every task waits that long, and one transaction each made the check a good part of the
-database thread's work; ``renew`` checks any number in one statement, and ``Renewals`` gathers
-the tasks that ask while a check is in flight into the next one.
+A task that waited long at its app's gate (``RECHECK_AFTER``) must still be this worker's
+(its lease is then renewed from now) and no newer change may be queued for its key (then it
+folds into that task and sends nothing: its plan is stale). On a deep backlog nearly every
+task waits that long, and one transaction each made the check a good part of the database
+thread's work; ``renew`` checks any number in one statement, and ``Renewals`` gathers into
+one check the tasks that ask while another runs and those still at a gate that will ask next.
 """
 
 from __future__ import annotations
