@@ -20,6 +20,8 @@ from sqlalchemy import Integer, and_, bindparam, case, cast, exists, func, selec
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session, aliased
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.expression import UnaryExpression
 
 from provisiond.store.tables import App, AppPause, Task, new_id, utcnow
 
@@ -337,11 +339,15 @@ def _claim_statement(dialect: str, urgent_only: bool, cluster: bool = False) -> 
         .order_by(ranked.c.priority, ranked.c.next_attempt_at, ranked.c.created_at)
         .limit(bindparam("limit"))
     )
+    # The guard that a chosen row is still queued (PostgreSQL re-checks it on a row another
+    # transaction changed), kept off ``ix_tasks_due`` on SQLite: the ids are looked up by
+    # primary key, not every queued row tested against them.
+    status = status_off_index(dialect)
     # ``updated_at`` is left alone: it says when the change this task carries was queued,
     # which a held run's cancel reads to tell its own tasks from later ones.
     return (
         update(Task)
-        .where(Task.id.in_(chosen.scalar_subquery()), Task.status == QUEUED)
+        .where(Task.id.in_(chosen.scalar_subquery()), status == QUEUED)
         .values(
             status=RUNNING.value,
             claimed_by=bindparam("worker_id"),
@@ -365,6 +371,17 @@ def _claim_statement(dialect: str, urgent_only: bool, cluster: bool = False) -> 
             Task.claimed_at,
         )
     )
+
+
+def status_off_index(dialect: str) -> Any:
+    """``tasks.status`` that SQLite's planner will not look up by index (a unary plus,
+    sqlite.org/optoverview.html), for statements whose other terms find the rows by a better
+    one: ``status = ?`` alone made it walk ``ix_tasks_due`` over every row of that status.
+    PostgreSQL's planner weighs the two with statistics (and has no unary plus for text)."""
+    column = Task.__table__.c.status
+    if dialect == "postgresql":
+        return column
+    return UnaryExpression(column, operator=operators.custom_op("+"), type_=column.type)
 
 
 def pending_subjects(session: Session, app_id: str, subject_ids: Iterable[str]) -> set[str]:

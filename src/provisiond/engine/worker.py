@@ -35,7 +35,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple, TypeVar
 
@@ -45,7 +45,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from provisiond.config import Settings
 from provisiond.connectors.base import Connector
-from provisiond.engine import queue
+from provisiond.engine import leases, queue
 from provisiond.engine.connections import ConnectorPool, Gate
 from provisiond.engine.context import AppContext, read_contexts
 from provisiond.engine.decide import Snapshot, decide, snapshot, with_holds
@@ -86,8 +86,6 @@ DEFAULT_APP_ROOM = 8  # claimed at once for an app whose concurrency is not know
 # How long an app seen empty is trusted to hold only the accounts this worker creates in it:
 # its creates skip the lookup (a duplicate userName is answered 409 and linked, RFC 7644 §3.3).
 KNOWN_EMPTY_SECONDS = 300.0
-# A task that waited this long for its app's gate checks its lease and its key before sending.
-RECHECK_AFTER = timedelta(seconds=1)
 T = TypeVar("T")
 # Task kinds with a reconciler of their own, beside accounts (the default) and pushed groups.
 OTHER_KINDS: dict[str, Callable[[Any, queue.Claimed], Awaitable[None]]] = {
@@ -116,6 +114,7 @@ class _Claim(NamedTuple):
     read_ahead: _ReadAhead = None
     due_read: bool = False  # whether next_due was read with the claim
     next_due: datetime | None = None
+    exhausted: bool = False  # it took every task it could have had, whatever its room
 
 
 def _accounts_by_app(claimed: Sequence[queue.Claimed]) -> dict[str, list[queue.Claimed]]:
@@ -167,6 +166,10 @@ class Worker:
         self._concurrency: dict[str, int] = {}  # each app's limit, as last read
         self._claim_batch = max(1, self.capacity // 8)
         self._starved = False
+        # The last claim took every due task it could have had, room or not: a freed slot
+        # finds nothing to claim (new work wakes the worker, a task coming due ends its idle
+        # wait), so it wakes no claim round.
+        self._exhausted = False
         self._news = False  # wake() was called since the last claim
         self._database: ThreadPoolExecutor | None = None
         self._pending: list[tuple[Outcome, asyncio.Future[bool]]] = []
@@ -179,6 +182,8 @@ class Worker:
         self._flush_now: asyncio.Event | None = None
         self._arrived: asyncio.Event | None = None
         self._writing = 0  # outcomes in the write transaction now
+        # The lease checks of tasks that waited long at their gate, many in one transaction.
+        self.renewals = leases.Renewals(lambda tasks: self._in_db(self._renew, tasks))
         # Heartbeat, pauses and quarantine: what the worker does beside reconciling.
         self.upkeep = Upkeep(
             db, settings, vault, self.id, self.pool, in_db=self._in_db, spawn=self._spawn,
@@ -345,17 +350,19 @@ class Worker:
             )
             # Took all it could: more may be due, so freed slots are worth a claim.
             self._starved = len(claim.tasks) >= min(room_total, max(room_normal, 1))
+            self._exhausted = claim.exhausted and not self._starved
             return claim
         except IntegrityError:
             # An on-demand run took one of these keys in the same instant (uq_tasks_running_key):
             # nothing was claimed; the next round claims what is still queued.
+            self._exhausted = False
             return _Claim([])
 
     def _claim_and_read(self, *args: Any) -> _Claim:
         """The claim, the read and decide of its account tasks, and when the next task comes
         due, in one trip to the database thread: a leaver's requests go out one hand-off
         between threads sooner, and the idle wait needs no query of its own."""
-        claimed, due = self._claim_in_db(*args)
+        claimed, due, exhausted = self._claim_in_db(*args)
         accounts = _accounts_by_app(claimed)
         read_ahead: _ReadAhead = None
         if accounts:
@@ -363,7 +370,7 @@ class Worker:
                 read_ahead = self._prepare_all(accounts)
             except Exception as exc:  # handled as a failed read, by _run_accounts
                 read_ahead = exc
-        return _Claim(claimed, read_ahead, True, due)
+        return _Claim(claimed, read_ahead, True, due, exhausted)
 
     def _claim_in_db(
         self,
@@ -373,9 +380,10 @@ class Worker:
         full: list[str],
         default: int,
         urgent_anywhere: bool = False,
-    ) -> tuple[list[queue.Claimed], datetime | None]:
+    ) -> tuple[list[queue.Claimed], datetime | None, bool]:
         """Up to ``room_total`` tasks, of which at most ``room_normal`` not lifecycle ones,
-        and when the next task not due yet comes due.
+        when the next task not due yet comes due, and whether the claim took every due task
+        it could have had whatever its room (then more room would have found nothing more).
 
         A claim looks at a window of the due tasks: when an app reached its room in it, the
         claim is made again without that app, so that its older backlog cannot hide the tasks
@@ -383,6 +391,10 @@ class Worker:
         batch: list[queue.Claimed] = []
         skip = set(full)
         cluster = self.upkeep.clustered()
+        # Short of its limit with no app left out or capped, and not only lifecycle tasks
+        # asked for: nothing else is due (but keys running, and apps paused). Not in a
+        # cluster, whose claims are also capped by what other workers run.
+        exhausted = False
         with self.db.session() as session:
             for _ in range(3):
                 urgent_only = room_normal - sum(t.priority != 0 for t in batch) <= 0
@@ -400,6 +412,10 @@ class Worker:
                 for app_id, n in taken.items():
                     room[app_id] = room.get(app_id, default) - n
                 capped = {app_id for app_id in taken if room[app_id] <= 0}
+                exhausted = (
+                    len(got) < limit and not capped and not skip and not urgent_only
+                    and not cluster
+                )
                 if len(got) >= limit and not urgent_only and room_total > len(batch):
                     # Filled the normal room: what is left is for lifecycle tasks only.
                     room_normal = sum(t.priority != 0 for t in batch)
@@ -415,7 +431,7 @@ class Worker:
                     session, self.id, min(left, self.reserved), urgent_only=True, cluster=cluster
                 )
             due = queue.next_due(session, after=utcnow())  # see _next_due
-        return batch, due
+        return batch, due, exhausted
 
     def _dispatch(self, claimed: Sequence[queue.Claimed], read_ahead: _ReadAhead = None) -> None:
         for task in claimed:
@@ -446,11 +462,12 @@ class Worker:
             del self._per_app[app_id]
         self._urgent -= urgent
         # A freed slot is worth a claim (a transaction) once half of the app's depth is free,
-        # or when the last claim took all it could, or nothing runs: new work wakes the
-        # worker through wake() anyway.
+        # or when the last claim took all it could, or nothing runs, and never when the last
+        # claim found nothing more it could take: new work wakes the worker through wake()
+        # anyway (a leaver's tasks too), and a task coming due ends the idle wait.
         depth = self._depth(app_id)
         free = self.capacity - len(self._slots)
-        useful = (
+        useful = not self._exhausted and (
             self._per_app.get(app_id, 0) <= depth - max(1, depth // 2)
             or (self._starved and free >= self._claim_batch)
             or not self._slots
@@ -611,12 +628,20 @@ class Worker:
         (nothing is sent: the plan is stale, the newer task reconciles the key)."""
         result = Result()
         result.step("scope", snap.reason, policy_version=ctx.policy.version or 0)
+        waited_as = task
+        self.renewals.waiting(task)  # a check made while it waits may take it (engine.leases)
         try:
             async with self._gate(ctx.app_id).slot(urgent=task.priority == 0):
+                # From here on the task is as the last check left it: its writes carry the
+                # lease that check renewed.
+                latest = await self.renewals.latest(waited_as)
+                if latest is None:
+                    return None
+                task = latest
                 if (until := self.upkeep.paused_until(ctx.app_id)) is not None:
                     return waits_for_pause(task, until)
-                if utcnow() - task.claimed_at > RECHECK_AFTER:
-                    renewed = await self._in_db(self._renew, task)
+                if utcnow() - task.claimed_at > leases.RECHECK_AFTER:
+                    renewed = await self.renewals.renew(task, waited_as)
                     if renewed is None:
                         return None
                     task = renewed
@@ -651,34 +676,15 @@ class Worker:
                 task, snap, f"internal error: {type(exc).__name__}", dead=True,
                 retry_after=None, policy=self.retry_policy, now=utcnow(), result=result,
             )
+        finally:
+            self.renewals.forget(waited_as)
         return applied(task, snap, result, utcnow())
 
-    def _renew(self, task: queue.Claimed) -> queue.Claimed | None:
-        """Before sending what was planned a while ago: the task must still be this worker's
-        (its lease is renewed from now) and no newer change may be queued for its key (then
-        this task folds into it, superseded, and sends nothing)."""
-        now = utcnow()
+    def _renew(self, tasks: list[queue.Claimed]) -> dict[tuple[str, datetime], queue.Claimed]:
+        """Before sending what was planned a while ago (engine.leases): the tasks of these
+        still this worker's and with no newer change queued for their key, renewed from now."""
         with self.db.session() as session:
-            row = session.get(Task, task.id)
-            if (
-                row is None
-                or row.status != queue.RUNNING
-                or (row.claimed_by, row.claimed_at) != (task.claimed_by, task.claimed_at)
-            ):
-                return None
-            newer = session.scalar(
-                select(Task.id).where(
-                    Task.app_id == task.app_id,
-                    Task.subject_id == task.subject_id,
-                    Task.status == queue.QUEUED,
-                ).limit(1)
-            )
-            if newer is not None:
-                queue.requeue(session, row, at=now, error=None)  # superseded by the newer one
-                session.info["tasks_enqueued"] = True
-                return None
-            row.claimed_at = now
-        return replace(task, claimed_at=now)
+            return leases.renew(session, tasks)
 
     def _failed(
         self, task: queue.Claimed, error: str, now: datetime, *, dead: bool = False

@@ -318,7 +318,9 @@ class Task(Base):
             sqlite_where=text("status = 'running'"),
             postgresql_where=text("status = 'running'"),
         ),
-        Index("ix_tasks_due", "status", "priority", "next_attempt_at"),
+        # The claim's order, whole: the due tasks are read in it and the scan stops at the
+        # claim's window, where without ``created_at`` every queued row was read and sorted.
+        Index("ix_tasks_due", "status", "priority", "next_attempt_at", "created_at"),
         # The claim's "is this key running elsewhere?" probe, and per-key lookups.
         Index("ix_tasks_key", "app_id", "subject_id", "status"),
     )
