@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import ssl
 import threading
@@ -17,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from provisiond.connectors.scim import ScimConnector
-from provisiond.domain.apps import NoAuth, ScimConnectorSettings
+from provisiond.domain.apps import NoAuth, OAuth2ClientCredentials, ScimConnectorSettings
 from provisiond.errors import TerminalError, TransientError
 from tests.connectors.conftest import LOOPBACK, free_port
 
@@ -152,3 +153,85 @@ def test_a_cookie_the_app_sets_is_sent_back_and_answers_without_one_keep_it() ->
         httpd.server_close()
         thread.join()
     assert _Cookies.seen == [None, "affinity=node-2", "affinity=node-2"]
+
+
+class _StaleToken(BaseHTTPRequestHandler):
+    """An OAuth 2.0 token endpoint (``/token``) and a SCIM app that answers the first token
+    with a 401 whose body no client can read (an encoding never asked for)."""
+
+    issued = 0
+    seen: list[str | None] = []
+
+    def do_POST(self) -> None:
+        type(self).issued += 1
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self._send(200, b'{"access_token": "t%d", "token_type": "bearer", "expires_in": 3600}'
+                   % type(self).issued, "application/json")
+
+    def do_GET(self) -> None:
+        type(self).seen.append(self.headers.get("Authorization"))
+        if self.headers.get("Authorization") == "Bearer t1":
+            self._send(401, b"\x8b\x00garbage", "text/html", encoding="br")
+            return
+        self._send(200, b'{"schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"], '
+                   b'"totalResults": 0, "Resources": []}', "application/scim+json")
+
+    def _send(self, status: int, body: bytes, kind: str, encoding: str | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        if encoding:
+            self.send_header("Content-Encoding", encoding)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class _OddReason(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.wfile.write("HTTP/1.1 503 \u4e2d\u6587\r\nContent-Length: 0\r\n\r\n".encode())
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def _serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[int]:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.02,), daemon=True)
+    thread.start()
+    try:
+        yield httpd.server_address[1]
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()
+
+
+def test_a_401_that_cannot_be_read_still_gets_a_new_token_and_the_request_again() -> None:
+    _StaleToken.issued, _StaleToken.seen = 0, []
+    with _serving(_StaleToken) as port:
+        connector = ScimConnector(
+            ScimConnectorSettings(
+                base_url=f"http://127.0.0.1:{port}/v2",
+                auth=OAuth2ClientCredentials(token_url=f"http://127.0.0.1:{port}/token",
+                                             client_id="c", client_secret="s"),
+            ),
+            policy=LOOPBACK,
+        )
+
+        async def main() -> bool:
+            try:
+                return await connector.holds_no_users()
+            finally:
+                await connector.aclose()
+
+        assert asyncio.run(main()) is True
+    assert _StaleToken.seen == ["Bearer t1", "Bearer t2"]
+
+
+def test_a_reason_phrase_that_is_not_latin_1_is_an_ordinary_failure() -> None:
+    with _serving(_OddReason) as port, pytest.raises(TransientError):
+        _holds_no_users(f"http://127.0.0.1:{port}/v2")

@@ -153,14 +153,19 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             raise _mapped(exc, request) from exc
         extensions = {
             "http_version": b"HTTP/1.1",
-            "reason_phrase": (response.reason or "").encode("latin-1"),
+            # A reason phrase aiohttp decoded from bytes that are not latin-1 (a hostile or
+            # broken app): replaced, where encoding it raised a bare UnicodeEncodeError.
+            "reason_phrase": (response.reason or "").encode("latin-1", "replace"),
         }
         # The raw bytes as received: httpx keeps bytes as they are, where a decoded str is
         # encoded back, header by header (and refused if it is not ASCII).
         raw = list(response.raw_headers)
         stream = _Body(response, request)
         bounded = request.extensions.get(BOUNDED)
-        if bounded is None:
+        # A 401 goes back unread: the OAuth 2.0 auth flow fetches a new token and sends the
+        # request again whatever that answer holds (an odd encoding, a body over the cap);
+        # the answer that reaches the connector is read under the cap after the flow.
+        if bounded is None or response.status == 401:
             return httpx.Response(
                 response.status, headers=raw, stream=stream, extensions=extensions
             )
