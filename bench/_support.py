@@ -417,6 +417,18 @@ class BenchUser:
         return {"schemas": [CORE_USER], **attributes}
 
 
+def bench_profile(i: int, prefix: str = "user", width: int = 5) -> dict[str, str]:
+    """The profile of the i-th bench user: one shape for the directory and the bare clients."""
+    login = f"{prefix}{i:0{width}d}.bench"
+    return {
+        "login": login,
+        "email": f"{login}@example.com",
+        "firstName": f"First{i}",
+        "lastName": f"Last{i}",
+        "department": "Benchmarks",
+    }
+
+
 def create_directory(
     runtime: Any, count: int, group_name: str, prefix: str = "user"
 ) -> tuple[str, list[BenchUser]]:
@@ -430,14 +442,7 @@ def create_directory(
         group = directory.create_group(session, SYSTEM, group_name, "benchmark")
         group_id = group.id
         for i in range(count):
-            login = f"{prefix}{i:05d}.bench"
-            profile = Profile(
-                login=login,
-                email=f"{login}@example.com",
-                firstName=f"First{i}",
-                lastName=f"Last{i}",
-                department="Benchmarks",
-            )
+            profile = Profile(**bench_profile(i, prefix))
             row = directory.create_user(session, SYSTEM, profile, activate=True)
             users.append(BenchUser(row.id, row.login, row.status, dict(row.profile)))
         for member in users:

@@ -39,7 +39,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _support import TARGET_TOKEN, count_users, load_average, scim_target
+from _support import TARGET_TOKEN, bench_profile, count_users, load_average, scim_target
 
 SCIM_JSON = "application/scim+json"
 
@@ -49,14 +49,7 @@ def attributes_of(i: int) -> dict[str, Any]:
     from provisiond.domain.directory import UserStatus
     from provisiond.engine.desired import DirectoryUser, default_mapping
 
-    login = f"alone{i:06d}.bench"
-    profile = {
-        "login": login,
-        "email": f"{login}@example.com",
-        "firstName": f"First{i}",
-        "lastName": f"Last{i}",
-        "department": "Benchmarks",
-    }
+    profile = bench_profile(i, "alone", 6)
     return default_mapping(DirectoryUser(f"u{i}", UserStatus.ACTIVE, profile))
 
 

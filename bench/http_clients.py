@@ -65,6 +65,7 @@ from _support import (
     TARGET_TOKEN,
     BenchUser,
     banner,
+    bench_profile,
     count_users,
     cpu_seconds,
     load_average,
@@ -108,14 +109,8 @@ def make_payloads(n: int) -> list[Payload]:
     """N (userName, SCIM User dict) as provisiond's default_mapping builds them (not timed)."""
     payloads: list[Payload] = []
     for i in range(n):
-        login = f"user{i:05d}.bench"
-        profile = {
-            "login": login,
-            "email": f"{login}@example.com",
-            "firstName": f"First{i}",
-            "lastName": f"Last{i}",
-            "department": "Benchmarks",
-        }
+        profile = bench_profile(i)
+        login = profile["login"]
         user = BenchUser(str(uuid.uuid4()), login, "active", profile)
         payloads.append((login, user.scim_payload()))
     return payloads
