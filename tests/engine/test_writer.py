@@ -297,6 +297,37 @@ def test_a_task_taken_over_mid_batch_keeps_its_account_but_not_its_transition(
     assert task_rows(runtime)[taken.id].status == queue.SUCCEEDED
 
 
+@pytest.mark.parametrize("order", ["stale-first", "stale-last"])
+def test_both_copies_of_a_task_claimed_again_in_one_batch_write_only_the_newer(
+    runtime: Runtime, order: str
+) -> None:
+    """The same worker holds a task twice (its lease ran out while it waited, and it claimed
+    it again): when both outcomes meet in one write, only the newer lease's is written."""
+    app_id = make_app(runtime)
+    synced_users(runtime, app_id, 1)
+    (old,) = claim_all(runtime, "w1")
+    with runtime.db.session() as session:
+        row = session.get(Task, old.id)
+        assert row is not None
+        row.claimed_at = utcnow() - queue.LEASE - queue.LEASE
+    with runtime.db.session() as session:
+        assert liveness.release_orphans(session, WORKER_TIMEOUT) == 1
+    with runtime.db.session() as session:
+        (again,) = queue.claim(session, "w1", 10)
+    assert again.id == old.id and again.claimed_at != old.claimed_at
+    policy = Worker(runtime.db, runtime.settings, runtime.vault).retry_policy
+    snap = snapshots(runtime, app_id, [again])[again.id]
+    stale = account_failure(old, snap, "HTTP 400: bad", dead=True, retry_after=None,
+                            policy=policy, now=utcnow())
+    fresh = created(again, snap)
+    batch = [stale, fresh] if order == "stale-first" else [fresh, stale]
+    with runtime.db.session() as session:
+        assert writer.write_outcomes(session, batch, utcnow()) == {again.id}
+    row_now = task_rows(runtime)[again.id]
+    assert row_now.status == queue.SUCCEEDED and row_now.last_error is None
+    assert engine_events(runtime, "task.dead") == Counter()
+
+
 # -- a deprovisioning does not wait for its batch ---------------------------------------------
 
 

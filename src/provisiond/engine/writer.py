@@ -34,18 +34,29 @@ _CLOSED = {
 }
 
 
-def owned_ids(session: Session, outcomes: Sequence[Outcome]) -> set[str]:
-    """The tasks still running under the lease they were claimed with (locked on PostgreSQL,
-    so a lease release cannot slip in between this check and the write)."""
-    leases = {o.task.id: (o.task.claimed_by, o.task.claimed_at) for o in outcomes}
+def owned_ids(session: Session, outcomes: Sequence[Outcome]) -> set[tuple[str, datetime]]:
+    """The (task id, lease) of the outcomes whose task still runs under the lease it was
+    claimed with (locked on PostgreSQL, so a lease release cannot slip in between this check
+    and the write). By lease, not id: a task this worker claimed again after its lease ran
+    out can have both copies in one batch, and only the newer one may write."""
     statement = _leases(session.get_bind().dialect.name == "postgresql")
     session.flush()  # Core below: what the session holds is sent first, as session.execute would
-    rows = session.connection().execute(statement, {"ids": sorted(leases)})
-    return {
-        task_id
+    ids = sorted({o.task.id for o in outcomes})
+    rows = session.connection().execute(statement, {"ids": ids})
+    current = {
+        task_id: (claimed_by, claimed_at)
         for task_id, status, claimed_by, claimed_at in rows
-        if status == queue.RUNNING and (claimed_by, claimed_at) == leases[task_id]
+        if status == queue.RUNNING
     }
+    return {
+        (o.task.id, o.task.claimed_at)
+        for o in outcomes
+        if current.get(o.task.id) == (o.task.claimed_by, o.task.claimed_at)
+    }
+
+
+def _lease(outcome: Outcome) -> tuple[str, datetime]:
+    return outcome.task.id, outcome.task.claimed_at
 
 
 # The writer's statements are built once, with bound parameters (lists expanded): building a
@@ -104,18 +115,18 @@ def write_outcomes(session: Session, outcomes: Sequence[Outcome], now: datetime)
                              correlation_id=outcome.task.correlation_id, now=now)
     _upsert_accounts(session, [o for o in outcomes if o.account is not None], now)
     revocations.record(session, [o for o in outcomes if o.readback is not None])
-    errors = [o for o in outcomes if o.account_error is not None and o.task.id in owned]
+    errors = [o for o in outcomes if o.account_error is not None and _lease(o) in owned]
     if errors:
         connection.execute(
             _LAST_ERROR,
             [{"a": o.task.app_id, "u": o.task.subject_id, "e": o.account_error} for o in errors],
         )
     events = [row for o in outcomes for row in o.events]
-    events += [row for o in outcomes if o.task.id in owned for row in o.owned_events]
+    events += [row for o in outcomes if _lease(o) in owned for row in o.owned_events]
     if events:
         connection.execute(_INSERT_EVENT, events)
         rollups.add(session, events)
-    closes = [o for o in outcomes if o.task.id in owned and o.write.transition in _CLOSED]
+    closes = [o for o in outcomes if _lease(o) in owned and o.write.transition in _CLOSED]
     if closes:
         connection.execute(
             _CLOSE,
@@ -133,7 +144,7 @@ def write_outcomes(session: Session, outcomes: Sequence[Outcome], now: datetime)
         )
     counts: dict[str, Counter[str]] = defaultdict(Counter)
     for outcome in outcomes:
-        if outcome.task.id not in owned:
+        if _lease(outcome) not in owned:
             continue
         write, task = outcome.write, outcome.task
         if write.transition is Transition.RETRY:
@@ -178,7 +189,7 @@ def write_outcomes(session: Session, outcomes: Sequence[Outcome], now: datetime)
                 session, app_id, sorted(groups), reason="app.account",
                 correlation_id=correlation_id, kind="group",
             )
-    return owned
+    return {task_id for task_id, _ in owned}
 
 
 def _apps_pushing(session: Session, app_ids: set[str]) -> set[str]:
