@@ -221,3 +221,40 @@ def test_a_task_held_twice_is_renewed_only_under_its_newest_lease(runtime: Runti
         (again,) = queue.claim(session, worker.id, 1, now=later)
     renewed = worker._renew([claimed, again])
     assert set(renewed) == {(again.id, again.claimed_at)}
+
+
+def test_a_lease_check_the_database_does_not_answer_retries_the_task(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One failed check answers every task that asked in it: each is retried with backoff,
+    none is buried as dead (and nothing is sent)."""
+    from sqlalchemy.exc import OperationalError
+
+    from provisiond.engine.context import read_context
+    from tests.engine.test_writer import snapshots
+
+    worker, claimed, app_id, _ = _claimed(runtime)
+    waited = replace(claimed, claimed_at=claimed.claimed_at - leases.RECHECK_AFTER * 2)
+
+    def away(tasks: list[queue.Claimed]) -> dict[tuple[str, datetime], queue.Claimed]:
+        raise OperationalError("SELECT", {}, Exception("the database is away"))
+
+    monkeypatch.setattr(worker, "_renew", away)
+    with runtime.db.session() as session:
+        ctx = read_context(session, runtime.vault, app_id)
+    assert ctx is not None
+    snap = snapshots(runtime, app_id, [claimed])[claimed.id]
+
+    async def scenario() -> object:
+        worker._loop = asyncio.get_running_loop()
+        try:
+            return await worker.reconcile_one(ctx, waited, snap)
+        finally:
+            if worker._database is not None:
+                worker._database.shutdown(wait=True)
+
+    outcome = asyncio.run(scenario())
+    assert outcome is not None
+    write = outcome.write  # type: ignore[attr-defined]
+    assert write.transition.name == "RETRY", write
+    assert "database did not answer" in (write.error or "")

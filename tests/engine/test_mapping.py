@@ -34,7 +34,7 @@ COMPILED = {
     for name, document in POLICIES.items()
 }
 
-words = st.text(alphabet=string.ascii_letters + " é", max_size=6)
+words = st.text(alphabet=string.ascii_letters + " é\ud800", max_size=6)
 # Set, unset, or of a type the engine converts or refuses (so that every path is taken).
 values = st.one_of(
     words, words, words, st.none(), st.integers(-3, 3), st.booleans(), st.lists(words, max_size=2),
@@ -96,3 +96,17 @@ def test_the_default_policy_reads_its_direct_mappings_without_the_engine() -> No
     assert policy.attributes(profile)["displayName"] == "Ada L"
     assert policy._rest is not None  # the one mapping left for the engine
     assert policy._rest.attributes == {"displayName", "firstName", "lastName"}
+
+
+def test_a_profile_value_the_engine_refuses_is_refused_on_the_direct_path_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A lone surrogate (only SQLite can store one) is not passed on to the app: the user's
+    operation fails with the engine's reason, as it did before the direct reads."""
+    profile = {"login": "a\ud800", "firstName": "A", "lastName": "B", "email": "a@x",
+               "id": "1", "status": "active"}
+    fast = _outcome(compile_policy(PolicyDocument()).attributes, profile)
+    slow_policy = compile_policy(PolicyDocument())
+    monkeypatch.setattr(slow_policy, "_read_directly", lambda _profile: None)
+    assert fast == _outcome(slow_policy.attributes, profile)
+    assert fast[0] == "error"

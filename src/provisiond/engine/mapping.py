@@ -105,7 +105,7 @@ class CompiledPolicy:
         and checks those), or the other mappings failing together."""
         if self._rest_state != "built" and not self._build_rest():
             return None
-        if any(type(profile.get(name)) is not str for name in self._direct):
+        if any(not _plain(profile.get(name)) for name in self._direct):
             return None
         values: Mapping[str, Any] = {}
         if self._rest is not None:
@@ -197,3 +197,17 @@ def compile_policy(
 def default_policy() -> CompiledPolicy:
     """The policy of an app that has none saved (DEFAULT_MAPPINGS, everyone assigned)."""
     return compile_policy(PolicyDocument())
+
+
+def _plain(value: Any) -> bool:
+    """A string the engine would pass through as it is: a lone surrogate (which only SQLite
+    can store) is refused by the engine, so it takes the engine's path and fails there."""
+    if type(value) is not str:
+        return False
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -86,6 +86,9 @@ DEFAULT_APP_ROOM = 8  # claimed at once for an app whose concurrency is not know
 # How long an app seen empty is trusted to hold only the accounts this worker creates in it:
 # its creates skip the lookup (a duplicate userName is answered 409 and linked, RFC 7644 §3.3).
 KNOWN_EMPTY_SECONDS = 300.0
+# How long a claim that took every due task it could have had keeps freed slots from waking
+# another claim round (engine.worker._release).
+EXHAUSTED_SECONDS = 1.0
 T = TypeVar("T")
 # Task kinds with a reconciler of their own, beside accounts (the default) and pushed groups.
 OTHER_KINDS: dict[str, Callable[[Any, queue.Claimed], Awaitable[None]]] = {
@@ -170,6 +173,7 @@ class Worker:
         # finds nothing to claim (new work wakes the worker, a task coming due ends its idle
         # wait), so it wakes no claim round.
         self._exhausted = False
+        self._exhausted_at = 0.0
         self._news = False  # wake() was called since the last claim
         self._database: ThreadPoolExecutor | None = None
         self._pending: list[tuple[Outcome, asyncio.Future[bool]]] = []
@@ -351,6 +355,7 @@ class Worker:
             # Took all it could: more may be due, so freed slots are worth a claim.
             self._starved = len(claim.tasks) >= min(room_total, max(room_normal, 1))
             self._exhausted = claim.exhausted and not self._starved
+            self._exhausted_at = time.monotonic()
             return claim
         except IntegrityError:
             # An on-demand run took one of these keys in the same instant (uq_tasks_running_key):
@@ -465,14 +470,20 @@ class Worker:
         # or when the last claim took all it could, or nothing runs, and never when the last
         # claim found nothing more it could take: new work wakes the worker through wake()
         # anyway (a leaver's tasks too), and a task coming due ends the idle wait.
+        # "Found nothing more" is trusted for EXHAUSTED_SECONDS only: work can come due
+        # without a wake() (another process's enqueue on SQLite, a held run cancelled
+        # elsewhere, a key an on-demand run held), and should not wait for the idle poll.
+        # A worker that has just emptied claims once whatever the last claim found.
         depth = self._depth(app_id)
         free = self.capacity - len(self._slots)
-        useful = not self._exhausted and (
+        exhausted = (
+            self._exhausted and time.monotonic() - self._exhausted_at < EXHAUSTED_SECONDS
+        )
+        useful = not self._slots or (not exhausted and (
             self._per_app.get(app_id, 0) <= depth - max(1, depth // 2)
             or (self._starved and free >= self._claim_batch)
-            or not self._slots
             or urgent
-        )
+        ))
         if self._wake is not None and useful:
             self._wake.set()
 
@@ -669,6 +680,17 @@ class Worker:
             if retry_after is not None:  # the app's answer to every task: pause it
                 outcome.pause = (retry_after, f"HTTP 429, Retry-After {retry_after:.1f} s")
             return outcome
+        except SQLAlchemyError as exc:
+            # The lease check before sending could not reach the database (a restart, a lock
+            # timeout): nothing was sent, or the send's answer is lost with this attempt; one
+            # failed check answers every task that asked in it, so it is retried, not buried.
+            log.warning("task %s of app %s: the database did not answer (%s); retried",
+                        task.id, task.app_id, type(exc).__name__)
+            result.outcome = "failed"
+            return account_failure(
+                task, snap, f"the database did not answer: {type(exc).__name__}", dead=False,
+                retry_after=None, policy=self.retry_policy, now=utcnow(), result=result,
+            )
         except Exception as exc:  # a bug must not kill the loop; the task is marked dead
             log.exception("task %s of app %s crashed", task.id, task.app_id)
             result.outcome = "failed"
