@@ -94,6 +94,20 @@ def claim_all(rt: Runtime, worker_id: str) -> list[queue.Claimed]:
         return queue.claim(session, worker_id, 100)
 
 
+def claimed_again(rt: Runtime, task: queue.Claimed, owner: str) -> queue.Claimed:
+    """``task``'s lease runs out: released as an orphan, and claimed again by ``owner``."""
+    with rt.db.session() as session:
+        row = session.get(Task, task.id)
+        assert row is not None
+        row.claimed_at = utcnow() - queue.LEASE - queue.LEASE
+    with rt.db.session() as session:
+        assert liveness.release_orphans(session, WORKER_TIMEOUT) == 1
+    with rt.db.session() as session:
+        (again,) = queue.claim(session, owner, 10)
+    assert again.id == task.id and again.claimed_at != task.claimed_at
+    return again
+
+
 def snapshots(rt: Runtime, app_id: str, tasks: Sequence[queue.Claimed]) -> dict[str, Snapshot]:
     now = utcnow()
     with rt.db.session() as session:
@@ -247,15 +261,7 @@ def test_a_task_taken_over_mid_batch_keeps_its_account_but_not_its_transition(
         for t in claimed
     ]
     # Its lease runs out before the batch is written: released, and claimed again.
-    with runtime.db.session() as session:
-        row = session.get(Task, taken.id)
-        assert row is not None
-        row.claimed_at = utcnow() - queue.LEASE - queue.LEASE
-    with runtime.db.session() as session:
-        assert liveness.release_orphans(session, WORKER_TIMEOUT) == 1
-    with runtime.db.session() as session:
-        (again,) = queue.claim(session, new_owner, 10)
-    assert again.id == taken.id and again.claimed_at != taken.claimed_at
+    again = claimed_again(runtime, taken, new_owner)
 
     with runtime.db.session() as session:
         owned = writer.write_outcomes(session, batch, utcnow())
@@ -306,15 +312,7 @@ def test_both_copies_of_a_task_claimed_again_in_one_batch_write_only_the_newer(
     app_id = make_app(runtime)
     synced_users(runtime, app_id, 1)
     (old,) = claim_all(runtime, "w1")
-    with runtime.db.session() as session:
-        row = session.get(Task, old.id)
-        assert row is not None
-        row.claimed_at = utcnow() - queue.LEASE - queue.LEASE
-    with runtime.db.session() as session:
-        assert liveness.release_orphans(session, WORKER_TIMEOUT) == 1
-    with runtime.db.session() as session:
-        (again,) = queue.claim(session, "w1", 10)
-    assert again.id == old.id and again.claimed_at != old.claimed_at
+    again = claimed_again(runtime, old, "w1")
     policy = Worker(runtime.db, runtime.settings, runtime.vault).retry_policy
     snap = snapshots(runtime, app_id, [again])[again.id]
     stale = account_failure(old, snap, "HTTP 400: bad", dead=True, retry_after=None,
