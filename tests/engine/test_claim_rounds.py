@@ -46,21 +46,21 @@ def test_a_freed_slot_wakes_a_round_unless_the_last_claim_found_nothing_more(
     worker = Worker(runtime.db, runtime.settings, runtime.vault)
     with runtime.db.session() as session:
         first, second = queue.claim(session, worker.id, 2)
-    trusted = time.monotonic()
-    stale = trusted - worker_module.EXHAUSTED_SECONDS - 1
-    cases = [(False, trusted, True), (True, trusted, False), (True, stale, True)]
-    for exhausted, at, wakes in cases:
+    now = time.monotonic()
+    trusted, stale = now + worker_module.EXHAUSTED_SECONDS, now - 1
+    cases = [(False, 0.0, True), (True, trusted, False), (True, stale, True)]
+    for exhausted, until, wakes in cases:
         worker._wake = asyncio.Event()
-        worker._exhausted, worker._exhausted_at = exhausted, at
+        worker._exhausted_until = until
         worker._slots = {(t.id, t.claimed_at): (app_id, False) for t in (first, second)}
         worker._per_app.clear()
         worker._per_app[app_id] = 2
         worker._release(first)
         # Half of the app's depth is free: worth a round, unless nothing more was due a
         # moment ago (found long ago, it is not trusted: work can come due without a wake).
-        assert worker._wake.is_set() is wakes, (exhausted, at)
+        assert worker._wake.is_set() is wakes, (exhausted, until)
     # The last slot freed: the worker claims once, whatever the last claim found.
     worker._wake = asyncio.Event()
-    worker._exhausted, worker._exhausted_at = True, time.monotonic()
+    worker._exhausted_until = time.monotonic() + worker_module.EXHAUSTED_SECONDS
     worker._release(second)
     assert not worker._slots and worker._wake.is_set()

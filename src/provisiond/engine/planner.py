@@ -80,19 +80,11 @@ def diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[Change, ...]:
 
     An attribute that ``new`` does not manage is left alone: provisiond only owns what it maps.
     """
-    lowered: dict[str, Any] | None = None  # old's names folded, built only when one is needed
     changes = []
     for name, value in new.items():
         if name.lower() in _IGNORED:
             continue
-        if name in old:
-            before = old[name]
-        else:
-            if lowered is None:
-                lowered = {}
-                for key, item in old.items():  # the first spelling wins, as _get's
-                    lowered.setdefault(key.lower(), item)
-            before = lowered.get(name.lower())
+        before = _get(old, name)
         # Normalising is most of the planner's time, and most values are either equal as they
         # are (an update that changes nothing) or new (a create): neither needs it.
         if before is None:

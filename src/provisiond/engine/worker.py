@@ -169,11 +169,9 @@ class Worker:
         self._concurrency: dict[str, int] = {}  # each app's limit, as last read
         self._claim_batch = max(1, self.capacity // 8)
         self._starved = False
-        # The last claim took every due task it could have had, room or not: a freed slot
-        # finds nothing to claim (new work wakes the worker, a task coming due ends its idle
-        # wait), so it wakes no claim round.
-        self._exhausted = False
-        self._exhausted_at = 0.0
+        # Until then (monotonic), the last claim's "took every due task it could have had,
+        # room or not" holds: a freed slot finds nothing to claim, so it wakes no claim round.
+        self._exhausted_until = 0.0
         self._news = False  # wake() was called since the last claim
         self._database: ThreadPoolExecutor | None = None
         self._pending: list[tuple[Outcome, asyncio.Future[bool]]] = []
@@ -354,13 +352,13 @@ class Worker:
             )
             # Took all it could: more may be due, so freed slots are worth a claim.
             self._starved = len(claim.tasks) >= min(room_total, max(room_normal, 1))
-            self._exhausted = claim.exhausted and not self._starved
-            self._exhausted_at = time.monotonic()
+            exhausted = claim.exhausted and not self._starved
+            self._exhausted_until = time.monotonic() + EXHAUSTED_SECONDS if exhausted else 0.0
             return claim
         except IntegrityError:
             # An on-demand run took one of these keys in the same instant (uq_tasks_running_key):
             # nothing was claimed; the next round claims what is still queued.
-            self._exhausted = False
+            self._exhausted_until = 0.0
             return _Claim([])
 
     def _claim_and_read(self, *args: Any) -> _Claim:
@@ -466,19 +464,15 @@ class Worker:
         if self._per_app[app_id] <= 0:
             del self._per_app[app_id]
         self._urgent -= urgent
-        # A freed slot is worth a claim (a transaction) once half of the app's depth is free,
-        # or when the last claim took all it could, or nothing runs, and never when the last
-        # claim found nothing more it could take: new work wakes the worker through wake()
-        # anyway (a leaver's tasks too), and a task coming due ends the idle wait.
-        # "Found nothing more" is trusted for EXHAUSTED_SECONDS only: work can come due
-        # without a wake() (another process's enqueue on SQLite, a held run cancelled
-        # elsewhere, a key an on-demand run held), and should not wait for the idle poll.
-        # A worker that has just emptied claims once whatever the last claim found.
+        # A freed slot is worth a claim (a transaction) when nothing runs any more, or once
+        # half of the app's depth is free, or when the last claim took all it could; not
+        # while the last claim found nothing more it could take (new work, a leaver's too,
+        # wakes the worker through wake()). That is trusted for EXHAUSTED_SECONDS only: work
+        # can come due without a wake() (another process's enqueue on SQLite, a held run
+        # cancelled elsewhere, a key an on-demand run held).
         depth = self._depth(app_id)
         free = self.capacity - len(self._slots)
-        exhausted = (
-            self._exhausted and time.monotonic() - self._exhausted_at < EXHAUSTED_SECONDS
-        )
+        exhausted = time.monotonic() < self._exhausted_until
         useful = not self._slots or (not exhausted and (
             self._per_app.get(app_id, 0) <= depth - max(1, depth // 2)
             or (self._starved and free >= self._claim_batch)

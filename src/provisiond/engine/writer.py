@@ -34,12 +34,12 @@ _CLOSED = {
 }
 
 
-def owned_ids(session: Session, outcomes: Sequence[Outcome]) -> set[tuple[str, datetime]]:
+def owned_leases(session: Session, outcomes: Sequence[Outcome]) -> set[tuple[str, datetime]]:
     """The (task id, lease) of the outcomes whose task still runs under the lease it was
     claimed with (locked on PostgreSQL, so a lease release cannot slip in between this check
     and the write). By lease, not id: a task this worker claimed again after its lease ran
     out can have both copies in one batch, and only the newer one may write."""
-    statement = _leases(session.get_bind().dialect.name == "postgresql")
+    statement = _locked(_LEASES, _on_postgresql(session))
     session.flush()  # Core below: what the session holds is sent first, as session.execute would
     ids = sorted({o.task.id for o in outcomes})
     rows = session.connection().execute(statement, {"ids": ids})
@@ -61,12 +61,20 @@ def _lease(outcome: Outcome) -> tuple[str, datetime]:
 
 # The writer's statements are built once, with bound parameters (lists expanded): building a
 # select and its cache key per batch cost as much as running it on SQLite.
-@lru_cache(maxsize=2)
-def _leases(locked: bool) -> Any:
-    statement = select(Task.id, Task.status, Task.claimed_by, Task.claimed_at).where(
-        Task.id.in_(bindparam("ids", expanding=True))
-    )
-    return statement.with_for_update() if locked else statement
+_LEASES = select(Task.id, Task.status, Task.claimed_by, Task.claimed_at).where(
+    Task.id.in_(bindparam("ids", expanding=True))
+)
+
+
+@lru_cache(maxsize=8)
+def _locked(statement: Any, postgresql: bool) -> Any:
+    """``statement`` taking row locks on PostgreSQL (parallel workers write the same rows),
+    built once: SQLite has no row locks, its writer holds the whole database."""
+    return statement.with_for_update() if postgresql else statement
+
+
+def _on_postgresql(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
 
 
 _PUSHING = (
@@ -103,7 +111,7 @@ def write_outcomes(session: Session, outcomes: Sequence[Outcome], now: datetime)
     """Write a batch; returns the ids of the tasks whose transition was written."""
     if not outcomes:
         return set()
-    owned = owned_ids(session, outcomes)
+    owned = owned_leases(session, outcomes)
     connection = session.connection()  # one for the transaction: each lookup costs
     for outcome in outcomes:
         if outcome.pause is not None:
@@ -287,21 +295,11 @@ _FINISH = (
 _APP_NAME = select(App.name).where(App.id == bindparam("aid"))
 
 
-@lru_cache(maxsize=2)
-def _run_statement(locked: bool) -> Any:
-    return _RUN.with_for_update() if locked else _RUN
-
-
-@lru_cache(maxsize=2)
-def _run_status(locked: bool) -> Any:
-    return _RUN_STATUS.with_for_update() if locked else _RUN_STATUS
-
-
 def still_held(session: Session, run_id: str) -> bool:
     """Whether the run is held, read under a row lock on PostgreSQL: an approve or a cancel
     (which update the run) either commits first and is seen here, or waits for the caller's
     transaction and then sees what the caller wrote (a deferred task it makes due)."""
-    statement = _run_status(session.get_bind().dialect.name == "postgresql")
+    statement = _locked(_RUN_STATUS, _on_postgresql(session))
     session.flush()  # Core below: what the session holds is sent first
     return session.connection().execute(statement, {"rid": run_id}).scalar() == "held"
 
@@ -314,7 +312,7 @@ def count_outcomes(
     Core, not the ORM: loading the run as an object and flushing it back was a third of a
     batch's write (bench/RESULTS.md §18). The row is locked on PostgreSQL: parallel workers
     update the same counts."""
-    statement = _run_statement(session.get_bind().dialect.name == "postgresql")
+    statement = _locked(_RUN, _on_postgresql(session))
     session.flush()  # Core below: what the session holds is sent first
     connection = session.connection()
     run = connection.execute(statement, {"rid": run_id}).first()
